@@ -1,0 +1,34 @@
+//! # bpf-isa
+//!
+//! Every eBPF instruction of RFC 9669 and of the Linux kernel's extensions as a
+//! typed value ([`Insn`]), with decoding and validation that report the
+//! offending instruction index ([`Error`]), encoding, a disassembler in the
+//! kernel/LLVM syntax and an assembler for that syntax and for the uBPF-style
+//! syntax of the bpf_conformance suite.
+//!
+//! ```
+//! use bpf_isa::{Insn, Program, Reg, Source, AluOp, Width};
+//!
+//! let prog = Program::from_insns(vec![
+//!     Insn::Alu { width: Width::W64, op: AluOp::Mov, dst: Reg::R0, src: Source::Imm(42) },
+//!     Insn::Exit,
+//! ]);
+//! let bytes = prog.to_bytes();
+//! let back = Program::decode_validated(&bytes).unwrap();
+//! assert_eq!(back, prog);
+//! ```
+
+pub mod decode;
+pub mod encode;
+pub mod error;
+pub mod insn;
+pub mod opcode;
+pub mod program;
+pub mod raw;
+
+pub use decode::{decode_at, decode_slots};
+pub use encode::{encode, encode_into};
+pub use error::{Error, ErrorKind};
+pub use insn::*;
+pub use program::{Flow, InsnIdx, Program};
+pub use raw::RawInsn;
