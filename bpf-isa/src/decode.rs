@@ -159,13 +159,20 @@ fn decode_jmp(r: RawInsn, width: Width) -> Result<Insn, ErrorKind> {
             });
         }
         BPF_CALL if width == Width::W64 => {
-            check_zero(code, r.dst == 0, "dst")?;
             if src(code) == BPF_X {
                 check_zero(code, r.src == 0, "src")?;
                 check_zero(code, r.off == 0, "off")?;
-                let n = u8::try_from(r.imm).map_err(|_| reserved(code, "imm"))?;
+                // LLVM 19 and bpf_conformance put the register in `dst` (imm 0);
+                // older LLVM put it in `imm` (dst 0). Both are accepted.
+                let n = if r.imm == 0 {
+                    r.dst
+                } else {
+                    check_zero(code, r.dst == 0, "dst")?;
+                    u8::try_from(r.imm).map_err(|_| reserved(code, "imm"))?
+                };
                 return Ok(Insn::CallReg { reg: reg(n)? });
             }
+            check_zero(code, r.dst == 0, "dst")?;
             let target = match r.src {
                 BPF_PSEUDO_HELPER_CALL => {
                     check_zero(code, r.off == 0, "off")?;

@@ -138,7 +138,7 @@ pub fn encode(insn: &Insn) -> (RawInsn, Option<RawInsn>) {
                 r(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, off, btf_id)
             }
         }),
-        Insn::CallReg { reg } => one(r(BPF_JMP | BPF_CALL | BPF_X, 0, 0, 0, reg.num() as i32)),
+        Insn::CallReg { reg } => one(r(BPF_JMP | BPF_CALL | BPF_X, reg.num(), 0, 0, 0)),
         Insn::Exit => one(r(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)),
         Insn::LdImm64 { dst, src } => {
             let (pseudo, lo, hi) = match src {

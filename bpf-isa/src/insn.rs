@@ -512,7 +512,11 @@ pub enum Insn {
     },
     /// Call a helper, a subprogram or a kfunc.
     Call(CallTarget),
-    /// Call through a register, `callx` (`BPF_JMP | BPF_CALL | BPF_X`, register number in `imm`, as LLVM and uBPF encode it; the Linux kernel rejects it).
+    /// Call through a register, `callx` (`BPF_JMP | BPF_CALL | BPF_X`; the Linux kernel rejects it).
+    ///
+    /// Encoded with the register number in `dst` and `imm == 0`, as LLVM 19 and
+    /// the bpf_conformance assembler do; decoding also accepts the older LLVM
+    /// encoding with the register number in `imm` and `dst == 0`.
     CallReg {
         /// The register holding the target.
         reg: Reg,

@@ -18,7 +18,11 @@
 //! assert_eq!(back, prog);
 //! ```
 
+#[cfg(feature = "arbitrary")]
+pub mod arbitrary;
+pub mod asm;
 pub mod decode;
+pub mod disasm;
 pub mod encode;
 pub mod error;
 pub mod insn;
@@ -26,9 +30,16 @@ pub mod opcode;
 pub mod program;
 pub mod raw;
 
+pub use asm::{assemble, assemble_ubpf, AsmError};
 pub use decode::{decode_at, decode_slots};
+pub use disasm::{fmt_insn, fmt_program, write_insn, DisasmOptions};
 pub use encode::{encode, encode_into};
 pub use error::{Error, ErrorKind};
 pub use insn::*;
 pub use program::{Flow, InsnIdx, Program};
 pub use raw::RawInsn;
+
+/// The examples of `README.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -63,7 +63,7 @@ impl RawInsn {
 
     /// Splits a byte buffer into slots; `None` if its length is not a multiple of 8.
     pub fn slice_from_bytes(bytes: &[u8]) -> Option<Vec<RawInsn>> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         Some(
