@@ -1,0 +1,365 @@
+//! Maps (kernel flag and errno semantics), map helpers, tail calls, bpf_loop,
+//! ring buffers, and atomics on shared map values across threads.
+
+use std::sync::Arc;
+
+use bpf_isa::{assemble, Program};
+use bpf_vm::maps::{set_current_cpu, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
+use bpf_vm::{Interpreter, Map, MapDef, MapError, MapType};
+
+fn asm(src: &str) -> Program {
+    assemble(src).unwrap_or_else(|e| panic!("assembly failed: {e}\n{src}"))
+}
+
+fn def(t: MapType, k: u32, v: u32, n: u32) -> MapDef {
+    MapDef {
+        map_type: t,
+        key_size: k,
+        value_size: v,
+        max_entries: n,
+    }
+}
+
+#[test]
+fn hash_map_flags_and_errno() {
+    let m = Map::new(def(MapType::Hash, 4, 8, 2)).expect("map");
+    let k = |n: u32| n.to_le_bytes();
+    assert_eq!(m.update(&k(1), &[1; 8], BPF_EXIST), Err(MapError::NoEntry));
+    assert_eq!(m.update(&k(1), &[1; 8], BPF_NOEXIST), Ok(()));
+    assert_eq!(m.update(&k(1), &[2; 8], BPF_NOEXIST), Err(MapError::Exists));
+    assert_eq!(m.update(&k(1), &[3; 8], BPF_EXIST), Ok(()));
+    assert_eq!(m.lookup(&k(1)), Ok(vec![3; 8]));
+    assert_eq!(m.update(&k(2), &[4; 8], BPF_ANY), Ok(()));
+    assert_eq!(m.update(&k(3), &[5; 8], BPF_ANY), Err(MapError::TooBig));
+    assert_eq!(m.update(&k(3), &[5; 8], 4), Err(MapError::Invalid));
+    assert_eq!(m.delete(&k(1)), Ok(()));
+    assert_eq!(m.delete(&k(1)), Err(MapError::NoEntry));
+    assert_eq!(m.lookup(&k(1)), Err(MapError::NoEntry));
+    assert_eq!(MapError::Exists.to_errno(), -17);
+    assert_eq!(MapError::NoEntry.to_errno(), -2);
+    assert_eq!(MapError::TooBig.to_errno(), -7);
+}
+
+#[test]
+fn array_map_semantics() {
+    let m = Map::new(def(MapType::Array, 4, 4, 3)).expect("map");
+    assert_eq!(m.lookup(&2u32.to_le_bytes()), Ok(vec![0; 4]));
+    assert_eq!(
+        m.update(&3u32.to_le_bytes(), &[1; 4], BPF_ANY),
+        Err(MapError::TooBig)
+    );
+    assert_eq!(
+        m.update(&0u32.to_le_bytes(), &[1; 4], BPF_NOEXIST),
+        Err(MapError::Exists)
+    );
+    assert_eq!(m.delete(&0u32.to_le_bytes()), Err(MapError::Invalid));
+}
+
+#[test]
+fn lru_evicts_least_recently_used() {
+    let m = Map::new(def(MapType::LruHash, 4, 4, 2)).expect("map");
+    let k = |n: u32| n.to_le_bytes();
+    m.update(&k(1), &[1; 4], BPF_ANY).expect("1");
+    m.update(&k(2), &[2; 4], BPF_ANY).expect("2");
+    m.lookup(&k(1)).expect("touch 1");
+    m.update(&k(3), &[3; 4], BPF_ANY).expect("3 evicts 2");
+    assert_eq!(m.lookup(&k(2)), Err(MapError::NoEntry));
+    assert_eq!(m.lookup(&k(1)), Ok(vec![1; 4]));
+    assert_eq!(m.lookup(&k(3)), Ok(vec![3; 4]));
+}
+
+/// Program: increments the u64 at key 0 of map fd 1 with an atomic add,
+/// returns the helper results of update(NOEXIST) on key 0 and the value seen.
+const COUNTER: &str = "
+    *(u32 *)(r10 - 4) = 0
+    r1 = map[fd:1]
+    r2 = r10
+    r2 += -4
+    call 1
+    if r0 == 0 goto miss
+    r1 = 1
+    lock *(u64 *)(r0 + 0) += r1
+    r0 = *(u64 *)(r0 + 0)
+    exit
+miss:
+    r0 = -1
+    exit";
+
+#[test]
+fn program_lookup_and_atomic_add_across_threads() {
+    let m = Map::new(def(MapType::Array, 4, 8, 1)).expect("map");
+    let vm = Arc::new(
+        Interpreter::builder(&asm(COUNTER))
+            .map(1, m.clone())
+            .build()
+            .expect("build"),
+    );
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let vm = vm.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    assert!(vm.run_mem(&mut []).expect("run") >= 1);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    assert_eq!(
+        m.lookup(&0u32.to_le_bytes()),
+        Ok(2000u64.to_le_bytes().to_vec())
+    );
+}
+
+#[test]
+fn program_update_returns_negative_errno() {
+    let m = Map::new(def(MapType::Hash, 4, 8, 4)).expect("map");
+    // update(key 7, value 9, NOEXIST) twice: 0 then -EEXIST; delete(8): -ENOENT.
+    let src = "
+        *(u32 *)(r10 - 4) = 7
+        *(u64 *)(r10 - 16) = 9
+        r1 = map[fd:1]
+        r2 = r10
+        r2 += -4
+        r3 = r10
+        r3 += -16
+        r4 = 1
+        call 2
+        r6 = r0
+        r1 = map[fd:1]
+        r2 = r10
+        r2 += -4
+        r3 = r10
+        r3 += -16
+        r4 = 1
+        call 2
+        r7 = r0
+        *(u32 *)(r10 - 4) = 8
+        r1 = map[fd:1]
+        r2 = r10
+        r2 += -4
+        call 3
+        r0 &= 0xff
+        r7 &= 0xff
+        r6 &= 0xff
+        r0 <<= 16
+        r7 <<= 8
+        r0 |= r7
+        r0 |= r6
+        exit";
+    let vm = Interpreter::builder(&asm(src))
+        .map(1, m.clone())
+        .build()
+        .expect("build");
+    // (-2 & 0xff) << 16 | (-17 & 0xff) << 8 | 0
+    let want = (0xfeu64 << 16) | (0xefu64 << 8);
+    assert_eq!(vm.run_mem(&mut []), Ok(want));
+    assert_eq!(
+        m.lookup(&7u32.to_le_bytes()),
+        Ok(9u64.to_le_bytes().to_vec())
+    );
+}
+
+#[test]
+fn percpu_array_uses_this_threads_slot() {
+    let m = Map::with_ncpus(def(MapType::PercpuArray, 4, 8, 1), 2).expect("map");
+    let vm = Interpreter::builder(&asm(COUNTER))
+        .map(1, m.clone())
+        .build()
+        .expect("build");
+    set_current_cpu(1);
+    assert_eq!(vm.run_mem(&mut []), Ok(1));
+    assert_eq!(vm.run_mem(&mut []), Ok(2));
+    set_current_cpu(0);
+    assert_eq!(vm.run_mem(&mut []), Ok(1));
+    let all = m.lookup(&0u32.to_le_bytes()).expect("lookup");
+    let mut want = 1u64.to_le_bytes().to_vec();
+    want.extend_from_slice(&2u64.to_le_bytes());
+    assert_eq!(all, want);
+}
+
+#[test]
+fn tail_calls_and_their_limit() {
+    let pa = Map::new(def(MapType::ProgArray, 4, 4, 2)).expect("prog array");
+    let counter = Map::new(def(MapType::Array, 4, 8, 1)).expect("counter");
+    let target = Interpreter::new(&asm("r0 = 42\nexit")).expect("target");
+    pa.as_prog_array()
+        .expect("prog array")
+        .set(0, Some(Arc::new(target)))
+        .expect("set");
+    let caller = asm("r2 = map[fd:1]\nr3 = 0\ncall 12\nr0 = 1\nexit");
+    let vm = Interpreter::builder(&caller)
+        .map(1, pa.clone())
+        .build()
+        .expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(42));
+    // An empty slot falls through.
+    let vm = Interpreter::builder(&asm("r2 = map[fd:1]\nr3 = 1\ncall 12\nr0 = 1\nexit"))
+        .map(1, pa.clone())
+        .build()
+        .expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(1));
+    // A program that counts its executions and tail-calls itself (slot 1):
+    // 1 run + 33 tail calls.
+    let selfcall = format!(
+        "{}\n",
+        "
+        r6 = r1
+        *(u32 *)(r10 - 4) = 0
+        r1 = map[fd:2]
+        r2 = r10
+        r2 += -4
+        call 1
+        if r0 == 0 goto out
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+        r1 = r6
+        r2 = map[fd:1]
+        r3 = 1
+        call 12
+    out:
+        r0 = 7
+        exit"
+    );
+    let me = Arc::new(
+        Interpreter::builder(&asm(&selfcall))
+            .map(1, pa.clone())
+            .map(2, counter.clone())
+            .build()
+            .expect("build"),
+    );
+    pa.as_prog_array()
+        .expect("prog array")
+        .set(1, Some(me.clone()))
+        .expect("set");
+    assert_eq!(me.run_mem(&mut []), Ok(7));
+    assert_eq!(
+        counter.lookup(&0u32.to_le_bytes()),
+        Ok(34u64.to_le_bytes().to_vec())
+    );
+    // Break the cycle so the test does not leak.
+    pa.as_prog_array().expect("pa").set(1, None).expect("clear");
+}
+
+#[test]
+fn bpf_loop_runs_callback() {
+    let src = "
+        *(u64 *)(r10 - 8) = 0
+        r1 = 10
+        r2 = subprog[cb]
+        r3 = r10
+        r3 += -8
+        r4 = 0
+        call 181
+        r6 = r0
+        r0 = *(u64 *)(r10 - 8)
+        r0 <<= 8
+        r0 += r6
+        exit
+    cb:
+        r3 = *(u64 *)(r2 + 0)
+        r3 += r1
+        *(u64 *)(r2 + 0) = r3
+        r0 = 0
+        exit";
+    let vm = Interpreter::new(&asm(src)).expect("build");
+    // sum(0..10) = 45 after 10 iterations.
+    assert_eq!(vm.run_mem(&mut []), Ok((45 << 8) + 10));
+    // A callback returning 1 stops after the first iteration: bpf_loop returns 1.
+    let src = "r1 = 10\nr2 = subprog[cb]\nr3 = 0\nr4 = 0\ncall 181\nexit\ncb: r0 = 1\nexit";
+    let vm = Interpreter::new(&asm(src)).expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(1));
+    // Flags must be zero: -EINVAL.
+    let src = "r1 = 10\nr2 = subprog[cb]\nr3 = 0\nr4 = 1\ncall 181\nexit\ncb: r0 = 1\nexit";
+    let vm = Interpreter::new(&asm(src)).expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(-22i64 as u64));
+}
+
+#[test]
+fn ring_buffer_reserve_submit_discard_output() {
+    let rb = Map::new(def(MapType::RingBuf, 0, 0, 4096)).expect("ringbuf");
+    let src = "
+        r1 = map[fd:1]
+        r2 = 8
+        r3 = 0
+        call 131
+        if r0 == 0 goto fail
+        r1 = 0x1122
+        *(u64 *)(r0 + 0) = r1
+        r1 = r0
+        r2 = 0
+        call 132
+        r1 = map[fd:1]
+        r2 = 4
+        r3 = 0
+        call 131
+        if r0 == 0 goto fail
+        r1 = r0
+        r2 = 0
+        call 133
+        *(u32 *)(r10 - 4) = 0x33
+        r1 = map[fd:1]
+        r2 = r10
+        r2 += -4
+        r3 = 4
+        r4 = 0
+        call 130
+        exit
+    fail:
+        r0 = 99
+        exit";
+    let vm = Interpreter::builder(&asm(src))
+        .map(1, rb.clone())
+        .build()
+        .expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(0));
+    let recs = rb.as_ringbuf().expect("ringbuf").drain();
+    assert_eq!(
+        recs,
+        vec![
+            0x1122u64.to_le_bytes().to_vec(),
+            0x33u32.to_le_bytes().to_vec()
+        ]
+    );
+    // Reserving more than fits fails with NULL.
+    let big = "r1 = map[fd:1]\nr2 = 8192\nr3 = 0\ncall 131\nexit";
+    let vm = Interpreter::builder(&asm(big))
+        .map(1, rb.clone())
+        .build()
+        .expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(0));
+}
+
+#[test]
+fn map_value_out_of_bounds_is_a_fault() {
+    let m = Map::new(def(MapType::Array, 4, 8, 1)).expect("map");
+    let src = "
+        *(u32 *)(r10 - 4) = 0
+        r1 = map[fd:1]
+        r2 = r10
+        r2 += -4
+        call 1
+        if r0 == 0 goto out
+        r0 = *(u64 *)(r0 + 8)
+    out:
+        exit";
+    let vm = Interpreter::builder(&asm(src))
+        .map(1, m)
+        .build()
+        .expect("build");
+    let err = vm.run_mem(&mut []);
+    assert!(
+        matches!(
+            err,
+            Err(bpf_vm::VmError::MemoryFault {
+                insn: 7,
+                size: 8,
+                write: false,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
