@@ -1,0 +1,621 @@
+#![doc = include_str!("../README.md")]
+
+pub mod enc;
+#[cfg(test)]
+mod tests;
+
+use bpf_isa::{Program, Reg as BpfReg, Size};
+use bpf_jit::{
+    AluKind, CodeBuffer, CompiledCode, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind,
+    JitError, JitErrorKind, JitOptions, JitProgram, Label, MacroAssembler, OperandSize, RegImm,
+    RmwKind, ShiftKind,
+};
+
+use enc::{Alu1, Cc, Gpr, Mem, Shift, Sz};
+
+/// Native register of each eBPF register `r0`..`r10` (the kernel's choice:
+/// with it the eBPF calling convention *is* the SysV one, so helper calls
+/// need no argument shuffling).
+pub const REG_MAP: [Gpr; 11] = [
+    Gpr::RAX, // r0: return value
+    Gpr::RDI, // r1: 1st argument
+    Gpr::RSI, // r2: 2nd argument
+    Gpr::RDX, // r3: 3rd argument
+    Gpr::RCX, // r4: 4th argument
+    Gpr::R8,  // r5: 5th argument
+    Gpr::RBX, // r6: callee-saved
+    Gpr::R13, // r7: callee-saved
+    Gpr::R14, // r8: callee-saved
+    Gpr::R15, // r9: callee-saved
+    Gpr::RBP, // r10: frame pointer
+];
+
+/// Scratch register for temporaries inside one lowered instruction (the kernel's `AUX_REG`).
+pub const AUX: Gpr = Gpr::R11;
+/// Second scratch register (saves `rax` around the fetch-op loops).
+pub const AUX2: Gpr = Gpr::R10;
+
+/// Bytes from an entry to the end of its fixed-size head (`nop5` + `xor eax, eax`
+/// or `nop2`): where a future tail call will enter a program, keeping the
+/// tail-call counter the caller left in `rax`.
+pub const TAIL_CALL_ENTRY_OFFSET: u32 = 7;
+/// Size of the whole prologue before the callee-saved pushes: the head plus
+/// `push rbp` (1), `mov rbp, rsp` (3) and `sub rsp, imm32` (7).
+pub const FRAME_SETUP_FIXED_SIZE: u32 = TAIL_CALL_ENTRY_OFFSET + 11;
+
+/// The x86-64 implementation of [`MacroAssembler`].
+#[derive(Debug, Default)]
+pub struct X86Masm {
+    buf: CodeBuffer,
+}
+
+impl X86Masm {
+    /// A backend with an empty buffer.
+    pub fn new() -> X86Masm {
+        X86Masm::default()
+    }
+
+    #[inline]
+    fn b(&mut self) -> &mut CodeBuffer {
+        &mut self.buf
+    }
+
+    /// Emits a short forward `jcc` with a placeholder; returns the position
+    /// of its displacement byte for [`X86Masm::patch_here`].
+    #[inline]
+    fn jcc_fwd(&mut self, cc: Cc) -> usize {
+        enc::jcc_short(&mut self.buf, cc, 0);
+        self.buf.bytes().len() - 1
+    }
+
+    /// Emits a short forward `jmp` with a placeholder.
+    #[inline]
+    fn jmp_fwd(&mut self) -> usize {
+        enc::jmp_short(&mut self.buf, 0);
+        self.buf.bytes().len() - 1
+    }
+
+    /// Points the short jump whose displacement byte is at `at` to the current offset.
+    #[inline]
+    fn patch_here(&mut self, at: usize) {
+        let rel = self.buf.bytes().len() as i64 - (at as i64 + 1);
+        if let Some(byte) = self.buf.bytes_mut().get_mut(at) {
+            // Internal sequences are far shorter than 127 bytes.
+            *byte = rel as i8 as u8;
+        }
+    }
+}
+
+#[inline]
+const fn sz(size: OperandSize) -> Sz {
+    match size {
+        OperandSize::S32 => Sz::W,
+        OperandSize::S64 => Sz::Q,
+    }
+}
+
+#[inline]
+const fn msz(size: Size) -> Sz {
+    match size {
+        Size::B => Sz::B,
+        Size::H => Sz::H,
+        Size::W => Sz::W,
+        Size::DW => Sz::Q,
+    }
+}
+
+const fn rmw_size(size: Size) -> Result<Sz, JitErrorKind> {
+    match size {
+        Size::W => Ok(Sz::W),
+        Size::DW => Ok(Sz::Q),
+        s => Err(JitErrorKind::BadSize(s.bytes())),
+    }
+}
+
+const fn cc(cond: IntCmpKind) -> Cc {
+    match cond {
+        IntCmpKind::Eq => Cc::E,
+        IntCmpKind::Ne | IntCmpKind::TestNonZero => Cc::Ne,
+        IntCmpKind::GtU => Cc::A,
+        IntCmpKind::GeU => Cc::Ae,
+        IntCmpKind::LtU => Cc::B,
+        IntCmpKind::LeU => Cc::Be,
+        IntCmpKind::GtS => Cc::G,
+        IntCmpKind::GeS => Cc::Ge,
+        IntCmpKind::LtS => Cc::L,
+        IntCmpKind::LeS => Cc::Le,
+    }
+}
+
+/// Callee-saved eBPF registers in push order.
+const SAVED: [BpfReg; 4] = [BpfReg::R6, BpfReg::R7, BpfReg::R8, BpfReg::R9];
+
+impl MacroAssembler for X86Masm {
+    type Reg = Gpr;
+    type Address = Mem;
+    const PAD_BYTE: u8 = 0xcc;
+
+    fn buffer(&self) -> &CodeBuffer {
+        &self.buf
+    }
+
+    fn buffer_mut(&mut self) -> &mut CodeBuffer {
+        &mut self.buf
+    }
+
+    #[inline]
+    fn reg(&self, r: BpfReg) -> Gpr {
+        REG_MAP[r.idx()]
+    }
+
+    #[inline]
+    fn address(&mut self, base: Gpr, off: i32) -> Mem {
+        Mem { base, disp: off }
+    }
+
+    // ---- frame ----------------------------------------------------------------
+
+    fn entry_padding(&mut self, kind: EntryKind) {
+        enc::nop5(self.b());
+        match kind {
+            EntryKind::Main => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, Gpr::RAX, Gpr::RAX),
+            EntryKind::Subprog => enc::nop2(self.b()),
+        }
+    }
+
+    fn frame_setup(&mut self, frame: &FrameInfo) {
+        let b = self.b();
+        enc::push(b, Gpr::RBP);
+        enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
+        let pushes = SAVED.iter().filter(|r| frame.saves(**r)).count() as u32;
+        // Entry rsp = 8 (mod 16); after `push rbp` 0; keep it 0 after the pushes.
+        let pad = if pushes % 2 == 1 { 8 } else { 0 };
+        enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(pad));
+        for r in SAVED {
+            if frame.saves(r) {
+                enc::push(b, REG_MAP[r.idx()]);
+            }
+        }
+    }
+
+    fn frame_restore_and_return(&mut self, frame: &FrameInfo) {
+        let b = self.b();
+        for r in SAVED.iter().rev() {
+            if frame.saves(*r) {
+                enc::pop(b, REG_MAP[r.idx()]);
+            }
+        }
+        enc::leave(b);
+        enc::ret(b);
+    }
+
+    // ---- moves ----------------------------------------------------------------
+
+    #[inline]
+    fn mov(&mut self, size: OperandSize, dst: Gpr, src: Gpr) {
+        if size == OperandSize::S64 && dst == src {
+            return;
+        }
+        enc::mov_rr(self.b(), sz(size), dst, src);
+    }
+
+    #[inline]
+    fn mov_imm(&mut self, dst: Gpr, value: u64) {
+        let b = self.b();
+        if value == 0 {
+            enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst);
+        } else if let Ok(v) = u32::try_from(value) {
+            enc::mov_r32_imm(b, dst, v);
+        } else if let Ok(v) = i32::try_from(value as i64) {
+            enc::mov_r64_simm(b, dst, v);
+        } else {
+            enc::movabs(b, dst, value);
+        }
+    }
+
+    fn extend(&mut self, kind: ExtendKind, dst: Gpr, src: Gpr) {
+        let b = self.b();
+        match kind {
+            ExtendKind::I8To32 => enc::movsx_r8(b, Sz::W, dst, src),
+            ExtendKind::I16To32 => enc::movsx_r16(b, Sz::W, dst, src),
+            ExtendKind::I8To64 => enc::movsx_r8(b, Sz::Q, dst, src),
+            ExtendKind::I16To64 => enc::movsx_r16(b, Sz::Q, dst, src),
+            ExtendKind::I32To64 => enc::movsxd_rr(b, dst, src),
+        }
+    }
+
+    fn zero_extend(&mut self, bits: u8, dst: Gpr, src: Gpr) {
+        match bits {
+            16 => enc::movzx_r32_r16(self.b(), dst, src),
+            32 => enc::mov_rr(self.b(), Sz::W, dst, src),
+            _ => self.mov(OperandSize::S64, dst, src),
+        }
+    }
+
+    fn byte_swap(&mut self, bits: u8, dst: Gpr, src: Gpr) {
+        self.mov(OperandSize::S64, dst, src);
+        let b = self.b();
+        match bits {
+            16 => {
+                enc::shift_ri(b, Sz::H, Shift::Ror, dst, 8);
+                enc::movzx_r32_r16(b, dst, dst);
+            }
+            32 => enc::bswap(b, Sz::W, dst),
+            _ => enc::bswap(b, Sz::Q, dst),
+        }
+    }
+
+    // ---- arithmetic -----------------------------------------------------------
+
+    fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
+        let s = sz(size);
+        let mut rhs = rhs;
+        if dst != lhs {
+            if rhs == RegImm::Reg(dst) {
+                if kind == AluKind::Sub {
+                    // dst = lhs - dst: negate-and-add keeps it in two registers.
+                    enc::neg(self.b(), s, dst);
+                    enc::alu_rr(self.b(), s, Alu1::Add, dst, lhs);
+                    return;
+                }
+                // Commutative: dst = dst op lhs.
+                rhs = RegImm::Reg(lhs);
+            } else {
+                self.mov(OperandSize::S64, dst, lhs);
+            }
+        }
+        let b = self.b();
+        let op = match kind {
+            AluKind::Add => Alu1::Add,
+            AluKind::Sub => Alu1::Sub,
+            AluKind::And => Alu1::And,
+            AluKind::Or => Alu1::Or,
+            AluKind::Xor => Alu1::Xor,
+            AluKind::Mul => {
+                match rhs {
+                    RegImm::Reg(r) => enc::imul_rr(b, s, dst, r),
+                    RegImm::Imm(i) => enc::imul_rri(b, s, dst, dst, i),
+                }
+                return;
+            }
+        };
+        match rhs {
+            RegImm::Reg(r) => enc::alu_rr(b, s, op, dst, r),
+            RegImm::Imm(i) => enc::alu_ri(b, s, op, dst, i),
+        }
+    }
+
+    fn shift(&mut self, kind: ShiftKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
+        let s = sz(size);
+        let op = match kind {
+            ShiftKind::Shl => Shift::Shl,
+            ShiftKind::ShrU => Shift::Shr,
+            ShiftKind::ShrS => Shift::Sar,
+        };
+        // Work register: dst, unless dst is the count register of a three-operand form.
+        let t = if dst != lhs && rhs == RegImm::Reg(dst) {
+            AUX
+        } else {
+            dst
+        };
+        self.mov(OperandSize::S64, t, lhs);
+        match rhs {
+            RegImm::Imm(i) => {
+                let n = (i as u32 & (size.bits() - 1)) as u8;
+                if n == 0 {
+                    // Nothing to shift; a 32-bit result is still zero-extended.
+                    if size == OperandSize::S32 {
+                        enc::mov_rr(self.b(), Sz::W, t, t);
+                    }
+                } else {
+                    enc::shift_ri(self.b(), s, op, t, n);
+                }
+            }
+            RegImm::Reg(c) if c == Gpr::RCX => enc::shift_rcl(self.b(), s, op, t),
+            RegImm::Reg(c) => {
+                let b = &mut self.buf;
+                if t == Gpr::RCX {
+                    // The value lives in rcx, which must hold the count.
+                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
+                    enc::shift_rcl(b, s, op, AUX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
+                } else {
+                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
+                    enc::shift_rcl(b, s, op, t);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
+                }
+            }
+        }
+        if t != dst {
+            enc::mov_rr(self.b(), Sz::Q, dst, t);
+        }
+    }
+
+    fn div_rem(&mut self, kind: DivKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
+        let s = sz(size);
+        let signed = matches!(kind, DivKind::DivS | DivKind::RemS);
+        let rem = matches!(kind, DivKind::RemU | DivKind::RemS);
+        // The divisor goes to AUX first: dst, rax and rdx are all about to change.
+        let runtime_checks = match rhs {
+            RegImm::Reg(r) => {
+                enc::mov_rr(self.b(), Sz::Q, AUX, r);
+                true
+            }
+            RegImm::Imm(i) => {
+                self.mov(OperandSize::S64, dst, lhs);
+                if i == 0 || (signed && i == -1) {
+                    // Decided at compile time.
+                    let b = self.b();
+                    match (i, rem) {
+                        (0, false) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
+                        (0, true) if size == OperandSize::S32 => enc::mov_rr(b, Sz::W, dst, dst),
+                        (0, true) => {}
+                        (_, false) => enc::neg(b, s, dst),
+                        (_, true) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
+                    }
+                    return;
+                }
+                let v = match size {
+                    OperandSize::S32 => u64::from(i as u32),
+                    OperandSize::S64 => i as i64 as u64,
+                };
+                self.mov_imm(AUX, v);
+                false
+            }
+        };
+        self.mov(OperandSize::S64, dst, lhs);
+        let (mut to_zero, mut to_minus1) = (None, None);
+        if runtime_checks {
+            enc::test_rr(self.b(), s, AUX, AUX);
+            to_zero = Some(self.jcc_fwd(Cc::E));
+            if signed {
+                enc::alu_ri(self.b(), s, Alu1::Cmp, AUX, -1);
+                to_minus1 = Some(self.jcc_fwd(Cc::E));
+            }
+        }
+        let b = &mut self.buf;
+        if dst != Gpr::RAX {
+            enc::push(b, Gpr::RAX);
+        }
+        if dst != Gpr::RDX {
+            enc::push(b, Gpr::RDX);
+        }
+        if dst != Gpr::RAX {
+            enc::mov_rr(b, Sz::Q, Gpr::RAX, dst);
+        }
+        if signed {
+            enc::sign_extend_ax(b, s);
+        } else {
+            enc::alu_rr(b, Sz::W, Alu1::Xor, Gpr::RDX, Gpr::RDX);
+        }
+        enc::div(b, s, signed, AUX);
+        let result = if rem { Gpr::RDX } else { Gpr::RAX };
+        if dst != result {
+            enc::mov_rr(b, Sz::Q, dst, result);
+        }
+        if dst != Gpr::RDX {
+            enc::pop(b, Gpr::RDX);
+        }
+        if dst != Gpr::RAX {
+            enc::pop(b, Gpr::RAX);
+        }
+        if let Some(z) = to_zero {
+            let done = self.jmp_fwd();
+            self.patch_here(z);
+            // Division by zero: quotient 0, remainder the dividend.
+            match (rem, size) {
+                (false, _) => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst),
+                (true, OperandSize::S32) => enc::mov_rr(self.b(), Sz::W, dst, dst),
+                (true, OperandSize::S64) => {}
+            }
+            let done2 = to_minus1.map(|m1| {
+                let d2 = self.jmp_fwd();
+                self.patch_here(m1);
+                // Divisor -1: quotient -dividend (MIN stays MIN), remainder 0.
+                if rem {
+                    enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst);
+                } else {
+                    enc::neg(self.b(), s, dst);
+                }
+                d2
+            });
+            self.patch_here(done);
+            if let Some(d2) = done2 {
+                self.patch_here(d2);
+            }
+        }
+    }
+
+    fn neg(&mut self, size: OperandSize, dst: Gpr, src: Gpr) {
+        self.mov(OperandSize::S64, dst, src);
+        enc::neg(self.b(), sz(size), dst);
+    }
+
+    // ---- memory ---------------------------------------------------------------
+
+    fn load(&mut self, size: Size, signed: bool, dst: Gpr, addr: Mem) -> Result<(), JitErrorKind> {
+        let b = self.b();
+        match (size, signed) {
+            (Size::B | Size::H, false) => enc::load_zx(b, msz(size), dst, addr),
+            (Size::W | Size::DW, false) => enc::load(b, msz(size), dst, addr),
+            (Size::B | Size::H | Size::W, true) => enc::load_sx(b, msz(size), dst, addr),
+            (Size::DW, true) => return Err(JitErrorKind::BadSize(8)),
+        }
+        Ok(())
+    }
+
+    fn store(&mut self, size: Size, addr: Mem, src: RegImm<Gpr>) -> Result<(), JitErrorKind> {
+        match src {
+            RegImm::Reg(r) => enc::store(self.b(), msz(size), addr, r),
+            RegImm::Imm(i) => enc::store_imm(self.b(), msz(size), addr, i),
+        }
+        Ok(())
+    }
+
+    fn atomic_rmw(
+        &mut self,
+        kind: RmwKind,
+        size: Size,
+        addr: Mem,
+        src: Gpr,
+        fetch: bool,
+    ) -> Result<(), JitErrorKind> {
+        let s = rmw_size(size)?;
+        let op = match kind {
+            RmwKind::Xchg => {
+                enc::xchg(self.b(), s, addr, src);
+                return Ok(());
+            }
+            RmwKind::Add if fetch => {
+                enc::lock_xadd(self.b(), s, addr, src);
+                return Ok(());
+            }
+            RmwKind::Add => Alu1::Add,
+            RmwKind::Or => Alu1::Or,
+            RmwKind::And => Alu1::And,
+            RmwKind::Xor => Alu1::Xor,
+        };
+        if !fetch {
+            enc::lock_alu(self.b(), s, op, addr, src);
+            return Ok(());
+        }
+        // Fetch-or/and/xor: a cmpxchg loop, which needs rax. Keep r0 in AUX2
+        // and read it from there wherever rax was an operand.
+        let b = &mut self.buf;
+        let m = Mem {
+            base: if addr.base == Gpr::RAX {
+                AUX2
+            } else {
+                addr.base
+            },
+            disp: addr.disp,
+        };
+        let val = if src == Gpr::RAX { AUX2 } else { src };
+        enc::mov_rr(b, Sz::Q, AUX2, Gpr::RAX);
+        enc::load(b, s, Gpr::RAX, m);
+        let top = b.bytes().len();
+        enc::mov_rr(b, Sz::Q, AUX, Gpr::RAX);
+        enc::alu_rr(b, s, op, AUX, val);
+        enc::lock_cmpxchg(b, s, m, AUX);
+        let back = top as i64 - (b.bytes().len() as i64 + 2);
+        enc::jcc_short(b, Cc::Ne, back as i8);
+        if src != Gpr::RAX {
+            // The old value (already zero-extended for W) goes to src; r0 comes back.
+            enc::mov_rr(b, s, src, Gpr::RAX);
+            enc::mov_rr(b, Sz::Q, Gpr::RAX, AUX2);
+        }
+        Ok(())
+    }
+
+    fn atomic_cmpxchg(
+        &mut self,
+        size: Size,
+        addr: Mem,
+        expected: Gpr,
+        new: Gpr,
+    ) -> Result<(), JitErrorKind> {
+        let s = rmw_size(size)?;
+        if expected != Gpr::RAX {
+            return Err(JitErrorKind::Unsupported(
+                "cmpxchg expected value outside rax",
+            ));
+        }
+        enc::lock_cmpxchg(self.b(), s, addr, new);
+        if s == Sz::W {
+            // On success a 32-bit cmpxchg leaves rax's upper half alone; eBPF wants it zero.
+            enc::mov_rr(self.b(), Sz::W, Gpr::RAX, Gpr::RAX);
+        }
+        Ok(())
+    }
+
+    fn load_acquire(&mut self, size: Size, dst: Gpr, addr: Mem) -> Result<(), JitErrorKind> {
+        // x86-64 loads already have acquire ordering.
+        self.load(size, false, dst, addr)
+    }
+
+    fn store_release(&mut self, size: Size, addr: Mem, src: Gpr) -> Result<(), JitErrorKind> {
+        // x86-64 stores already have release ordering.
+        self.store(size, addr, RegImm::Reg(src))
+    }
+
+    // ---- control flow ---------------------------------------------------------
+
+    fn jmp(&mut self, target: Label) -> Result<(), JitErrorKind> {
+        let b = &mut self.buf;
+        let e0 = b.estimate(target, 0);
+        if e0.may_shorten && e0.disp == 0 {
+            return Ok(()); // the target is the next instruction
+        }
+        let e = b.estimate(target, 2);
+        match i8::try_from(e.disp) {
+            Ok(d) if e.may_shorten => enc::jmp_short(b, d),
+            _ => enc::jmp_near(b, rel32(b.estimate(target, 5).disp)?),
+        }
+        Ok(())
+    }
+
+    fn branch(
+        &mut self,
+        cond: IntCmpKind,
+        size: OperandSize,
+        lhs: Gpr,
+        rhs: RegImm<Gpr>,
+        target: Label,
+    ) -> Result<(), JitErrorKind> {
+        let s = sz(size);
+        let b = &mut self.buf;
+        match (cond, rhs) {
+            (IntCmpKind::TestNonZero, RegImm::Reg(r)) => enc::test_rr(b, s, lhs, r),
+            (IntCmpKind::TestNonZero, RegImm::Imm(i)) => enc::test_ri(b, s, lhs, i),
+            // `test x, x` sets ZF, SF and clears CF, OF exactly as `cmp x, 0`.
+            (_, RegImm::Imm(0)) => enc::test_rr(b, s, lhs, lhs),
+            (_, RegImm::Imm(i)) => enc::alu_ri(b, s, Alu1::Cmp, lhs, i),
+            (_, RegImm::Reg(r)) => enc::alu_rr(b, s, Alu1::Cmp, lhs, r),
+        }
+        let e = b.estimate(target, 2);
+        match i8::try_from(e.disp) {
+            Ok(d) if e.may_shorten => enc::jcc_short(b, cc(cond), d),
+            _ => enc::jcc_near(b, cc(cond), rel32(b.estimate(target, 6).disp)?),
+        }
+        Ok(())
+    }
+
+    fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind> {
+        // The image may be anywhere relative to the helper: absolute call
+        // through the scratch register. Arguments are already in place.
+        enc::movabs(self.b(), AUX, addr);
+        enc::call_r(self.b(), AUX);
+        Ok(())
+    }
+
+    fn call_local(&mut self, target: Label) -> Result<(), JitErrorKind> {
+        let d = rel32(self.buf.estimate(target, 5).disp)?;
+        enc::call_rel(self.b(), d);
+        Ok(())
+    }
+
+    fn load_label_address(&mut self, dst: Gpr, target: Label) -> Result<(), JitErrorKind> {
+        let d = rel32(self.buf.estimate(target, 7).disp)?;
+        enc::lea_rip(self.b(), dst, d);
+        Ok(())
+    }
+}
+
+#[inline]
+fn rel32(disp: i64) -> Result<i32, JitErrorKind> {
+    i32::try_from(disp).map_err(|_| JitErrorKind::ImageTooLarge)
+}
+
+/// Compiles `prog` to x86-64 machine code (not yet executable).
+pub fn compile_code(prog: &Program, opts: &JitOptions<'_>) -> Result<CompiledCode, JitError> {
+    let mut masm = X86Masm::new();
+    bpf_jit::compile(&mut masm, prog, opts)
+}
+
+/// Compiles `prog` and maps it executable.
+pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<JitProgram, JitError> {
+    let code = compile_code(prog, opts)?;
+    JitProgram::new(&code, X86Masm::PAD_BYTE)
+}

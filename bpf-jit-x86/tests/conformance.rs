@@ -1,0 +1,122 @@
+//! Runs every bpf_conformance test in `../shared/conformance/*.data` through
+//! the x86-64 JIT in-process (r1 = the `-- mem` buffer, r2 = its length) and
+//! compares r0 with `-- result`. Tests whose features the JIT does not
+//! support yet are listed with the JIT's error and skipped; everything else
+//! must match.
+
+use std::path::Path;
+
+use bpf_jit::{HelperTable, JitErrorKind, JitOptions};
+
+/// Helper 5 of the conformance suite's setting: returns its first argument.
+unsafe extern "C" fn helper5(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    a
+}
+
+struct Case {
+    asm: String,
+    mem: Vec<u8>,
+    result: Option<u64>,
+}
+
+fn parse(text: &str) -> Case {
+    let mut section = "";
+    let mut case = Case {
+        asm: String::new(),
+        mem: Vec::new(),
+        result: None,
+    };
+    for line in text.lines() {
+        if let Some(s) = line.strip_prefix("-- ") {
+            section = s.trim();
+            continue;
+        }
+        match section {
+            "asm" => {
+                case.asm.push_str(line);
+                case.asm.push('\n');
+            }
+            "mem" => case.mem.extend(
+                line.split_whitespace()
+                    .map(|h| u8::from_str_radix(h, 16).expect("hex byte in -- mem")),
+            ),
+            "result" if !line.trim().is_empty() => {
+                let t = line.trim();
+                let v = t.strip_prefix("0x").map_or_else(
+                    || t.parse::<u64>().expect("decimal result"),
+                    |h| u64::from_str_radix(h, 16).expect("hex result"),
+                );
+                case.result = Some(v);
+            }
+            _ => {}
+        }
+    }
+    case
+}
+
+#[test]
+fn conformance_suite() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        panic!("conformance data not found at {}", dir.display());
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .collect();
+    files.sort();
+    let mut helpers = HelperTable::new();
+    helpers.insert(5, helper5);
+    let opts = JitOptions::new(&helpers);
+    let (mut passed, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for path in &files {
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let case = parse(&std::fs::read_to_string(path).expect("readable"));
+        let Some(expected) = case.result else {
+            skipped.push(format!("{name}: no -- result"));
+            continue;
+        };
+        let prog = match bpf_isa::assemble_ubpf(&case.asm) {
+            Ok(p) => p,
+            Err(e) => {
+                failed.push(format!("{name}: does not assemble: {e}"));
+                continue;
+            }
+        };
+        let jit = match bpf_jit_x86::compile(&prog, &opts) {
+            Ok(j) => j,
+            Err(e) if matches!(e.kind, JitErrorKind::Unsupported(_)) => {
+                skipped.push(format!("{name}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                failed.push(format!("{name}: compile error {e}"));
+                continue;
+            }
+        };
+        let mut mem = case.mem.clone();
+        // SAFETY: the conformance programs only touch their memory buffer and stack.
+        let got = unsafe { jit.call_mem(&mut mem) };
+        if got == expected {
+            passed.push(name);
+        } else {
+            failed.push(format!("{name}: r0 = {got:#x}, expected {expected:#x}"));
+        }
+    }
+    eprintln!(
+        "conformance: {} passed, {} skipped, {} failed of {}",
+        passed.len(),
+        skipped.len(),
+        failed.len(),
+        files.len()
+    );
+    for s in &skipped {
+        eprintln!("  skipped {s}");
+    }
+    assert!(failed.is_empty(), "failures:\n{}", failed.join("\n"));
+    assert!(passed.len() > 200, "too few conformance tests ran");
+}

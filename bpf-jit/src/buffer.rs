@@ -1,0 +1,251 @@
+//! The code buffer shared by the driver and a backend: bytes, labels and the
+//! previous layout pass that branch relaxation estimates from.
+
+/// A position in the image that branches, calls and address loads can name.
+///
+/// The driver allocates them: one per BPF instruction (the start of its
+/// native code) followed by one per subprogram (its entry, before the
+/// prologue). Backends never create labels; jumps inside one lowered
+/// instruction are fixed up by the backend itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Label(u32);
+
+impl Label {
+    /// The label numbered `n`.
+    #[inline]
+    pub const fn new(n: u32) -> Label {
+        Label(n)
+    }
+
+    /// The label's number.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// What a backend needs to pick a branch encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BranchEstimate {
+    /// Displacement from the end of the branch instruction to the label.
+    /// Exact once the layout has converged; 0 in the first pass.
+    pub disp: i64,
+    /// Whether a short form may be chosen if `disp` fits it. False in the
+    /// first pass (every branch starts long, so sizes only shrink) and when
+    /// the driver forces long forms.
+    pub may_shorten: bool,
+}
+
+/// Growable machine-code buffer with label bookkeeping for multi-pass layout.
+///
+/// Each pass the driver clears the bytes, binds every label as it reaches it
+/// and keeps the positions of the previous pass. A branch's displacement is
+/// estimated entirely in the previous pass's layout (label position minus
+/// where the branch ended then), so that sizes shrink monotonically from an
+/// all-long first pass and the final pass, whose layout equals the previous
+/// one, writes exact displacements.
+#[derive(Clone, Debug, Default)]
+pub struct CodeBuffer {
+    bytes: Vec<u8>,
+    cur: Vec<u32>,
+    prev: Vec<u32>,
+    have_prev: bool,
+    started: bool,
+    force_long: bool,
+    /// Start of the current unit (instruction or prologue) in this pass.
+    unit_cur: u32,
+    /// Start of the same unit in the previous pass.
+    unit_prev: u32,
+}
+
+/// Label position not bound in a pass.
+const UNBOUND: u32 = u32::MAX;
+
+impl CodeBuffer {
+    /// An empty buffer with room for `labels` labels and `bytes` bytes of code.
+    pub fn with_capacity(labels: usize, bytes: usize) -> CodeBuffer {
+        CodeBuffer {
+            bytes: Vec::with_capacity(bytes),
+            cur: vec![UNBOUND; labels],
+            prev: vec![UNBOUND; labels],
+            ..CodeBuffer::default()
+        }
+    }
+
+    /// Starts a layout pass over `labels` labels: keeps the positions bound
+    /// in the pass just finished (if any) and clears the code.
+    pub fn begin_pass(&mut self, labels: usize, force_long: bool) {
+        if self.started && self.cur.len() == labels {
+            std::mem::swap(&mut self.cur, &mut self.prev);
+            self.have_prev = true;
+        } else {
+            self.prev.clear();
+            self.prev.resize(labels, UNBOUND);
+            self.have_prev = false;
+        }
+        self.cur.clear();
+        self.cur.resize(labels, UNBOUND);
+        self.bytes.clear();
+        self.started = true;
+        self.force_long = force_long;
+        self.unit_cur = 0;
+        self.unit_prev = 0;
+    }
+
+    /// Forgets every previous pass: the next [`CodeBuffer::begin_pass`] starts from scratch.
+    pub fn reset(&mut self) {
+        self.cur.clear();
+        self.prev.clear();
+        self.bytes.clear();
+        self.have_prev = false;
+        self.started = false;
+    }
+
+    /// Binds `label` at the current offset and starts a new layout unit there.
+    #[inline]
+    pub fn bind(&mut self, label: Label) {
+        let here = self.offset();
+        if let Some(slot) = self.cur.get_mut(label.index()) {
+            *slot = here;
+        }
+        self.unit_cur = here;
+        self.unit_prev = self.prev.get(label.index()).copied().unwrap_or(here);
+    }
+
+    /// Whether every label sits where it sat in the previous pass (so every
+    /// displacement written in this pass is exact).
+    pub fn converged(&self) -> bool {
+        self.have_prev && self.cur == self.prev
+    }
+
+    /// Position of `label` in the current pass, if bound yet.
+    pub fn label_offset(&self, label: Label) -> Option<u32> {
+        self.cur
+            .get(label.index())
+            .copied()
+            .filter(|&p| p != UNBOUND)
+    }
+
+    /// Estimated displacement to `label` from the end of a branch
+    /// instruction that starts at the current offset and is `len` bytes long.
+    #[inline]
+    pub fn estimate(&self, label: Label, len: u32) -> BranchEstimate {
+        let target = match self.prev.get(label.index()) {
+            Some(&p) if self.have_prev && p != UNBOUND => p,
+            _ => {
+                return BranchEstimate {
+                    disp: 0,
+                    may_shorten: false,
+                }
+            }
+        };
+        // Where this branch ended in the previous pass: the unit's previous
+        // start plus the (layout-independent) distance into the unit.
+        let into_unit = i64::from(self.offset()) - i64::from(self.unit_cur);
+        let end_prev = i64::from(self.unit_prev) + into_unit + i64::from(len);
+        BranchEstimate {
+            disp: i64::from(target) - end_prev,
+            may_shorten: !self.force_long,
+        }
+    }
+
+    /// Current offset (bytes emitted so far in this pass).
+    #[inline]
+    pub fn offset(&self) -> u32 {
+        self.bytes.len() as u32
+    }
+
+    /// The code emitted so far.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The code emitted so far, mutably (for patching inside the current unit).
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    /// Appends one byte.
+    #[inline]
+    pub fn put1(&mut self, b: u8) {
+        self.bytes.push(b);
+    }
+
+    /// Appends bytes.
+    #[inline]
+    pub fn put(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+    }
+
+    /// Appends a little-endian `u16`.
+    #[inline]
+    pub fn put2(&mut self, v: u16) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a little-endian `u32`.
+    #[inline]
+    pub fn put4(&mut self, v: u32) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a little-endian `u64`.
+    #[inline]
+    pub fn put8(&mut self, v: u64) {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Takes the finished code out of the buffer.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_pass_is_long_then_estimates_from_previous_layout() {
+        let l0 = Label::new(0);
+        let l1 = Label::new(1);
+        let mut b = CodeBuffer::with_capacity(2, 16);
+        b.begin_pass(2, false);
+        b.bind(l0);
+        assert_eq!(
+            b.estimate(l1, 2),
+            BranchEstimate {
+                disp: 0,
+                may_shorten: false
+            }
+        );
+        b.put(&[0; 5]);
+        b.put(&[0; 3]);
+        b.bind(l1);
+        assert!(!b.converged());
+        // Second pass: the label sat at 8, a 2-byte branch at 0 ends at 2.
+        b.begin_pass(2, false);
+        b.bind(l0);
+        let e = b.estimate(l1, 2);
+        assert_eq!(
+            e,
+            BranchEstimate {
+                disp: 6,
+                may_shorten: true
+            }
+        );
+        b.put(&[0; 2]);
+        b.put(&[0; 3]);
+        b.bind(l1);
+        assert!(!b.converged());
+        b.begin_pass(2, false);
+        b.bind(l0);
+        assert_eq!(b.estimate(l1, 2).disp, 3);
+        b.put(&[0; 5]);
+        b.bind(l1);
+        assert!(b.converged());
+        assert_eq!(b.label_offset(l1), Some(5));
+    }
+}

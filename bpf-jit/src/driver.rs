@@ -1,0 +1,691 @@
+//! The target-independent driver: plans subprograms and frames, resolves
+//! helpers and `ld_imm64` pseudo sources, then lowers the program pass after
+//! pass until the layout converges.
+
+use bpf_isa::{
+    AluOp, AtomicOp, CallTarget, Endian, Insn, LdImm64Src, Program, Reg, Size, Source, Width,
+};
+
+use crate::buffer::Label;
+use crate::error::{JitError, JitErrorKind};
+use crate::masm::{
+    AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
+    RegImm, RmwKind, ShiftKind,
+};
+
+/// The native signature of a helper: five `u64` arguments (eBPF `r1`-`r5`),
+/// one `u64` result (eBPF `r0`).
+pub type HelperFn = unsafe extern "C" fn(u64, u64, u64, u64, u64) -> u64;
+
+/// Helper id → native function, supplied by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct HelperTable {
+    /// Sorted by id.
+    entries: Vec<(i32, HelperFn)>,
+}
+
+impl HelperTable {
+    /// An empty table.
+    pub fn new() -> HelperTable {
+        HelperTable::default()
+    }
+
+    /// Registers (or replaces) helper `id`.
+    pub fn insert(&mut self, id: i32, f: HelperFn) -> &mut HelperTable {
+        match self.entries.binary_search_by_key(&id, |e| e.0) {
+            Ok(i) => {
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.1 = f;
+                }
+            }
+            Err(i) => self.entries.insert(i, (id, f)),
+        }
+        self
+    }
+
+    /// The function registered for `id`.
+    pub fn get(&self, id: i32) -> Option<HelperFn> {
+        let i = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
+        self.entries.get(i).map(|e| e.1)
+    }
+
+    /// Number of registered helpers.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no helper is registered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Resolves an `ld_imm64` pseudo source (map fd, map value, BTF id, map
+/// index, …) to the 64-bit value to load: called once per such instruction
+/// with its slot index. `None` fails the compilation with
+/// [`JitErrorKind::UnresolvedLdImm64`].
+pub type LdImm64Resolver<'a> = &'a dyn Fn(usize, LdImm64Src) -> Option<u64>;
+
+/// Helper id of `bpf_tail_call`.
+pub const TAIL_CALL_HELPER: i32 = 12;
+
+/// Default eBPF stack per frame when no stack depths are supplied (`MAX_BPF_STACK`).
+pub const DEFAULT_STACK_DEPTH: u32 = 512;
+
+/// Most layout passes with short branches allowed before the driver falls
+/// back to long forms everywhere (two more passes, which always converge).
+pub const MAX_RELAX_PASSES: u32 = 16;
+
+/// What the caller supplies besides the program.
+#[derive(Clone, Copy)]
+pub struct JitOptions<'a> {
+    /// Helper id → native function.
+    pub helpers: &'a HelperTable,
+    /// Resolver of `ld_imm64` pseudo sources; without one they fail to compile.
+    pub ld_imm64: Option<LdImm64Resolver<'a>>,
+    /// Stack depth per subprogram in bytes (in subprogram order); without
+    /// it, or for subprograms past its end, every frame gets
+    /// [`DEFAULT_STACK_DEPTH`] bytes.
+    pub stack_depths: Option<&'a [u32]>,
+}
+
+impl<'a> JitOptions<'a> {
+    /// Options with `helpers`, no resolver and default stack depths.
+    pub fn new(helpers: &'a HelperTable) -> JitOptions<'a> {
+        JitOptions {
+            helpers,
+            ld_imm64: None,
+            stack_depths: None,
+        }
+    }
+
+    /// With a resolver of `ld_imm64` pseudo sources.
+    pub fn with_ld_imm64(mut self, resolver: LdImm64Resolver<'a>) -> JitOptions<'a> {
+        self.ld_imm64 = Some(resolver);
+        self
+    }
+
+    /// With per-subprogram stack depths (e.g. from the verifier or `bpf-callgraph`).
+    pub fn with_stack_depths(mut self, depths: &'a [u32]) -> JitOptions<'a> {
+        self.stack_depths = Some(depths);
+        self
+    }
+}
+
+impl core::fmt::Debug for JitOptions<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("JitOptions")
+            .field("helpers", &self.helpers.len())
+            .field("ld_imm64", &self.ld_imm64.is_some())
+            .field("stack_depths", &self.stack_depths)
+            .finish()
+    }
+}
+
+/// The machine code of a compiled program, not yet executable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledCode {
+    /// The image.
+    pub code: Vec<u8>,
+    /// Byte offset of each subprogram's entry (its prologue), subprogram 0 first.
+    pub entries: Vec<u32>,
+    /// Position in [`Program::insns`] of each subprogram's first instruction.
+    pub subprog_starts: Vec<usize>,
+    /// Byte offset of the native code of each eBPF instruction (parallel to
+    /// [`Program::insns`]).
+    pub insn_offsets: Vec<u32>,
+    /// Number of layout passes it took.
+    pub passes: u32,
+}
+
+/// Positions in [`Program::insns`] where subprograms start: 0 and every
+/// target of a local call or of an `ld_imm64` function reference, sorted.
+///
+/// This is the one place the driver derives subprograms itself; it is meant
+/// to be replaced by `bpf-callgraph`'s subprogram list.
+pub fn subprogram_starts(prog: &Program) -> Result<Vec<usize>, JitError> {
+    let mut starts = vec![0usize];
+    for (n, insn) in prog.insns().iter().enumerate() {
+        let off = match *insn {
+            Insn::Call(CallTarget::Local(o))
+            | Insn::LdImm64 {
+                src: LdImm64Src::Func(o),
+                ..
+            } => o,
+            _ => continue,
+        };
+        let slot = prog.starts().get(n).copied().unwrap_or(0) as usize;
+        starts.push(target_pos(prog, slot, 1, i64::from(off))?);
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    Ok(starts)
+}
+
+/// Position in `insns` of the instruction at `slot + step + off`.
+fn target_pos(prog: &Program, slot: usize, step: usize, off: i64) -> Result<usize, JitError> {
+    let t = slot as i64 + step as i64 + off;
+    usize::try_from(t)
+        .ok()
+        .and_then(|t| prog.insn_at_slot(t))
+        .ok_or(JitError::at(slot, JitErrorKind::BadTarget(t)))
+}
+
+/// Bit mask of the eBPF registers an instruction names explicitly.
+fn regs_named(insn: &Insn) -> u16 {
+    let b = |r: Reg| 1u16 << r.num();
+    let s = |src: Source| match src {
+        Source::Reg(r) => b(r),
+        Source::Imm(_) => 0,
+    };
+    match *insn {
+        Insn::Alu { dst, src, .. } | Insn::Jmp { dst, src, .. } => b(dst) | s(src),
+        Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::LdImm64 { dst, .. } => b(dst),
+        Insn::MovSx { dst, src, .. }
+        | Insn::AddrSpaceCast { dst, src, .. }
+        | Insn::Ldx { dst, src, .. }
+        | Insn::LdxSx { dst, src, .. }
+        | Insn::Stx { dst, src, .. }
+        | Insn::Atomic { dst, src, .. } => b(dst) | b(src),
+        Insn::St { dst, .. } => b(dst),
+        Insn::LdInd { src, .. } => b(src),
+        Insn::CallReg { reg } => b(reg),
+        _ => 0,
+    }
+}
+
+/// Precomputed facts per instruction and per subprogram.
+struct Plan {
+    /// Label (branch target or subprogram entry) or helper address / ld_imm64 value.
+    aux: Vec<u64>,
+    /// Subprogram index of each instruction.
+    subprog_of: Vec<u32>,
+    frames: Vec<FrameInfo>,
+    starts: Vec<usize>,
+}
+
+fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
+    let insns = prog.insns();
+    let slots = prog.starts();
+    let n = insns.len();
+    let starts = subprogram_starts(prog)?;
+    let entry_label = |pos: usize| -> u64 {
+        // Subprogram entry labels follow the per-instruction labels.
+        let s = starts.partition_point(|&x| x < pos);
+        (n + s) as u64
+    };
+    let mut aux = vec![0u64; n];
+    let mut subprog_of = vec![0u32; n];
+    let mut frames = Vec::with_capacity(starts.len());
+    for (s, &begin) in starts.iter().enumerate() {
+        let end = starts.get(s + 1).copied().unwrap_or(n);
+        let mut used = 0u16;
+        for pos in begin..end {
+            let (Some(insn), Some(&slot)) = (insns.get(pos), slots.get(pos)) else {
+                continue;
+            };
+            let slot = slot as usize;
+            used |= regs_named(insn);
+            if let Some(sp) = subprog_of.get_mut(pos) {
+                *sp = s as u32;
+            }
+            let value = match *insn {
+                Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Jmp { .. } | Insn::MayGoto { .. } => {
+                    let off = insn.branch_offset().unwrap_or(0);
+                    let t = target_pos(prog, slot, 1, off)?;
+                    if t < begin || t >= end {
+                        return Err(JitError::at(slot, JitErrorKind::CrossesSubprogram));
+                    }
+                    t as u64
+                }
+                Insn::Call(CallTarget::Local(off))
+                | Insn::LdImm64 {
+                    src: LdImm64Src::Func(off),
+                    ..
+                } => entry_label(target_pos(prog, slot, 1, i64::from(off))?),
+                // bpf_tail_call: refused at lowering (MacroAssembler::tail_call).
+                Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => 0,
+                Insn::Call(CallTarget::Helper(id)) => match opts.helpers.get(id) {
+                    Some(f) => f as usize as u64,
+                    None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
+                },
+                Insn::LdImm64 {
+                    src: LdImm64Src::Imm(v),
+                    ..
+                } => v,
+                Insn::LdImm64 { src, .. } => {
+                    let what = match src {
+                        LdImm64Src::MapFd(_) => "map fd",
+                        LdImm64Src::MapValue { .. } => "map value",
+                        LdImm64Src::BtfId(_) => "BTF id",
+                        LdImm64Src::MapIdx(_) => "map index",
+                        LdImm64Src::MapIdxValue { .. } => "map index value",
+                        LdImm64Src::Imm(_) | LdImm64Src::Func(_) => "immediate",
+                    };
+                    opts.ld_imm64
+                        .and_then(|r| r(slot, src))
+                        .ok_or(JitError::at(slot, JitErrorKind::UnresolvedLdImm64(what)))?
+                }
+                _ => 0,
+            };
+            if let Some(a) = aux.get_mut(pos) {
+                *a = value;
+            }
+        }
+        // The last instruction must not fall through into the next subprogram.
+        if let (Some(last), Some(&slot)) = (
+            end.checked_sub(1).and_then(|p| insns.get(p)),
+            end.checked_sub(1).and_then(|p| slots.get(p)),
+        ) {
+            if !last.is_terminator() {
+                return Err(JitError::at(slot as usize, JitErrorKind::CrossesSubprogram));
+            }
+        }
+        let depth = opts
+            .stack_depths
+            .and_then(|d| d.get(s).copied())
+            .unwrap_or(DEFAULT_STACK_DEPTH);
+        let depth = depth
+            .checked_add(15)
+            .map(|d| d & !15)
+            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        frames.push(FrameInfo {
+            kind: if s == 0 {
+                EntryKind::Main
+            } else {
+                EntryKind::Subprog
+            },
+            stack_depth: depth,
+            callee_saved: used & 0b11_1100_0000,
+        });
+    }
+    Ok(Plan {
+        aux,
+        subprog_of,
+        frames,
+        starts,
+    })
+}
+
+/// Compiles `prog` with backend `masm`.
+///
+/// The program is assumed verified (memory safety is the verifier's job),
+/// but nothing in it can make the driver panic: malformed control flow and
+/// unsupported instructions are reported as [`JitError`]s naming the slot.
+pub fn compile<M: MacroAssembler>(
+    masm: &mut M,
+    prog: &Program,
+    opts: &JitOptions<'_>,
+) -> Result<CompiledCode, JitError> {
+    if prog.is_empty() {
+        return Err(JitError::program(JitErrorKind::Empty));
+    }
+    let plan = plan(prog, opts)?;
+    let n = prog.len();
+    let nlabels = n + plan.starts.len();
+    masm.buffer_mut().reset();
+    let mut passes = 0;
+    for pass in 0..MAX_RELAX_PASSES + 2 {
+        passes = pass + 1;
+        masm.buffer_mut()
+            .begin_pass(nlabels, pass >= MAX_RELAX_PASSES);
+        emit_pass(masm, prog, &plan)?;
+        if masm.buffer().converged() {
+            let buf = masm.buffer_mut();
+            let entries = (n..nlabels)
+                .map(|l| buf.label_offset(Label::new(l as u32)).unwrap_or(0))
+                .collect();
+            let insn_offsets = (0..n)
+                .map(|l| buf.label_offset(Label::new(l as u32)).unwrap_or(0))
+                .collect();
+            let code = buf.take_bytes();
+            buf.reset();
+            return Ok(CompiledCode {
+                code,
+                entries,
+                subprog_starts: plan.starts,
+                insn_offsets,
+                passes,
+            });
+        }
+    }
+    let _ = passes;
+    Err(JitError::program(JitErrorKind::NoConvergence))
+}
+
+fn emit_pass<M: MacroAssembler>(masm: &mut M, prog: &Program, plan: &Plan) -> Result<(), JitError> {
+    let n = prog.len();
+    let mut next_sub = 0usize;
+    for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
+        let sub = plan.subprog_of.get(pos).copied().unwrap_or(0) as usize;
+        let Some(frame) = plan.frames.get(sub) else {
+            continue;
+        };
+        if plan.starts.get(next_sub) == Some(&pos) {
+            masm.buffer_mut().bind(Label::new((n + next_sub) as u32));
+            masm.prologue(frame);
+            next_sub += 1;
+        }
+        masm.buffer_mut().bind(Label::new(pos as u32));
+        let aux = plan.aux.get(pos).copied().unwrap_or(0);
+        if masm.buffer().offset() > i32::MAX as u32 / 2 {
+            return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
+        }
+        lower(masm, insn, aux, frame).map_err(|k| JitError::at(slot as usize, k))?;
+    }
+    Ok(())
+}
+
+/// Lowers one instruction. `aux` is its branch label, helper address or
+/// `ld_imm64` value, from the plan.
+#[inline]
+fn lower<M: MacroAssembler>(
+    masm: &mut M,
+    insn: &Insn,
+    aux: u64,
+    frame: &FrameInfo,
+) -> Result<(), JitErrorKind> {
+    let label = Label::new(aux as u32);
+    match *insn {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        } => {
+            let size = OperandSize::of(width);
+            let d = masm.reg(dst);
+            let rhs = match src {
+                Source::Reg(r) => RegImm::Reg(masm.reg(r)),
+                Source::Imm(i) => RegImm::Imm(i),
+            };
+            match op {
+                AluOp::Mov => match rhs {
+                    RegImm::Reg(s) => masm.mov(size, d, s),
+                    RegImm::Imm(i) => {
+                        let v = match width {
+                            Width::W32 => u64::from(i as u32),
+                            Width::W64 => i as i64 as u64,
+                        };
+                        masm.mov_imm(d, v)
+                    }
+                },
+                AluOp::Add => masm.alu(AluKind::Add, size, d, d, rhs),
+                AluOp::Sub => masm.alu(AluKind::Sub, size, d, d, rhs),
+                AluOp::Mul => masm.alu(AluKind::Mul, size, d, d, rhs),
+                AluOp::And => masm.alu(AluKind::And, size, d, d, rhs),
+                AluOp::Or => masm.alu(AluKind::Or, size, d, d, rhs),
+                AluOp::Xor => masm.alu(AluKind::Xor, size, d, d, rhs),
+                AluOp::Lsh => masm.shift(ShiftKind::Shl, size, d, d, rhs),
+                AluOp::Rsh => masm.shift(ShiftKind::ShrU, size, d, d, rhs),
+                AluOp::Arsh => masm.shift(ShiftKind::ShrS, size, d, d, rhs),
+                AluOp::Div => masm.div_rem(DivKind::DivU, size, d, d, rhs),
+                AluOp::SDiv => masm.div_rem(DivKind::DivS, size, d, d, rhs),
+                AluOp::Mod => masm.div_rem(DivKind::RemU, size, d, d, rhs),
+                AluOp::SMod => masm.div_rem(DivKind::RemS, size, d, d, rhs),
+            }
+        }
+        Insn::Neg { width, dst } => {
+            let d = masm.reg(dst);
+            masm.neg(OperandSize::of(width), d, d)
+        }
+        Insn::MovSx {
+            width,
+            dst,
+            src,
+            from,
+        } => {
+            let kind = match (width, from) {
+                (Width::W32, Size::B) => ExtendKind::I8To32,
+                (Width::W32, Size::H) => ExtendKind::I16To32,
+                (Width::W64, Size::B) => ExtendKind::I8To64,
+                (Width::W64, Size::H) => ExtendKind::I16To64,
+                (Width::W64, Size::W) => ExtendKind::I32To64,
+                _ => return Err(JitErrorKind::BadSize(from.bytes())),
+            };
+            let (d, s) = (masm.reg(dst), masm.reg(src));
+            masm.extend(kind, d, s)
+        }
+        Insn::AddrSpaceCast { .. } => return Err(JitErrorKind::Unsupported("addr_space_cast")),
+        Insn::Endian { kind, bits, dst } => {
+            let d = masm.reg(dst);
+            // Both targets are little-endian: `le` only truncates.
+            match kind {
+                Endian::ToLe => masm.zero_extend(bits, d, d),
+                Endian::ToBe | Endian::Swap => masm.byte_swap(bits, d, d),
+            }
+        }
+        Insn::Ja { .. } | Insn::JaLong { .. } => masm.jmp(label)?,
+        Insn::Jmp {
+            width,
+            cond,
+            dst,
+            src,
+            ..
+        } => {
+            let l = masm.reg(dst);
+            let rhs = match src {
+                Source::Reg(r) => RegImm::Reg(masm.reg(r)),
+                Source::Imm(i) => RegImm::Imm(i),
+            };
+            masm.branch(IntCmpKind::of(cond), OperandSize::of(width), l, rhs, label)?
+        }
+        Insn::MayGoto { .. } => return Err(JitErrorKind::Unsupported("may_goto")),
+        Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => masm.tail_call()?,
+        Insn::Call(CallTarget::Helper(_)) => masm.call_helper(aux)?,
+        Insn::Call(CallTarget::Local(_)) => masm.call_local(label)?,
+        Insn::Call(CallTarget::Kfunc { .. }) => {
+            return Err(JitErrorKind::Unsupported("kfunc call"))
+        }
+        Insn::CallReg { .. } => return Err(JitErrorKind::Unsupported("callx")),
+        Insn::Exit => masm.epilogue(frame),
+        Insn::LdImm64 {
+            dst,
+            src: LdImm64Src::Func(_),
+        } => {
+            let d = masm.reg(dst);
+            masm.load_label_address(d, label)?
+        }
+        Insn::LdImm64 { dst, .. } => {
+            let d = masm.reg(dst);
+            masm.mov_imm(d, aux)
+        }
+        Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+            return Err(JitErrorKind::Unsupported("ld_abs/ld_ind"))
+        }
+        Insn::Ldx {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            let (d, b) = (masm.reg(dst), masm.reg(src));
+            let a = masm.address(b, i32::from(off));
+            masm.load(size, false, d, a)?
+        }
+        Insn::LdxSx {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            let (d, b) = (masm.reg(dst), masm.reg(src));
+            let a = masm.address(b, i32::from(off));
+            masm.load(size, true, d, a)?
+        }
+        Insn::St {
+            size,
+            dst,
+            off,
+            imm,
+        } => {
+            let b = masm.reg(dst);
+            let a = masm.address(b, i32::from(off));
+            masm.store(size, a, RegImm::Imm(imm))?
+        }
+        Insn::Stx {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            let (b, s) = (masm.reg(dst), masm.reg(src));
+            let a = masm.address(b, i32::from(off));
+            masm.store(size, a, RegImm::Reg(s))?
+        }
+        Insn::Atomic {
+            size,
+            op,
+            dst,
+            src,
+            off,
+        } => {
+            let (d, s) = (masm.reg(dst), masm.reg(src));
+            match op {
+                AtomicOp::LoadAcquire => {
+                    let a = masm.address(s, i32::from(off));
+                    masm.load_acquire(size, d, a)?
+                }
+                AtomicOp::StoreRelease => {
+                    let a = masm.address(d, i32::from(off));
+                    masm.store_release(size, a, s)?
+                }
+                AtomicOp::Cmpxchg => {
+                    let r0 = masm.reg(Reg::R0);
+                    let a = masm.address(d, i32::from(off));
+                    masm.atomic_cmpxchg(size, a, r0, s)?
+                }
+                AtomicOp::Xchg => {
+                    let a = masm.address(d, i32::from(off));
+                    masm.atomic_rmw(RmwKind::Xchg, size, a, s, true)?
+                }
+                AtomicOp::Add { fetch }
+                | AtomicOp::Or { fetch }
+                | AtomicOp::And { fetch }
+                | AtomicOp::Xor { fetch } => {
+                    let kind = match op {
+                        AtomicOp::Add { .. } => RmwKind::Add,
+                        AtomicOp::Or { .. } => RmwKind::Or,
+                        AtomicOp::And { .. } => RmwKind::And,
+                        _ => RmwKind::Xor,
+                    };
+                    let a = masm.address(d, i32::from(off));
+                    masm.atomic_rmw(kind, size, a, s, fetch)?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpf_isa::{JmpCond, Program};
+
+    #[test]
+    fn subprogram_starts_are_zero_and_call_targets() {
+        // 0: call +2 (-> 3); 1: exit... laid out as main: call, exit; sub at 2.
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Exit,
+            Insn::LdImm64 {
+                dst: Reg::R1,
+                src: LdImm64Src::Func(2),
+            },
+            Insn::Exit,
+            Insn::Exit,
+        ]);
+        // call at slot 0 -> slot 2 (pos 2); ld_imm64 at slot 2 -> 2+1+2 = slot 5 (pos 4).
+        assert_eq!(subprogram_starts(&p).unwrap(), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn out_of_range_call_is_an_error_naming_the_slot() {
+        let p = Program::from_insns(vec![
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                dst: Reg::R0,
+                src: Source::Imm(0),
+            },
+            Insn::Call(CallTarget::Local(7)),
+            Insn::Exit,
+        ]);
+        let e = subprogram_starts(&p).unwrap_err();
+        assert_eq!(e, JitError::at(1, JitErrorKind::BadTarget(9)));
+    }
+
+    #[test]
+    fn plan_rejects_jumps_between_subprograms_and_fallthrough() {
+        let helpers = HelperTable::new();
+        let opts = JitOptions::new(&helpers);
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Jmp {
+                width: Width::W64,
+                cond: JmpCond::Eq,
+                dst: Reg::R0,
+                src: Source::Imm(0),
+                off: 0,
+            },
+            Insn::Exit,
+        ]);
+        // Subprogram 0 is [0, 2): its last instruction (slot 1) falls through.
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(e, JitError::at(1, JitErrorKind::CrossesSubprogram));
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Ja { off: 0 },
+            Insn::Exit,
+        ]);
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(e, JitError::at(1, JitErrorKind::CrossesSubprogram));
+    }
+
+    #[test]
+    fn callee_saved_mask_and_depth_rounding() {
+        let helpers = HelperTable::new();
+        let depths = [20u32];
+        let opts = JitOptions::new(&helpers).with_stack_depths(&depths);
+        let p = Program::from_insns(vec![
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                dst: Reg::R7,
+                src: Source::Reg(Reg::R1),
+            },
+            Insn::Exit,
+        ]);
+        let plan = plan(&p, &opts).unwrap();
+        assert_eq!(plan.frames[0].callee_saved, 1 << 7);
+        assert_eq!(plan.frames[0].stack_depth, 32);
+    }
+
+    #[test]
+    fn unknown_helper_and_unresolved_map() {
+        let helpers = HelperTable::new();
+        let opts = JitOptions::new(&helpers);
+        let p = Program::from_insns(vec![Insn::Call(CallTarget::Helper(1)), Insn::Exit]);
+        assert_eq!(
+            plan(&p, &opts).err().unwrap(),
+            JitError::at(0, JitErrorKind::UnknownHelper(1))
+        );
+        let p = Program::from_insns(vec![
+            Insn::Exit,
+            Insn::LdImm64 {
+                dst: Reg::R1,
+                src: LdImm64Src::MapFd(3),
+            },
+            Insn::Exit,
+        ]);
+        assert_eq!(
+            plan(&p, &opts).err().unwrap(),
+            JitError::at(1, JitErrorKind::UnresolvedLdImm64("map fd"))
+        );
+        let r =
+            |slot: usize, src: LdImm64Src| (slot == 1 && src == LdImm64Src::MapFd(3)).then_some(77);
+        let opts = opts.with_ld_imm64(&r);
+        assert_eq!(plan(&p, &opts).unwrap().aux[1], 77);
+    }
+}

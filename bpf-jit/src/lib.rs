@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+pub mod buffer;
+pub mod driver;
+pub mod error;
+pub mod exec;
+pub mod masm;
+
+pub use buffer::{BranchEstimate, CodeBuffer, Label};
+pub use driver::{
+    compile, subprogram_starts, CompiledCode, HelperFn, HelperTable, JitOptions, LdImm64Resolver,
+    DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES, TAIL_CALL_HELPER,
+};
+pub use error::{JitError, JitErrorKind};
+pub use exec::{ExecMemory, JitProgram};
+pub use masm::{
+    AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
+    RegImm, RmwKind, ShiftKind,
+};

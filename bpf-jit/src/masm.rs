@@ -1,0 +1,425 @@
+//! The lowering trait: the small, target-independent vocabulary every backend
+//! implements with its own encodings.
+//!
+//! The driver ([`crate::compile`]) walks the program and calls these methods;
+//! the backend only encodes. Operation kinds are small shared enums
+//! ([`AluKind`], [`ShiftKind`], [`DivKind`], [`IntCmpKind`], [`ExtendKind`],
+//! [`RmwKind`], [`OperandSize`]); what differs per ISA is an associated type
+//! ([`MacroAssembler::Reg`], [`MacroAssembler::Address`]).
+//!
+//! Signatures are three-operand (`dst`, `lhs`, `rhs`) because that is what a
+//! RISC target (AArch64) encodes directly. A two-operand target (x86-64)
+//! copies `lhs` into `dst` first when they differ; the driver always passes
+//! `dst == lhs`, as eBPF is itself two-operand, so that copy never happens in
+//! compiled programs.
+//!
+//! Every method's doc comment states its contract in eBPF terms: the value
+//! each register holds afterwards. 32-bit ([`OperandSize::S32`]) results are
+//! always zero-extended to 64 bits, as eBPF requires; backends never rely on
+//! the verifier to insert zero-extensions.
+
+use bpf_isa::{Reg as BpfReg, Size};
+
+use crate::buffer::{CodeBuffer, Label};
+use crate::error::JitErrorKind;
+
+/// Width of an ALU operation, comparison or register move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OperandSize {
+    /// 32 bits; results are zero-extended to 64 bits.
+    S32,
+    /// 64 bits.
+    S64,
+}
+
+impl OperandSize {
+    /// The size of an eBPF ALU or jump width.
+    #[inline]
+    pub const fn of(w: bpf_isa::Width) -> OperandSize {
+        match w {
+            bpf_isa::Width::W32 => OperandSize::S32,
+            bpf_isa::Width::W64 => OperandSize::S64,
+        }
+    }
+
+    /// Number of bits.
+    #[inline]
+    pub const fn bits(self) -> u32 {
+        match self {
+            OperandSize::S32 => 32,
+            OperandSize::S64 => 64,
+        }
+    }
+}
+
+/// Second operand of an ALU operation, comparison or store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegImm<R> {
+    /// A register.
+    Reg(R),
+    /// A 32-bit immediate, sign-extended to 64 bits for 64-bit operations
+    /// (as eBPF's `imm` field).
+    Imm(i32),
+}
+
+/// Binary ALU operations with no eBPF-specific corner cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AluKind {
+    /// Wrapping addition.
+    Add,
+    /// Wrapping subtraction `lhs - rhs`.
+    Sub,
+    /// Wrapping multiplication (low bits; signedness does not matter).
+    Mul,
+    /// Bitwise and.
+    And,
+    /// Bitwise or.
+    Or,
+    /// Bitwise exclusive or.
+    Xor,
+}
+
+/// Shift operations. The amount is taken modulo the operand width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShiftKind {
+    /// Left shift.
+    Shl,
+    /// Logical right shift.
+    ShrU,
+    /// Arithmetic right shift.
+    ShrS,
+}
+
+/// Division and remainder with eBPF's total semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DivKind {
+    /// Unsigned quotient; `x / 0 == 0`.
+    DivU,
+    /// Signed quotient; `x / 0 == 0`, `MIN / -1 == MIN`.
+    DivS,
+    /// Unsigned remainder; `x % 0 == x`.
+    RemU,
+    /// Signed remainder (sign of the dividend); `x % 0 == x`, `MIN % -1 == 0`.
+    RemS,
+}
+
+/// Branch conditions, comparing `lhs` with `rhs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntCmpKind {
+    /// `lhs == rhs`
+    Eq,
+    /// `lhs != rhs`
+    Ne,
+    /// unsigned `lhs > rhs`
+    GtU,
+    /// unsigned `lhs >= rhs`
+    GeU,
+    /// unsigned `lhs < rhs`
+    LtU,
+    /// unsigned `lhs <= rhs`
+    LeU,
+    /// signed `lhs > rhs`
+    GtS,
+    /// signed `lhs >= rhs`
+    GeS,
+    /// signed `lhs < rhs`
+    LtS,
+    /// signed `lhs <= rhs`
+    LeS,
+    /// `lhs & rhs != 0` (eBPF `JSET`)
+    TestNonZero,
+}
+
+impl IntCmpKind {
+    /// The condition of an eBPF conditional jump.
+    pub const fn of(c: bpf_isa::JmpCond) -> IntCmpKind {
+        use bpf_isa::JmpCond as J;
+        match c {
+            J::Eq => IntCmpKind::Eq,
+            J::Ne => IntCmpKind::Ne,
+            J::Gt => IntCmpKind::GtU,
+            J::Ge => IntCmpKind::GeU,
+            J::Lt => IntCmpKind::LtU,
+            J::Le => IntCmpKind::LeU,
+            J::Sgt => IntCmpKind::GtS,
+            J::Sge => IntCmpKind::GeS,
+            J::Slt => IntCmpKind::LtS,
+            J::Sle => IntCmpKind::LeS,
+            J::Set => IntCmpKind::TestNonZero,
+        }
+    }
+}
+
+/// Sign extensions of a register's low bits (eBPF `movsx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExtendKind {
+    /// Low 8 bits sign-extended to 32, then zero-extended to 64.
+    I8To32,
+    /// Low 16 bits sign-extended to 32, then zero-extended to 64.
+    I16To32,
+    /// Low 8 bits sign-extended to 64.
+    I8To64,
+    /// Low 16 bits sign-extended to 64.
+    I16To64,
+    /// Low 32 bits sign-extended to 64.
+    I32To64,
+}
+
+/// Read-modify-write atomic operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RmwKind {
+    /// `*addr += src`
+    Add,
+    /// `*addr |= src`
+    Or,
+    /// `*addr &= src`
+    And,
+    /// `*addr ^= src`
+    Xor,
+    /// `*addr = src` (exchange; always returns the old value).
+    Xchg,
+}
+
+/// Which kind of entry a prologue starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// The program's main entry (subprogram 0).
+    Main,
+    /// A bpf-to-bpf callee (or a callback whose address an `ld_imm64` takes).
+    Subprog,
+}
+
+/// Everything a backend needs to build one subprogram's frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FrameInfo {
+    /// Main program or subprogram.
+    pub kind: EntryKind,
+    /// Bytes of eBPF stack below the frame pointer (`r10`), already rounded
+    /// up to a multiple of 16.
+    pub stack_depth: u32,
+    /// Bit `n` set when callee-saved eBPF register `rn` (6 to 9) is used by
+    /// the subprogram and so must be saved and restored.
+    pub callee_saved: u16,
+}
+
+impl FrameInfo {
+    /// Whether the callee-saved eBPF register `r` must be saved.
+    #[inline]
+    pub const fn saves(&self, r: BpfReg) -> bool {
+        self.callee_saved & (1 << r.num()) != 0
+    }
+}
+
+/// One backend: encodes the driver's vocabulary for one instruction set.
+///
+/// Register operands are native registers (`Self::Reg`); the driver obtains
+/// them with [`MacroAssembler::reg`] from eBPF registers. Methods that return
+/// `Result` may refuse an operand combination the target cannot encode; all
+/// others are total.
+pub trait MacroAssembler {
+    /// A native general-purpose register.
+    type Reg: Copy + Eq + core::fmt::Debug;
+    /// A memory operand `base + offset` in the target's addressing modes.
+    type Address: Copy + core::fmt::Debug;
+
+    /// Byte the image is padded with after the code (a trap instruction or a
+    /// prefix of one: `int3` on x86-64; `udf #0` is four zero bytes on AArch64).
+    const PAD_BYTE: u8;
+
+    // ---- buffer and registers -------------------------------------------------
+
+    /// The code buffer.
+    fn buffer(&self) -> &CodeBuffer;
+
+    /// The code buffer, mutably (the driver binds labels and starts passes through it).
+    fn buffer_mut(&mut self) -> &mut CodeBuffer;
+
+    /// The native register that holds eBPF register `r` for the whole program.
+    fn reg(&self, r: BpfReg) -> Self::Reg;
+
+    /// The memory operand `base + off`. May emit code (e.g. on AArch64,
+    /// materialising an offset that no addressing mode reaches into a scratch
+    /// register), so it must be called immediately before the one memory
+    /// access that uses it.
+    fn address(&mut self, base: Self::Reg, off: i32) -> Self::Address;
+
+    // ---- frame ----------------------------------------------------------------
+
+    /// The fixed-size start of every entry, before the frame is set up: on
+    /// x86-64 a 5-byte patchable nop followed by `xor eax, eax` (main) or a
+    /// 2-byte nop (subprogram), so that the tail-call entry offset is the same
+    /// for every program. Its size must not depend on anything but `kind`.
+    fn entry_padding(&mut self, kind: EntryKind);
+
+    /// Sets up the frame: saves the caller's frame pointer, points the eBPF
+    /// frame pointer (`r10`) at the top of `frame.stack_depth` bytes of stack,
+    /// and saves the callee-saved registers `frame` lists. The stack pointer
+    /// must be aligned as the native C ABI requires for calls afterwards.
+    fn frame_setup(&mut self, frame: &FrameInfo);
+
+    /// Undoes [`MacroAssembler::frame_setup`] and returns to the caller with
+    /// eBPF `r0` as the native return value.
+    fn frame_restore_and_return(&mut self, frame: &FrameInfo);
+
+    /// Whole prologue: [`MacroAssembler::entry_padding`] then
+    /// [`MacroAssembler::frame_setup`].
+    fn prologue(&mut self, frame: &FrameInfo) {
+        self.entry_padding(frame.kind);
+        self.frame_setup(frame);
+    }
+
+    /// Whole epilogue of an `exit`: [`MacroAssembler::frame_restore_and_return`].
+    fn epilogue(&mut self, frame: &FrameInfo) {
+        self.frame_restore_and_return(frame);
+    }
+
+    // ---- moves ----------------------------------------------------------------
+
+    /// `dst = src` (32-bit: `dst = (u32)src`).
+    fn mov(&mut self, size: OperandSize, dst: Self::Reg, src: Self::Reg);
+
+    /// `dst = value`, all 64 bits; the backend picks the shortest encoding.
+    fn mov_imm(&mut self, dst: Self::Reg, value: u64);
+
+    /// `dst = extend(src)` per `kind`.
+    fn extend(&mut self, kind: ExtendKind, dst: Self::Reg, src: Self::Reg);
+
+    /// `dst = src` truncated to its low `bits` (16, 32 or 64) and zero-extended.
+    fn zero_extend(&mut self, bits: u8, dst: Self::Reg, src: Self::Reg);
+
+    /// `dst` = the low `bits` (16, 32 or 64) of `src` with their bytes in
+    /// reverse order, zero-extended.
+    fn byte_swap(&mut self, bits: u8, dst: Self::Reg, src: Self::Reg);
+
+    // ---- arithmetic -----------------------------------------------------------
+
+    /// `dst = lhs op rhs`.
+    fn alu(
+        &mut self,
+        kind: AluKind,
+        size: OperandSize,
+        dst: Self::Reg,
+        lhs: Self::Reg,
+        rhs: RegImm<Self::Reg>,
+    );
+
+    /// `dst = lhs shift (rhs mod width)`.
+    fn shift(
+        &mut self,
+        kind: ShiftKind,
+        size: OperandSize,
+        dst: Self::Reg,
+        lhs: Self::Reg,
+        rhs: RegImm<Self::Reg>,
+    );
+
+    /// `dst = lhs / rhs` or `lhs % rhs` with eBPF's semantics for a zero
+    /// divisor and for `MIN / -1` (see [`DivKind`]). Must not trap.
+    fn div_rem(
+        &mut self,
+        kind: DivKind,
+        size: OperandSize,
+        dst: Self::Reg,
+        lhs: Self::Reg,
+        rhs: RegImm<Self::Reg>,
+    );
+
+    /// `dst = -src` (wrapping).
+    fn neg(&mut self, size: OperandSize, dst: Self::Reg, src: Self::Reg);
+
+    // ---- memory ---------------------------------------------------------------
+
+    /// `dst = *(size *)addr`, zero-extended (`signed == false`) or
+    /// sign-extended to 64 bits (`signed == true`, sizes `B`, `H`, `W`).
+    fn load(
+        &mut self,
+        size: Size,
+        signed: bool,
+        dst: Self::Reg,
+        addr: Self::Address,
+    ) -> Result<(), JitErrorKind>;
+
+    /// `*(size *)addr = src` (an immediate is sign-extended to the size, as
+    /// eBPF's `st` does for `DW`).
+    fn store(
+        &mut self,
+        size: Size,
+        addr: Self::Address,
+        src: RegImm<Self::Reg>,
+    ) -> Result<(), JitErrorKind>;
+
+    /// Atomic `*(size *)addr = *addr op src`; with `fetch`, `src` receives
+    /// the old value (zero-extended for `W`). [`RmwKind::Xchg`] always fetches.
+    /// Sizes `W` and `DW`. Sequentially consistent.
+    fn atomic_rmw(
+        &mut self,
+        kind: RmwKind,
+        size: Size,
+        addr: Self::Address,
+        src: Self::Reg,
+        fetch: bool,
+    ) -> Result<(), JitErrorKind>;
+
+    /// Atomic compare-and-exchange: if `*addr == expected` (low `size` bits)
+    /// then `*addr = new`; either way `expected` receives the old value,
+    /// zero-extended. The driver passes eBPF `r0` as `expected`; a target may
+    /// require that.
+    fn atomic_cmpxchg(
+        &mut self,
+        size: Size,
+        addr: Self::Address,
+        expected: Self::Reg,
+        new: Self::Reg,
+    ) -> Result<(), JitErrorKind>;
+
+    /// `dst = load_acquire((size *)addr)`, zero-extended.
+    fn load_acquire(
+        &mut self,
+        size: Size,
+        dst: Self::Reg,
+        addr: Self::Address,
+    ) -> Result<(), JitErrorKind>;
+
+    /// `store_release((size *)addr, src)`.
+    fn store_release(
+        &mut self,
+        size: Size,
+        addr: Self::Address,
+        src: Self::Reg,
+    ) -> Result<(), JitErrorKind>;
+
+    // ---- control flow ---------------------------------------------------------
+
+    /// Unconditional jump to `target`. Uses the buffer's estimate
+    /// ([`CodeBuffer::estimate`]) to choose a short form; may emit nothing
+    /// when the target is the next instruction.
+    fn jmp(&mut self, target: Label) -> Result<(), JitErrorKind>;
+
+    /// `if lhs cond rhs goto target` (compare and branch).
+    fn branch(
+        &mut self,
+        cond: IntCmpKind,
+        size: OperandSize,
+        lhs: Self::Reg,
+        rhs: RegImm<Self::Reg>,
+        target: Label,
+    ) -> Result<(), JitErrorKind>;
+
+    /// Calls the native C-ABI function at `addr` with eBPF `r1`-`r5` as its
+    /// five arguments; `r0` receives the result, `r1`-`r5` are clobbered.
+    fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind>;
+
+    /// Calls the subprogram entered at `target` (bpf-to-bpf call): same
+    /// register convention as [`MacroAssembler::call_helper`].
+    fn call_local(&mut self, target: Label) -> Result<(), JitErrorKind>;
+
+    /// `dst` = the absolute address of `target` (an `ld_imm64` of a BPF
+    /// function, for callbacks).
+    fn load_label_address(&mut self, dst: Self::Reg, target: Label) -> Result<(), JitErrorKind>;
+
+    /// A tail call through a program array. Not implemented by any backend
+    /// yet: the default refuses it.
+    fn tail_call(&mut self) -> Result<(), JitErrorKind> {
+        Err(JitErrorKind::Unsupported("tail call"))
+    }
+}
