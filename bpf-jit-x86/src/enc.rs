@@ -506,6 +506,12 @@ pub fn call_r(b: &mut CodeBuffer, r: Gpr) {
     rr(b, Sz::W, &[0xff], 2, r);
 }
 
+/// `jmp r64` (indirect, absolute).
+#[inline]
+pub fn jmp_r(b: &mut CodeBuffer, r: Gpr) {
+    rr(b, Sz::W, &[0xff], 4, r);
+}
+
 /// `push r64`.
 #[inline]
 pub fn push(b: &mut CodeBuffer, r: Gpr) {

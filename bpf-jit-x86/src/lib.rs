@@ -8,7 +8,7 @@ use bpf_isa::{Program, Reg as BpfReg, Size};
 use bpf_jit::{
     AluKind, CodeBuffer, CompiledCode, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind,
     JitError, JitErrorKind, JitOptions, JitProgram, Label, MacroAssembler, OperandSize, RegImm,
-    RmwKind, ShiftKind,
+    RmwKind, ShiftKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET, PROG_ARRAY_SLOTS_OFFSET,
 };
 
 use enc::{Alu1, Cc, Gpr, Mem, Shift, Sz};
@@ -36,8 +36,8 @@ pub const AUX: Gpr = Gpr::R11;
 pub const AUX2: Gpr = Gpr::R10;
 
 /// Bytes from an entry to the end of its fixed-size head (`nop5` + `xor eax, eax`
-/// or `nop2`): where a future tail call will enter a program, keeping the
-/// tail-call counter the caller left in `rax`.
+/// or `nop2`): where a tail call enters a program, with the tail-call
+/// counter (a value up to 33, or a pointer to it) the caller left in `rax`.
 pub const TAIL_CALL_ENTRY_OFFSET: u32 = 7;
 /// Size of the whole prologue before the callee-saved pushes: the head plus
 /// `push rbp` (1), `mov rbp, rsp` (3) and `sub rsp, imm32` (7).
@@ -155,11 +155,13 @@ impl MacroAssembler for X86Masm {
 
     // ---- frame ----------------------------------------------------------------
 
-    fn entry_padding(&mut self, kind: EntryKind) {
+    fn entry_padding(&mut self, frame: &FrameInfo) {
         enc::nop5(self.b());
-        match kind {
-            EntryKind::Main => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, Gpr::RAX, Gpr::RAX),
-            EntryKind::Subprog => enc::nop2(self.b()),
+        if frame.kind == EntryKind::Main && frame.tail_call_reachable {
+            // The invocation's tail-call counter starts at 0.
+            enc::alu_rr(self.b(), Sz::W, Alu1::Xor, Gpr::RAX, Gpr::RAX);
+        } else {
+            enc::nop2(self.b());
         }
     }
 
@@ -167,10 +169,26 @@ impl MacroAssembler for X86Masm {
         let b = self.b();
         enc::push(b, Gpr::RBP);
         enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
-        let pushes = SAVED.iter().filter(|r| frame.saves(**r)).count() as u32;
-        // Entry rsp = 8 (mod 16); after `push rbp` 0; keep it 0 after the pushes.
-        let pad = if pushes % 2 == 1 { 8 } else { 0 };
-        enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(pad));
+        enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(frame_pad(frame)));
+        if frame.tail_call_reachable {
+            if frame.kind == EntryKind::Main {
+                // rax <= MAX_TAIL_CALL_CNT: a counter value (0 from the head,
+                // or passed by a tail call from a main program's frame): it
+                // gets a slot here and rax becomes its address. Otherwise rax
+                // already is the pointer (tail call from a subprogram).
+                enc::alu_ri(b, Sz::Q, Alu1::Cmp, Gpr::RAX, MAX_TAIL_CALL_CNT as i32);
+                enc::jcc_short(b, Cc::A, 6);
+                enc::push(b, Gpr::RAX);
+                enc::mov_rr(b, Sz::Q, Gpr::RAX, Gpr::RSP);
+                enc::jmp_short(b, 1);
+                enc::push(b, Gpr::RAX);
+            } else {
+                // Keep the frame shape of a main program: two words.
+                enc::push(b, Gpr::RAX);
+            }
+            // The counter pointer, at [rbp - tcc_ptr_disp].
+            enc::push(b, Gpr::RAX);
+        }
         for r in SAVED {
             if frame.saves(r) {
                 enc::push(b, REG_MAP[r.idx()]);
@@ -590,9 +608,120 @@ impl MacroAssembler for X86Masm {
         Ok(())
     }
 
-    fn call_local(&mut self, target: Label) -> Result<(), JitErrorKind> {
+    fn call_local(&mut self, target: Label, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        self.load_tcc_ptr(frame)?;
         let d = rel32(self.buf.estimate(target, 5).disp)?;
         enc::call_rel(self.b(), d);
+        Ok(())
+    }
+
+    fn tail_call(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        if !frame.tail_call_reachable {
+            // The driver marks every frame with a tail call reachable.
+            return Err(JitErrorKind::Unsupported(
+                "tail call in a frame without counter",
+            ));
+        }
+        let tcc = tcc_ptr_mem(frame)?;
+        // r1 = rdi (ctx), r2 = rsi (JitProgArray *), r3 = rdx (index).
+        let b = &mut self.buf;
+        // if ((u32)index >= array->max_entries) goto out;
+        enc::load(
+            b,
+            Sz::W,
+            AUX,
+            Mem {
+                base: Gpr::RSI,
+                disp: PROG_ARRAY_MAX_ENTRIES_OFFSET,
+            },
+        );
+        enc::alu_rr(b, Sz::W, Alu1::Cmp, Gpr::RDX, AUX);
+        let out1 = self.jcc_fwd(Cc::Ae);
+        let b = &mut self.buf;
+        // if (*tcc_ptr >= MAX_TAIL_CALL_CNT) goto out;
+        enc::load(b, Sz::Q, Gpr::RAX, tcc);
+        enc::load(
+            b,
+            Sz::Q,
+            AUX,
+            Mem {
+                base: Gpr::RAX,
+                disp: 0,
+            },
+        );
+        enc::alu_ri(b, Sz::Q, Alu1::Cmp, AUX, MAX_TAIL_CALL_CNT as i32);
+        let out2 = self.jcc_fwd(Cc::Ae);
+        let b = &mut self.buf;
+        // rcx = array->slots[(u32)index]; if (rcx == 0) goto out;
+        enc::mov_rr(b, Sz::W, Gpr::RCX, Gpr::RDX);
+        enc::shift_ri(b, Sz::Q, Shift::Shl, Gpr::RCX, 3);
+        enc::alu_rr(b, Sz::Q, Alu1::Add, Gpr::RCX, Gpr::RSI);
+        enc::load(
+            b,
+            Sz::Q,
+            Gpr::RCX,
+            Mem {
+                base: Gpr::RCX,
+                disp: PROG_ARRAY_SLOTS_OFFSET,
+            },
+        );
+        enc::test_rr(b, Sz::Q, Gpr::RCX, Gpr::RCX);
+        let out3 = self.jcc_fwd(Cc::E);
+        let b = &mut self.buf;
+        // (*tcc_ptr)++
+        enc::alu_ri(b, Sz::Q, Alu1::Add, AUX, 1);
+        enc::store(
+            b,
+            Sz::Q,
+            Mem {
+                base: Gpr::RAX,
+                disp: 0,
+            },
+            AUX,
+        );
+        // Unwind: callee-saved registers, the pointer slot, then the counter
+        // slot into rax (a main frame's counter value, a subprogram's copy of
+        // the pointer), the frame.
+        for r in SAVED.iter().rev() {
+            if frame.saves(*r) {
+                enc::pop(b, REG_MAP[r.idx()]);
+            }
+        }
+        enc::pop(b, Gpr::RAX);
+        enc::pop(b, Gpr::RAX);
+        enc::leave(b);
+        enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RCX, TAIL_CALL_ENTRY_OFFSET as i32);
+        enc::jmp_r(b, Gpr::RCX);
+        self.patch_here(out1);
+        self.patch_here(out2);
+        self.patch_here(out3);
+        Ok(())
+    }
+
+    fn call_indirect(
+        &mut self,
+        reg: Gpr,
+        table: Label,
+        table_len: u32,
+        frame: &FrameInfo,
+    ) -> Result<(), JitErrorKind> {
+        enc::mov_rr(self.b(), Sz::Q, AUX, reg);
+        if let Ok(len) = i32::try_from(table_len) {
+            if len > 0 {
+                // A helper id: r11 = table[r11].
+                enc::alu_ri(self.b(), Sz::Q, Alu1::Cmp, AUX, len);
+                let direct = self.jcc_fwd(Cc::Ae);
+                let d = rel32(self.buf.estimate(table, 7).disp)?;
+                let b = &mut self.buf;
+                enc::lea_rip(b, AUX2, d);
+                enc::shift_ri(b, Sz::Q, Shift::Shl, AUX, 3);
+                enc::alu_rr(b, Sz::Q, Alu1::Add, AUX, AUX2);
+                enc::load(b, Sz::Q, AUX, Mem { base: AUX, disp: 0 });
+                self.patch_here(direct);
+            }
+        }
+        self.load_tcc_ptr(frame)?;
+        enc::call_r(self.b(), AUX);
         Ok(())
     }
 
@@ -601,6 +730,43 @@ impl MacroAssembler for X86Masm {
         enc::lea_rip(self.b(), dst, d);
         Ok(())
     }
+}
+
+impl X86Masm {
+    /// Before a bpf-to-bpf call from a tail-call-reachable frame: `rax` =
+    /// the counter pointer, which the callee's prologue saves.
+    fn load_tcc_ptr(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        if frame.tail_call_reachable {
+            let m = tcc_ptr_mem(frame)?;
+            enc::load(self.b(), Sz::Q, Gpr::RAX, m);
+        }
+        Ok(())
+    }
+}
+
+/// Padding below the eBPF stack keeping `rsp` 16-byte aligned after the
+/// pushes (the two tail-call words never change the parity).
+fn frame_pad(frame: &FrameInfo) -> u32 {
+    let pushes = SAVED.iter().filter(|r| frame.saves(**r)).count() as u32;
+    // Entry rsp = 8 (mod 16); after `push rbp` 0; keep it 0 after the pushes.
+    if pushes % 2 == 1 {
+        8
+    } else {
+        0
+    }
+}
+
+/// The slot holding the tail-call counter pointer: `[rbp - (depth + pad + 16)]`.
+pub fn tcc_ptr_mem(frame: &FrameInfo) -> Result<Mem, JitErrorKind> {
+    let off = frame
+        .stack_depth
+        .checked_add(frame_pad(frame) + 16)
+        .and_then(|o| i32::try_from(o).ok())
+        .ok_or(JitErrorKind::ImageTooLarge)?;
+    Ok(Mem {
+        base: Gpr::RBP,
+        disp: -off,
+    })
 }
 
 #[inline]

@@ -628,6 +628,8 @@ fn rows() -> Vec<Row> {
         r(|m| enc::jmp_near(b(m), 1000), "e9 e8 03 00 00", "jmp 1005"),
         r(|m| enc::call_rel(b(m), 0x20), "e8 20 00 00 00", "call 37"),
         r(|m| enc::call_r(b(m), Gpr::R11), "41 ff d3", "call r11"),
+        r(|m| enc::jmp_r(b(m), Gpr::RCX), "ff e1", "jmp rcx"),
+        r(|m| enc::jmp_r(b(m), Gpr::R11), "41 ff e3", "jmp r11"),
         r(|m| enc::push(b(m), Gpr::RBP), "55", "push rbp"),
         r(|m| enc::push(b(m), Gpr::R15), "41 57", "push r15"),
         r(|m| enc::pop(b(m), Gpr::RBX), "5b", "pop rbx"),
@@ -678,6 +680,14 @@ fn frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
         kind,
         stack_depth,
         callee_saved: regs.iter().fold(0, |m, r| m | (1 << r.num())),
+        tail_call_reachable: false,
+    }
+}
+
+fn tc_frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
+    FrameInfo {
+        tail_call_reachable: true,
+        ..frame(kind, stack_depth, regs)
     }
 }
 
@@ -690,9 +700,30 @@ fn sequences() -> Vec<Row> {
     use BpfReg::*;
     vec![
         r(
+            // A main program that never tail calls: no counter.
             |m| m.prologue(&frame(EntryKind::Main, 512, &[R6, R7])),
-            "0f 1f 44 00 00 31 c0 55 48 89 e5 48 81 ec 00 02 00 00 53 41 55",
-            "nop dword ptr [rax + rax]; xor eax, eax; push rbp; mov rbp, rsp; sub rsp, 512; push rbx; push r13",
+            "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 00 02 00 00 53 41 55",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 512; push rbx; push r13",
+        ),
+        r(
+            // A main program that may tail call: counter = 0 in the head;
+            // rax <= 33 is a count that gets a slot (rax = its address),
+            // otherwise rax already is the pointer; then the pointer slot.
+            |m| m.prologue(&tc_frame(EntryKind::Main, 512, &[R6, R7])),
+            "0f 1f 44 00 00 31 c0 55 48 89 e5 48 81 ec 00 02 00 00 48 83 f8 21 77 06 50 48 89 e0 eb 01 50 50 53 41 55",
+            "nop dword ptr [rax + rax]; xor eax, eax; push rbp; mov rbp, rsp; sub rsp, 512; cmp rax, 33; ja 30; push rax; mov rax, rsp; jmp 31; push rax; push rax; push rbx; push r13",
+        ),
+        r(
+            // A tail-call-reachable subprogram: the pointer (rax) twice.
+            |m| m.prologue(&tc_frame(EntryKind::Subprog, 32, &[R9])),
+            "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 28 00 00 00 50 50 41 57",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 40; push rax; push rax; push r15",
+        ),
+        r(
+            // bpf_tail_call(r1, r2 = JitProgArray *, r3 = index) from that main frame.
+            |m| m.tail_call(&tc_frame(EntryKind::Main, 512, &[R6, R7])).unwrap(),
+            "44 8b 1e 44 39 da 73 35 48 8b 85 f0 fd ff ff 4c 8b 18 49 83 fb 21 73 25 89 d1 48 c1 e1 03 48 01 f1 48 8b 49 08 48 85 c9 74 13 49 83 c3 01 4c 89 18 41 5d 5b 58 58 c9 48 83 c1 07 ff e1",
+            "mov r11d, dword ptr [rsi]; cmp edx, r11d; jae 61; mov rax, qword ptr [rbp - 528]; mov r11, qword ptr [rax]; cmp r11, 33; jae 61; mov ecx, edx; shl rcx, 3; add rcx, rsi; mov rcx, qword ptr [rcx + 8]; test rcx, rcx; je 61; add r11, 1; mov qword ptr [rax], r11; pop r13; pop rbx; pop rax; pop rax; leave; add rcx, 7; jmp rcx",
         ),
         r(
             // One push: 8 bytes of padding keep rsp 16-aligned.

@@ -6,6 +6,8 @@ use bpf_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, LdImm64Src, Program, Reg, Size, Source, Width,
 };
 
+use bpf_callgraph::CallGraph;
+
 use crate::buffer::Label;
 use crate::error::{JitError, JitErrorKind};
 use crate::masm::{
@@ -138,28 +140,32 @@ pub struct CompiledCode {
     pub passes: u32,
 }
 
-/// Positions in [`Program::insns`] where subprograms start: 0 and every
-/// target of a local call or of an `ld_imm64` function reference, sorted.
+/// Positions in [`Program::insns`] where subprograms start, from
+/// `bpf-callgraph` (0 and every target of a local call or of an `ld_imm64`
+/// function reference, sorted).
 ///
-/// This is the one place the driver derives subprograms itself; it is meant
-/// to be replaced by `bpf-callgraph`'s subprogram list.
+/// The call graph's structural checks apply: calls and jumps inside the
+/// program, no jump leaving its subprogram, no fall-through between
+/// subprograms, no recursion and no unreachable subprogram (the kernel's
+/// rules); a violation is a [`JitErrorKind::CallGraph`] naming the slot.
 pub fn subprogram_starts(prog: &Program) -> Result<Vec<usize>, JitError> {
-    let mut starts = vec![0usize];
-    for (n, insn) in prog.insns().iter().enumerate() {
-        let off = match *insn {
-            Insn::Call(CallTarget::Local(o))
-            | Insn::LdImm64 {
-                src: LdImm64Src::Func(o),
-                ..
-            } => o,
-            _ => continue,
-        };
-        let slot = prog.starts().get(n).copied().unwrap_or(0) as usize;
-        starts.push(target_pos(prog, slot, 1, i64::from(off))?);
-    }
-    starts.sort_unstable();
-    starts.dedup();
-    Ok(starts)
+    let cg = call_graph(prog)?;
+    starts_of(prog, &cg)
+}
+
+fn call_graph(prog: &Program) -> Result<CallGraph, JitError> {
+    CallGraph::build(prog).map_err(|e| JitError::at(e.index(), JitErrorKind::CallGraph(e)))
+}
+
+fn starts_of(prog: &Program, cg: &CallGraph) -> Result<Vec<usize>, JitError> {
+    cg.subprogs()
+        .values()
+        .map(|s| {
+            let slot = s.start.slot();
+            prog.insn_at_slot(slot)
+                .ok_or(JitError::at(slot, JitErrorKind::BadTarget(slot as i64)))
+        })
+        .collect()
 }
 
 /// Position in `insns` of the instruction at `slot + step + off`.
@@ -202,13 +208,17 @@ struct Plan {
     subprog_of: Vec<u32>,
     frames: Vec<FrameInfo>,
     starts: Vec<usize>,
+    /// Whether the program has a `callx` (the image then ends with a helper table).
+    has_callx: bool,
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
     let insns = prog.insns();
     let slots = prog.starts();
     let n = insns.len();
-    let starts = subprogram_starts(prog)?;
+    let cg = call_graph(prog)?;
+    let starts = starts_of(prog, &cg)?;
+    let mut has_callx = false;
     let entry_label = |pos: usize| -> u64 {
         // Subprogram entry labels follow the per-instruction labels.
         let s = starts.partition_point(|&x| x < pos);
@@ -243,8 +253,12 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     src: LdImm64Src::Func(off),
                     ..
                 } => entry_label(target_pos(prog, slot, 1, i64::from(off))?),
-                // bpf_tail_call: refused at lowering (MacroAssembler::tail_call).
+                // bpf_tail_call: inline code (MacroAssembler::tail_call).
                 Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => 0,
+                Insn::CallReg { .. } => {
+                    has_callx = true;
+                    0
+                }
                 Insn::Call(CallTarget::Helper(id)) => match opts.helpers.get(id) {
                     Some(f) => f as usize as u64,
                     None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
@@ -289,6 +303,17 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             .checked_add(15)
             .map(|d| d & !15)
             .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        let info = cg.subprogs().values().nth(s);
+        let tail_call_reachable = info.is_some_and(|i| i.tail_call_reachable);
+        if tail_call_reachable && s != 0 && info.is_some_and(|i| i.is_callback) {
+            // A callback is entered from a helper, which cannot hand it the
+            // counter pointer.
+            let slot = slots.get(begin).copied().unwrap_or(0) as usize;
+            return Err(JitError::at(
+                slot,
+                JitErrorKind::Unsupported("tail call reachable from a callback"),
+            ));
+        }
         frames.push(FrameInfo {
             kind: if s == 0 {
                 EntryKind::Main
@@ -297,6 +322,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             },
             stack_depth: depth,
             callee_saved: used & 0b11_1100_0000,
+            tail_call_reachable,
         });
     }
     Ok(Plan {
@@ -304,6 +330,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         subprog_of,
         frames,
         starts,
+        has_callx,
     })
 }
 
@@ -322,17 +349,28 @@ pub fn compile<M: MacroAssembler>(
     }
     let plan = plan(prog, opts)?;
     let n = prog.len();
-    let nlabels = n + plan.starts.len();
+    // Labels: one per instruction, one per subprogram entry, then the
+    // callx helper table.
+    let table_label = Label::new((n + plan.starts.len()) as u32);
+    let table = if plan.has_callx {
+        helper_address_table(opts.helpers)
+    } else {
+        Vec::new()
+    };
+    let nlabels = n + plan.starts.len() + 1;
     masm.buffer_mut().reset();
     let mut passes = 0;
     for pass in 0..MAX_RELAX_PASSES + 2 {
         passes = pass + 1;
         masm.buffer_mut()
             .begin_pass(nlabels, pass >= MAX_RELAX_PASSES);
-        emit_pass(masm, prog, &plan)?;
+        emit_pass(masm, prog, &plan, table_label, table.len() as u32)?;
+        if plan.has_callx {
+            emit_helper_table::<M>(masm, &table, table_label);
+        }
         if masm.buffer().converged() {
             let buf = masm.buffer_mut();
-            let entries = (n..nlabels)
+            let entries = (n..n + plan.starts.len())
                 .map(|l| buf.label_offset(Label::new(l as u32)).unwrap_or(0))
                 .collect();
             let insn_offsets = (0..n)
@@ -353,7 +391,58 @@ pub fn compile<M: MacroAssembler>(
     Err(JitError::program(JitErrorKind::NoConvergence))
 }
 
-fn emit_pass<M: MacroAssembler>(masm: &mut M, prog: &Program, plan: &Plan) -> Result<(), JitError> {
+/// Dense helper-address table for `callx`: entry `id` is helper `id`'s
+/// address, 0 where no helper is registered (see [`callx_unknown_helper`]).
+/// Ids past 4095 are not reachable through `callx`.
+fn helper_address_table(helpers: &HelperTable) -> Vec<u64> {
+    let max = helpers
+        .entries
+        .iter()
+        .map(|e| e.0)
+        .filter(|&id| (0..4096).contains(&id))
+        .max();
+    let Some(max) = max else {
+        return Vec::new();
+    };
+    let mut t = vec![0u64; max as usize + 1];
+    for &(id, f) in &helpers.entries {
+        if let Some(e) = usize::try_from(id).ok().and_then(|i| t.get_mut(i)) {
+            *e = f as usize as u64;
+        }
+    }
+    t
+}
+
+/// After the code: 8-byte alignment, then the table.
+fn emit_helper_table<M: MacroAssembler>(masm: &mut M, table: &[u64], label: Label) {
+    let buf = masm.buffer_mut();
+    while !buf.offset().is_multiple_of(8) {
+        buf.put1(M::PAD_BYTE);
+    }
+    buf.bind(label);
+    for &addr in table {
+        buf.put8(if addr == 0 {
+            callx_unknown_helper as HelperFn as usize as u64
+        } else {
+            addr
+        });
+    }
+}
+
+/// What a `callx` of an unregistered helper id (below the table's end)
+/// calls: returns `-ENOSYS`. (The kernel rejects `callx` outright; a
+/// verified program never reaches this.)
+unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    (-38i64) as u64
+}
+
+fn emit_pass<M: MacroAssembler>(
+    masm: &mut M,
+    prog: &Program,
+    plan: &Plan,
+    table: Label,
+    table_len: u32,
+) -> Result<(), JitError> {
     let n = prog.len();
     let mut next_sub = 0usize;
     for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
@@ -371,7 +460,8 @@ fn emit_pass<M: MacroAssembler>(masm: &mut M, prog: &Program, plan: &Plan) -> Re
         if masm.buffer().offset() > i32::MAX as u32 / 2 {
             return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
         }
-        lower(masm, insn, aux, frame).map_err(|k| JitError::at(slot as usize, k))?;
+        lower(masm, insn, aux, frame, table, table_len)
+            .map_err(|k| JitError::at(slot as usize, k))?;
     }
     Ok(())
 }
@@ -384,6 +474,8 @@ fn lower<M: MacroAssembler>(
     insn: &Insn,
     aux: u64,
     frame: &FrameInfo,
+    table: Label,
+    table_len: u32,
 ) -> Result<(), JitErrorKind> {
     let label = Label::new(aux as u32);
     match *insn {
@@ -471,13 +563,16 @@ fn lower<M: MacroAssembler>(
             masm.branch(IntCmpKind::of(cond), OperandSize::of(width), l, rhs, label)?
         }
         Insn::MayGoto { .. } => return Err(JitErrorKind::Unsupported("may_goto")),
-        Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => masm.tail_call()?,
+        Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => masm.tail_call(frame)?,
         Insn::Call(CallTarget::Helper(_)) => masm.call_helper(aux)?,
-        Insn::Call(CallTarget::Local(_)) => masm.call_local(label)?,
+        Insn::Call(CallTarget::Local(_)) => masm.call_local(label, frame)?,
         Insn::Call(CallTarget::Kfunc { .. }) => {
             return Err(JitErrorKind::Unsupported("kfunc call"))
         }
-        Insn::CallReg { .. } => return Err(JitErrorKind::Unsupported("callx")),
+        Insn::CallReg { reg } => {
+            let r = masm.reg(reg);
+            masm.call_indirect(r, table, table_len, frame)?
+        }
         Insn::Exit => masm.epilogue(frame),
         Insn::LdImm64 {
             dst,
@@ -613,7 +708,16 @@ mod tests {
             Insn::Exit,
         ]);
         let e = subprogram_starts(&p).unwrap_err();
-        assert_eq!(e, JitError::at(1, JitErrorKind::BadTarget(9)));
+        assert_eq!(
+            e,
+            JitError::at(
+                1,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::InvalidCallTarget {
+                    at: 1,
+                    target: 9
+                })
+            )
+        );
     }
 
     #[test]
@@ -631,16 +735,36 @@ mod tests {
             },
             Insn::Exit,
         ]);
-        // Subprogram 0 is [0, 2): its last instruction (slot 1) falls through.
+        // Subprogram 0 is [0, 2): its conditional jump at slot 1 may land
+        // in subprogram 1 (the kernel checks jumps before fall-through).
         let e = plan(&p, &opts).err().unwrap();
-        assert_eq!(e, JitError::at(1, JitErrorKind::CrossesSubprogram));
+        assert_eq!(e.index, Some(1));
+        assert!(
+            matches!(
+                e.kind,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::JumpOutOfRange {
+                    from: 1,
+                    to: 2
+                })
+            ),
+            "{e}"
+        );
         let p = Program::from_insns(vec![
             Insn::Call(CallTarget::Local(1)),
             Insn::Ja { off: 0 },
             Insn::Exit,
         ]);
         let e = plan(&p, &opts).err().unwrap();
-        assert_eq!(e, JitError::at(1, JitErrorKind::CrossesSubprogram));
+        assert_eq!(
+            e,
+            JitError::at(
+                1,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::JumpOutOfRange {
+                    from: 1,
+                    to: 2
+                })
+            )
+        );
     }
 
     #[test]

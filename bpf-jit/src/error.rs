@@ -37,6 +37,11 @@ pub enum JitErrorKind {
     /// Branch relaxation did not reach a fixed point.
     #[error("layout did not converge")]
     NoConvergence,
+    /// The program's subprogram structure is rejected by `bpf-callgraph`
+    /// (call into nowhere, jump out of a subprogram, fall-through,
+    /// recursion, unreachable subprogram, too many subprograms).
+    #[error("{0}")]
+    CallGraph(bpf_callgraph::BuildError),
     /// `mmap`/`mprotect` failed (the OS error number).
     #[error("executable memory: os error {0}")]
     Memory(i32),

@@ -5,6 +5,7 @@ pub mod driver;
 pub mod error;
 pub mod exec;
 pub mod masm;
+pub mod progarray;
 
 pub use buffer::{BranchEstimate, CodeBuffer, Label};
 pub use driver::{
@@ -16,4 +17,8 @@ pub use exec::{ExecMemory, JitProgram};
 pub use masm::{
     AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
     RegImm, RmwKind, ShiftKind,
+};
+pub use progarray::{
+    JitProgArray, SlotOutOfRange, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET,
+    PROG_ARRAY_SLOTS_OFFSET,
 };

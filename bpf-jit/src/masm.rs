@@ -200,6 +200,10 @@ pub struct FrameInfo {
     /// Bit `n` set when callee-saved eBPF register `rn` (6 to 9) is used by
     /// the subprogram and so must be saved and restored.
     pub callee_saved: u16,
+    /// A tail call can happen while this frame is live (`bpf-callgraph`'s
+    /// `tail_call_reachable`): the frame keeps the pointer to the
+    /// invocation's tail-call counter and passes it on to its callees.
+    pub tail_call_reachable: bool,
 }
 
 impl FrameInfo {
@@ -246,15 +250,20 @@ pub trait MacroAssembler {
     // ---- frame ----------------------------------------------------------------
 
     /// The fixed-size start of every entry, before the frame is set up: on
-    /// x86-64 a 5-byte patchable nop followed by `xor eax, eax` (main) or a
-    /// 2-byte nop (subprogram), so that the tail-call entry offset is the same
-    /// for every program. Its size must not depend on anything but `kind`.
-    fn entry_padding(&mut self, kind: EntryKind);
+    /// x86-64 a 5-byte patchable nop followed by `xor eax, eax` (a main
+    /// program that may tail call: the counter starts at 0) or a 2-byte nop,
+    /// so that the tail-call entry offset is the same for every program. Its
+    /// size must not depend on `frame`.
+    fn entry_padding(&mut self, frame: &FrameInfo);
 
     /// Sets up the frame: saves the caller's frame pointer, points the eBPF
     /// frame pointer (`r10`) at the top of `frame.stack_depth` bytes of stack,
-    /// and saves the callee-saved registers `frame` lists. The stack pointer
-    /// must be aligned as the native C ABI requires for calls afterwards.
+    /// stores the tail-call counter pointer when the frame is
+    /// `tail_call_reachable` (a main entry first turns a counter value
+    /// into a counter slot of its own), and saves the callee-saved registers
+    /// `frame` lists. The stack pointer must be aligned as the native C ABI
+    /// requires for calls afterwards. Code entering at the tail-call entry
+    /// offset runs exactly this.
     fn frame_setup(&mut self, frame: &FrameInfo);
 
     /// Undoes [`MacroAssembler::frame_setup`] and returns to the caller with
@@ -264,7 +273,7 @@ pub trait MacroAssembler {
     /// Whole prologue: [`MacroAssembler::entry_padding`] then
     /// [`MacroAssembler::frame_setup`].
     fn prologue(&mut self, frame: &FrameInfo) {
-        self.entry_padding(frame.kind);
+        self.entry_padding(frame);
         self.frame_setup(frame);
     }
 
@@ -410,16 +419,44 @@ pub trait MacroAssembler {
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind>;
 
     /// Calls the subprogram entered at `target` (bpf-to-bpf call): same
-    /// register convention as [`MacroAssembler::call_helper`].
-    fn call_local(&mut self, target: Label) -> Result<(), JitErrorKind>;
+    /// register convention as [`MacroAssembler::call_helper`]. When the
+    /// calling `frame` is `tail_call_reachable`, the callee receives the
+    /// pointer to the tail-call counter (x86-64: in `rax`).
+    fn call_local(&mut self, target: Label, frame: &FrameInfo) -> Result<(), JitErrorKind>;
 
     /// `dst` = the absolute address of `target` (an `ld_imm64` of a BPF
     /// function, for callbacks).
     fn load_label_address(&mut self, dst: Self::Reg, target: Label) -> Result<(), JitErrorKind>;
 
-    /// A tail call through a program array. Not implemented by any backend
-    /// yet: the default refuses it.
-    fn tail_call(&mut self) -> Result<(), JitErrorKind> {
+    /// `bpf_tail_call(r1 = ctx, r2 = prog array, r3 = index)` from `frame`
+    /// (which is `tail_call_reachable`). `r2` points at a
+    /// [`JitProgArray`](crate::JitProgArray). In order: if `(u32)index >=
+    /// max_entries`, or the invocation's counter is already
+    /// [`MAX_TAIL_CALL_CNT`](crate::MAX_TAIL_CALL_CNT), or the slot is
+    /// empty, fall through to the next instruction (`r0`-`r5` clobbered);
+    /// otherwise increment the counter, tear this frame down (restore the
+    /// callee-saved registers and the caller's frame pointer) and jump to
+    /// the slot's program past its fixed head, passing on the counter (as a
+    /// value from a main program's frame, as the pointer from a subprogram's).
+    /// The default refuses it.
+    fn tail_call(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        let _ = frame;
         Err(JitErrorKind::Unsupported("tail call"))
+    }
+
+    /// `callx reg`: calls what the register holds — a helper id below
+    /// `table_len` (looked up in the helper-address table at `table`, an
+    /// image label whose 8-byte entries are absolute addresses), or else an
+    /// absolute code address (an `ld_imm64` function reference).
+    /// The default refuses it.
+    fn call_indirect(
+        &mut self,
+        reg: Self::Reg,
+        table: Label,
+        table_len: u32,
+        frame: &FrameInfo,
+    ) -> Result<(), JitErrorKind> {
+        let _ = (reg, table, table_len, frame);
+        Err(JitErrorKind::Unsupported("callx"))
     }
 }

@@ -18,6 +18,7 @@ const ET_REL: u16 = 1;
 const SHT_NOBITS: u32 = 8;
 const SHT_REL: u32 = 9;
 const SHF_EXECINSTR: u64 = 4;
+const STT_OBJECT: u8 = 1;
 const STT_SECTION: u8 = 3;
 const STT_FUNC: u8 = 2;
 const STT_FILE: u8 = 4;
@@ -447,6 +448,29 @@ pub(crate) fn parse(data: &[u8]) -> Result<Object, ObjectError> {
         None => None,
     };
 
+    // Global variables: object symbols inside a global-data section.
+    let mut globals = Vec::new();
+    for s in &syms {
+        if s.st_type != STT_OBJECT {
+            continue;
+        }
+        let Some(Target::Data { map, size }) = s.section.and_then(|i| targets.get(&i)) else {
+            continue;
+        };
+        if s.value.saturating_add(s.size) > *size {
+            continue;
+        }
+        let (Ok(offset), Ok(vsize)) = (u32::try_from(s.value), u32::try_from(s.size)) else {
+            continue;
+        };
+        globals.push(GlobalVar {
+            name: s.name.clone(),
+            map: *map,
+            offset,
+            size: vsize,
+        });
+    }
+
     // Programs.
     let ctx = Ctx {
         names,
@@ -472,6 +496,7 @@ pub(crate) fn parse(data: &[u8]) -> Result<Object, ObjectError> {
         sections: infos,
         license,
         kernel_version,
+        globals,
     })
 }
 

@@ -20,6 +20,9 @@ pub struct Object {
     pub license: Option<String>,
     /// The `version` section's value, if present.
     pub kernel_version: Option<u32>,
+    /// Every variable symbol (`STT_OBJECT`) defined in a global-data section,
+    /// in symbol-table order: where its value lives in which map.
+    pub globals: Vec<GlobalVar>,
 }
 
 impl Object {
@@ -31,6 +34,11 @@ impl Object {
     /// The index and definition of the map called `name`.
     pub fn map(&self, name: &str) -> Option<(usize, &MapDef)> {
         self.maps.iter().enumerate().find(|(_, m)| m.name == name)
+    }
+
+    /// The global variable called `name`.
+    pub fn global(&self, name: &str) -> Option<&GlobalVar> {
+        self.globals.iter().find(|g| g.name == name)
     }
 
     /// The programs of the section `section`.
@@ -123,6 +131,20 @@ pub enum RelocKind {
     /// A reference to an undefined (extern) symbol: a kfunc call or a ksym.
     /// The instruction is left as clang emitted it.
     Extern,
+}
+
+/// A variable in global data (`.data*`, `.rodata*`, `.bss*`): bytes
+/// `offset .. offset + size` of the value of map [`GlobalVar::map`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalVar {
+    /// The symbol name (static variables included).
+    pub name: String,
+    /// Index into [`Object::maps`] of the section's [`MapKind::GlobalData`] map.
+    pub map: usize,
+    /// Byte offset of the variable in the map's value (`st_value`).
+    pub offset: u32,
+    /// Size in bytes (`st_size`).
+    pub size: u32,
 }
 
 /// Where a map definition came from.

@@ -585,3 +585,44 @@ fn bench_objects() {
     }
     eprintln!("parsed {} bench objects", paths.len());
 }
+
+/// Global variable symbols, from `llvm-objdump-19 -t examples/global_data.o`
+/// (`O` symbols in `.data`, `.rodata`, `.bss`; `dropped` is the static one).
+#[test]
+fn global_data_variables() {
+    let obj = load("global_data");
+    let map_of = |section: &str| obj.map(section).map(|(i, _)| i).expect(section);
+    let expect = [
+        ("dropped", ".bss", 0, 8),
+        ("target_pid", ".rodata", 0, 4),
+        ("call_count", ".data", 0, 8),
+        ("min_gap_ns", ".rodata", 8, 8),
+        ("total_gap_ns", ".bss", 8, 8),
+        ("sample_every", ".data", 8, 4),
+    ];
+    let mut names: Vec<&str> = obj.globals.iter().map(|g| g.name.as_str()).collect();
+    names.sort_unstable();
+    let mut want: Vec<&str> = expect.iter().map(|e| e.0).collect();
+    want.sort_unstable();
+    assert_eq!(
+        names, want,
+        "the `.maps` and `license` objects are not globals"
+    );
+    for (name, section, offset, size) in expect {
+        let g = obj
+            .global(name)
+            .unwrap_or_else(|| panic!("no global {name}"));
+        assert_eq!(
+            (g.map, g.offset, g.size),
+            (map_of(section), offset, size),
+            "{name}"
+        );
+    }
+    // Initial values from the C source: call_count = 7, sample_every = 3.
+    let data = obj.maps[map_of(".data")]
+        .initial_data
+        .as_deref()
+        .expect("data");
+    assert_eq!(data.get(0..8), Some(&7u64.to_le_bytes()[..]));
+    assert_eq!(data.get(8..12), Some(&3u32.to_le_bytes()[..]));
+}

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod kernel;
+
 /// One bpf_conformance test case.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConformanceCase {

@@ -1,9 +1,10 @@
-//! Runs every bpf_conformance `.data` file through the uBPF assembler and the interpreter.
+//! Runs every bpf_conformance `.data` file through the uBPF assembler and
+//! each engine: the interpreter and the x86-64 JIT.
 
 use bpf_tests::{conformance_dir, data_files, parse_case};
-use bpf_vm::{HelperRegistry, Interpreter};
+use bpf_vm::{Engine, HelperRegistry, LoadedProgram};
 
-fn run_case(text: &str) -> Result<(), String> {
+fn run_case(text: &str, engine: Engine) -> Result<(), String> {
     let case = parse_case(text)?;
     let prog = match bpf_isa::assemble_ubpf(&case.asm) {
         Ok(p) => p,
@@ -14,12 +15,14 @@ fn run_case(text: &str) -> Result<(), String> {
             }
         }
     };
-    let vm = Interpreter::builder(&prog)
+    let vm = LoadedProgram::builder(&prog, engine)
         .helpers(HelperRegistry::conformance())
         .instruction_limit(Some(100_000_000))
         .build();
     let mut mem = case.mem.clone();
-    let got = vm.and_then(|vm| vm.run_mem(&mut mem));
+    // SAFETY: the conformance programs access only their memory buffer and
+    // stack (the interpreter checks this; the JIT relies on it).
+    let got = vm.and_then(|vm| unsafe { vm.run_mem(&mut mem) });
     match (&case.error, got) {
         (Some(_), Err(_)) => Ok(()),
         (Some(want), Ok(r0)) => Err(format!("expected error {want:?}, got r0 = {r0:#x}")),
@@ -33,7 +36,20 @@ fn run_case(text: &str) -> Result<(), String> {
 }
 
 #[test]
-fn conformance_suite() {
+fn conformance_suite_interp() {
+    suite(Engine::Interp);
+}
+
+#[test]
+fn conformance_suite_x86() {
+    assert!(
+        Engine::available().contains(&Engine::X86),
+        "the x86-64 JIT must be available on this host"
+    );
+    suite(Engine::X86);
+}
+
+fn suite(engine: Engine) {
     let dir = conformance_dir();
     let files = data_files(&dir).unwrap_or_else(|e| {
         panic!(
@@ -49,16 +65,16 @@ fn conformance_suite() {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        match run_case(&text) {
-            Ok(()) => println!("PASS {name}"),
+        match run_case(&text, engine) {
+            Ok(()) => println!("PASS {name} ({engine})"),
             Err(e) => {
-                println!("FAIL {name}: {e}");
+                println!("FAIL {name} ({engine}): {e}");
                 failures.push(format!("{name}: {e}"));
             }
         }
     }
     println!(
-        "conformance: {} passed, {} failed",
+        "conformance ({engine}): {} passed, {} failed",
         files.len() - failures.len(),
         failures.len()
     );

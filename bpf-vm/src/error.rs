@@ -98,6 +98,9 @@ pub enum VmError {
         /// What is unsupported.
         what: &'static str,
     },
+    /// The JIT could not compile the program.
+    #[error("jit: {0}")]
+    Jit(bpf_jit::JitError),
     /// A helper reported an error that stops the program.
     #[error("insn {insn}: helper {id} failed: {message}")]
     Helper {
@@ -115,6 +118,7 @@ impl VmError {
     pub fn insn(&self) -> Option<usize> {
         match self {
             VmError::Invalid(e) => Some(e.index),
+            VmError::Jit(e) => e.index,
             VmError::UnknownMap { insn, .. }
             | VmError::BadMapValue { insn, .. }
             | VmError::UnknownHelper { insn, .. }

@@ -27,6 +27,7 @@
 //! makes at most [`MAX_TAIL_CALL_CNT`] tail calls.
 
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod helpers;
 pub mod interp;
@@ -34,9 +35,10 @@ pub mod maps;
 mod mem;
 
 pub use context::{SkbMd, XdpMd};
+pub use engine::{Engine, LoadBuilder, LoadedProgram};
 pub use error::{HelperError, VmError};
 pub use helpers::{HelperCtx, HelperFn, HelperRegistry, TraceSink};
-pub use interp::{Interpreter, InterpreterBuilder};
+pub use interp::{Interpreter, InterpreterBuilder, Tracer};
 pub use maps::{Map, MapDef, MapError, MapType};
 
 /// Bytes of stack per frame (`MAX_BPF_STACK`).

@@ -339,3 +339,109 @@ fn conformance_helpers_and_callx() {
         .expect("build");
     assert_eq!(vm.run_mem(&mut []), Ok(0));
 }
+
+/// The fused pairs (`rD = rS; rD += x` and `rD += imm; if rD <cond> ... goto`)
+/// give the plain semantics, also when a jump lands on the second half, when
+/// the compared register is the incremented one, and when the instruction
+/// budget runs out between the two halves.
+#[test]
+fn superinstructions_keep_plain_semantics() {
+    // Sum 0..=10 with `r3 = r0; r3 += r1` and `r1 += 1; if r1 != 11` (imm form).
+    let src = "r0 = 0\nr1 = 0\nl: r3 = r0\nr3 += r1\nr0 = r3\nr1 += 1\nif r1 != 11 goto l\nexit";
+    assert_eq!(run(src, &mut []), Ok(55));
+    // Register form, unsigned and signed: count up to r2 = 5 from -3.
+    let src = "r0 = 0\nr1 = -3\nr2 = 5\nl: r0 += 1\nr1 += 1\nif r1 s< r2 goto l\nexit";
+    assert_eq!(run(src, &mut []), Ok(8));
+    // `rD = rS; rD += rD` doubles rS; a jump straight onto the add skips the mov.
+    assert_eq!(run("r1 = 21\nr0 = r1\nr0 += r0\nexit", &mut []), Ok(42));
+    assert_eq!(
+        run("r0 = 5\nr1 = 9\ngoto l\nr0 = r1\nl: r0 += 2\nexit", &mut []),
+        Ok(7)
+    );
+    // Comparing the incremented register with itself: always equal.
+    assert_eq!(
+        run(
+            "r0 = 1\nr0 += 1\nif r0 == r0 goto l\nr0 = 9\nl: exit",
+            &mut []
+        ),
+        Ok(2)
+    );
+    // Budget: 3 instructions run (r0 = 0, r0 += 1, the jump); the 4th (exit) is refused.
+    let prog = asm("r0 = 0\nr0 += 1\nif r0 == 1 goto l\nl: exit");
+    for (limit, want) in [
+        (2, Err(VmError::BudgetExceeded { insn: 2, limit: 2 })),
+        (3, Err(VmError::BudgetExceeded { insn: 3, limit: 3 })),
+        (4, Ok(1)),
+    ] {
+        let vm = Interpreter::builder(&prog)
+            .instruction_limit(Some(limit))
+            .build()
+            .expect("build");
+        assert_eq!(vm.run_mem(&mut []), want, "limit {limit}");
+    }
+}
+
+/// Global data (`ld_imm64` of a map value) is accessible in checked mode,
+/// through the pointer and at negative offsets from it, and nowhere past it.
+#[test]
+fn direct_map_values_are_accessible_when_checked() {
+    use bpf_isa::{LdImm64Src, Reg};
+    use bpf_vm::{Map, MapDef, MapType};
+    let map = Map::new(MapDef {
+        map_type: MapType::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+    })
+    .expect("map");
+    map.update(&0u32.to_le_bytes(), &[1, 2, 3, 4, 5, 6, 7, 8], 0)
+        .expect("update");
+    let prog = |off: i16| {
+        Program::from_insns(vec![
+            Insn::LdImm64 {
+                dst: Reg::R1,
+                src: LdImm64Src::MapValue { fd: 3, off: 4 },
+            },
+            Insn::Ldx {
+                size: Size::W,
+                dst: Reg::R0,
+                src: Reg::R1,
+                off,
+            },
+            Insn::Exit,
+        ])
+    };
+    let vm = |p: &Program| {
+        Interpreter::builder(p)
+            .map(3, map.clone())
+            .build()
+            .expect("build")
+    };
+    // Bytes 4..8 and 0..4 of the value, little-endian.
+    assert_eq!(vm(&prog(0)).run_mem(&mut []), Ok(0x0807_0605));
+    assert_eq!(vm(&prog(-4)).run_mem(&mut []), Ok(0x0403_0201));
+    assert!(matches!(
+        vm(&prog(2)).run_mem(&mut []),
+        Err(VmError::MemoryFault { insn: 2, .. })
+    ));
+}
+
+/// The tracer sees every instruction, fused pairs included, with the
+/// registers before it.
+#[test]
+fn tracer_sees_every_instruction() {
+    struct T(Vec<(usize, u64)>);
+    impl bpf_vm::Tracer for T {
+        fn step(&mut self, _: &Interpreter, slot: usize, regs: &[u64; 11]) {
+            self.0.push((slot, regs[0]));
+        }
+    }
+    let prog = asm("r0 = 1\nr0 += 2\nif r0 != 3 goto l\nr1 = r0\nr1 += 4\nr0 = r1\nl: exit");
+    let vm = Interpreter::new(&prog).expect("build");
+    let mut t = T(Vec::new());
+    assert_eq!(vm.run_mem_traced(&mut [], &mut t), Ok(7));
+    assert_eq!(
+        t.0,
+        [(0, 0), (1, 1), (2, 3), (3, 3), (4, 3), (5, 3), (6, 7)]
+    );
+}

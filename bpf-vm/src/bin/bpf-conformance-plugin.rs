@@ -1,6 +1,6 @@
 //! Plugin for the bpf_conformance runner.
 //!
-//! Usage: `bpf-conformance-plugin [MEMORY_HEX] [--program HEX] [--engine interp]`.
+//! Usage: `bpf-conformance-plugin [MEMORY_HEX] [--program HEX] [--engine interp|x86]`.
 //! The program bytecode comes as hex on standard input (one line) unless
 //! `--program` gives it; memory, if any, is the first argument. Both accept
 //! bytes as hex pairs, optionally separated by whitespace. On success the
@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use bpf_isa::Program;
-use bpf_vm::{HelperRegistry, Interpreter};
+use bpf_vm::{Engine, HelperRegistry, LoadedProgram};
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -44,9 +44,7 @@ fn run() -> Result<u64, String> {
             other => return Err(format!("invalid argument: {other}")),
         }
     }
-    if engine != "interp" {
-        return Err(format!("unknown engine {engine:?} (available: interp)"));
-    }
+    let engine: Engine = engine.parse()?;
     let program_hex = match program_hex {
         Some(p) => p,
         None => {
@@ -59,13 +57,15 @@ fn run() -> Result<u64, String> {
     };
     let bytes = decode_hex(&program_hex)?;
     let prog = Program::decode(&bytes).map_err(|e| format!("failed to load program: {e}"))?;
-    let vm = Interpreter::builder(&prog)
+    let vm = LoadedProgram::builder(&prog, engine)
         .helpers(HelperRegistry::conformance())
         .instruction_limit(Some(1 << 32))
         .build()
         .map_err(|e| format!("failed to load program: {e}"))?;
-    vm.run_mem(&mut memory)
-        .map_err(|e| format!("failed to execute program: {e}"))
+    // SAFETY: the interpreter checks every access; with the JIT the runner's
+    // programs are trusted to access only their memory and stack, as with
+    // the other JIT plugins of bpf_conformance.
+    unsafe { vm.run_mem(&mut memory) }.map_err(|e| format!("failed to execute program: {e}"))
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bpf_isa::AtomicOp;
 
 use super::ops::{Code, Op, FUNC_TAG, FUNC_TAG_MASK, TRAP_ADDR_SPACE, TRAP_END};
-use super::Interpreter;
+use super::{Interpreter, Tracer};
 use crate::context::{CtxView, SkbMd, XdpMd, SKB_SIZE, XDP_MD_SIZE};
 use crate::error::{HelperError, VmError};
 use crate::helpers::HelperCtx;
@@ -211,7 +211,11 @@ unsafe fn plain_rmw<const N: usize>(addr: u64, op: AtomicOp, val: u64, expect: u
 impl Interpreter {
     /// Runs the program. With `CHECKED`, every access is checked against the
     /// regions of the run; without, the caller has promised the program is safe.
-    pub(crate) fn exec<const CHECKED: bool>(&self, env: &mut Env<'_>) -> Result<u64, VmError> {
+    pub(crate) fn exec<const CHECKED: bool, T: Tracer>(
+        &self,
+        env: &mut Env<'_>,
+        tracer: &mut T,
+    ) -> Result<u64, VmError> {
         let mut stack = [0u64; STACK_WORDS];
         let stack_lo_all = stack.as_mut_ptr() as u64;
         let stack_hi = stack_lo_all + (STACK_WORDS * 8) as u64;
@@ -227,6 +231,10 @@ impl Interpreter {
             mem.add(ctx_base, ctx_len, false);
         }
         let (pkt_ptr, pkt_len) = env.pkt;
+        // Global data the program addresses through `ld_imm64`.
+        for &(p, n) in self.direct.iter() {
+            mem.add(p, n, true);
+        }
 
         let mut r = [0u64; 16];
         r[1] = env.r1;
@@ -343,8 +351,14 @@ impl Interpreter {
         loop {
             // SAFETY: `pc` is always < ops.len(): targets are resolved to valid op
             // indices, fall-through past the last instruction reaches the Trap
-            // sentinel (which never advances), and returns go to `call pc + 1`.
-            let op = unsafe { *ops.add(pc) };
+            // sentinel (which never advances), superinstructions are never the
+            // last op before it, and returns go to `call pc + 1`.
+            let op: &Op = unsafe { &*ops.add(pc) };
+            if T::ACTIVE {
+                if let Some(regs) = r.first_chunk::<11>() {
+                    tracer.step(cur, slot!(), regs);
+                }
+            }
             if CHECKED {
                 if budget == 0 {
                     return Err(VmError::BudgetExceeded {
@@ -354,168 +368,277 @@ impl Interpreter {
                 }
                 budget -= 1;
             }
-            let d = (op.dst & 15) as usize;
-            let s = (op.src & 15) as usize;
-            let imm = op.a as i64 as u64;
-            let uimm = op.a as u32;
-            let off = op.b as i32 as i64 as u64;
+            // Operand decoding, done in the arms that need it (so that the
+            // dispatch itself only loads the op code).
+            macro_rules! d {
+                () => {
+                    (op.dst & 15) as usize
+                };
+            }
+            macro_rules! s {
+                () => {
+                    (op.src & 15) as usize
+                };
+            }
+            macro_rules! imm {
+                () => {
+                    op.a as i64 as u64
+                };
+            }
+            macro_rules! uimm {
+                () => {
+                    op.a as u32
+                };
+            }
+            macro_rules! off {
+                () => {
+                    op.b as i32 as i64 as u64
+                };
+            }
+            macro_rules! aux {
+                () => {
+                    (op.aux & 15) as usize
+                };
+            }
+            macro_rules! cimm {
+                () => {
+                    op.c as i64 as u64
+                };
+            }
+            // A conditional jump to `op.b`.
+            macro_rules! jump_if {
+                ($cond:expr) => {
+                    if $cond {
+                        pc = op.b as usize;
+                        continue;
+                    }
+                };
+            }
+            // The second half of a superinstruction: skipped (the plain op
+            // that follows runs next) when tracing or when the budget has no
+            // room for it, so both see every instruction.
+            macro_rules! second_half {
+                () => {
+                    if T::ACTIVE || (CHECKED && budget == 0) {
+                        pc += 1;
+                        continue;
+                    }
+                    if CHECKED {
+                        budget -= 1;
+                    }
+                };
+            }
+            // `rD += imm; if rD <cond> rhs goto b`.
+            macro_rules! add_jump {
+                ($rhs:expr, |$a:ident, $b:ident| $cond:expr) => {{
+                    let v = r[d!()].wrapping_add(imm!());
+                    r[d!()] = v;
+                    second_half!();
+                    let $a = v;
+                    let $b: u64 = $rhs;
+                    pc = if $cond { op.b as usize } else { pc + 2 };
+                    continue;
+                }};
+            }
             match op.code {
-                Code::Add64I => r[d] = r[d].wrapping_add(imm),
-                Code::Sub64I => r[d] = r[d].wrapping_sub(imm),
-                Code::Mul64I => r[d] = r[d].wrapping_mul(imm),
-                Code::Div64I => r[d] = r[d].checked_div(imm).unwrap_or(0),
+                Code::MovAdd64RR => {
+                    r[d!()] = r[s!()];
+                    second_half!();
+                    r[d!()] = r[d!()].wrapping_add(r[aux!()]);
+                    pc += 2;
+                    continue;
+                }
+                Code::MovAdd64RI => {
+                    r[d!()] = r[s!()];
+                    second_half!();
+                    r[d!()] = r[d!()].wrapping_add(imm!());
+                    pc += 2;
+                    continue;
+                }
+                Code::AddJeqI => add_jump!(cimm!(), |a, b| a == b),
+                Code::AddJneI => add_jump!(cimm!(), |a, b| a != b),
+                Code::AddJgtI => add_jump!(cimm!(), |a, b| a > b),
+                Code::AddJgeI => add_jump!(cimm!(), |a, b| a >= b),
+                Code::AddJltI => add_jump!(cimm!(), |a, b| a < b),
+                Code::AddJleI => add_jump!(cimm!(), |a, b| a <= b),
+                Code::AddJsgtI => add_jump!(cimm!(), |a, b| (a as i64) > b as i64),
+                Code::AddJsgeI => add_jump!(cimm!(), |a, b| (a as i64) >= b as i64),
+                Code::AddJsltI => add_jump!(cimm!(), |a, b| (a as i64) < b as i64),
+                Code::AddJsleI => add_jump!(cimm!(), |a, b| (a as i64) <= b as i64),
+                Code::AddJeqR => add_jump!(r[aux!()], |a, b| a == b),
+                Code::AddJneR => add_jump!(r[aux!()], |a, b| a != b),
+                Code::AddJgtR => add_jump!(r[aux!()], |a, b| a > b),
+                Code::AddJgeR => add_jump!(r[aux!()], |a, b| a >= b),
+                Code::AddJltR => add_jump!(r[aux!()], |a, b| a < b),
+                Code::AddJleR => add_jump!(r[aux!()], |a, b| a <= b),
+                Code::AddJsgtR => add_jump!(r[aux!()], |a, b| (a as i64) > b as i64),
+                Code::AddJsgeR => add_jump!(r[aux!()], |a, b| (a as i64) >= b as i64),
+                Code::AddJsltR => add_jump!(r[aux!()], |a, b| (a as i64) < b as i64),
+                Code::AddJsleR => add_jump!(r[aux!()], |a, b| (a as i64) <= b as i64),
+                Code::Add64I => r[d!()] = r[d!()].wrapping_add(imm!()),
+                Code::Sub64I => r[d!()] = r[d!()].wrapping_sub(imm!()),
+                Code::Mul64I => r[d!()] = r[d!()].wrapping_mul(imm!()),
+                Code::Div64I => r[d!()] = r[d!()].checked_div(imm!()).unwrap_or(0),
                 Code::SDiv64I => {
-                    r[d] = match imm as i64 {
+                    r[d!()] = match imm!() as i64 {
                         0 => 0,
-                        v => (r[d] as i64).wrapping_div(v) as u64,
+                        v => (r[d!()] as i64).wrapping_div(v) as u64,
                     }
                 }
                 Code::Mod64I => {
-                    if imm != 0 {
-                        r[d] %= imm
+                    if imm!() != 0 {
+                        r[d!()] %= imm!()
                     }
                 }
                 Code::SMod64I => {
-                    if imm != 0 {
-                        r[d] = (r[d] as i64).wrapping_rem(imm as i64) as u64
+                    if imm!() != 0 {
+                        r[d!()] = (r[d!()] as i64).wrapping_rem(imm!() as i64) as u64
                     }
                 }
-                Code::Or64I => r[d] |= imm,
-                Code::And64I => r[d] &= imm,
-                Code::Lsh64I => r[d] <<= imm & 63,
-                Code::Rsh64I => r[d] >>= imm & 63,
-                Code::Arsh64I => r[d] = ((r[d] as i64) >> (imm & 63)) as u64,
-                Code::Xor64I => r[d] ^= imm,
-                Code::Mov64I => r[d] = imm,
-                Code::Add64R => r[d] = r[d].wrapping_add(r[s]),
-                Code::Sub64R => r[d] = r[d].wrapping_sub(r[s]),
-                Code::Mul64R => r[d] = r[d].wrapping_mul(r[s]),
-                Code::Div64R => r[d] = r[d].checked_div(r[s]).unwrap_or(0),
+                Code::Or64I => r[d!()] |= imm!(),
+                Code::And64I => r[d!()] &= imm!(),
+                Code::Lsh64I => r[d!()] <<= imm!() & 63,
+                Code::Rsh64I => r[d!()] >>= imm!() & 63,
+                Code::Arsh64I => r[d!()] = ((r[d!()] as i64) >> (imm!() & 63)) as u64,
+                Code::Xor64I => r[d!()] ^= imm!(),
+                Code::Mov64I => r[d!()] = imm!(),
+                Code::Add64R => r[d!()] = r[d!()].wrapping_add(r[s!()]),
+                Code::Sub64R => r[d!()] = r[d!()].wrapping_sub(r[s!()]),
+                Code::Mul64R => r[d!()] = r[d!()].wrapping_mul(r[s!()]),
+                Code::Div64R => r[d!()] = r[d!()].checked_div(r[s!()]).unwrap_or(0),
                 Code::SDiv64R => {
-                    r[d] = match r[s] as i64 {
+                    r[d!()] = match r[s!()] as i64 {
                         0 => 0,
-                        v => (r[d] as i64).wrapping_div(v) as u64,
+                        v => (r[d!()] as i64).wrapping_div(v) as u64,
                     }
                 }
                 Code::Mod64R => {
-                    if r[s] != 0 {
-                        r[d] %= r[s]
+                    if r[s!()] != 0 {
+                        r[d!()] %= r[s!()]
                     }
                 }
                 Code::SMod64R => {
-                    if r[s] != 0 {
-                        r[d] = (r[d] as i64).wrapping_rem(r[s] as i64) as u64
+                    if r[s!()] != 0 {
+                        r[d!()] = (r[d!()] as i64).wrapping_rem(r[s!()] as i64) as u64
                     }
                 }
-                Code::Or64R => r[d] |= r[s],
-                Code::And64R => r[d] &= r[s],
-                Code::Lsh64R => r[d] <<= r[s] & 63,
-                Code::Rsh64R => r[d] >>= r[s] & 63,
-                Code::Arsh64R => r[d] = ((r[d] as i64) >> (r[s] & 63)) as u64,
-                Code::Xor64R => r[d] ^= r[s],
-                Code::Mov64R => r[d] = r[s],
+                Code::Or64R => r[d!()] |= r[s!()],
+                Code::And64R => r[d!()] &= r[s!()],
+                Code::Lsh64R => r[d!()] <<= r[s!()] & 63,
+                Code::Rsh64R => r[d!()] >>= r[s!()] & 63,
+                Code::Arsh64R => r[d!()] = ((r[d!()] as i64) >> (r[s!()] & 63)) as u64,
+                Code::Xor64R => r[d!()] ^= r[s!()],
+                Code::Mov64R => r[d!()] = r[s!()],
 
-                Code::Add32I => r[d] = (r[d] as u32).wrapping_add(uimm) as u64,
-                Code::Sub32I => r[d] = (r[d] as u32).wrapping_sub(uimm) as u64,
-                Code::Mul32I => r[d] = (r[d] as u32).wrapping_mul(uimm) as u64,
-                Code::Div32I => r[d] = (r[d] as u32).checked_div(uimm).unwrap_or(0) as u64,
+                Code::Add32I => r[d!()] = (r[d!()] as u32).wrapping_add(uimm!()) as u64,
+                Code::Sub32I => r[d!()] = (r[d!()] as u32).wrapping_sub(uimm!()) as u64,
+                Code::Mul32I => r[d!()] = (r[d!()] as u32).wrapping_mul(uimm!()) as u64,
+                Code::Div32I => r[d!()] = (r[d!()] as u32).checked_div(uimm!()).unwrap_or(0) as u64,
                 Code::SDiv32I => {
-                    r[d] = match uimm as i32 {
+                    r[d!()] = match uimm!() as i32 {
                         0 => 0,
-                        v => (r[d] as i32).wrapping_div(v) as u32 as u64,
+                        v => (r[d!()] as i32).wrapping_div(v) as u32 as u64,
                     }
                 }
                 Code::Mod32I => {
-                    r[d] = match uimm {
-                        0 => r[d] as u32 as u64,
-                        v => ((r[d] as u32) % v) as u64,
+                    r[d!()] = match uimm!() {
+                        0 => r[d!()] as u32 as u64,
+                        v => ((r[d!()] as u32) % v) as u64,
                     }
                 }
                 Code::SMod32I => {
-                    r[d] = match uimm as i32 {
-                        0 => r[d] as u32 as u64,
-                        v => (r[d] as i32).wrapping_rem(v) as u32 as u64,
+                    r[d!()] = match uimm!() as i32 {
+                        0 => r[d!()] as u32 as u64,
+                        v => (r[d!()] as i32).wrapping_rem(v) as u32 as u64,
                     }
                 }
-                Code::Or32I => r[d] = (r[d] as u32 | uimm) as u64,
-                Code::And32I => r[d] = (r[d] as u32 & uimm) as u64,
-                Code::Lsh32I => r[d] = ((r[d] as u32) << (uimm & 31)) as u64,
-                Code::Rsh32I => r[d] = ((r[d] as u32) >> (uimm & 31)) as u64,
-                Code::Arsh32I => r[d] = ((r[d] as i32) >> (uimm & 31)) as u32 as u64,
-                Code::Xor32I => r[d] = (r[d] as u32 ^ uimm) as u64,
-                Code::Mov32I => r[d] = uimm as u64,
-                Code::Add32R => r[d] = (r[d] as u32).wrapping_add(r[s] as u32) as u64,
-                Code::Sub32R => r[d] = (r[d] as u32).wrapping_sub(r[s] as u32) as u64,
-                Code::Mul32R => r[d] = (r[d] as u32).wrapping_mul(r[s] as u32) as u64,
-                Code::Div32R => r[d] = (r[d] as u32).checked_div(r[s] as u32).unwrap_or(0) as u64,
+                Code::Or32I => r[d!()] = (r[d!()] as u32 | uimm!()) as u64,
+                Code::And32I => r[d!()] = (r[d!()] as u32 & uimm!()) as u64,
+                Code::Lsh32I => r[d!()] = ((r[d!()] as u32) << (uimm!() & 31)) as u64,
+                Code::Rsh32I => r[d!()] = ((r[d!()] as u32) >> (uimm!() & 31)) as u64,
+                Code::Arsh32I => r[d!()] = ((r[d!()] as i32) >> (uimm!() & 31)) as u32 as u64,
+                Code::Xor32I => r[d!()] = (r[d!()] as u32 ^ uimm!()) as u64,
+                Code::Mov32I => r[d!()] = uimm!() as u64,
+                Code::Add32R => r[d!()] = (r[d!()] as u32).wrapping_add(r[s!()] as u32) as u64,
+                Code::Sub32R => r[d!()] = (r[d!()] as u32).wrapping_sub(r[s!()] as u32) as u64,
+                Code::Mul32R => r[d!()] = (r[d!()] as u32).wrapping_mul(r[s!()] as u32) as u64,
+                Code::Div32R => {
+                    r[d!()] = (r[d!()] as u32).checked_div(r[s!()] as u32).unwrap_or(0) as u64
+                }
                 Code::SDiv32R => {
-                    r[d] = match r[s] as i32 {
+                    r[d!()] = match r[s!()] as i32 {
                         0 => 0,
-                        v => (r[d] as i32).wrapping_div(v) as u32 as u64,
+                        v => (r[d!()] as i32).wrapping_div(v) as u32 as u64,
                     }
                 }
                 Code::Mod32R => {
-                    r[d] = match r[s] as u32 {
-                        0 => r[d] as u32 as u64,
-                        v => ((r[d] as u32) % v) as u64,
+                    r[d!()] = match r[s!()] as u32 {
+                        0 => r[d!()] as u32 as u64,
+                        v => ((r[d!()] as u32) % v) as u64,
                     }
                 }
                 Code::SMod32R => {
-                    r[d] = match r[s] as i32 {
-                        0 => r[d] as u32 as u64,
-                        v => (r[d] as i32).wrapping_rem(v) as u32 as u64,
+                    r[d!()] = match r[s!()] as i32 {
+                        0 => r[d!()] as u32 as u64,
+                        v => (r[d!()] as i32).wrapping_rem(v) as u32 as u64,
                     }
                 }
-                Code::Or32R => r[d] = (r[d] as u32 | r[s] as u32) as u64,
-                Code::And32R => r[d] = (r[d] as u32 & r[s] as u32) as u64,
-                Code::Lsh32R => r[d] = ((r[d] as u32) << (r[s] & 31)) as u64,
-                Code::Rsh32R => r[d] = ((r[d] as u32) >> (r[s] & 31)) as u64,
-                Code::Arsh32R => r[d] = ((r[d] as i32) >> (r[s] & 31)) as u32 as u64,
-                Code::Xor32R => r[d] = (r[d] as u32 ^ r[s] as u32) as u64,
-                Code::Mov32R => r[d] = r[s] as u32 as u64,
+                Code::Or32R => r[d!()] = (r[d!()] as u32 | r[s!()] as u32) as u64,
+                Code::And32R => r[d!()] = (r[d!()] as u32 & r[s!()] as u32) as u64,
+                Code::Lsh32R => r[d!()] = ((r[d!()] as u32) << (r[s!()] & 31)) as u64,
+                Code::Rsh32R => r[d!()] = ((r[d!()] as u32) >> (r[s!()] & 31)) as u64,
+                Code::Arsh32R => r[d!()] = ((r[d!()] as i32) >> (r[s!()] & 31)) as u32 as u64,
+                Code::Xor32R => r[d!()] = (r[d!()] as u32 ^ r[s!()] as u32) as u64,
+                Code::Mov32R => r[d!()] = r[s!()] as u32 as u64,
 
-                Code::Neg64 => r[d] = (r[d] as i64).wrapping_neg() as u64,
-                Code::Neg32 => r[d] = (r[d] as i32).wrapping_neg() as u32 as u64,
-                Code::MovSx32B => r[d] = r[s] as i8 as i32 as u32 as u64,
-                Code::MovSx32H => r[d] = r[s] as i16 as i32 as u32 as u64,
-                Code::MovSx64B => r[d] = r[s] as i8 as i64 as u64,
-                Code::MovSx64H => r[d] = r[s] as i16 as i64 as u64,
-                Code::MovSx64W => r[d] = r[s] as i32 as i64 as u64,
-                Code::Trunc16 => r[d] = r[d] as u16 as u64,
-                Code::Trunc32 => r[d] = r[d] as u32 as u64,
+                Code::Neg64 => r[d!()] = (r[d!()] as i64).wrapping_neg() as u64,
+                Code::Neg32 => r[d!()] = (r[d!()] as i32).wrapping_neg() as u32 as u64,
+                Code::MovSx32B => r[d!()] = r[s!()] as i8 as i32 as u32 as u64,
+                Code::MovSx32H => r[d!()] = r[s!()] as i16 as i32 as u32 as u64,
+                Code::MovSx64B => r[d!()] = r[s!()] as i8 as i64 as u64,
+                Code::MovSx64H => r[d!()] = r[s!()] as i16 as i64 as u64,
+                Code::MovSx64W => r[d!()] = r[s!()] as i32 as i64 as u64,
+                Code::Trunc16 => r[d!()] = r[d!()] as u16 as u64,
+                Code::Trunc32 => r[d!()] = r[d!()] as u32 as u64,
                 Code::Nop => {}
-                Code::Bswap16 => r[d] = bswap16(r[d]),
-                Code::Bswap32 => r[d] = (r[d] as u32).swap_bytes() as u64,
-                Code::Bswap64 => r[d] = r[d].swap_bytes(),
+                Code::Bswap16 => r[d!()] = bswap16(r[d!()]),
+                Code::Bswap32 => r[d!()] = (r[d!()] as u32).swap_bytes() as u64,
+                Code::Bswap64 => r[d!()] = r[d!()].swap_bytes(),
 
-                Code::LdDw => r[d] = (op.a as u32 as u64) | ((op.b as u64) << 32),
+                Code::LdDw => r[d!()] = (op.a as u32 as u64) | ((op.b as u64) << 32),
                 Code::LdAbsB => r[0] = ld_pkt!(1, op.a as i64),
                 Code::LdAbsH => r[0] = ld_pkt!(2, op.a as i64),
                 Code::LdAbsW => r[0] = ld_pkt!(4, op.a as i64),
-                Code::LdIndB => r[0] = ld_pkt!(1, (r[s] as i32).wrapping_add(op.a) as i64),
-                Code::LdIndH => r[0] = ld_pkt!(2, (r[s] as i32).wrapping_add(op.a) as i64),
-                Code::LdIndW => r[0] = ld_pkt!(4, (r[s] as i32).wrapping_add(op.a) as i64),
+                Code::LdIndB => r[0] = ld_pkt!(1, (r[s!()] as i32).wrapping_add(op.a) as i64),
+                Code::LdIndH => r[0] = ld_pkt!(2, (r[s!()] as i32).wrapping_add(op.a) as i64),
+                Code::LdIndW => r[0] = ld_pkt!(4, (r[s!()] as i32).wrapping_add(op.a) as i64),
 
-                Code::LdxB => r[d] = load!(u8, r[s].wrapping_add(off)),
-                Code::LdxH => r[d] = load!(u16, r[s].wrapping_add(off)),
-                Code::LdxW => r[d] = load!(u32, r[s].wrapping_add(off)),
-                Code::LdxDW => r[d] = load!(u64, r[s].wrapping_add(off)),
-                Code::LdxSxB => r[d] = load!(u8, r[s].wrapping_add(off)) as i8 as i64 as u64,
-                Code::LdxSxH => r[d] = load!(u16, r[s].wrapping_add(off)) as i16 as i64 as u64,
-                Code::LdxSxW => r[d] = load!(u32, r[s].wrapping_add(off)) as i32 as i64 as u64,
-                Code::StB => store!(u8, r[d].wrapping_add(off), imm),
-                Code::StH => store!(u16, r[d].wrapping_add(off), imm),
-                Code::StW => store!(u32, r[d].wrapping_add(off), imm),
-                Code::StDW => store!(u64, r[d].wrapping_add(off), imm),
-                Code::StxB => store!(u8, r[d].wrapping_add(off), r[s]),
-                Code::StxH => store!(u16, r[d].wrapping_add(off), r[s]),
-                Code::StxW => store!(u32, r[d].wrapping_add(off), r[s]),
-                Code::StxDW => store!(u64, r[d].wrapping_add(off), r[s]),
+                Code::LdxB => r[d!()] = load!(u8, r[s!()].wrapping_add(off!())),
+                Code::LdxH => r[d!()] = load!(u16, r[s!()].wrapping_add(off!())),
+                Code::LdxW => r[d!()] = load!(u32, r[s!()].wrapping_add(off!())),
+                Code::LdxDW => r[d!()] = load!(u64, r[s!()].wrapping_add(off!())),
+                Code::LdxSxB => {
+                    r[d!()] = load!(u8, r[s!()].wrapping_add(off!())) as i8 as i64 as u64
+                }
+                Code::LdxSxH => {
+                    r[d!()] = load!(u16, r[s!()].wrapping_add(off!())) as i16 as i64 as u64
+                }
+                Code::LdxSxW => {
+                    r[d!()] = load!(u32, r[s!()].wrapping_add(off!())) as i32 as i64 as u64
+                }
+                Code::StB => store!(u8, r[d!()].wrapping_add(off!()), imm!()),
+                Code::StH => store!(u16, r[d!()].wrapping_add(off!()), imm!()),
+                Code::StW => store!(u32, r[d!()].wrapping_add(off!()), imm!()),
+                Code::StDW => store!(u64, r[d!()].wrapping_add(off!()), imm!()),
+                Code::StxB => store!(u8, r[d!()].wrapping_add(off!()), r[s!()]),
+                Code::StxH => store!(u16, r[d!()].wrapping_add(off!()), r[s!()]),
+                Code::StxW => store!(u32, r[d!()].wrapping_add(off!()), r[s!()]),
+                Code::StxDW => store!(u64, r[d!()].wrapping_add(off!()), r[s!()]),
 
                 Code::Atomic32 | Code::Atomic64 => {
                     let wide = op.code == Code::Atomic64;
                     let n: u64 = if wide { 8 } else { 4 };
-                    let addr = r[d].wrapping_add(off);
+                    let addr = r[d!()].wrapping_add(off!());
                     let Some(aop) = AtomicOp::from_imm(op.a) else {
                         return Err(VmError::Unsupported {
                             insn: slot!(),
@@ -534,7 +657,7 @@ impl Interpreter {
                             });
                         }
                     }
-                    let val = r[s];
+                    let val = r[s!()];
                     let expect = r[0];
                     // SAFETY: the range is checked (checked mode) or promised
                     // (unchecked); alignment picks the atomic or the plain path.
@@ -552,14 +675,14 @@ impl Interpreter {
                         | AtomicOp::Add { fetch: true }
                         | AtomicOp::Or { fetch: true }
                         | AtomicOp::And { fetch: true }
-                        | AtomicOp::Xor { fetch: true } => r[s] = old,
+                        | AtomicOp::Xor { fetch: true } => r[s!()] = old,
                         _ => {}
                     }
                 }
                 Code::LdAcqB | Code::LdAcqH | Code::LdAcqW | Code::LdAcqDW => {
                     std::sync::atomic::fence(Ordering::Acquire);
-                    let a = r[s].wrapping_add(off);
-                    r[d] = match op.code {
+                    let a = r[s!()].wrapping_add(off!());
+                    r[d!()] = match op.code {
                         Code::LdAcqB => load!(u8, a),
                         Code::LdAcqH => load!(u16, a),
                         Code::LdAcqW => load!(u32, a),
@@ -569,12 +692,12 @@ impl Interpreter {
                 }
                 Code::StRelB | Code::StRelH | Code::StRelW | Code::StRelDW => {
                     std::sync::atomic::fence(Ordering::Release);
-                    let a = r[d].wrapping_add(off);
+                    let a = r[d!()].wrapping_add(off!());
                     match op.code {
-                        Code::StRelB => store!(u8, a, r[s]),
-                        Code::StRelH => store!(u16, a, r[s]),
-                        Code::StRelW => store!(u32, a, r[s]),
-                        _ => store!(u64, a, r[s]),
+                        Code::StRelB => store!(u8, a, r[s!()]),
+                        Code::StRelH => store!(u16, a, r[s!()]),
+                        Code::StRelW => store!(u32, a, r[s!()]),
+                        _ => store!(u64, a, r[s!()]),
                     }
                 }
 
@@ -582,102 +705,50 @@ impl Interpreter {
                     pc = op.b as usize;
                     continue;
                 }
-                Code::Jeq64I
-                | Code::Jgt64I
-                | Code::Jge64I
-                | Code::Jset64I
-                | Code::Jne64I
-                | Code::Jsgt64I
-                | Code::Jsge64I
-                | Code::Jlt64I
-                | Code::Jle64I
-                | Code::Jslt64I
-                | Code::Jsle64I
-                | Code::Jeq64R
-                | Code::Jgt64R
-                | Code::Jge64R
-                | Code::Jset64R
-                | Code::Jne64R
-                | Code::Jsgt64R
-                | Code::Jsge64R
-                | Code::Jlt64R
-                | Code::Jle64R
-                | Code::Jslt64R
-                | Code::Jsle64R
-                | Code::Jeq32I
-                | Code::Jgt32I
-                | Code::Jge32I
-                | Code::Jset32I
-                | Code::Jne32I
-                | Code::Jsgt32I
-                | Code::Jsge32I
-                | Code::Jlt32I
-                | Code::Jle32I
-                | Code::Jslt32I
-                | Code::Jsle32I
-                | Code::Jeq32R
-                | Code::Jgt32R
-                | Code::Jge32R
-                | Code::Jset32R
-                | Code::Jne32R
-                | Code::Jsgt32R
-                | Code::Jsge32R
-                | Code::Jlt32R
-                | Code::Jle32R
-                | Code::Jslt32R
-                | Code::Jsle32R => {
-                    let a = r[d];
-                    let taken = match op.code {
-                        Code::Jeq64I => a == imm,
-                        Code::Jgt64I => a > imm,
-                        Code::Jge64I => a >= imm,
-                        Code::Jset64I => a & imm != 0,
-                        Code::Jne64I => a != imm,
-                        Code::Jsgt64I => (a as i64) > imm as i64,
-                        Code::Jsge64I => (a as i64) >= imm as i64,
-                        Code::Jlt64I => a < imm,
-                        Code::Jle64I => a <= imm,
-                        Code::Jslt64I => (a as i64) < imm as i64,
-                        Code::Jsle64I => (a as i64) <= imm as i64,
-                        Code::Jeq64R => a == r[s],
-                        Code::Jgt64R => a > r[s],
-                        Code::Jge64R => a >= r[s],
-                        Code::Jset64R => a & r[s] != 0,
-                        Code::Jne64R => a != r[s],
-                        Code::Jsgt64R => (a as i64) > r[s] as i64,
-                        Code::Jsge64R => (a as i64) >= r[s] as i64,
-                        Code::Jlt64R => a < r[s],
-                        Code::Jle64R => a <= r[s],
-                        Code::Jslt64R => (a as i64) < r[s] as i64,
-                        Code::Jsle64R => (a as i64) <= r[s] as i64,
-                        Code::Jeq32I => a as u32 == uimm,
-                        Code::Jgt32I => a as u32 > uimm,
-                        Code::Jge32I => a as u32 >= uimm,
-                        Code::Jset32I => a as u32 & uimm != 0,
-                        Code::Jne32I => a as u32 != uimm,
-                        Code::Jsgt32I => (a as i32) > uimm as i32,
-                        Code::Jsge32I => (a as i32) >= uimm as i32,
-                        Code::Jlt32I => (a as u32) < uimm,
-                        Code::Jle32I => a as u32 <= uimm,
-                        Code::Jslt32I => (a as i32) < uimm as i32,
-                        Code::Jsle32I => (a as i32) <= uimm as i32,
-                        Code::Jeq32R => a as u32 == r[s] as u32,
-                        Code::Jgt32R => a as u32 > r[s] as u32,
-                        Code::Jge32R => a as u32 >= r[s] as u32,
-                        Code::Jset32R => a as u32 & r[s] as u32 != 0,
-                        Code::Jne32R => a as u32 != r[s] as u32,
-                        Code::Jsgt32R => (a as i32) > r[s] as i32,
-                        Code::Jsge32R => (a as i32) >= r[s] as i32,
-                        Code::Jlt32R => (a as u32) < r[s] as u32,
-                        Code::Jle32R => a as u32 <= r[s] as u32,
-                        Code::Jslt32R => (a as i32) < r[s] as i32,
-                        _ => (a as i32) <= r[s] as i32,
-                    };
-                    if taken {
-                        pc = op.b as usize;
-                        continue;
-                    }
-                }
+                Code::Jeq64I => jump_if!(r[d!()] == imm!()),
+                Code::Jgt64I => jump_if!(r[d!()] > imm!()),
+                Code::Jge64I => jump_if!(r[d!()] >= imm!()),
+                Code::Jset64I => jump_if!(r[d!()] & imm!() != 0),
+                Code::Jne64I => jump_if!(r[d!()] != imm!()),
+                Code::Jsgt64I => jump_if!((r[d!()] as i64) > imm!() as i64),
+                Code::Jsge64I => jump_if!((r[d!()] as i64) >= imm!() as i64),
+                Code::Jlt64I => jump_if!(r[d!()] < imm!()),
+                Code::Jle64I => jump_if!(r[d!()] <= imm!()),
+                Code::Jslt64I => jump_if!((r[d!()] as i64) < imm!() as i64),
+                Code::Jsle64I => jump_if!((r[d!()] as i64) <= imm!() as i64),
+                Code::Jeq64R => jump_if!(r[d!()] == r[s!()]),
+                Code::Jgt64R => jump_if!(r[d!()] > r[s!()]),
+                Code::Jge64R => jump_if!(r[d!()] >= r[s!()]),
+                Code::Jset64R => jump_if!(r[d!()] & r[s!()] != 0),
+                Code::Jne64R => jump_if!(r[d!()] != r[s!()]),
+                Code::Jsgt64R => jump_if!((r[d!()] as i64) > r[s!()] as i64),
+                Code::Jsge64R => jump_if!((r[d!()] as i64) >= r[s!()] as i64),
+                Code::Jlt64R => jump_if!(r[d!()] < r[s!()]),
+                Code::Jle64R => jump_if!(r[d!()] <= r[s!()]),
+                Code::Jslt64R => jump_if!((r[d!()] as i64) < r[s!()] as i64),
+                Code::Jsle64R => jump_if!((r[d!()] as i64) <= r[s!()] as i64),
+                Code::Jeq32I => jump_if!(r[d!()] as u32 == uimm!()),
+                Code::Jgt32I => jump_if!(r[d!()] as u32 > uimm!()),
+                Code::Jge32I => jump_if!(r[d!()] as u32 >= uimm!()),
+                Code::Jset32I => jump_if!(r[d!()] as u32 & uimm!() != 0),
+                Code::Jne32I => jump_if!(r[d!()] as u32 != uimm!()),
+                Code::Jsgt32I => jump_if!((r[d!()] as i32) > uimm!() as i32),
+                Code::Jsge32I => jump_if!((r[d!()] as i32) >= uimm!() as i32),
+                Code::Jlt32I => jump_if!((r[d!()] as u32) < uimm!()),
+                Code::Jle32I => jump_if!(r[d!()] as u32 <= uimm!()),
+                Code::Jslt32I => jump_if!((r[d!()] as i32) < uimm!() as i32),
+                Code::Jsle32I => jump_if!((r[d!()] as i32) <= uimm!() as i32),
+                Code::Jeq32R => jump_if!(r[d!()] as u32 == r[s!()] as u32),
+                Code::Jgt32R => jump_if!(r[d!()] as u32 > r[s!()] as u32),
+                Code::Jge32R => jump_if!(r[d!()] as u32 >= r[s!()] as u32),
+                Code::Jset32R => jump_if!(r[d!()] as u32 & r[s!()] as u32 != 0),
+                Code::Jne32R => jump_if!(r[d!()] as u32 != r[s!()] as u32),
+                Code::Jsgt32R => jump_if!((r[d!()] as i32) > r[s!()] as i32),
+                Code::Jsge32R => jump_if!((r[d!()] as i32) >= r[s!()] as i32),
+                Code::Jlt32R => jump_if!((r[d!()] as u32) < r[s!()] as u32),
+                Code::Jle32R => jump_if!(r[d!()] as u32 <= r[s!()] as u32),
+                Code::Jslt32R => jump_if!((r[d!()] as i32) < r[s!()] as i32),
+                Code::Jsle32R => jump_if!((r[d!()] as i32) <= r[s!()] as i32),
                 Code::MayGoto => {
                     if may_goto == 0 {
                         pc = op.b as usize;
@@ -716,7 +787,7 @@ impl Interpreter {
                     continue;
                 }
                 Code::CallX => {
-                    let v = r[d];
+                    let v = r[d!()];
                     if v & FUNC_TAG_MASK == FUNC_TAG {
                         let t = (v & 0xffff_ffff) as usize;
                         if t + 1 >= cur.ops.len() {
@@ -772,6 +843,9 @@ impl Interpreter {
                         // at least as long as `cur` is used.
                         cur = unsafe { &*p };
                         ops = cur.ops.as_ptr();
+                        for &(p, n) in cur.direct.iter() {
+                            mem.add(p, n, true);
+                        }
                         may_goto = LOOP_MAX;
                         pc = 0;
                         continue;

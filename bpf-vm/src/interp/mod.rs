@@ -10,7 +10,7 @@ pub(crate) mod ops;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bpf_isa::Program;
+use bpf_isa::{Insn, Program};
 
 use crate::context::{CtxView, SkbMd, XdpMd, SKB_SIZE, XDP_MD_SIZE};
 use crate::error::VmError;
@@ -36,10 +36,13 @@ pub(crate) use exec::Env;
 /// assert_eq!(vm.run_mem(&mut [40, 0]).unwrap(), 42);
 /// ```
 pub struct Interpreter {
+    pub(crate) prog: Program,
     pub(crate) ops: Box<[Op]>,
     pub(crate) slots: Box<[u32]>,
     pub(crate) helpers: Box<[(i32, Arc<HelperFn>)]>,
     pub(crate) maps: Vec<Arc<Map>>,
+    /// Directly addressed map values (global data): `(address, length)`.
+    pub(crate) direct: Box<[(u64, u64)]>,
     pub(crate) registry: HelperRegistry,
     pub(crate) limit: Option<u64>,
 }
@@ -52,6 +55,46 @@ impl std::fmt::Debug for Interpreter {
             .field("limit", &self.limit)
             .finish()
     }
+}
+
+/// Observes a checked run instruction by instruction (see
+/// [`Interpreter::run_mem_traced`]). Runs without a tracer compile the hook
+/// out entirely.
+///
+/// ```
+/// use bpf_isa::assemble;
+/// use bpf_vm::{Interpreter, Tracer};
+///
+/// struct Slots(Vec<usize>);
+/// impl Tracer for Slots {
+///     fn step(&mut self, _prog: &Interpreter, slot: usize, _regs: &[u64; 11]) {
+///         self.0.push(slot);
+///     }
+/// }
+/// let prog = assemble("r0 = 1\nr0 += 2\nexit").unwrap();
+/// let vm = Interpreter::new(&prog).unwrap();
+/// let mut t = Slots(Vec::new());
+/// assert_eq!(vm.run_mem_traced(&mut [], &mut t).unwrap(), 3);
+/// assert_eq!(t.0, [0, 1, 2]);
+/// ```
+pub trait Tracer {
+    /// Whether [`Tracer::step`] is called at all (`false` only for the
+    /// built-in no-op tracer).
+    const ACTIVE: bool = true;
+
+    /// Called before each instruction runs: the program running it (the
+    /// entry program or a tail-call target; see [`Interpreter::insn_at_slot`]),
+    /// the instruction's slot in that program, and registers r0–r10.
+    fn step(&mut self, prog: &Interpreter, slot: usize, regs: &[u64; 11]);
+}
+
+/// The tracer of untraced runs.
+pub(crate) struct NoTrace;
+
+impl Tracer for NoTrace {
+    const ACTIVE: bool = false;
+    #[inline(always)]
+    fn step(&mut self, _: &Interpreter, _: usize, _: &[u64; 11]) {}
 }
 
 /// Builds an [`Interpreter`]: helpers, maps and limits.
@@ -106,10 +149,12 @@ impl<'p> InterpreterBuilder<'p> {
         };
         let l = ops::lower(self.prog, &self.helpers, &lookup)?;
         Ok(Interpreter {
+            prog: self.prog.clone(),
             ops: l.ops.into_boxed_slice(),
             slots: l.slots.into_boxed_slice(),
             helpers: l.helpers.into_boxed_slice(),
             maps: l.maps,
+            direct: l.direct.into_boxed_slice(),
             registry: self.helpers,
             limit: self.limit,
         })
@@ -143,6 +188,18 @@ impl Interpreter {
         self.len() == 0
     }
 
+    /// The program this interpreter runs.
+    pub fn program(&self) -> &Program {
+        &self.prog
+    }
+
+    /// The instruction starting at `slot`, if one does.
+    pub fn insn_at_slot(&self, slot: usize) -> Option<&Insn> {
+        self.prog
+            .insn_at_slot(slot)
+            .and_then(|i| self.prog.insns().get(i))
+    }
+
     /// The maps the program references.
     pub fn maps(&self) -> &[Arc<Map>] {
         &self.maps
@@ -153,7 +210,7 @@ impl Interpreter {
     /// stack, `mem`, and memory handed out by helpers. `ld_abs`/`ld_ind` read `mem`.
     pub fn run_mem(&self, mem: &mut [u8]) -> Result<u64, VmError> {
         let mut env = Env::mem(mem);
-        self.exec::<true>(&mut env)
+        self.exec::<true, _>(&mut env, &mut NoTrace)
     }
 
     /// [`Interpreter::run_mem`] without memory checks.
@@ -166,7 +223,7 @@ impl Interpreter {
     /// undefined behaviour.
     pub unsafe fn run_mem_unchecked(&self, mem: &mut [u8]) -> Result<u64, VmError> {
         let mut env = Env::mem(mem);
-        self.exec::<false>(&mut env)
+        self.exec::<false, _>(&mut env, &mut NoTrace)
     }
 
     /// Runs an XDP program on `packet` (`data` is its start, `data_end` its end,
@@ -174,7 +231,7 @@ impl Interpreter {
     pub fn run_xdp(&self, packet: &mut [u8], md: &XdpMd) -> Result<u64, VmError> {
         let mut backing = [0u64; (XDP_MD_SIZE as usize).div_ceil(8)];
         let mut env = Env::xdp(packet, *md, &mut backing);
-        self.exec::<true>(&mut env)
+        self.exec::<true, _>(&mut env, &mut NoTrace)
     }
 
     /// [`Interpreter::run_xdp`] without memory checks.
@@ -184,7 +241,45 @@ impl Interpreter {
     pub unsafe fn run_xdp_unchecked(&self, packet: &mut [u8], md: &XdpMd) -> Result<u64, VmError> {
         let mut backing = [0u64; (XDP_MD_SIZE as usize).div_ceil(8)];
         let mut env = Env::xdp(packet, *md, &mut backing);
-        self.exec::<false>(&mut env)
+        self.exec::<false, _>(&mut env, &mut NoTrace)
+    }
+
+    /// [`Interpreter::run_mem`] calling `tracer` before every instruction.
+    pub fn run_mem_traced<T: Tracer>(
+        &self,
+        mem: &mut [u8],
+        tracer: &mut T,
+    ) -> Result<u64, VmError> {
+        let mut env = Env::mem(mem);
+        self.exec::<true, T>(&mut env, tracer)
+    }
+
+    /// [`Interpreter::run_xdp`] calling `tracer` before every instruction.
+    pub fn run_xdp_traced<T: Tracer>(
+        &self,
+        packet: &mut [u8],
+        md: &XdpMd,
+        tracer: &mut T,
+    ) -> Result<u64, VmError> {
+        let mut backing = [0u64; (XDP_MD_SIZE as usize).div_ceil(8)];
+        let mut env = Env::xdp(packet, *md, &mut backing);
+        self.exec::<true, T>(&mut env, tracer)
+    }
+
+    /// [`Interpreter::run_skb`] calling `tracer` before every instruction.
+    pub fn run_skb_traced<T: Tracer>(
+        &self,
+        packet: &mut [u8],
+        skb: &mut SkbMd,
+        tracer: &mut T,
+    ) -> Result<u64, VmError> {
+        let mut backing = [0u64; (SKB_SIZE as usize).div_ceil(8)];
+        let mut env = Env::skb(packet, *skb, &mut backing);
+        let r = self.exec::<true, T>(&mut env, tracer);
+        if let CtxView::Skb { shadow, .. } = &env.ctx {
+            skb.write_back(shadow);
+        }
+        r
     }
 
     /// Runs a socket-filter / tc program on `packet` with `r1` pointing at a
@@ -193,7 +288,7 @@ impl Interpreter {
     pub fn run_skb(&self, packet: &mut [u8], skb: &mut SkbMd) -> Result<u64, VmError> {
         let mut backing = [0u64; (SKB_SIZE as usize).div_ceil(8)];
         let mut env = Env::skb(packet, *skb, &mut backing);
-        let r = self.exec::<true>(&mut env);
+        let r = self.exec::<true, _>(&mut env, &mut NoTrace);
         if let CtxView::Skb { shadow, .. } = &env.ctx {
             skb.write_back(shadow);
         }

@@ -58,20 +58,31 @@ codes! {
     Exit,
     // Trap: reached by falling off the end, or an unsupported instruction (`a` selects the message).
     Trap,
+    // Superinstructions (see `fuse`): each stands for the op at its index and
+    // the next one, which stays in place as the plain op for jumps landing on it.
+    // `rD = rS; rD += rT` (aux = T) and `rD = rS; rD += imm`.
+    MovAdd64RR, MovAdd64RI,
+    // `rD += a; if rD <cond> c goto b` and `rD += a; if rD <cond> rAux goto b`.
+    AddJeqI, AddJneI, AddJgtI, AddJgeI, AddJltI, AddJleI, AddJsgtI, AddJsgeI, AddJsltI, AddJsleI,
+    AddJeqR, AddJneR, AddJgtR, AddJgeR, AddJltR, AddJleR, AddJsgtR, AddJsgeR, AddJsltR, AddJsleR,
 }
 
-/// One pre-decoded instruction (12 bytes).
+/// One pre-decoded instruction (16 bytes).
 ///
 /// `a` is the immediate (for `LdDw` the low half; for `CallHelper` the helper id;
 /// for `Atomic*` the kernel's atomic `imm`); `b` is the jump target op index, the
 /// memory offset (sign-extended `off`), the helper table index, or `LdDw`'s high half.
+/// `aux` and `c` are the second register and immediate of superinstructions.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
 pub(crate) struct Op {
+    pub a: i32,
+    pub b: u32,
+    pub c: i32,
     pub code: Code,
     pub dst: u8,
     pub src: u8,
-    pub a: i32,
-    pub b: u32,
+    pub aux: u8,
 }
 
 /// `Trap` reasons.
@@ -87,6 +98,9 @@ pub(crate) struct Lowered {
     pub helpers: Vec<(i32, Arc<HelperFn>)>,
     /// Maps referenced by the program (kept alive by the interpreter).
     pub maps: Vec<Arc<Map>>,
+    /// Map values the program addresses directly (`ld_imm64` of a map
+    /// value, i.e. global data): `(address, length)` of each whole value.
+    pub direct: Vec<(u64, u64)>,
 }
 
 fn alu_index(op: AluOp) -> u8 {
@@ -158,8 +172,79 @@ fn op(code: Code, dst: u8, src: u8, a: i32, b: u32) -> Op {
         code,
         dst,
         src,
+        aux: 0,
         a,
         b,
+        c: 0,
+    }
+}
+
+/// The `AddJ*` superinstruction for a 64-bit conditional jump code, if any
+/// (`Jset` has none).
+fn add_jump(j: Code) -> Option<Code> {
+    use Code::*;
+    Some(match j {
+        Jeq64I => AddJeqI,
+        Jne64I => AddJneI,
+        Jgt64I => AddJgtI,
+        Jge64I => AddJgeI,
+        Jlt64I => AddJltI,
+        Jle64I => AddJleI,
+        Jsgt64I => AddJsgtI,
+        Jsge64I => AddJsgeI,
+        Jslt64I => AddJsltI,
+        Jsle64I => AddJsleI,
+        Jeq64R => AddJeqR,
+        Jne64R => AddJneR,
+        Jgt64R => AddJgtR,
+        Jge64R => AddJgeR,
+        Jlt64R => AddJltR,
+        Jle64R => AddJleR,
+        Jsgt64R => AddJsgtR,
+        Jsge64R => AddJsgeR,
+        Jslt64R => AddJsltR,
+        Jsle64R => AddJsleR,
+        _ => return None,
+    })
+}
+
+/// Replaces the first op of common pairs by a superinstruction doing both
+/// (the second op stays, so jumps into the pair still work). Only pairs whose
+/// first op cannot fault are fused, so errors keep their instruction index.
+pub(crate) fn fuse(ops: &mut [Op]) {
+    for i in 0..ops.len().saturating_sub(1) {
+        let (Some(&x), Some(&y)) = (ops.get(i), ops.get(i + 1)) else {
+            continue;
+        };
+        let fused = match (x.code, y.code) {
+            (Code::Mov64R, Code::Add64R) if y.dst == x.dst => Op {
+                code: Code::MovAdd64RR,
+                aux: y.src,
+                ..x
+            },
+            (Code::Mov64R, Code::Add64I) if y.dst == x.dst => Op {
+                code: Code::MovAdd64RI,
+                a: y.a,
+                ..x
+            },
+            (Code::Add64I, j) if y.dst == x.dst => match add_jump(j) {
+                // Register forms compare with register `aux`, read after the add.
+                Some(code) => Op {
+                    code,
+                    dst: x.dst,
+                    src: 0,
+                    aux: y.src,
+                    a: x.a,
+                    b: y.b,
+                    c: y.a,
+                },
+                None => continue,
+            },
+            _ => continue,
+        };
+        if let Some(slot) = ops.get_mut(i) {
+            *slot = fused;
+        }
     }
 }
 
@@ -179,6 +264,7 @@ pub(crate) fn lower(
     let mut slots = Vec::with_capacity(n + 1);
     let mut helper_tab: Vec<(i32, Arc<HelperFn>)> = Vec::new();
     let mut used_maps: Vec<Arc<Map>> = Vec::new();
+    let mut direct: Vec<(u64, u64)> = Vec::new();
     let starts = prog.starts();
     for (i, insn) in prog.insns().iter().enumerate() {
         let at = starts.get(i).copied().unwrap_or(0) as usize;
@@ -312,6 +398,10 @@ pub(crate) fn lower(
                             off,
                         })?;
                         used_maps.push(m);
+                        let whole = (v.ptr - u64::from(off), v.len + u64::from(off));
+                        if !direct.contains(&whole) {
+                            direct.push(whole);
+                        }
                         v.ptr
                     }
                     LdImm64Src::Func(off) => FUNC_TAG | target(off as i64)? as u64,
@@ -428,11 +518,13 @@ pub(crate) fn lower(
     }
     // Sentinel: falling off the end traps instead of reading past the array.
     ops.push(op(Code::Trap, 0, 0, TRAP_END, 0));
+    fuse(&mut ops);
     slots.push(prog.slot_len() as u32);
     Ok(Lowered {
         ops,
         slots,
         helpers: helper_tab,
         maps: used_maps,
+        direct,
     })
 }

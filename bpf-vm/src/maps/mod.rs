@@ -229,16 +229,45 @@ pub(crate) struct ValueRef {
     pub keep: KeepAlive,
 }
 
-/// A program array: slots holding programs for `bpf_tail_call`.
+/// A program array: slots holding programs for `bpf_tail_call`, for the
+/// interpreter and (as entry addresses in a [`bpf_jit::JitProgArray`]) for
+/// JIT-compiled code; see [`ProgArray::set_program`].
 pub struct ProgArray {
     slots: RwLock<Vec<Option<Arc<Interpreter>>>>,
+    jit: bpf_jit::JitProgArray,
+    /// Every compiled program ever installed: kept until the array is dropped.
+    jit_keep: std::sync::Mutex<Vec<KeepAlive>>,
 }
 
 impl ProgArray {
     fn new(n: u32) -> ProgArray {
         ProgArray {
             slots: RwLock::new(vec![None; n as usize]),
+            jit: bpf_jit::JitProgArray::new(n),
+            jit_keep: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The table compiled code reads on a tail call.
+    pub fn jit_table(&self) -> &bpf_jit::JitProgArray {
+        &self.jit
+    }
+
+    /// Sets the compiled table's slot `idx` to `entry`, keeping `keep` alive
+    /// as long as the array.
+    pub(crate) fn set_jit_entry(
+        &self,
+        idx: u32,
+        entry: u64,
+        keep: Option<KeepAlive>,
+    ) -> Result<(), MapError> {
+        if let Some(k) = keep {
+            let mut g = self.jit_keep.lock().map_err(|_| MapError::Invalid)?;
+            if !g.iter().any(|x| Arc::ptr_eq(x, &k)) {
+                g.push(k);
+            }
+        }
+        self.jit.set(idx, entry).map_err(|_| MapError::TooBig)
     }
 
     /// Puts `prog` in slot `idx` (or clears it with `None`).

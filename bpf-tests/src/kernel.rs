@@ -1,0 +1,544 @@
+//! A small wrapper over the raw `bpf(2)` system call, used as a conformance
+//! oracle: load a program into the running kernel (its verifier decides
+//! whether it is acceptable), run it with `BPF_PROG_TEST_RUN`, and read back
+//! what the kernel made of it (`BPF_OBJ_GET_INFO_BY_FD`).
+//!
+//! Only the commands the tests need are wrapped, with the attribute layouts
+//! of `include/uapi/linux/bpf.h`. File descriptors are [`OwnedFd`]s and are
+//! closed when dropped.
+//!
+//! ```no_run
+//! use bpf_tests::kernel::{self, ProgLoad, prog_type};
+//!
+//! // r0 = 42; exit
+//! let insns = [0xb7, 0, 0, 0, 42, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+//! kernel::available().expect("bpf() works here");
+//! let prog = kernel::prog_load(&ProgLoad::new(prog_type::SOCKET_FILTER, &insns))
+//!     .expect("the verifier accepts it");
+//! let run = kernel::prog_test_run(&prog, &[0u8; 64], 1).expect("test run");
+//! assert_eq!(run.retval, 42);
+//! ```
+
+use std::fmt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `enum bpf_prog_type` values used by the tests.
+pub mod prog_type {
+    /// `BPF_PROG_TYPE_SOCKET_FILTER`: r1 = `struct __sk_buff *`.
+    pub const SOCKET_FILTER: u32 = 1;
+    /// `BPF_PROG_TYPE_SCHED_CLS` (tc).
+    pub const SCHED_CLS: u32 = 3;
+    /// `BPF_PROG_TYPE_XDP`: r1 = `struct xdp_md *`.
+    pub const XDP: u32 = 6;
+}
+
+/// `enum bpf_cmd` values used here.
+mod cmd {
+    pub const MAP_CREATE: libc::c_int = 0;
+    pub const MAP_UPDATE_ELEM: libc::c_int = 2;
+    pub const PROG_LOAD: libc::c_int = 5;
+    pub const PROG_TEST_RUN: libc::c_int = 10;
+    pub const OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+}
+
+/// A failed `bpf()` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// The command failed with `errno` (for `BPF_PROG_LOAD`, `log` holds the
+    /// verifier's log, possibly empty).
+    Failed {
+        /// Which command (`"BPF_PROG_LOAD"`, ...).
+        cmd: &'static str,
+        /// The positive `errno` value.
+        errno: i32,
+        /// The verifier log (`BPF_PROG_LOAD` only; empty otherwise).
+        log: String,
+    },
+    /// An argument the kernel cannot take (a length beyond `u32`, ...).
+    BadArgument(&'static str),
+}
+
+impl KernelError {
+    /// The `errno` of a failed call, if it was one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            KernelError::Failed { errno, .. } => Some(*errno),
+            KernelError::BadArgument(_) => None,
+        }
+    }
+
+    /// The first non-empty line of the verifier log that states the error
+    /// (the last non-empty line of the log, where the kernel puts it), or the
+    /// errno's description when there is no log.
+    pub fn reason(&self) -> String {
+        match self {
+            KernelError::Failed { log, errno, .. } => log
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty() && !l.starts_with("processed "))
+                .map(str::to_string)
+                .unwrap_or_else(|| errno_text(*errno)),
+            KernelError::BadArgument(w) => (*w).to_string(),
+        }
+    }
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::Failed { cmd, errno, log } => {
+                write!(f, "{cmd} failed: {}", errno_text(*errno))?;
+                if !log.is_empty() {
+                    write!(f, "\n{log}")?;
+                }
+                Ok(())
+            }
+            KernelError::BadArgument(w) => write!(f, "bad argument: {w}"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+fn errno_text(errno: i32) -> String {
+    format!(
+        "{} (errno {errno})",
+        std::io::Error::from_raw_os_error(errno)
+    )
+}
+
+/// Calls `bpf(cmd, attr, size_of(attr))`; returns the non-negative result.
+fn sys_bpf<T>(cmd_no: libc::c_int, name: &'static str, attr: &mut T) -> Result<i64, KernelError> {
+    // SAFETY: `attr` is a live, writable `#[repr(C)]` attribute block of the
+    // given size laid out as the kernel expects for `cmd_no`; every pointer it
+    // holds refers to memory that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd_no,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        return Err(KernelError::Failed {
+            cmd: name,
+            errno,
+            log: String::new(),
+        });
+    }
+    Ok(r)
+}
+
+fn fd_from(r: i64) -> Result<OwnedFd, KernelError> {
+    let fd = RawFd::try_from(r).map_err(|_| KernelError::BadArgument("fd out of range"))?;
+    // SAFETY: the kernel just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn len32(n: usize, what: &'static str) -> Result<u32, KernelError> {
+    u32::try_from(n).map_err(|_| KernelError::BadArgument(what))
+}
+
+/// Whether `bpf()` can load programs here: loads `r0 = 0; exit` as a socket
+/// filter. `Err` says why not (`EPERM`: not privileged; `ENOSYS`: no bpf()).
+pub fn available() -> Result<(), KernelError> {
+    let insns = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    prog_load(&ProgLoad::new(prog_type::SOCKET_FILTER, &insns)).map(drop)
+}
+
+/// Arguments of `BPF_PROG_LOAD`.
+#[derive(Clone, Debug)]
+pub struct ProgLoad<'a> {
+    /// `enum bpf_prog_type` (see [`prog_type`]).
+    pub prog_type: u32,
+    /// Little-endian bytecode (a multiple of 8 bytes).
+    pub insns: &'a [u8],
+    /// License string; `"GPL"` unlocks the GPL-only helpers.
+    pub license: &'a str,
+    /// Verifier log level (0 = only on failure, 1 = basic, 2 = verbose).
+    pub log_level: u32,
+    /// Size of the log buffer in bytes.
+    pub log_size: usize,
+    /// `expected_attach_type`.
+    pub expected_attach_type: u32,
+    /// Program name (at most 15 bytes are passed).
+    pub name: &'a str,
+    /// `fd_array`: map descriptors that `BPF_PSEUDO_MAP_IDX` references index.
+    pub fd_array: &'a [RawFd],
+}
+
+impl<'a> ProgLoad<'a> {
+    /// A GPL-licensed load of `insns` with a 64 KiB log filled on failure.
+    pub fn new(prog_type: u32, insns: &'a [u8]) -> ProgLoad<'a> {
+        ProgLoad {
+            prog_type,
+            insns,
+            license: "GPL",
+            log_level: 0,
+            log_size: 64 * 1024,
+            expected_attach_type: 0,
+            name: "",
+            fd_array: &[],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_prog_fd: u32,
+    core_relo_cnt: u32,
+    fd_array: u64,
+    core_relos: u64,
+    core_relo_rec_size: u32,
+    log_true_size: u32,
+}
+
+/// `BPF_PROG_LOAD`: the program's descriptor, or the verifier's verdict
+/// ([`KernelError::Failed`] with the log; when the first attempt fails with
+/// `log_level` 0 the load is retried at level 1 so that the log is filled).
+pub fn prog_load(p: &ProgLoad<'_>) -> Result<OwnedFd, KernelError> {
+    if !p.insns.len().is_multiple_of(8) {
+        return Err(KernelError::BadArgument(
+            "bytecode length is not a multiple of 8",
+        ));
+    }
+    let mut license = p.license.as_bytes().to_vec();
+    license.push(0);
+    let mut name = [0u8; 16];
+    for (d, s) in name.iter_mut().zip(p.name.bytes().take(15)) {
+        *d = s;
+    }
+    let mut log = vec![0u8; p.log_size.max(1)];
+    let attempt = |level: u32, log: &mut [u8]| {
+        let mut attr = ProgLoadAttr {
+            prog_type: p.prog_type,
+            insn_cnt: len32(p.insns.len() / 8, "too many instructions")?,
+            insns: p.insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: level,
+            log_size: if level == 0 {
+                0
+            } else {
+                len32(log.len(), "log too large")?
+            },
+            log_buf: if level == 0 {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
+            prog_name: name,
+            expected_attach_type: p.expected_attach_type,
+            fd_array: if p.fd_array.is_empty() {
+                0
+            } else {
+                p.fd_array.as_ptr() as u64
+            },
+            ..ProgLoadAttr::default()
+        };
+        sys_bpf(cmd::PROG_LOAD, "BPF_PROG_LOAD", &mut attr)
+    };
+    let level = p.log_level;
+    let res = match attempt(level, &mut log) {
+        Err(KernelError::Failed { errno, .. }) if level == 0 && errno != libc::EPERM => {
+            attempt(1, &mut log)
+        }
+        other => other,
+    };
+    match res {
+        Ok(fd) => fd_from(fd),
+        Err(KernelError::Failed { cmd, errno, .. }) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            Err(KernelError::Failed {
+                cmd,
+                errno,
+                log: String::from_utf8_lossy(log.get(..end).unwrap_or_default()).into_owned(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+    map_ifindex: u32,
+    btf_fd: u32,
+    btf_key_type_id: u32,
+    btf_value_type_id: u32,
+    btf_vmlinux_value_type_id: u32,
+    map_extra: u64,
+}
+
+/// `BPF_MAP_CREATE` of a map without BTF.
+pub fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> Result<OwnedFd, KernelError> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags: flags,
+        ..MapCreateAttr::default()
+    };
+    fd_from(sys_bpf(cmd::MAP_CREATE, "BPF_MAP_CREATE", &mut attr)?)
+}
+
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `BPF_MAP_UPDATE_ELEM` (`flags`: 0 = `BPF_ANY`). `key` and `value` must
+/// have the map's key and value sizes (checked by the caller's contract:
+/// the kernel reads exactly that many bytes, so shorter slices are refused here
+/// only when empty).
+pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8], flags: u64) -> Result<(), KernelError> {
+    if key.is_empty() || value.is_empty() {
+        return Err(KernelError::BadArgument("empty key or value"));
+    }
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        flags,
+    };
+    sys_bpf(cmd::MAP_UPDATE_ELEM, "BPF_MAP_UPDATE_ELEM", &mut attr).map(drop)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// Explicit so that it is zero: the kernel rejects non-zero bytes past `batch_size`.
+    _pad: u32,
+}
+
+/// What `BPF_PROG_TEST_RUN` reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRun {
+    /// The program's return value (`r0` truncated to 32 bits by the kernel).
+    pub retval: u32,
+    /// Mean nanoseconds per run as the kernel measured it.
+    pub duration_ns: u32,
+    /// The packet after the (last) run.
+    pub data_out: Vec<u8>,
+}
+
+/// `BPF_PROG_TEST_RUN` with packet `data_in` (socket filters and XDP need
+/// at least 14 bytes, an Ethernet header), `repeat` times (0 counts as 1).
+pub fn prog_test_run(prog: &OwnedFd, data_in: &[u8], repeat: u32) -> Result<TestRun, KernelError> {
+    let mut out = vec![0u8; data_in.len() + 512];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: len32(data_in.len(), "packet too large")?,
+        data_size_out: len32(out.len(), "packet too large")?,
+        data_in: data_in.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat,
+        ..TestRunAttr::default()
+    };
+    sys_bpf(cmd::PROG_TEST_RUN, "BPF_PROG_TEST_RUN", &mut attr)?;
+    out.truncate(attr.data_size_out as usize);
+    Ok(TestRun {
+        retval: attr.retval,
+        duration_ns: attr.duration,
+        data_out: out,
+    })
+}
+
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to `verified_insns` and beyond (232 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct RawProgInfo {
+    prog_type: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+    ifindex: u32,
+    gpl_compatible: u32,
+    netns_dev: u64,
+    netns_ino: u64,
+    nr_jited_ksyms: u32,
+    nr_jited_func_lens: u32,
+    jited_ksyms: u64,
+    jited_func_lens: u64,
+    btf_id: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    nr_func_info: u32,
+    nr_line_info: u32,
+    line_info: u64,
+    jited_line_info: u64,
+    nr_jited_line_info: u32,
+    line_info_rec_size: u32,
+    jited_line_info_rec_size: u32,
+    nr_prog_tags: u32,
+    prog_tags: u64,
+    run_time_ns: u64,
+    run_cnt: u64,
+    recursion_misses: u64,
+    verified_insns: u32,
+    attach_btf_obj_id: u32,
+    attach_btf_id: u32,
+    _pad: u32,
+}
+
+/// What the kernel reports about a loaded program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgInfo {
+    /// `enum bpf_prog_type`.
+    pub prog_type: u32,
+    /// The program id.
+    pub id: u32,
+    /// Bytes of the program after the verifier's rewrites.
+    pub xlated_len: u32,
+    /// Bytes of JIT-compiled machine code (0 when the JIT is off).
+    pub jited_len: u32,
+    /// The rewritten bytecode (empty if the kernel withheld it).
+    pub xlated: Vec<u8>,
+    /// The machine code (empty if the kernel withheld it).
+    pub jited: Vec<u8>,
+    /// Instructions the verifier processed.
+    pub verified_insns: u32,
+}
+
+fn get_info(fd: &OwnedFd, info: &mut RawProgInfo) -> Result<(), KernelError> {
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawProgInfo>() as u32,
+        info: info as *mut RawProgInfo as u64,
+    };
+    sys_bpf(cmd::OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD", &mut attr).map(drop)
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a program: lengths first, then the dumps.
+pub fn prog_info(prog: &OwnedFd) -> Result<ProgInfo, KernelError> {
+    let mut first = RawProgInfo::default();
+    get_info(prog, &mut first)?;
+    let mut xlated = vec![0u8; first.xlated_prog_len as usize];
+    let mut jited = vec![0u8; first.jited_prog_len as usize];
+    let mut second = RawProgInfo {
+        xlated_prog_len: first.xlated_prog_len,
+        xlated_prog_insns: if xlated.is_empty() {
+            0
+        } else {
+            xlated.as_mut_ptr() as u64
+        },
+        jited_prog_len: first.jited_prog_len,
+        jited_prog_insns: if jited.is_empty() {
+            0
+        } else {
+            jited.as_mut_ptr() as u64
+        },
+        ..RawProgInfo::default()
+    };
+    get_info(prog, &mut second)?;
+    xlated.truncate(second.xlated_prog_len.min(first.xlated_prog_len) as usize);
+    jited.truncate(second.jited_prog_len.min(first.jited_prog_len) as usize);
+    Ok(ProgInfo {
+        prog_type: first.prog_type,
+        id: first.id,
+        xlated_len: first.xlated_prog_len,
+        jited_len: first.jited_prog_len,
+        xlated,
+        jited,
+        verified_insns: first.verified_insns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attr_layouts_match_uapi() {
+        // Offsets from include/uapi/linux/bpf.h.
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, fd_array), 120);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, log_true_size), 140);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 32);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, batch_size), 72);
+        assert_eq!(std::mem::offset_of!(RawProgInfo, verified_insns), 216);
+        assert_eq!(std::mem::size_of::<RawProgInfo>(), 232);
+        assert_eq!(std::mem::offset_of!(MapCreateAttr, map_extra), 64);
+    }
+
+    #[test]
+    fn reason_is_last_log_line() {
+        let e = KernelError::Failed {
+            cmd: "BPF_PROG_LOAD",
+            errno: 13,
+            log: "0: (b7) r0 = 0\nR1 !read_ok\nprocessed 2 insns\n".into(),
+        };
+        assert_eq!(e.reason(), "R1 !read_ok");
+    }
+}

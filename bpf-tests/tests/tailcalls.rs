@@ -1,0 +1,649 @@
+//! Tail-call hierarchies modelled on the kernel's selftests
+//! (`tools/testing/selftests/bpf/progs/tailcall3.c`,
+//! `tailcall_bpf2bpf_hierarchy{1,2,3}.c`; expected numbers from
+//! `prog_tests/tailcalls.c`): entry counts, fall-through counts and return
+//! values, run on the interpreter, on the x86-64 JIT and in the live kernel
+//! (`BPF_PROG_TEST_RUN` with a real prog array, programs loaded as `tc`
+//! with BTF func info), all three compared with the selftests' numbers.
+//!
+//! Placeholder map fds in the assembly: 1 and 3 are program arrays, 2 is an
+//! array of counters (one `u64` per counter in its single value, updated
+//! through `bpf_map_lookup_elem`).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use bpf_isa::{assemble, Insn, LdImm64Src, Program};
+use bpf_tests::kernel;
+use bpf_vm::{Engine, LoadedProgram, Map, MapDef, MapType};
+
+/// One program of a case: its assembly and, if it sits in a program array,
+/// which (placeholder fd) and at which index.
+struct Part {
+    asm: &'static str,
+    slots: &'static [(i32, u32)],
+}
+
+/// A case: its programs (the first is the entry), prog-array sizes by
+/// placeholder fd, number of counters, and the selftest's expected return
+/// value and counters.
+struct Case {
+    name: &'static str,
+    parts: &'static [Part],
+    prog_arrays: &'static [(i32, u32)],
+    counters: u32,
+    retval: u64,
+    expected: &'static [u64],
+    /// The hierarchy needs more than 8 live frames at run time (each tail
+    /// call from a subprogram stacks a new program on the caller's frames,
+    /// which the kernel allows); the interpreter's frame limit
+    /// (`MAX_CALL_FRAMES` counted across tail calls) stops it with "call
+    /// depth exceeds 8 frames" — a known interpreter divergence, checked
+    /// here so that fixing it shows up.
+    interp_frame_limit: bool,
+}
+
+/// `count++` on the `u64` counter at byte `k` of the counters' value,
+/// through `bpf_map_lookup_elem` (clobbers r0-r5).
+macro_rules! count {
+    ($k:literal) => {
+        concat!(
+            "*(u32 *)(r10 - 4) = 0
+             r1 = map[fd:2]
+             r2 = r10
+             r2 += -4
+             call 1
+             if r0 == 0 goto +3
+             r1 = *(u64 *)(r0 + ",
+            $k,
+            ")
+             r1 += 1
+             *(u64 *)(r0 + ",
+            $k,
+            ") = r1\n"
+        )
+    };
+}
+
+const CASES: &[Case] = &[
+    // tailcall3.c: classifier_0 { count++; tail_call(jmp_table, 0); return 1; },
+    // entry { tail_call(jmp_table, 0); return 0; }; jmp_table[0] = classifier_0.
+    // Expected: retval 1, count 33.
+    Case {
+        name: "tailcall3 (count)",
+        parts: &[
+            Part {
+                asm: "r6 = r1
+                      r2 = map[fd:1]
+                      r3 = 0
+                      call 12
+                      r0 = 0
+                      exit",
+                slots: &[],
+            },
+            Part {
+                asm: concat!(
+                    "r6 = r1\n",
+                    count!(0),
+                    "r1 = r6
+                     r2 = map[fd:1]
+                     r3 = 0
+                     call 12
+                     r0 = 1
+                     exit"
+                ),
+                slots: &[(1, 0)],
+            },
+        ],
+        prog_arrays: &[(1, 1)],
+        counters: 1,
+        retval: 1,
+        expected: &[33],
+        interp_frame_limit: false,
+    },
+    // tailcall_bpf2bpf_hierarchy1.c: entry { count++; subprog_tail(); subprog_tail();
+    // return 1; }, subprog_tail { tail_call(jmp_table, 0); return 0; };
+    // jmp_table[0] = entry. Expected: retval 1, count 34.
+    Case {
+        name: "tailcall_bpf2bpf_hierarchy_1",
+        parts: &[Part {
+            asm: concat!(
+                "r6 = r1\n",
+                count!(0),
+                "r1 = r6
+                 call pc subprog_tail
+                 r1 = r6
+                 call pc subprog_tail
+                 r0 = 1
+                 exit
+               subprog_tail:
+                 r2 = map[fd:1]
+                 r3 = 0
+                 call 12
+                 r0 = 0
+                 exit"
+            ),
+            slots: &[(1, 0)],
+        }],
+        prog_arrays: &[(1, 1)],
+        counters: 1,
+        retval: 1,
+        expected: &[34],
+        interp_frame_limit: true,
+    },
+    // tailcall_bpf2bpf_hierarchy2.c: main { subprog_tail0(); subprog_tail1(); return 0; },
+    // classifier_0 { count0++; subprog_tail0(); return 0; },
+    // classifier_1 { count1++; subprog_tail1(); return 0; }; subprog_tailN tail
+    // calls jmp_table[N]. Expected: count0 33, count1 0.
+    Case {
+        name: "tailcall_bpf2bpf_hierarchy_2",
+        parts: &[
+            Part {
+                asm: "r6 = r1
+                      call pc subprog_tail0
+                      r1 = r6
+                      call pc subprog_tail1
+                      r0 = 0
+                      exit
+                    subprog_tail0:
+                      r2 = map[fd:1]
+                      r3 = 0
+                      call 12
+                      r0 = 0
+                      exit
+                    subprog_tail1:
+                      r2 = map[fd:1]
+                      r3 = 1
+                      call 12
+                      r0 = 0
+                      exit",
+                slots: &[],
+            },
+            Part {
+                asm: concat!(
+                    "r6 = r1\n",
+                    count!(0),
+                    "r1 = r6
+                     call pc subprog_tail0
+                     r0 = 0
+                     exit
+                   subprog_tail0:
+                     r2 = map[fd:1]
+                     r3 = 0
+                     call 12
+                     r0 = 0
+                     exit"
+                ),
+                slots: &[(1, 0)],
+            },
+            Part {
+                asm: concat!(
+                    "r6 = r1\n",
+                    count!(8),
+                    "r1 = r6
+                     call pc subprog_tail1
+                     r0 = 0
+                     exit
+                   subprog_tail1:
+                     r2 = map[fd:1]
+                     r3 = 1
+                     call 12
+                     r0 = 0
+                     exit"
+                ),
+                slots: &[(1, 1)],
+            },
+        ],
+        prog_arrays: &[(1, 2)],
+        counters: 2,
+        retval: 0,
+        expected: &[33, 0],
+        interp_frame_limit: true,
+    },
+    // tailcall_bpf2bpf_hierarchy3.c: main { tail_call(jmp_table0, 0); return 0; },
+    // classifier_0 { count++; subprog_tail(jmp_table0); subprog_tail(jmp_table1);
+    // return 0; }, subprog_tail(table) { tail_call(table, 0); return 0; };
+    // jmp_table0[0] = jmp_table1[0] = classifier_0. Expected: count 33.
+    Case {
+        name: "tailcall_bpf2bpf_hierarchy_3",
+        parts: &[
+            Part {
+                asm: "r2 = map[fd:1]
+                      r3 = 0
+                      call 12
+                      r0 = 0
+                      exit",
+                slots: &[],
+            },
+            Part {
+                asm: concat!(
+                    "r6 = r1\n",
+                    count!(0),
+                    "r1 = r6
+                     r2 = map[fd:1]
+                     call pc subprog_tail
+                     r1 = r6
+                     r2 = map[fd:3]
+                     call pc subprog_tail
+                     r0 = 0
+                     exit
+                   subprog_tail:
+                     r3 = 0
+                     call 12
+                     r0 = 0
+                     exit"
+                ),
+                slots: &[(1, 0), (3, 0)],
+            },
+        ],
+        prog_arrays: &[(1, 1), (3, 1)],
+        counters: 1,
+        retval: 0,
+        expected: &[33],
+        interp_frame_limit: true,
+    },
+    // Fall-through: an index past max_entries and an empty slot both
+    // continue after the call (tailcall1.c's out-of-range and hole checks).
+    Case {
+        name: "fall-through (index out of range, empty slot)",
+        parts: &[
+            Part {
+                asm: concat!(
+                    "r6 = r1
+                     r2 = map[fd:1]
+                     r3 = 5
+                     call 12\n",
+                    count!(0),
+                    "r1 = r6
+                     r2 = map[fd:1]
+                     r3 = 1
+                     call 12\n",
+                    count!(0),
+                    "r1 = r6
+                     r2 = map[fd:1]
+                     r3 = 0
+                     call 12
+                     r0 = 7
+                     exit"
+                ),
+                slots: &[],
+            },
+            Part {
+                asm: concat!(count!(8), "r0 = 42\nexit"),
+                slots: &[(1, 0)],
+            },
+        ],
+        prog_arrays: &[(1, 2)],
+        counters: 2,
+        retval: 42,
+        expected: &[2, 1],
+        interp_frame_limit: false,
+    },
+];
+
+fn prog_array_def(n: u32) -> MapDef {
+    MapDef {
+        map_type: MapType::ProgArray,
+        key_size: 4,
+        value_size: 4,
+        max_entries: n,
+    }
+}
+
+fn counters_def(n: u32) -> MapDef {
+    MapDef {
+        map_type: MapType::Array,
+        key_size: 4,
+        value_size: 8 * n,
+        max_entries: 1,
+    }
+}
+
+/// Runs `case` on `engine`: (r0, counters).
+fn run_vm(case: &Case, engine: Engine) -> Result<(u64, Vec<u64>), String> {
+    let counters = Map::new(counters_def(case.counters)).map_err(|e| e.to_string())?;
+    let arrays: Vec<(i32, Arc<Map>)> = case
+        .prog_arrays
+        .iter()
+        .map(|&(fd, n)| Map::new(prog_array_def(n)).map(|m| (fd, m)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut loaded = Vec::new();
+    for part in case.parts {
+        let prog = assemble(part.asm).map_err(|e| format!("{}: {e}", case.name))?;
+        let mut b = LoadedProgram::builder(&prog, engine).map(2, counters.clone());
+        for (fd, m) in &arrays {
+            b = b.map(*fd, m.clone());
+        }
+        let p = b
+            .build()
+            .map_err(|e| format!("{} on {engine}: {e}", case.name))?;
+        for &(fd, idx) in part.slots {
+            let pa = arrays
+                .iter()
+                .find(|(f, _)| *f == fd)
+                .and_then(|(_, m)| m.as_prog_array())
+                .ok_or("no such prog array")?;
+            pa.set_program(idx, Some(&p)).map_err(|e| e.to_string())?;
+        }
+        loaded.push(p);
+    }
+    let entry = loaded.first().ok_or("no programs")?;
+    let mut mem = [0u8; 64];
+    // SAFETY: the programs touch only their stack and the counters' value
+    // (through map-value references); the kernel's verifier accepts them.
+    let r0 = unsafe { entry.run_mem(&mut mem) }.map_err(|e| e.to_string())?;
+    // Break the program <-> prog array reference cycles.
+    for (_, m) in &arrays {
+        if let Some(pa) = m.as_prog_array() {
+            for i in 0..m.def().max_entries {
+                let _ = pa.set_program(i, None);
+            }
+        }
+    }
+    Ok((
+        r0,
+        read_counters(
+            &counters
+                .lookup(&0u32.to_le_bytes())
+                .map_err(|e| e.to_string())?,
+        ),
+    ))
+}
+
+fn read_counters(v: &[u8]) -> Vec<u64> {
+    v.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect()
+}
+
+/// For the cases the interpreter cannot run (see [`Case::interp_frame_limit`]):
+/// `Some(Ok)` when it fails exactly as known, `Some(Err)` otherwise.
+fn interp_limited(case: &Case, engine: Engine) -> Option<Result<(), String>> {
+    if engine != Engine::Interp || !case.interp_frame_limit {
+        return None;
+    }
+    Some(match run_vm(case, engine) {
+        Err(e) if e.contains("call depth exceeds") => {
+            eprintln!(
+                "KNOWN DIVERGENCE {} on interp: {e} (the kernel and the JIT run it)",
+                case.name
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("{} on interp: unexpected error {e}", case.name)),
+        Ok(v) => Err(format!(
+            "{} on interp now runs ({v:?}): remove interp_frame_limit",
+            case.name
+        )),
+    })
+}
+
+#[test]
+fn tail_call_hierarchies_on_both_engines() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        for engine in Engine::available() {
+            if let Some(r) = interp_limited(case, engine) {
+                if let Err(e) = r {
+                    failures.push(e);
+                }
+                continue;
+            }
+            match run_vm(case, engine) {
+                Ok((r0, counts)) => {
+                    eprintln!(
+                        "{} on {engine}: r0 = {r0}, counters = {counts:?}",
+                        case.name
+                    );
+                    if r0 != case.retval || counts != case.expected {
+                        failures.push(format!(
+                            "{} on {engine}: r0 = {r0}, counters {counts:?}; expected r0 = {}, counters {:?}",
+                            case.name, case.retval, case.expected
+                        ));
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    assert!(
+        Engine::available().contains(&Engine::X86),
+        "the x86-64 JIT must be available on this host"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---- the live kernel ----------------------------------------------------------
+
+fn sys_bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> Result<i64, i32> {
+    // SAFETY: `attr` is a valid, writable buffer of the size passed; the
+    // kernel only touches it and the buffers whose addresses it holds, which
+    // the callers keep alive across the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r)
+    }
+}
+
+fn put32(a: &mut [u8; 128], off: usize, v: u32) {
+    a[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(a: &mut [u8; 128], off: usize, v: u64) {
+    a[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// A minimal BTF blob: `[1] int`, `[2] int (void)` and `[3 + i]` one
+/// static FUNC `fi` per subprogram.
+fn btf_blob(n: usize) -> Vec<u8> {
+    let mut strs: Vec<u8> = b"\0int\0".to_vec();
+    let mut words: Vec<u32> = vec![
+        1,
+        1 << 24, // INT
+        4,
+        (1 << 24) | 32, // signed, 32 bits
+        0,
+        13 << 24, // FUNC_PROTO, no parameters
+        1,        // returns int
+    ];
+    for i in 0..n {
+        words.push(strs.len() as u32);
+        strs.extend_from_slice(format!("f{i}\0").as_bytes());
+        words.extend_from_slice(&[12 << 24, 2]); // FUNC, static, of type [2]
+    }
+    let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
+    out.extend_from_slice(&[1, 0]);
+    for v in [
+        24u32,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strs.len() as u32,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&types);
+    out.extend_from_slice(&strs);
+    out
+}
+
+/// Start slots of the subprograms: 0 and every local call target.
+fn subprog_starts(prog: &Program) -> Vec<u32> {
+    let mut v = vec![0u32];
+    for (insn, &slot) in prog.insns().iter().zip(prog.starts()) {
+        if let Insn::Call(bpf_isa::CallTarget::Local(off)) = *insn {
+            v.push((i64::from(slot) + 1 + i64::from(off)) as u32);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn own(fd: i64) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is a descriptor the kernel just returned to us.
+    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Loads `prog` as a `tc` program with BTF func info for its subprograms.
+fn kernel_load(prog: &Program) -> Result<OwnedFd, String> {
+    let starts = subprog_starts(prog);
+    let blob = btf_blob(starts.len());
+    let mut log = vec![0u8; 1 << 16];
+    let mut a = [0u8; 128];
+    put64(&mut a, 0, blob.as_ptr() as u64);
+    put64(&mut a, 8, log.as_mut_ptr() as u64);
+    put32(&mut a, 16, blob.len() as u32);
+    put32(&mut a, 20, log.len() as u32);
+    put32(&mut a, 24, 1);
+    let btf = own(sys_bpf(18, &mut a).map_err(|e| format!("BTF_LOAD errno {e}"))?);
+    let func_info: Vec<u32> = starts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &s)| [s, 3 + i as u32])
+        .collect();
+    let code = prog.to_bytes();
+    let license = b"GPL\0";
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, kernel::prog_type::SCHED_CLS);
+    put32(&mut a, 4, (code.len() / 8) as u32);
+    put64(&mut a, 8, code.as_ptr() as u64);
+    put64(&mut a, 16, license.as_ptr() as u64);
+    put32(&mut a, 24, 1);
+    put32(&mut a, 28, log.len() as u32);
+    put64(&mut a, 32, log.as_mut_ptr() as u64);
+    put32(&mut a, 72, btf.as_raw_fd() as u32);
+    put32(&mut a, 76, 8);
+    put64(&mut a, 80, func_info.as_ptr() as u64);
+    put32(&mut a, 88, starts.len() as u32);
+    match sys_bpf(5, &mut a) {
+        Ok(fd) => Ok(own(fd)),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            Err(format!(
+                "PROG_LOAD errno {e}: {}",
+                String::from_utf8_lossy(&log[..end])
+            ))
+        }
+    }
+}
+
+fn kernel_lookup(map: &OwnedFd, key: u32, value: &mut [u8]) -> Result<(), String> {
+    let k = key.to_le_bytes();
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, map.as_raw_fd() as u32);
+    put64(&mut a, 8, k.as_ptr() as u64);
+    put64(&mut a, 16, value.as_mut_ptr() as u64);
+    sys_bpf(1, &mut a)
+        .map(drop)
+        .map_err(|e| format!("MAP_LOOKUP errno {e}"))
+}
+
+/// Rewrites placeholder map fds to real ones.
+fn with_fds(prog: &Program, fds: &[(i32, i32)]) -> Program {
+    let real = |fd: i32| fds.iter().find(|(p, _)| *p == fd).map_or(fd, |(_, r)| *r);
+    Program::from_insns(
+        prog.insns()
+            .iter()
+            .map(|i| match *i {
+                Insn::LdImm64 {
+                    dst,
+                    src: LdImm64Src::MapFd(fd),
+                } => Insn::LdImm64 {
+                    dst,
+                    src: LdImm64Src::MapFd(real(fd)),
+                },
+                Insn::LdImm64 {
+                    dst,
+                    src: LdImm64Src::MapValue { fd, off },
+                } => Insn::LdImm64 {
+                    dst,
+                    src: LdImm64Src::MapValue { fd: real(fd), off },
+                },
+                other => other,
+            })
+            .collect(),
+    )
+}
+
+fn run_kernel(case: &Case) -> Result<(u64, Vec<u64>), String> {
+    let counters = kernel::map_create(2, 4, 8 * case.counters, 1, 0).map_err(|e| e.to_string())?;
+    let mut fds = vec![(2, counters.as_raw_fd())];
+    let mut arrays = Vec::new();
+    for &(fd, n) in case.prog_arrays {
+        let m = kernel::map_create(3, 4, 4, n, 0).map_err(|e| e.to_string())?;
+        fds.push((fd, m.as_raw_fd()));
+        arrays.push((fd, m));
+    }
+    let mut progs = Vec::new();
+    for part in case.parts {
+        let prog = assemble(part.asm).map_err(|e| e.to_string())?;
+        let p = kernel_load(&with_fds(&prog, &fds)).map_err(|e| format!("{}: {e}", case.name))?;
+        for &(fd, idx) in part.slots {
+            let (_, m) = arrays
+                .iter()
+                .find(|(f, _)| *f == fd)
+                .ok_or("no such prog array")?;
+            kernel::map_update(
+                m,
+                &idx.to_le_bytes(),
+                &(p.as_raw_fd() as u32).to_le_bytes(),
+                0,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        progs.push(p);
+    }
+    let entry = progs.first().ok_or("no programs")?;
+    let run = kernel::prog_test_run(entry, &[0u8; 64], 1).map_err(|e| e.to_string())?;
+    let mut v = vec![0u8; 8 * case.counters as usize];
+    kernel_lookup(&counters, 0, &mut v)?;
+    Ok((u64::from(run.retval), read_counters(&v)))
+}
+
+#[test]
+fn tail_call_hierarchies_match_the_live_kernel() {
+    if let Err(e) = kernel::available() {
+        panic!("bpf() is required for this test on this machine and is unavailable: {e}");
+    }
+    let mut failures = Vec::new();
+    for case in CASES {
+        let k = match run_kernel(case) {
+            Ok(k) => k,
+            Err(e) => {
+                failures.push(format!("{}: kernel: {e}", case.name));
+                continue;
+            }
+        };
+        eprintln!(
+            "{} in the kernel: r0 = {}, counters = {:?}",
+            case.name, k.0, k.1
+        );
+        if k != (case.retval, case.expected.to_vec()) {
+            failures.push(format!(
+                "{}: kernel gives {k:?}, the selftest expects ({}, {:?})",
+                case.name, case.retval, case.expected
+            ));
+        }
+        for engine in Engine::available() {
+            if let Some(r) = interp_limited(case, engine) {
+                if let Err(e) = r {
+                    failures.push(e);
+                }
+                continue;
+            }
+            match run_vm(case, engine) {
+                Ok(v) if v == k => {}
+                Ok(v) => failures.push(format!("{} on {engine}: {v:?}, kernel {k:?}", case.name)),
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

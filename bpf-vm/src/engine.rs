@@ -1,0 +1,736 @@
+//! Execution engines: the reference interpreter or the x86-64 JIT, chosen
+//! when a program is loaded, with the same maps, helpers, contexts and
+//! program arrays.
+//!
+//! ```
+//! use bpf_vm::{Engine, LoadedProgram};
+//!
+//! let prog = bpf_isa::assemble("r0 = r2\nr0 *= 6\nexit")?;
+//! for engine in Engine::available() {
+//!     let p = LoadedProgram::builder(&prog, engine).build()?;
+//!     // SAFETY: the program touches no memory.
+//!     assert_eq!(unsafe { p.run_mem(&mut [0u8; 7]) }?, 42);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # How JIT-compiled programs reach the runtime
+//!
+//! * **Maps.** An `ld_imm64` map reference loads the address of the
+//!   runtime's `Map` object (as with the interpreter) — except for a program
+//!   array, whose reference loads the address of its
+//!   [`bpf_jit::JitProgArray`], the table the compiled tail-call sequence
+//!   reads. Map-value references load the value's stable address.
+//! * **Helpers.** Compiled code calls native `extern "C"` functions of five
+//!   `u64` arguments. Each helper id below 256 has a trampoline that finds
+//!   the run's state in a thread-local (set for the duration of a run) and
+//!   calls the [`HelperRegistry`] closure with a [`crate::HelperCtx`] in
+//!   unchecked mode, translating the map handle in `r1` to the map object.
+//!   A helper error is recorded and reported when the run returns (the
+//!   helper returns 0 to the program); a helper asking to unwind
+//!   ([`crate::HelperCtx::unwind`]) likewise ends the run with an error,
+//!   since compiled code cannot be unwound from inside a helper.
+//! * **bpf_loop** (with the kernel built-ins) calls the compiled callback
+//!   subprogram directly through its native address.
+//! * **Tail calls** go between compiled programs only: installing a
+//!   program in a program array ([`ProgArray::set_program`]) fills both the
+//!   interpreter's slot and the compiled code's table.
+//! * **XDP.** `xdp_md.data` and `data_end` are 32-bit fields holding
+//!   pointers; the kernel's verifier rewrites those loads, the JIT runs
+//!   unverified code. So the JIT engine copies the packet into a buffer in
+//!   the low 2 GiB of the address space (`MAP_32BIT`), where a 32-bit field
+//!   holds the whole pointer, runs, and copies the packet back.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use bpf_isa::{LdImm64Src, Program};
+use bpf_jit::{HelperTable, JitOptions, JitProgram};
+
+use crate::context::XdpMd;
+use crate::error::{HelperError, VmError};
+use crate::helpers::{HelperCtx, HelperFn, HelperRegistry, BPF_FUNC_LOOP};
+use crate::interp::Interpreter;
+use crate::maps::{errno, Map, MapKind, ProgArray};
+use crate::mem::{KeepAlive, MemState};
+use crate::BPF_MAX_LOOPS;
+
+/// Which engine runs a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// The reference interpreter (checked execution).
+    Interp,
+    /// The x86-64 JIT (`bpf-jit-x86`): native code, unchecked.
+    X86,
+}
+
+impl Engine {
+    /// The engines that can run on this host.
+    pub fn available() -> Vec<Engine> {
+        if cfg!(target_arch = "x86_64") {
+            vec![Engine::Interp, Engine::X86]
+        } else {
+            vec![Engine::Interp]
+        }
+    }
+
+    /// The engine's command-line name (`interp`, `x86`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::X86 => "x86",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "interp" | "interpreter" => Ok(Engine::Interp),
+            "x86" | "x86_64" | "x86-64" | "jit" => Ok(Engine::X86),
+            other => Err(format!("unknown engine {other:?} (available: interp, x86)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Number of helper ids compiled code can call (trampolines exist for `0..256`).
+pub const JIT_HELPER_IDS: usize = 256;
+
+/// A program compiled by the x86-64 JIT, with everything its code refers to.
+pub struct JitProg {
+    code: JitProgram,
+    maps: Vec<Arc<Map>>,
+    helpers: Box<[Option<Arc<HelperFn>>]>,
+    builtins: bool,
+}
+
+impl std::fmt::Debug for JitProg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitProg")
+            .field("code_bytes", &self.code.memory().len())
+            .field("maps", &self.maps.len())
+            .finish()
+    }
+}
+
+impl JitProg {
+    /// The executable image.
+    pub fn code(&self) -> &JitProgram {
+        &self.code
+    }
+
+    /// Address of the main entry (what a program-array slot holds).
+    pub fn entry_address(&self) -> u64 {
+        self.code.memory().as_ptr() as u64
+    }
+}
+
+#[derive(Clone)]
+enum Inner {
+    Interp(Arc<Interpreter>),
+    Jit(Arc<JitProg>),
+}
+
+/// A loaded program, run by the engine chosen at load time.
+#[derive(Clone)]
+pub struct LoadedProgram {
+    inner: Inner,
+}
+
+impl std::fmt::Debug for LoadedProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Interp(i) => f.debug_tuple("LoadedProgram").field(i).finish(),
+            Inner::Jit(j) => f.debug_tuple("LoadedProgram").field(j).finish(),
+        }
+    }
+}
+
+/// Builds a [`LoadedProgram`]: engine, helpers, maps, limits.
+pub struct LoadBuilder<'p> {
+    prog: &'p Program,
+    engine: Engine,
+    helpers: HelperRegistry,
+    maps_by_fd: BTreeMap<i32, Arc<Map>>,
+    maps_by_idx: Vec<Arc<Map>>,
+    limit: Option<u64>,
+    stack_depths: Option<Vec<u32>>,
+}
+
+impl<'p> LoadBuilder<'p> {
+    /// Uses `helpers` instead of [`HelperRegistry::kernel`].
+    pub fn helpers(mut self, helpers: HelperRegistry) -> Self {
+        self.helpers = helpers;
+        self
+    }
+
+    /// Binds map `fd` (what `ld_imm64` with `BPF_PSEUDO_MAP_FD` / `_VALUE` names).
+    pub fn map(mut self, fd: i32, map: Arc<Map>) -> Self {
+        self.maps_by_fd.insert(fd, map);
+        self
+    }
+
+    /// Binds the `fd_array` that `BPF_PSEUDO_MAP_IDX` / `_IDX_VALUE` index.
+    pub fn fd_array(mut self, maps: Vec<Arc<Map>>) -> Self {
+        self.maps_by_idx = maps;
+        self
+    }
+
+    /// Interpreter only: instruction budget of checked runs.
+    pub fn instruction_limit(mut self, n: Option<u64>) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// JIT only: stack bytes per subprogram (in subprogram order), e.g. from
+    /// the verifier; by default every frame gets 512 bytes.
+    pub fn stack_depths(mut self, depths: Vec<u32>) -> Self {
+        self.stack_depths = Some(depths);
+        self
+    }
+
+    fn lookup(&self, fd: i32, is_idx: bool) -> Option<Arc<Map>> {
+        if is_idx {
+            usize::try_from(fd)
+                .ok()
+                .and_then(|i| self.maps_by_idx.get(i))
+                .cloned()
+        } else {
+            self.maps_by_fd.get(&fd).cloned()
+        }
+    }
+
+    /// Validates and loads (lowers or compiles) the program.
+    pub fn build(self) -> Result<LoadedProgram, VmError> {
+        match self.engine {
+            Engine::Interp => {
+                let mut b = Interpreter::builder(self.prog)
+                    .helpers(self.helpers)
+                    .fd_array(self.maps_by_idx)
+                    .instruction_limit(self.limit);
+                for (fd, m) in self.maps_by_fd {
+                    b = b.map(fd, m);
+                }
+                Ok(LoadedProgram {
+                    inner: Inner::Interp(Arc::new(b.build()?)),
+                })
+            }
+            Engine::X86 => self.build_jit(),
+        }
+    }
+
+    fn build_jit(self) -> Result<LoadedProgram, VmError> {
+        if !cfg!(target_arch = "x86_64") {
+            return Err(VmError::Unsupported {
+                insn: 0,
+                what: "the x86-64 JIT on a non-x86-64 host",
+            });
+        }
+        self.prog.validate()?;
+        let builtins = self.helpers.kernel_builtins();
+        let mut helpers: Vec<Option<Arc<HelperFn>>> = vec![None; JIT_HELPER_IDS];
+        let mut table = HelperTable::new();
+        for (id, (slot, tramp)) in helpers.iter_mut().zip(TRAMPOLINES.iter()).enumerate() {
+            let id = id as i32;
+            if let Some(f) = self.helpers.get(id) {
+                *slot = Some(f);
+                table.insert(id, *tramp);
+            } else if builtins && id == BPF_FUNC_LOOP {
+                table.insert(id, *tramp);
+            }
+        }
+        let used: Mutex<Vec<Arc<Map>>> = Mutex::new(Vec::new());
+        let missing: Mutex<Option<VmError>> = Mutex::new(None);
+        let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
+            let (fd, is_idx, off) = match src {
+                LdImm64Src::MapFd(fd) => (fd, false, None),
+                LdImm64Src::MapIdx(i) => (i, true, None),
+                LdImm64Src::MapValue { fd, off } => (fd, false, Some(off)),
+                LdImm64Src::MapIdxValue { idx, off } => (idx, true, Some(off)),
+                _ => return None,
+            };
+            let Some(map) = self.lookup(fd, is_idx) else {
+                if let Ok(mut m) = missing.lock() {
+                    *m = Some(VmError::UnknownMap { insn: slot, fd });
+                }
+                return None;
+            };
+            let value = match off {
+                None => match map.kind() {
+                    MapKind::ProgArray(pa) => pa.jit_table().as_ptr(),
+                    _ => Arc::as_ptr(&map) as u64,
+                },
+                Some(off) => match map.direct_value(off) {
+                    Some(v) => v.ptr,
+                    None => {
+                        if let Ok(mut m) = missing.lock() {
+                            *m = Some(VmError::BadMapValue {
+                                insn: slot,
+                                fd,
+                                off,
+                            });
+                        }
+                        return None;
+                    }
+                },
+            };
+            if let Ok(mut u) = used.lock() {
+                if !u.iter().any(|m| Arc::ptr_eq(m, &map)) {
+                    u.push(map);
+                }
+            }
+            Some(value)
+        };
+        let mut opts = JitOptions::new(&table).with_ld_imm64(&resolve);
+        if let Some(d) = &self.stack_depths {
+            opts = opts.with_stack_depths(d);
+        }
+        let code = match bpf_jit_x86::compile(self.prog, &opts) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
+                    return Err(m);
+                }
+                return Err(match e.kind {
+                    bpf_jit::JitErrorKind::UnknownHelper(id) => VmError::UnknownHelper {
+                        insn: e.index.unwrap_or(0),
+                        id: i64::from(id),
+                    },
+                    _ => VmError::Jit(e),
+                });
+            }
+        };
+        let maps = used.into_inner().unwrap_or_default();
+        register_maps(&maps);
+        Ok(LoadedProgram {
+            inner: Inner::Jit(Arc::new(JitProg {
+                code,
+                maps,
+                helpers: helpers.into_boxed_slice(),
+                builtins,
+            })),
+        })
+    }
+}
+
+impl LoadedProgram {
+    /// Starts loading `prog` for `engine` with the kernel helpers and no maps.
+    pub fn builder(prog: &Program, engine: Engine) -> LoadBuilder<'_> {
+        LoadBuilder {
+            prog,
+            engine,
+            helpers: HelperRegistry::kernel(),
+            maps_by_fd: BTreeMap::new(),
+            maps_by_idx: Vec::new(),
+            limit: None,
+            stack_depths: None,
+        }
+    }
+
+    /// The engine that runs it.
+    pub fn engine(&self) -> Engine {
+        match self.inner {
+            Inner::Interp(_) => Engine::Interp,
+            Inner::Jit(_) => Engine::X86,
+        }
+    }
+
+    /// The interpreter, for [`Engine::Interp`].
+    pub fn interpreter(&self) -> Option<&Arc<Interpreter>> {
+        match &self.inner {
+            Inner::Interp(i) => Some(i),
+            Inner::Jit(_) => None,
+        }
+    }
+
+    /// The compiled program, for [`Engine::X86`].
+    pub fn jit(&self) -> Option<&Arc<JitProg>> {
+        match &self.inner {
+            Inner::Jit(j) => Some(j),
+            Inner::Interp(_) => None,
+        }
+    }
+
+    /// Runs with `r1` = `mem`'s address and `r2` = its length.
+    ///
+    /// # Safety
+    /// With [`Engine::Interp`] this is always safe (checked execution). With
+    /// [`Engine::X86`] the program runs as unchecked native code: it must be
+    /// memory-safe for this input (verified), as must every program it tail
+    /// calls, and every helper it calls must be sound for its arguments.
+    pub unsafe fn run_mem(&self, mem: &mut [u8]) -> Result<u64, VmError> {
+        match &self.inner {
+            Inner::Interp(i) => i.run_mem(mem),
+            Inner::Jit(j) => {
+                let args = [mem.as_mut_ptr() as u64, mem.len() as u64, 0, 0, 0];
+                // SAFETY: forwarded to the caller.
+                unsafe { run_jit(j, args) }
+            }
+        }
+    }
+
+    /// Runs an XDP program on `packet` (no metadata area) and returns `r0`.
+    ///
+    /// # Safety
+    /// As for [`LoadedProgram::run_mem`], for an XDP context.
+    pub unsafe fn run_xdp(&self, packet: &mut [u8], md: &XdpMd) -> Result<u64, VmError> {
+        match &self.inner {
+            Inner::Interp(i) => i.run_xdp(packet, md),
+            // SAFETY: forwarded to the caller.
+            Inner::Jit(j) => unsafe { run_jit_xdp(j, packet, md) },
+        }
+    }
+}
+
+impl ProgArray {
+    /// Puts `prog` in slot `idx` (or clears it with `None`) for both engines:
+    /// an interpreted program becomes the interpreter's tail-call target, a
+    /// compiled one the compiled code's. Programs replaced in the compiled
+    /// table stay alive as long as the array (compiled code may still be
+    /// running in them).
+    pub fn set_program(
+        &self,
+        idx: u32,
+        prog: Option<&LoadedProgram>,
+    ) -> Result<(), crate::MapError> {
+        match prog.map(|p| &p.inner) {
+            None => {
+                self.set(idx, None)?;
+                self.set_jit_entry(idx, 0, None)
+            }
+            Some(Inner::Interp(i)) => {
+                self.set(idx, Some(i.clone()))?;
+                self.set_jit_entry(idx, 0, None)
+            }
+            Some(Inner::Jit(j)) => {
+                self.set(idx, None)?;
+                let keep: KeepAlive = j.clone();
+                self.set_jit_entry(idx, j.entry_address(), Some(keep))
+            }
+        }
+    }
+}
+
+// ---- runs ---------------------------------------------------------------------
+
+/// The state of one compiled run, reachable from helper trampolines.
+struct RunState {
+    mem: MemState,
+    maps: *const [Arc<Map>],
+    helpers: *const [Option<Arc<HelperFn>>],
+    builtins: bool,
+    error: Option<VmError>,
+}
+
+thread_local! {
+    static RUN: Cell<*mut RunState> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Maps referenced by any compiled program: a tail-called program's map
+/// handles are found here when the entry program does not have them.
+static JIT_MAPS: Mutex<Vec<Weak<Map>>> = Mutex::new(Vec::new());
+
+fn register_maps(maps: &[Arc<Map>]) {
+    if let Ok(mut g) = JIT_MAPS.lock() {
+        g.retain(|w| w.strong_count() > 0);
+        for m in maps {
+            if !g.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(m))) {
+                g.push(Arc::downgrade(m));
+            }
+        }
+    }
+}
+
+fn registered_map(handle: u64) -> Option<Arc<Map>> {
+    let g = JIT_MAPS.lock().ok()?;
+    g.iter()
+        .find(|w| w.as_ptr() as u64 == handle)
+        .and_then(Weak::upgrade)
+}
+
+/// Restores the previous run state (nested runs) when dropped.
+struct RunGuard {
+    prev: *mut RunState,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        RUN.with(|r| r.set(self.prev));
+    }
+}
+
+/// # Safety
+/// The program must be safe to run with `args` (see [`LoadedProgram::run_mem`]).
+unsafe fn run_jit(j: &JitProg, args: [u64; 5]) -> Result<u64, VmError> {
+    let mut st = RunState {
+        mem: MemState::new(0, 0),
+        maps: j.maps.as_slice() as *const [Arc<Map>],
+        helpers: &*j.helpers as *const [Option<Arc<HelperFn>>],
+        builtins: j.builtins,
+        error: None,
+    };
+    let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
+    let guard = RunGuard { prev };
+    // SAFETY: the caller guarantees the program is safe for `args`; the run
+    // state outlives the call and is only reached through `RUN` meanwhile.
+    let r0 = unsafe { j.code.call(args) };
+    drop(guard);
+    match st.error.take() {
+        Some(e) => Err(e),
+        None => Ok(r0),
+    }
+}
+
+/// A buffer in the low 2 GiB of the address space (`MAP_32BIT`).
+struct LowBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl LowBuf {
+    fn new(len: usize) -> Option<LowBuf> {
+        let len = len.max(4096).next_multiple_of(4096);
+        // SAFETY: an anonymous private mapping; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | map_32bit(),
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || (p as u64).saturating_add(len as u64) > u64::from(u32::MAX) {
+            if p != libc::MAP_FAILED {
+                // SAFETY: unmapping the mapping just made.
+                unsafe { libc::munmap(p, len) };
+            }
+            return None;
+        }
+        Some(LowBuf { ptr: p.cast(), len })
+    }
+}
+
+impl Drop for LowBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping this value owns.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn map_32bit() -> libc::c_int {
+    libc::MAP_32BIT
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn map_32bit() -> libc::c_int {
+    0
+}
+
+thread_local! {
+    static LOW: RefCell<Option<LowBuf>> = const { RefCell::new(None) };
+}
+
+/// Bytes reserved for `struct xdp_md` at the start of the low buffer.
+const XDP_CTX_ROOM: usize = 64;
+
+/// # Safety
+/// As for [`LoadedProgram::run_xdp`].
+unsafe fn run_jit_xdp(j: &JitProg, packet: &mut [u8], md: &XdpMd) -> Result<u64, VmError> {
+    let need = XDP_CTX_ROOM + packet.len();
+    let mut taken = LOW.with(|l| l.borrow_mut().take());
+    if taken.as_ref().is_none_or(|b| b.len < need) {
+        taken = LowBuf::new(need);
+    }
+    let Some(buf) = taken else {
+        return Err(VmError::Unsupported {
+            insn: 0,
+            what: "XDP on the JIT: no memory below 4 GiB",
+        });
+    };
+    let data = buf.ptr as u64 + XDP_CTX_ROOM as u64;
+    let end = data + packet.len() as u64;
+    let mut ctx = [0u32; 6];
+    ctx[0] = data as u32;
+    ctx[1] = end as u32;
+    ctx[2] = data as u32; // data_meta: no metadata area
+    ctx[3] = md.ingress_ifindex;
+    ctx[4] = md.rx_queue_index;
+    ctx[5] = md.egress_ifindex;
+    // SAFETY: the buffer holds XDP_CTX_ROOM + packet.len() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ctx.as_ptr().cast::<u8>(), buf.ptr, 24);
+        std::ptr::copy_nonoverlapping(packet.as_ptr(), buf.ptr.add(XDP_CTX_ROOM), packet.len());
+    }
+    // SAFETY: forwarded to the caller; r1 points at the context.
+    let r = unsafe { run_jit(j, [buf.ptr as u64, 0, 0, 0, 0]) };
+    // SAFETY: as above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(buf.ptr.add(XDP_CTX_ROOM), packet.as_mut_ptr(), packet.len())
+    };
+    LOW.with(|l| *l.borrow_mut() = Some(buf));
+    r
+}
+
+// ---- helper trampolines ---------------------------------------------------------
+
+/// The native entry of helper `ID` for compiled code.
+unsafe extern "C" fn trampoline<const ID: usize>(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    dispatch(ID, [a, b, c, d, e])
+}
+
+macro_rules! row {
+    ($hi:literal) => {
+        [
+            trampoline::<{ $hi * 16 }>,
+            trampoline::<{ $hi * 16 + 1 }>,
+            trampoline::<{ $hi * 16 + 2 }>,
+            trampoline::<{ $hi * 16 + 3 }>,
+            trampoline::<{ $hi * 16 + 4 }>,
+            trampoline::<{ $hi * 16 + 5 }>,
+            trampoline::<{ $hi * 16 + 6 }>,
+            trampoline::<{ $hi * 16 + 7 }>,
+            trampoline::<{ $hi * 16 + 8 }>,
+            trampoline::<{ $hi * 16 + 9 }>,
+            trampoline::<{ $hi * 16 + 10 }>,
+            trampoline::<{ $hi * 16 + 11 }>,
+            trampoline::<{ $hi * 16 + 12 }>,
+            trampoline::<{ $hi * 16 + 13 }>,
+            trampoline::<{ $hi * 16 + 14 }>,
+            trampoline::<{ $hi * 16 + 15 }>,
+        ]
+    };
+}
+
+type Tramp = unsafe extern "C" fn(u64, u64, u64, u64, u64) -> u64;
+
+static TRAMPOLINE_ROWS: [[Tramp; 16]; 16] = [
+    row!(0),
+    row!(1),
+    row!(2),
+    row!(3),
+    row!(4),
+    row!(5),
+    row!(6),
+    row!(7),
+    row!(8),
+    row!(9),
+    row!(10),
+    row!(11),
+    row!(12),
+    row!(13),
+    row!(14),
+    row!(15),
+];
+
+/// All trampolines, by helper id.
+static TRAMPOLINES: std::sync::LazyLock<Vec<Tramp>> =
+    std::sync::LazyLock::new(|| TRAMPOLINE_ROWS.iter().flatten().copied().collect());
+
+fn dispatch(id: usize, args: [u64; 5]) -> u64 {
+    let p = RUN.with(|r| r.get());
+    if p.is_null() {
+        return 0;
+    }
+    // bpf_loop calls back into compiled code, which may call helpers: it
+    // must not hold a reference to the run state while doing so.
+    let (builtins, f) = {
+        // SAFETY: `p` is the state of the run executing on this thread
+        // (set by `run_jit` for the duration of the native call); no other
+        // reference to it is live here.
+        let st = unsafe { &*p };
+        // SAFETY: the program's helper table outlives the run.
+        let helpers = unsafe { &*st.helpers };
+        (st.builtins, helpers.get(id).cloned().flatten())
+    };
+    if builtins && id == BPF_FUNC_LOOP as usize {
+        return bpf_loop(args);
+    }
+    // SAFETY: as above; this is the only live reference until return.
+    let st = unsafe { &mut *p };
+    let Some(f) = f else {
+        record(st, id, HelperError::Other("helper not registered".into()));
+        return 0;
+    };
+    // SAFETY: the entry program's maps outlive the run.
+    let entry_maps = unsafe { &*st.maps };
+    let extra;
+    let maps: &[Arc<Map>] = if entry_maps.iter().any(|m| Arc::as_ptr(m) as u64 == args[0]) {
+        entry_maps
+    } else if let Some(m) = registered_map(args[0]) {
+        extra = [m];
+        &extra
+    } else {
+        entry_maps
+    };
+    let mut cx = HelperCtx {
+        checked: false,
+        mem: &mut st.mem,
+        maps,
+        unwind: None,
+    };
+    let r = f(&mut cx, args);
+    let unwind = cx.unwind;
+    match r {
+        Ok(v) => {
+            if unwind.is_some() {
+                record(
+                    st,
+                    id,
+                    HelperError::Other("unwinding is not supported by the JIT engine".into()),
+                );
+            }
+            v
+        }
+        Err(e) => {
+            record(st, id, e);
+            0
+        }
+    }
+}
+
+fn record(st: &mut RunState, id: usize, e: HelperError) {
+    if st.error.is_none() {
+        st.error = Some(VmError::Helper {
+            insn: 0,
+            id: id as i32,
+            message: e.to_string(),
+        });
+    }
+}
+
+/// `bpf_loop(nr_loops, callback, ctx, flags)` for compiled code.
+fn bpf_loop(a: [u64; 5]) -> u64 {
+    let (n, cb, ctx, flags) = (a[0], a[1], a[2], a[3]);
+    if flags != 0 {
+        return (-errno::EINVAL) as u64;
+    }
+    if n > BPF_MAX_LOOPS {
+        return (-errno::E2BIG) as u64;
+    }
+    if cb == 0 {
+        return (-errno::EINVAL) as u64;
+    }
+    // SAFETY: `cb` is the native address of a compiled callback subprogram
+    // (an `ld_imm64` function reference, verified by the caller's promise);
+    // compiled subprograms are SysV functions of five u64 arguments.
+    let f: Tramp = unsafe { std::mem::transmute::<usize, Tramp>(cb as usize) };
+    for i in 0..n {
+        // SAFETY: as above.
+        if unsafe { f(i, ctx, 0, 0, 0) } != 0 {
+            return i + 1;
+        }
+    }
+    n
+}
