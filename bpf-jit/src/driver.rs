@@ -20,10 +20,30 @@ use crate::masm::{
 pub type HelperFn = unsafe extern "C" fn(u64, u64, u64, u64, u64) -> u64;
 
 /// Helper id → native function, supplied by the caller.
+///
+/// Entries are either host functions ([`HelperTable::insert`]) or raw
+/// addresses in the address space the code will run in
+/// ([`HelperTable::insert_address`]: e.g. a cross-compiled image run under
+/// an emulator).
 #[derive(Clone, Debug, Default)]
 pub struct HelperTable {
     /// Sorted by id.
-    entries: Vec<(i32, HelperFn)>,
+    entries: Vec<(i32, HelperEntry)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum HelperEntry {
+    Fn(HelperFn),
+    Addr(u64),
+}
+
+impl HelperEntry {
+    fn address(self) -> u64 {
+        match self {
+            HelperEntry::Fn(f) => f as usize as u64,
+            HelperEntry::Addr(a) => a,
+        }
+    }
 }
 
 impl HelperTable {
@@ -34,21 +54,43 @@ impl HelperTable {
 
     /// Registers (or replaces) helper `id`.
     pub fn insert(&mut self, id: i32, f: HelperFn) -> &mut HelperTable {
+        self.put(id, HelperEntry::Fn(f))
+    }
+
+    /// Registers (or replaces) helper `id` as a raw code address in the
+    /// address space the compiled code will run in (which need not be this
+    /// process: cross-compiled code run under an emulator). The code calls
+    /// it with the native C ABI, as [`HelperFn`].
+    pub fn insert_address(&mut self, id: i32, addr: u64) -> &mut HelperTable {
+        self.put(id, HelperEntry::Addr(addr))
+    }
+
+    fn put(&mut self, id: i32, e: HelperEntry) -> &mut HelperTable {
         match self.entries.binary_search_by_key(&id, |e| e.0) {
             Ok(i) => {
-                if let Some(e) = self.entries.get_mut(i) {
-                    e.1 = f;
+                if let Some(old) = self.entries.get_mut(i) {
+                    old.1 = e;
                 }
             }
-            Err(i) => self.entries.insert(i, (id, f)),
+            Err(i) => self.entries.insert(i, (id, e)),
         }
         self
     }
 
-    /// The function registered for `id`.
+    /// The host function registered for `id` (`None` for an unknown id or
+    /// one registered with [`HelperTable::insert_address`]).
     pub fn get(&self, id: i32) -> Option<HelperFn> {
         let i = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
-        self.entries.get(i).map(|e| e.1)
+        match self.entries.get(i)?.1 {
+            HelperEntry::Fn(f) => Some(f),
+            HelperEntry::Addr(_) => None,
+        }
+    }
+
+    /// The code address registered for `id`, however it was registered.
+    pub fn address(&self, id: i32) -> Option<u64> {
+        let i = self.entries.binary_search_by_key(&id, |e| e.0).ok()?;
+        self.entries.get(i).map(|e| e.1.address())
     }
 
     /// Number of registered helpers.
@@ -259,8 +301,8 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     has_callx = true;
                     0
                 }
-                Insn::Call(CallTarget::Helper(id)) => match opts.helpers.get(id) {
-                    Some(f) => f as usize as u64,
+                Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
+                    Some(a) => a,
                     None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
                 },
                 Insn::LdImm64 {
@@ -321,7 +363,9 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 EntryKind::Subprog
             },
             stack_depth: depth,
-            callee_saved: used & 0b11_1100_0000,
+            // r6-r9 and r10 (a frame whose code never names r10 need
+            // not set it up: AArch64 then skips saving x25).
+            callee_saved: used & 0b111_1100_0000,
             tail_call_reachable,
         });
     }
@@ -407,7 +451,7 @@ fn helper_address_table(helpers: &HelperTable) -> Vec<u64> {
     let mut t = vec![0u64; max as usize + 1];
     for &(id, f) in &helpers.entries {
         if let Some(e) = usize::try_from(id).ok().and_then(|i| t.get_mut(i)) {
-            *e = f as usize as u64;
+            *e = f.address();
         }
     }
     t

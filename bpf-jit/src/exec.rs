@@ -65,6 +65,18 @@ impl ExecMemory {
             core::ptr::copy_nonoverlapping(code.as_ptr(), ptr.as_ptr(), code.len());
             core::ptr::write_bytes(ptr.as_ptr().add(code.len()), pad, map_len - code.len());
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            extern "C" {
+                // libgcc / compiler-rt: cleans the data cache and
+                // invalidates the instruction cache for the range.
+                fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
+            }
+            // SAFETY: the range is the mapping just written.
+            unsafe {
+                __clear_cache(p.cast(), p.cast::<libc::c_char>().add(map_len));
+            }
+        }
         // SAFETY: `ptr`/`map_len` describe exactly the mapping created above.
         let rc = unsafe { libc::mprotect(p, map_len, libc::PROT_READ | libc::PROT_EXEC) };
         if rc != 0 {

@@ -198,7 +198,10 @@ pub struct FrameInfo {
     /// up to a multiple of 16.
     pub stack_depth: u32,
     /// Bit `n` set when callee-saved eBPF register `rn` (6 to 9) is used by
-    /// the subprogram and so must be saved and restored.
+    /// the subprogram and so must be saved and restored; bit 10 when the
+    /// subprogram names the frame pointer `r10` at all (a backend whose
+    /// frame pointer lives in a callee-saved register, as AArch64's `x25`,
+    /// saves and sets it only then; x86-64 ignores the bit).
     pub callee_saved: u16,
     /// A tail call can happen while this frame is live (`bpf-callgraph`'s
     /// `tail_call_reachable`): the frame keeps the pointer to the

@@ -1,0 +1,165 @@
+//! AArch64 JIT compile time per eBPF instruction (host side; criterion
+//! reports elements/s: ns per instruction = 1e9 / that), on the same two
+//! synthetic programs as the x86-64 bench, and on every
+//! `../shared/bench/build/*.v3.o` program (section `mem`), whose code size
+//! is printed next to the x86-64 backend's.
+
+use bpf_isa::LdImm64Src;
+use bpf_isa::{AluOp, Insn, JmpCond, Program, Reg, Size, Source, Width};
+use bpf_jit::{HelperTable, JitOptions};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
+    Insn::Alu {
+        width,
+        op,
+        dst,
+        src,
+    }
+}
+
+/// `blocks` copies of a 15-instruction (16-slot) block; each block's branch
+/// skips `skip` slots (clamped to the final `exit`).
+fn program(blocks: usize, skip: i16) -> Program {
+    let mut v = Vec::with_capacity(blocks * 16 + 1);
+    for b in 0..blocks {
+        let k = (b % 7) as i32;
+        v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
+        v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
+        v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
+        v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
+        v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
+        v.push(Insn::Stx {
+            size: Size::DW,
+            dst: Reg::R10,
+            src: Reg::R0,
+            off: -8,
+        });
+        v.push(Insn::Ldx {
+            size: Size::W,
+            dst: Reg::R6,
+            src: Reg::R10,
+            off: -8,
+        });
+        v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
+        v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
+        v.push(Insn::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Sgt,
+            dst: Reg::R6,
+            src: Source::Imm(100),
+            off: skip.min(((blocks - b) * 16 - 10) as i16).max(0),
+        });
+        v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
+        v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
+        v.push(Insn::LdImm64 {
+            dst: Reg::R9,
+            src: bpf_isa::LdImm64Src::Imm(0x1122_3344_5566_7788),
+        });
+        v.push(Insn::Endian {
+            kind: bpf_isa::Endian::ToBe,
+            bits: 32,
+            dst: Reg::R9,
+        });
+        v.push(Insn::Neg {
+            width: Width::W64,
+            dst: Reg::R8,
+        });
+    }
+    v.push(Insn::Exit);
+    Program::from_insns(v)
+}
+
+unsafe extern "C" fn dummy(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    0
+}
+
+/// The shared bench objects' `mem` programs, by file stem.
+fn shared_programs() -> Vec<(String, Program)> {
+    let dir = format!("{}/../../shared/bench/build", env!("CARGO_MANIFEST_DIR"));
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        eprintln!("SKIPPED the shared bench programs: {dir} not found");
+        return Vec::new();
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".v3.o"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        let Ok(obj) = bpf_object::Object::parse(&bytes) else {
+            eprintln!("{}: does not parse", f.display());
+            continue;
+        };
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".v3.o").to_string())
+            .unwrap_or_default();
+        let first = obj
+            .programs_in_section("mem")
+            .next()
+            .map(|p| p.insns.clone());
+        if let Some(p) = first {
+            out.push((name, p));
+        }
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let mut helpers = HelperTable::new();
+    for id in 0..256 {
+        helpers.insert(id, dummy);
+    }
+    let resolve = |slot: usize, _: LdImm64Src| Some(0x7f00_0000_0000 + 8 * slot as u64);
+    let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
+    let mut g = c.benchmark_group("arm64_compile");
+    for (name, prog) in [
+        ("short_branches_4k", program(256, 4)),
+        ("long_branches_4k", program(256, 50)),
+    ] {
+        let code = bpf_jit_arm64::compile_code(&prog, &opts).expect("compiles");
+        eprintln!(
+            "{name}: {} insns, {} bytes, {} passes",
+            prog.len(),
+            code.code.len(),
+            code.passes
+        );
+        g.throughput(Throughput::Elements(prog.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| bpf_jit_arm64::compile_code(std::hint::black_box(&prog), &opts))
+        });
+    }
+    eprintln!("shared bench programs (section mem): insns, x86-64 bytes, arm64 bytes");
+    for (name, prog) in shared_programs() {
+        let a = bpf_jit_arm64::compile_code(&prog, &opts);
+        let x = bpf_jit_x86::compile_code(&prog, &opts);
+        match (&a, &x) {
+            (Ok(a), Ok(x)) => eprintln!(
+                "  {name:12} {:5} insns  x86-64 {:6} B  arm64 {:6} B",
+                prog.len(),
+                x.code.len(),
+                a.code.len()
+            ),
+            _ => eprintln!(
+                "  {name:12} arm64 {:?} x86-64 {:?}",
+                a.as_ref().err(),
+                x.as_ref().err()
+            ),
+        }
+        if a.is_ok() {
+            g.throughput(Throughput::Elements(prog.len() as u64));
+            g.bench_function(format!("bench_{name}"), |b| {
+                b.iter(|| bpf_jit_arm64::compile_code(std::hint::black_box(&prog), &opts))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,126 @@
+/* AArch64 execution harness for bpf-jit-arm64, run under qemu-aarch64.
+ *
+ * Protocol on stdin/stdout (all integers little-endian):
+ *   hello (harness -> host): u64 magic, u64 near, u64 far, u64 data,
+ *         u64 region_len, u64 nhelpers, u64 helper[nhelpers]
+ *   request: u32 op
+ *     0 EXIT
+ *     1 WRITE u64 addr, u64 len, len bytes      -> u32 0
+ *     2 READ  u64 addr, u64 len                 -> len bytes
+ *     3 CALL  u64 addr, u64 a1..a5              -> u32 signal (0 = returned), u64 r0
+ * Regions: near code (RWX, mapped within 128 MiB of this binary's text, so
+ * `bl` reaches the helpers), far code (RWX, out of `bl` range) and data (RW).
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+typedef uint64_t u64;
+typedef u64 (*fn5)(u64, u64, u64, u64, u64);
+
+#define MAGIC 0x62706661726d3634ull /* "bpfarm64" */
+#define REGION (4ull << 20)
+#define NEAR_HINT 0x04000000ull
+#define FAR_HINT 0x4000000000ull
+
+static int get(void *p, size_t n) {
+  char *c = p;
+  while (n) {
+    ssize_t r = read(0, c, n);
+    if (r <= 0) return -1;
+    c += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int put(const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t r = write(1, c, n);
+    if (r <= 0) return -1;
+    c += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+/* Helpers (their ids are the host's business). */
+static u64 h_ret_arg1(u64 a, u64 b, u64 c, u64 d, u64 e) {
+  (void)b; (void)c; (void)d; (void)e;
+  return a;
+}
+static u64 h_weighted_sum(u64 a, u64 b, u64 c, u64 d, u64 e) {
+  return a + 2 * b + 3 * c + 4 * d + 5 * e;
+}
+/* ((u64 *)map)[idx] += val; returns the new value. */
+static u64 h_map_add(u64 map, u64 idx, u64 val, u64 d, u64 e) {
+  (void)d; (void)e;
+  u64 *m = (u64 *)map;
+  m[idx] += val;
+  return m[idx];
+}
+/* Calls the callback cb(arg, 10, 20, 30, 40) and returns its result + 1. */
+static u64 h_call_callback(u64 cb, u64 arg, u64 c, u64 d, u64 e) {
+  (void)c; (void)d; (void)e;
+  return ((fn5)cb)(arg, 10, 20, 30, 40) + 1;
+}
+
+static sigjmp_buf jb;
+static void on_signal(int sig) { siglongjmp(jb, sig); }
+
+int main(void) {
+  void *near = mmap((void *)NEAR_HINT, REGION, PROT_READ | PROT_WRITE | PROT_EXEC,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  void *far = mmap((void *)FAR_HINT, REGION, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *data = mmap(NULL, REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (near == MAP_FAILED || far == MAP_FAILED || data == MAP_FAILED) return 2;
+
+  static char altstack[65536];
+  stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+  sigaltstack(&ss, NULL);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_ONSTACK | SA_NODEFER;
+  int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE};
+  for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+
+  u64 hello[10] = {MAGIC, (u64)near, (u64)far, (u64)data, REGION, 4,
+                   (u64)h_ret_arg1, (u64)h_weighted_sum, (u64)h_map_add, (u64)h_call_callback};
+  if (put(hello, sizeof hello)) return 3;
+
+  for (;;) {
+    uint32_t op;
+    if (get(&op, 4)) return 0;
+    if (op == 0) return 0;
+    if (op == 1) {
+      u64 h[2];
+      if (get(h, sizeof h)) return 4;
+      if (get((void *)h[0], h[1])) return 4;
+      __builtin___clear_cache((char *)h[0], (char *)(h[0] + h[1]));
+      uint32_t ok = 0;
+      if (put(&ok, 4)) return 5;
+    } else if (op == 2) {
+      u64 h[2];
+      if (get(h, sizeof h)) return 4;
+      if (put((void *)h[0], h[1])) return 5;
+    } else if (op == 3) {
+      u64 a[6];
+      if (get(a, sizeof a)) return 4;
+      volatile u64 r0 = 0;
+      int sig = sigsetjmp(jb, 1);
+      if (sig == 0) r0 = ((fn5)a[0])(a[1], a[2], a[3], a[4], a[5]);
+      struct { uint32_t sig; uint32_t pad; u64 r0; } reply = {(uint32_t)sig, 0, r0};
+      if (put(&reply, sizeof reply)) return 5;
+    } else {
+      return 6;
+    }
+  }
+}

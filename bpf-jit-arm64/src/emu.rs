@@ -1,0 +1,301 @@
+//! Running AArch64 images on any Linux host: a small C harness
+//! (`harness/harness.c`, built on first use with `aarch64-linux-gnu-gcc
+//! -static`) runs under `qemu-aarch64` and executes requests from this
+//! process over a pipe: write bytes into its memory, read them back, call
+//! an address with five arguments.
+//!
+//! The harness maps three 4 MiB regions and reports their addresses: *near*
+//! code (read+write+exec, within ±128 MiB of the harness's own text, so
+//! compiled code reaches its helpers with `bl`), *far* code (out of `bl`
+//! range: helper calls must be `movz/movk` + `blr`) and *data*. It offers
+//! four helpers ([`HarnessHelper`]). A program that faults (e.g. a bad
+//! load) is reported as [`EmuError::Fault`] with the signal number; the
+//! harness stays usable.
+//!
+//! Needs `qemu-aarch64` (Debian: `qemu-user`) and `aarch64-linux-gnu-gcc`
+//! (Debian: `gcc-aarch64-linux-gnu`, `libc6-dev-arm64-cross`).
+//!
+//! The harness binary is cached in `$BPFKIT_ARM64_HARNESS_DIR`, else in
+//! the system temporary directory, under a name derived from its source.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// The harness source.
+pub const HARNESS_SOURCE: &str = include_str!("../harness/harness.c");
+
+const MAGIC: u64 = 0x6270_6661_726d_3634;
+
+/// Why the emulator could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EmuError {
+    /// A required tool is not installed.
+    #[error("{0} not found (install it: Debian packages qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)")]
+    ToolMissing(&'static str),
+    /// Building the harness failed (compiler output attached).
+    #[error("building the harness failed: {0}")]
+    Build(String),
+    /// Talking to the harness failed (it died, or a pipe broke).
+    #[error("emulator i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The harness answered something unexpected.
+    #[error("emulator protocol: {0}")]
+    Protocol(&'static str),
+    /// The called code raised a signal (SIGSEGV 11, SIGILL 4, SIGBUS 7, ...).
+    #[error("emulated code raised signal {0}")]
+    Fault(u32),
+    /// An address range outside the harness's regions.
+    #[error("address range {addr:#x}+{len} outside the harness's regions")]
+    OutOfRange {
+        /// Start.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+}
+
+/// The harness's helpers, by their index in [`Layout::helpers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HarnessHelper {
+    /// Returns its first argument (the bpf_conformance suite's helper 5).
+    ReturnArg1 = 0,
+    /// Returns `a + 2b + 3c + 4d + 5e` (checks argument order).
+    WeightedSum = 1,
+    /// `((u64 *)a)[b] += c`, returns the new value (a map update).
+    MapAdd = 2,
+    /// Calls the function at `a` with `(b, 10, 20, 30, 40)`, returns its result + 1.
+    CallCallback = 3,
+}
+
+/// Where the harness mapped its regions and helpers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Code region within `bl` range of the helpers.
+    pub near_code: u64,
+    /// Code region out of `bl` range of the helpers.
+    pub far_code: u64,
+    /// Data region.
+    pub data: u64,
+    /// Size of each region in bytes.
+    pub region_len: u64,
+    /// Helper addresses, indexed by [`HarnessHelper`].
+    pub helpers: [u64; 4],
+}
+
+impl Layout {
+    /// Address of helper `h`.
+    pub fn helper(&self, h: HarnessHelper) -> u64 {
+        self.helpers[h as usize]
+    }
+
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        [self.near_code, self.far_code, self.data]
+            .iter()
+            .any(|&r| addr >= r && end <= r + self.region_len)
+    }
+}
+
+/// One running harness process.
+#[derive(Debug)]
+pub struct Emulator {
+    child: Child,
+    tx: BufWriter<ChildStdin>,
+    rx: BufReader<ChildStdout>,
+    layout: Layout,
+}
+
+fn find_tool(names: &[&'static str]) -> Result<&'static str, EmuError> {
+    for &n in names {
+        let ok = Command::new(n)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(n);
+        }
+    }
+    Err(EmuError::ToolMissing(
+        names.first().copied().unwrap_or("tool"),
+    ))
+}
+
+/// Whether `qemu-aarch64` and `aarch64-linux-gnu-gcc` are installed.
+pub fn tools_available() -> Result<(), EmuError> {
+    find_tool(&["qemu-aarch64", "qemu-aarch64-static"])?;
+    find_tool(&["aarch64-linux-gnu-gcc"])?;
+    Ok(())
+}
+
+/// Builds the harness (once per source version) and returns its path.
+pub fn harness_binary() -> Result<PathBuf, EmuError> {
+    let dir = std::env::var_os("BPFKIT_ARM64_HARNESS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    // FNV-1a of the source names the binary: a changed source rebuilds.
+    let hash = HARNESS_SOURCE
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+    let bin = dir.join(format!("bpfkit-arm64-harness-{hash:016x}"));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let cc = find_tool(&["aarch64-linux-gnu-gcc"])?;
+    std::fs::create_dir_all(&dir)?;
+    let pid = std::process::id();
+    let src = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.c"));
+    let tmp = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.tmp"));
+    std::fs::write(&src, HARNESS_SOURCE)?;
+    let out = Command::new(cc)
+        .args(["-O2", "-static", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .output()?;
+    let _ = std::fs::remove_file(&src);
+    if !out.status.success() {
+        return Err(EmuError::Build(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    // Atomic: concurrent builders all rename a complete binary.
+    std::fs::rename(&tmp, &bin)?;
+    Ok(bin)
+}
+
+impl Emulator {
+    /// Starts a harness under `qemu-aarch64 -cpu max` (LSE atomics and
+    /// everything else of ARMv8.x).
+    pub fn spawn() -> Result<Emulator, EmuError> {
+        let qemu = find_tool(&["qemu-aarch64", "qemu-aarch64-static"])?;
+        let bin = harness_binary()?;
+        Emulator::spawn_with(qemu, &bin)
+    }
+
+    fn spawn_with(qemu: &str, bin: &Path) -> Result<Emulator, EmuError> {
+        let mut child = Command::new(qemu)
+            .args(["-cpu", "max"])
+            .arg(bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let (Some(tx), Some(rx)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(EmuError::Protocol("no pipes"));
+        };
+        let mut e = Emulator {
+            child,
+            tx: BufWriter::new(tx),
+            rx: BufReader::new(rx),
+            layout: Layout {
+                near_code: 0,
+                far_code: 0,
+                data: 0,
+                region_len: 0,
+                helpers: [0; 4],
+            },
+        };
+        let mut hello = [0u64; 10];
+        for w in &mut hello {
+            *w = e.get_u64()?;
+        }
+        let [magic, near, far, data, len, n, h0, h1, h2, h3] = hello;
+        if magic != MAGIC || n != 4 {
+            return Err(EmuError::Protocol("bad hello"));
+        }
+        e.layout = Layout {
+            near_code: near,
+            far_code: far,
+            data,
+            region_len: len,
+            helpers: [h0, h1, h2, h3],
+        };
+        Ok(e)
+    }
+
+    /// Where the harness mapped its regions and helpers.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn get_u64(&mut self) -> Result<u64, EmuError> {
+        let mut b = [0u8; 8];
+        self.rx.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn get_u32(&mut self) -> Result<u32, EmuError> {
+        let mut b = [0u8; 4];
+        self.rx.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn check(&self, addr: u64, len: u64) -> Result<(), EmuError> {
+        if self.layout.contains(addr, len) {
+            Ok(())
+        } else {
+            Err(EmuError::OutOfRange { addr, len })
+        }
+    }
+
+    /// Copies `bytes` to `addr` in the harness (code regions: the
+    /// instruction cache is synchronised).
+    pub fn write(&mut self, addr: u64, bytes: &[u8]) -> Result<(), EmuError> {
+        let len = bytes.len() as u64;
+        self.check(addr, len)?;
+        self.tx.write_all(&1u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        self.tx.write_all(&len.to_le_bytes())?;
+        self.tx.write_all(bytes)?;
+        self.tx.flush()?;
+        match self.get_u32()? {
+            0 => Ok(()),
+            _ => Err(EmuError::Protocol("write refused")),
+        }
+    }
+
+    /// Reads `len` bytes at `addr` in the harness.
+    pub fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, EmuError> {
+        self.check(addr, len as u64)?;
+        self.tx.write_all(&2u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        self.tx.write_all(&(len as u64).to_le_bytes())?;
+        self.tx.flush()?;
+        let mut v = vec![0u8; len];
+        self.rx.read_exact(&mut v)?;
+        Ok(v)
+    }
+
+    /// Calls the code at `addr` (a C-ABI function of five `u64`) with
+    /// `args`; returns what it returned.
+    pub fn call(&mut self, addr: u64, args: [u64; 5]) -> Result<u64, EmuError> {
+        self.check(addr, 4)?;
+        self.tx.write_all(&3u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        let sig = self.get_u32()?;
+        let _pad = self.get_u32()?;
+        let r0 = self.get_u64()?;
+        if sig != 0 {
+            return Err(EmuError::Fault(sig));
+        }
+        Ok(r0)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.tx.write_all(&0u32.to_le_bytes());
+        let _ = self.tx.flush();
+        let _ = self.child.wait();
+    }
+}
