@@ -47,12 +47,31 @@ pub const FRAME_SETUP_FIXED_SIZE: u32 = TAIL_CALL_ENTRY_OFFSET + 11;
 #[derive(Debug, Default)]
 pub struct X86Masm {
     buf: CodeBuffer,
+    /// Helpers called under the `bpf_fastcall` contract: native address and
+    /// the eBPF registers (bit `i` for `ri`, `r0`–`r5` only) the call must
+    /// leave intact.
+    fastcall: Vec<(u64, u16)>,
 }
 
 impl X86Masm {
     /// A backend with an empty buffer.
     pub fn new() -> X86Masm {
         X86Masm::default()
+    }
+
+    /// Declares the helper at native address `addr` a `bpf_fastcall`
+    /// function that must preserve the eBPF registers in `regs` (bit `i`
+    /// for `ri`; bits outside `r0`–`r5` are ignored, the others are
+    /// callee-saved anyway). The SysV ABI lets a C function clobber `rdi`,
+    /// `rsi`, `rdx`, `rcx` and `r8` (`r1`–`r5`), so calls to it save and
+    /// restore those registers around the call; a program whose spills
+    /// and fills around such calls were removed then stays correct.
+    pub fn preserve_around_helper(&mut self, addr: u64, regs: u16) {
+        let regs = regs & 0b11_1111;
+        match self.fastcall.iter_mut().find(|e| e.0 == addr) {
+            Some(e) => e.1 = regs,
+            None => self.fastcall.push((addr, regs)),
+        }
     }
 
     #[inline]
@@ -601,10 +620,40 @@ impl MacroAssembler for X86Masm {
     }
 
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind> {
+        let keep = self
+            .fastcall
+            .iter()
+            .find(|e| e.0 == addr)
+            .map_or(0, |e| e.1);
+        // bpf_fastcall: save what the helper may clobber but must preserve,
+        // keeping rsp 16-byte aligned at the call.
+        let mut saved = [Gpr::RAX; 6];
+        let mut n = 0;
+        for (i, r) in REG_MAP.iter().take(6).enumerate() {
+            if keep & (1 << i) != 0 {
+                if let Some(slot) = saved.get_mut(n) {
+                    *slot = *r;
+                    n += 1;
+                }
+            }
+        }
+        let saved = saved.get(..n).unwrap_or(&[]);
+        for r in saved {
+            enc::push(self.b(), *r);
+        }
+        if n % 2 == 1 {
+            enc::alu_ri(self.b(), Sz::Q, Alu1::Sub, Gpr::RSP, 8);
+        }
         // The image may be anywhere relative to the helper: absolute call
         // through the scratch register. Arguments are already in place.
         enc::movabs(self.b(), AUX, addr);
         enc::call_r(self.b(), AUX);
+        if n % 2 == 1 {
+            enc::alu_ri(self.b(), Sz::Q, Alu1::Add, Gpr::RSP, 8);
+        }
+        for r in saved.iter().rev() {
+            enc::pop(self.b(), *r);
+        }
         Ok(())
     }
 

@@ -82,6 +82,9 @@ struct Ctx<'a> {
     maps: &'a [MapDef],
 }
 
+/// Largest global-data section accepted: the kernel's `KMALLOC_MAX_SIZE` for array map values.
+pub const MAX_GLOBAL_DATA_SIZE: u64 = 4 << 20;
+
 fn bad_section(index: usize, e: impl ToString) -> ObjectError {
     ObjectError::BadSection {
         index,
@@ -396,6 +399,15 @@ pub(crate) fn parse(data: &[u8]) -> Result<Object, ObjectError> {
         };
         if info.size == 0 {
             continue;
+        }
+        // The kernel rejects array values above KMALLOC_MAX_SIZE (4 MiB on x86-64
+        // and arm64 with 4 KiB pages) with E2BIG; refuse them here too rather than
+        // allocate what a corrupted `sh_size` of a NOBITS section claims.
+        if info.size > MAX_GLOBAL_DATA_SIZE {
+            return Err(bad_section(
+                info.index,
+                "global data section larger than the kernel's 4 MiB map value limit",
+            ));
         }
         let value_size =
             u32::try_from(info.size).map_err(|_| bad_section(info.index, "too large"))?;

@@ -352,3 +352,28 @@ fn legacy_maps_section_that_does_not_divide() {
         Err(ObjectError::BadLegacyMaps { size: 39, count: 2 })
     );
 }
+
+/// A NOBITS `.bss` whose `sh_size` claims gigabytes (found by the `elf` fuzz
+/// target as a 4 GB allocation) is a typed error, not an allocation.
+#[test]
+fn huge_bss_is_rejected_without_allocating() {
+    let mut b = load("global_data");
+    let h = elf::FileHeader64::<LE>::parse(&*b).unwrap();
+    let e = h.endian().unwrap();
+    let shoff = h.e_shoff(e) as usize;
+    let shentsize = h.e_shentsize(e) as usize;
+    let idx = sections(&b)
+        .iter()
+        .position(|s| s.0 == ".bss")
+        .expect("global_data.o has a .bss section");
+    // sh_size is at offset 32 of an Elf64_Shdr.
+    let at = shoff + idx * shentsize + 32;
+    b[at..at + 8].copy_from_slice(&4_143_972_336u64.to_le_bytes());
+    match Object::parse(&b) {
+        Err(ObjectError::BadSection { index, reason }) => {
+            assert_eq!(index, idx);
+            assert!(reason.contains("4 MiB"), "{reason}");
+        }
+        other => panic!("expected BadSection for .bss, got {other:?}"),
+    }
+}

@@ -220,6 +220,13 @@ struct ProgLoadAttr {
 /// ([`KernelError::Failed`] with the log; when the first attempt fails with
 /// `log_level` 0 the load is retried at level 1 so that the log is filled).
 pub fn prog_load(p: &ProgLoad<'_>) -> Result<OwnedFd, KernelError> {
+    prog_load_logged(p).map(|(fd, _)| fd)
+}
+
+/// [`prog_load`] that also returns the verifier log on success (empty when
+/// `log_level` is 0). With `log_level` 4 (`BPF_LOG_STATS`) the log holds the
+/// stats lines only (`verification time N usec`, `processed N insns ...`).
+pub fn prog_load_logged(p: &ProgLoad<'_>) -> Result<(OwnedFd, String), KernelError> {
     if !p.insns.len().is_multiple_of(8) {
         return Err(KernelError::BadArgument(
             "bytecode length is not a multiple of 8",
@@ -268,7 +275,15 @@ pub fn prog_load(p: &ProgLoad<'_>) -> Result<OwnedFd, KernelError> {
         other => other,
     };
     match res {
-        Ok(fd) => fd_from(fd),
+        Ok(fd) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = if level == 0 {
+                String::new()
+            } else {
+                String::from_utf8_lossy(log.get(..end).unwrap_or_default()).into_owned()
+            };
+            Ok((fd_from(fd)?, text))
+        }
         Err(KernelError::Failed { cmd, errno, .. }) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             Err(KernelError::Failed {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod benchprogs;
 pub mod kernel;
 
 /// One bpf_conformance test case.

@@ -34,13 +34,6 @@ struct Case {
     counters: u32,
     retval: u64,
     expected: &'static [u64],
-    /// The hierarchy needs more than 8 live frames at run time (each tail
-    /// call from a subprogram stacks a new program on the caller's frames,
-    /// which the kernel allows); the interpreter's frame limit
-    /// (`MAX_CALL_FRAMES` counted across tail calls) stops it with "call
-    /// depth exceeds 8 frames" — a known interpreter divergence, checked
-    /// here so that fixing it shows up.
-    interp_frame_limit: bool,
 }
 
 /// `count++` on the `u64` counter at byte `k` of the counters' value,
@@ -99,7 +92,6 @@ const CASES: &[Case] = &[
         counters: 1,
         retval: 1,
         expected: &[33],
-        interp_frame_limit: false,
     },
     // tailcall_bpf2bpf_hierarchy1.c: entry { count++; subprog_tail(); subprog_tail();
     // return 1; }, subprog_tail { tail_call(jmp_table, 0); return 0; };
@@ -129,7 +121,6 @@ const CASES: &[Case] = &[
         counters: 1,
         retval: 1,
         expected: &[34],
-        interp_frame_limit: true,
     },
     // tailcall_bpf2bpf_hierarchy2.c: main { subprog_tail0(); subprog_tail1(); return 0; },
     // classifier_0 { count0++; subprog_tail0(); return 0; },
@@ -198,7 +189,6 @@ const CASES: &[Case] = &[
         counters: 2,
         retval: 0,
         expected: &[33, 0],
-        interp_frame_limit: true,
     },
     // tailcall_bpf2bpf_hierarchy3.c: main { tail_call(jmp_table0, 0); return 0; },
     // classifier_0 { count++; subprog_tail(jmp_table0); subprog_tail(jmp_table1);
@@ -240,7 +230,6 @@ const CASES: &[Case] = &[
         counters: 1,
         retval: 0,
         expected: &[33],
-        interp_frame_limit: true,
     },
     // Fall-through: an index past max_entries and an empty slot both
     // continue after the call (tailcall1.c's out-of-range and hole checks).
@@ -277,7 +266,6 @@ const CASES: &[Case] = &[
         counters: 2,
         retval: 42,
         expected: &[2, 1],
-        interp_frame_limit: false,
     },
 ];
 
@@ -357,39 +345,11 @@ fn read_counters(v: &[u8]) -> Vec<u64> {
         .collect()
 }
 
-/// For the cases the interpreter cannot run (see [`Case::interp_frame_limit`]):
-/// `Some(Ok)` when it fails exactly as known, `Some(Err)` otherwise.
-fn interp_limited(case: &Case, engine: Engine) -> Option<Result<(), String>> {
-    if engine != Engine::Interp || !case.interp_frame_limit {
-        return None;
-    }
-    Some(match run_vm(case, engine) {
-        Err(e) if e.contains("call depth exceeds") => {
-            eprintln!(
-                "KNOWN DIVERGENCE {} on interp: {e} (the kernel and the JIT run it)",
-                case.name
-            );
-            Ok(())
-        }
-        Err(e) => Err(format!("{} on interp: unexpected error {e}", case.name)),
-        Ok(v) => Err(format!(
-            "{} on interp now runs ({v:?}): remove interp_frame_limit",
-            case.name
-        )),
-    })
-}
-
 #[test]
 fn tail_call_hierarchies_on_both_engines() {
     let mut failures = Vec::new();
     for case in CASES {
         for engine in Engine::available() {
-            if let Some(r) = interp_limited(case, engine) {
-                if let Err(e) = r {
-                    failures.push(e);
-                }
-                continue;
-            }
             match run_vm(case, engine) {
                 Ok((r0, counts)) => {
                     eprintln!(
@@ -632,12 +592,6 @@ fn tail_call_hierarchies_match_the_live_kernel() {
             ));
         }
         for engine in Engine::available() {
-            if let Some(r) = interp_limited(case, engine) {
-                if let Err(e) = r {
-                    failures.push(e);
-                }
-                continue;
-            }
             match run_vm(case, engine) {
                 Ok(v) if v == k => {}
                 Ok(v) => failures.push(format!("{} on {engine}: {v:?}, kernel {k:?}", case.name)),

@@ -304,6 +304,12 @@ fn stack_access(
     }
     let subprog = st.frames[fidx].subprog;
     env.note_depth(subprog, (-lo) as u32);
+    if let Some(a) = env.aux.get_mut(pc) {
+        a.note_stack_extent(subprog, (-lo) as u32);
+    }
+    if !matches!(access, Access::Write(_)) {
+        env.note_stack_read(st, pc, fidx, lo, hi);
+    }
     let privileged = env.opts.privileged;
     let stack: &mut Stack = &mut st.frames[fidx].stack;
     if !reg.var.is_const() {
@@ -339,6 +345,7 @@ fn stack_access(
             let r = stack.read(lo, size, privileged);
             match r {
                 Ok(StackRead::Fill(v)) => {
+                    env.note_stack_hist(fidx, lo);
                     if is_fill {
                         env.note_fill(pc, &defs);
                     } else {
@@ -375,6 +382,11 @@ fn stack_access(
                 }
             }
             stack.write(lo, size, v.as_ref(), pc as u32, privileged);
+            let spilled = v.is_some()
+                && stack
+                    .slot(Stack::locate(lo).0)
+                    .is_some_and(|s| s.is_spill());
+            env.note_stack_write(st, fidx, lo, lo + size as i64, spilled);
             Ok(None)
         }
         Access::Atomic => {
@@ -432,6 +444,12 @@ pub(crate) fn check_helper_mem(
             }
             let subprog = st.frames[fidx].subprog;
             env.note_depth(subprog, (-lo) as u32);
+            if let Some(a) = env.aux.get_mut(pc) {
+                a.note_stack_extent(subprog, (-lo) as u32);
+            }
+            if !write {
+                env.note_stack_read(st, pc, fidx, lo, hi);
+            }
             let privileged = env.opts.privileged;
             let stack = &mut st.frames[fidx].stack;
             let mut defs = crate::stack::InsnSet::new();

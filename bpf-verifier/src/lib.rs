@@ -27,7 +27,9 @@
 
 pub mod ctx;
 pub mod error;
+pub mod fastcall;
 pub mod helpers;
+pub mod nocsr;
 pub mod platform;
 pub mod prune;
 pub mod reg;
@@ -37,6 +39,8 @@ pub mod state;
 pub mod tnum;
 
 mod check;
+mod liveness;
+mod precision;
 mod transfer;
 mod verifier;
 
@@ -60,9 +64,26 @@ pub struct InsnAux {
     /// For a stack store: its value was read other than by a full fill
     /// (partial read, helper access, variable-offset read, atomic).
     pub spill_escapes: bool,
+    /// Stack reach of this instruction on verified paths: for each frame it
+    /// touched (by the start slot of the frame's subprogram), the deepest
+    /// byte below that frame's pointer it accessed, directly or through a
+    /// helper argument. Rewrites that delete instructions (see [`nocsr`])
+    /// recompute stack depths from it.
+    pub stack_extent: smallvec::SmallVec<[(u32, u32); 1]>,
     /// The instruction's 32-bit result needs explicit zero extension (always
     /// `true` for 32-bit ALU results in this stage: no analysis yet).
     pub zext_needed: bool,
+}
+
+impl InsnAux {
+    /// Records that this instruction touched `bytes` below the frame pointer
+    /// of the frame whose subprogram starts at slot `subprog_start`.
+    pub fn note_stack_extent(&mut self, subprog_start: u32, bytes: u32) {
+        match self.stack_extent.iter_mut().find(|e| e.0 == subprog_start) {
+            Some(e) => e.1 = e.1.max(bytes),
+            None => self.stack_extent.push((subprog_start, bytes)),
+        }
+    }
 }
 
 /// A program the verifier accepted, with what later stages need.
@@ -190,7 +211,7 @@ pub fn verify_with_log(
                     "processed {} insns (limit {}) max_states_per_insn {} total_states {} peak_states {} mark_read 0",
                     env.processed,
                     opts.insn_limit,
-                    env.at.iter().map(|v| v.len()).max().unwrap_or(0),
+                    env.max_states,
                     env.total_states,
                     env.peak_states
                 );

@@ -2,11 +2,13 @@
 //! `stacksafe`): a new state may stop its path when an old, fully explored
 //! state at the same instruction includes it.
 //!
-//! Without liveness and precision tracking (later stages), every register
-//! and stack byte counts and every scalar is compared by range inclusion,
-//! which is sound but prunes less than the kernel. Ids are compared through
-//! a consistent mapping, so that refinements linked by ids in the new state
-//! were also linked in the old one.
+//! [`state_includes`] compares every register and stack byte and every
+//! scalar by range inclusion. The exploration uses [`states_equal`], which
+//! like the kernel ignores registers and stack slots that are dead in the
+//! old state (see `liveness`) and lets imprecise old scalars (see
+//! `precision`) match any scalar. Ids are compared through a consistent
+//! mapping, so that refinements linked by ids in the new state were also
+//! linked in the old one.
 
 use smallvec::SmallVec;
 
@@ -36,10 +38,62 @@ impl IdMap {
     }
 }
 
+/// How strictly [`states_equal`] compares (kernel `enum exact_level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Inclusion; imprecise old scalars match any scalar.
+    NotExact,
+    /// Inclusion; every scalar compared by range (callback entries).
+    RangeWithin,
+    /// Equal up to id renaming (loop detection).
+    Exact,
+}
+
+/// What [`states_equal`] needs besides the states: liveness of the old
+/// state, frame by frame (outermost first), and the privilege level.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness<'a> {
+    /// Registers live per frame (bit `i` = `ri`).
+    pub regs: &'a [u16],
+    /// Stack slots live per frame (bit `i` = `fp-8*(i+1)`); ignored in [`Mode::Exact`].
+    pub stack: &'a [u64],
+    /// Privileged semantics: scalars are imprecise unless marked, and
+    /// uninitialised stack may be read.
+    pub privileged: bool,
+}
+
 /// Whether every concrete state `cur` stands for is one `old` stands for
 /// (`exact == false`), or whether the two are the same up to id renaming
-/// (`exact == true`, loop detection).
+/// (`exact == true`, loop detection). Every register and stack byte counts
+/// and every scalar is compared by range.
 pub fn state_includes(old: &State, cur: &State, exact: bool) -> bool {
+    let regs = [u16::MAX; 8];
+    let stack = [u64::MAX; 8];
+    let live = Liveness {
+        regs: &regs,
+        stack: &stack,
+        privileged: false,
+    };
+    states_equal(
+        old,
+        cur,
+        if exact {
+            Mode::Exact
+        } else {
+            Mode::RangeWithin
+        },
+        &live,
+    )
+}
+
+/// The kernel's `states_equal`: whether `cur` may stop its path because
+/// `old`, explored, covers it, given `old`'s liveness.
+pub fn states_equal(old: &State, cur: &State, mode: Mode, live: &Liveness<'_>) -> bool {
+    let exact = mode == Mode::Exact;
+    let cfg = Cfg {
+        mode,
+        privileged: live.privileged,
+    };
     if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
         return false;
     }
@@ -49,7 +103,7 @@ pub fn state_includes(old: &State, cur: &State, exact: bool) -> bool {
             return false;
         }
     }
-    for (fo, fc) in old.frames.iter().zip(&cur.frames) {
+    for (fi, (fo, fc)) in old.frames.iter().zip(&cur.frames).enumerate() {
         if fo.callsite != fc.callsite
             || fo.subprog != fc.subprog
             || fo.callback.is_some() != fc.callback.is_some()
@@ -57,21 +111,33 @@ pub fn state_includes(old: &State, cur: &State, exact: bool) -> bool {
             return false;
         }
         if let (Some(a), Some(b)) = (&fo.callback, &fc.callback) {
-            if !reg_includes(&a.ctx, &b.ctx, exact, &mut ids) {
+            if !reg_includes(&a.ctx, &b.ctx, &cfg, &mut ids) {
                 return false;
             }
         }
-        for (ro, rc) in fo.regs.iter().zip(&fc.regs) {
-            if !reg_includes(ro, rc, exact, &mut ids) {
+        let lregs = live.regs.get(fi).copied().unwrap_or(u16::MAX);
+        for (i, (ro, rc)) in fo.regs.iter().zip(&fc.regs).enumerate() {
+            if lregs & (1 << i) == 0 {
+                continue;
+            }
+            if !reg_includes(ro, rc, &cfg, &mut ids) {
                 return false;
             }
         }
+        let lstack = if exact {
+            u64::MAX
+        } else {
+            live.stack.get(fi).copied().unwrap_or(u64::MAX)
+        };
         let n = fo.stack.slots().len().max(fc.stack.slots().len());
         let empty = StackSlot::default();
         for i in 0..n {
+            if i < 64 && lstack & (1u64 << i) == 0 {
+                continue;
+            }
             let so = fo.stack.slot(i).unwrap_or(&empty);
             let sc = fc.stack.slot(i).unwrap_or(&empty);
-            if !slot_includes(so, sc, exact, &mut ids) {
+            if !slot_includes(so, sc, &cfg, &mut ids) {
                 return false;
             }
         }
@@ -79,8 +145,13 @@ pub fn state_includes(old: &State, cur: &State, exact: bool) -> bool {
     true
 }
 
-fn reg_includes(o: &RegState, c: &RegState, exact: bool, ids: &mut IdMap) -> bool {
-    if exact {
+struct Cfg {
+    mode: Mode,
+    privileged: bool,
+}
+
+fn reg_includes(o: &RegState, c: &RegState, cfg: &Cfg, ids: &mut IdMap) -> bool {
+    if cfg.mode == Mode::Exact {
         return o.ty == c.ty
             && o.off == c.off
             && o.var == c.var
@@ -95,6 +166,9 @@ fn reg_includes(o: &RegState, c: &RegState, exact: bool, ids: &mut IdMap) -> boo
         // The old path never read it (or it failed there): anything goes.
         RegType::NotInit => true,
         RegType::Scalar => {
+            if cfg.mode == Mode::NotExact && cfg.privileged && !o.precise {
+                return c.ty == RegType::Scalar;
+            }
             c.ty == RegType::Scalar
                 && o.var.includes(&c.var)
                 && (o.id == 0
@@ -125,17 +199,32 @@ fn reg_includes(o: &RegState, c: &RegState, exact: bool, ids: &mut IdMap) -> boo
     }
 }
 
-fn slot_includes(o: &StackSlot, c: &StackSlot, exact: bool, ids: &mut IdMap) -> bool {
-    if !c.defs.is_subset(&o.defs) {
+fn slot_includes(o: &StackSlot, c: &StackSlot, cfg: &Cfg, ids: &mut IdMap) -> bool {
+    if std::env::var_os("NODEFS").is_none() && !c.defs.is_subset(&o.defs) {
         return false;
     }
-    if exact {
+    if cfg.mode == Mode::Exact {
         return o.kinds == c.kinds
-            && (!o.is_spill() || reg_includes(&o.spilled, &c.spilled, true, ids));
+            && (!o.is_spill() || reg_includes(&o.spilled, &c.spilled, cfg, ids));
     }
+    let imprecise = |r: &RegState| {
+        cfg.mode == Mode::NotExact && cfg.privileged && r.ty == RegType::Scalar && !r.precise
+    };
     if o.is_spill() || c.is_spill() {
         if o.is_spill() && c.is_spill() {
-            return o.kinds == c.kinds && reg_includes(&o.spilled, &c.spilled, false, ids);
+            if o.is_full_spill() && imprecise(&o.spilled) && c.spilled.ty == RegType::Scalar {
+                return true;
+            }
+            return o.kinds == c.kinds && reg_includes(&o.spilled, &c.spilled, cfg, ids);
+        }
+        if c.is_spill() && cfg.privileged {
+            // Old bytes that were unknown data or never written allow anything.
+            if o.kinds
+                .iter()
+                .all(|k| matches!(k, ByteKind::Misc | ByteKind::Invalid))
+            {
+                return true;
+            }
         }
         if c.is_spill() && c.spilled.ty == RegType::Scalar {
             // A spilled scalar reads as a scalar in any size; old bytes must allow any data.
@@ -146,7 +235,7 @@ fn slot_includes(o: &StackSlot, c: &StackSlot, exact: bool, ids: &mut IdMap) -> 
         }
         if o.is_spill()
             && o.spilled.ty == RegType::Scalar
-            && o.spilled.var.is_unknown()
+            && (o.spilled.var.is_unknown() || imprecise(&o.spilled))
             && o.is_full_spill()
         {
             return c

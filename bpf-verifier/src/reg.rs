@@ -104,6 +104,10 @@ pub struct RegState {
     pub frameno: u32,
     /// Whether [`RegType::Mem`] memory is a ring-buffer record.
     pub ringbuf: bool,
+    /// For scalars: whether the exact value mattered to the safety of some
+    /// path (kernel `precise`). Only explored states carry the mark; state
+    /// comparison lets an imprecise old scalar match any scalar.
+    pub precise: bool,
 }
 
 impl Default for RegState {
@@ -124,6 +128,7 @@ impl RegState {
         range: 0,
         frameno: 0,
         ringbuf: false,
+        precise: false,
     };
 
     /// An unknown scalar.
@@ -197,6 +202,9 @@ pub fn fmt_reg(out: &mut dyn Write, r: &RegState, maps: &dyn MapNames) -> fmt::R
     match r.ty {
         RegType::NotInit => out.write_str("?"),
         RegType::Scalar => {
+            if r.precise {
+                out.write_char('P')?;
+            }
             if let Some(v) = r.var.const_value() {
                 if r.id == 0 {
                     return write!(out, "{}", v as i64);

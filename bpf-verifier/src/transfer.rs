@@ -459,6 +459,14 @@ fn alu(
         }
     }
     if dstv.is_pointer() || srcv.is_pointer() {
+        if let Source::Reg(sr) = src {
+            // The scalar offset of pointer arithmetic must be precise.
+            if dstv.is_pointer() && srcv.ty == RegType::Scalar {
+                env.mark_precise(st, sr.num());
+            } else if srcv.is_pointer() && dstv.ty == RegType::Scalar {
+                env.mark_precise(st, dst.num());
+            }
+        }
         let r = pointer_alu(env, pc, w32, op, dst, dstv, srcv, src)?;
         set(st, dst, r);
         return Ok(());
@@ -914,6 +922,11 @@ fn branch(
     }
     // Scalars.
     if let Some(t) = branch_taken(&a.var, &b.var, cond, w32) {
+        // The outcome depended on the values: they must be precise.
+        env.mark_precise(st, dst.num());
+        if let Some(r) = b_reg {
+            env.mark_precise(st, r.num());
+        }
         return Ok(Next::Goto(if t { target } else { next }));
     }
     let mut taken = st.clone();
@@ -994,6 +1007,10 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
         return Err(env.err(pc, K::HelperCall, format!("invalid func unknown#{id}")));
     };
     let regs = st.cur().regs;
+    if proto.special == Special::TailCall && regs[3].ty == RegType::Scalar && regs[3].var.is_const() {
+        // A constant tail-call index is recorded for the rewrite: it must be precise.
+        env.mark_precise(st, 3);
+    }
     let mut map: Option<u32> = None;
     let mut alloc_size = 0u32;
     let mut release: Option<u32> = None;
@@ -1061,6 +1078,7 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
                     return Err(env.err(pc, K::UninitRegister, format!("R{} !read_ok", regno + 1)));
                 }
                 let n = check_size_arg(env, pc, regno + 1, &size_reg, zero_ok)?;
+                env.mark_precise(st, (regno + 1) as u8);
                 crate::check::check_helper_mem(
                     env,
                     st,
@@ -1076,6 +1094,7 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
                 if r.ty != RegType::Scalar {
                     return bad(env, "scalar");
                 }
+                env.mark_precise(st, regno as u8);
                 match r.var.const_value() {
                     Some(v) if v <= u32::MAX as u64 => alloc_size = v as u32,
                     _ => {

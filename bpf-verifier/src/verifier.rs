@@ -9,19 +9,32 @@ use bpf_isa::{CallTarget, Flow, Insn, InsnIdx, Program};
 use smallvec::SmallVec;
 
 use crate::error::{ErrorKind, VerifierError};
+use crate::liveness::{self, StackLiveness};
 use crate::platform::{Options, BPF_COMPLEXITY_LIMIT_JMP_SEQ};
-use crate::prune::state_includes;
+use crate::precision::{Bt, Hist};
+use crate::prune::{states_equal, Liveness, Mode};
 use crate::reg::{fmt_reg, MapNames, RegState, RegType};
 use crate::stack::InsnSet;
 use crate::state::{Frame, State};
 use crate::{InsnAux, VerifiedProgram};
 
-/// One explored state kept for pruning.
+/// The kernel's limit on states per instruction without privileges.
+const BPF_COMPLEXITY_LIMIT_STATES: u64 = 64;
+
+/// One explored state kept for pruning (a checkpoint).
 pub(crate) struct Explored {
     pub(crate) state: State,
     pub(crate) parent: Option<u32>,
     /// Paths still being explored below this state.
     pub(crate) branches: u32,
+    /// Slot of the instruction the state is at.
+    pub(crate) pc: u32,
+    /// Instructions processed from the parent checkpoint up to this one.
+    pub(crate) hist: Vec<Hist>,
+    /// Times a state was pruned against this one.
+    hit: u32,
+    /// Times a comparison failed while new states were being added.
+    miss: u32,
 }
 
 /// A path waiting to be explored.
@@ -30,6 +43,7 @@ pub(crate) struct Pending {
     pub(crate) pc: usize,
     pub(crate) parent: Option<u32>,
     pub(crate) from: usize,
+    pub(crate) hist: Vec<Hist>,
 }
 
 /// Where an instruction sends the current path.
@@ -67,8 +81,25 @@ pub(crate) struct Env<'a> {
     pub(crate) depth: Vec<u32>,
     /// Subprogram starts, ascending.
     pub(crate) subprog_starts: Vec<u32>,
-    jmps_since_add: u32,
-    insns_since_add: u32,
+    /// Checkpoint the current path descends from.
+    pub(crate) parent: Option<u32>,
+    /// Instructions the current path processed since `parent`.
+    pub(crate) hist: Vec<Hist>,
+    /// Slot of the instruction being processed.
+    pub(crate) cur_pc: usize,
+    /// Spill or fill of the instruction being processed, for `hist`.
+    pub(crate) cur_stack: u16,
+    /// The program passes callbacks (precision backtracking stops at them).
+    pub(crate) has_callbacks: bool,
+    /// Registers live before each slot.
+    live_regs: Vec<u16>,
+    /// Stack liveness.
+    pub(crate) stack_live: StackLiveness,
+    /// Conditional and unconditional jumps, calls and exits processed.
+    jmps_processed: u64,
+    prev_jmps: u64,
+    prev_insns: u64,
+    pub(crate) max_states: u64,
 }
 
 impl MapNames for Options {
@@ -84,45 +115,43 @@ impl<'a> Env<'a> {
         let n = prog.slot_len();
         let mut prune_point = vec![false; n];
         let mut callback_entry = vec![false; n];
+        let mut has_callbacks = false;
         for (idx, insn) in prog.iter() {
             let pc = idx.slot();
             let next = pc + insn.slots();
+            let mut mark = |t: usize| {
+                if let Some(p) = prune_point.get_mut(t) {
+                    *p = true;
+                }
+            };
+            // Prune points as the kernel's `visit_insn` marks them.
             match *insn {
                 Insn::Jmp { off, .. } | Insn::MayGoto { off } => {
-                    if let Some(p) = prune_point.get_mut(pc) {
-                        *p = true;
-                    }
-                    let t = (next as i64 + off as i64) as usize;
-                    if let Some(p) = prune_point.get_mut(t) {
-                        *p = true;
-                    }
-                    if let Some(p) = prune_point.get_mut(next) {
-                        *p = true;
-                    }
+                    mark(pc);
+                    mark((next as i64 + off as i64) as usize);
                 }
                 Insn::Ja { .. } | Insn::JaLong { .. } => {
                     let off = insn.branch_offset().unwrap_or(0);
-                    let t = (next as i64 + off) as usize;
-                    if let Some(p) = prune_point.get_mut(t) {
-                        *p = true;
-                    }
+                    mark((next as i64 + off) as usize);
                 }
-                Insn::Call(_) => {
-                    if let Some(p) = prune_point.get_mut(next) {
-                        *p = true;
-                    }
+                Insn::Call(CallTarget::Local(off)) => {
+                    mark(next);
+                    mark(pc);
+                    mark((pc as i64 + 1 + off as i64) as usize);
                 }
+                Insn::Call(_) => mark(next),
                 Insn::LdImm64 {
                     src: bpf_isa::LdImm64Src::Func(off),
                     ..
                 } => {
+                    has_callbacks = true;
                     let t = (pc as i64 + 1 + off as i64) as usize;
                     if let Some(p) = callback_entry.get_mut(t) {
                         *p = true;
                     }
-                    if let Some(p) = prune_point.get_mut(t) {
-                        *p = true;
-                    }
+                    mark(next);
+                    mark(pc);
+                    mark(t);
                 }
                 _ => {}
             }
@@ -144,8 +173,17 @@ impl<'a> Env<'a> {
             log: String::new(),
             depth: vec![0; subprog_starts.len().max(1)],
             subprog_starts,
-            jmps_since_add: 0,
-            insns_since_add: 0,
+            parent: None,
+            hist: Vec::new(),
+            cur_pc: 0,
+            cur_stack: Hist::NO_STACK,
+            has_callbacks,
+            live_regs: liveness::live_regs(prog, &opts.helpers),
+            stack_live: StackLiveness::new(prog),
+            jmps_processed: 0,
+            prev_jmps: 0,
+            prev_insns: 0,
+            max_states: 0,
         }
     }
 
@@ -186,57 +224,178 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// Pruning check at a prune point. `Ok(true)`: prune the path.
-    fn visit(
-        &mut self,
-        cur: &State,
-        pc: usize,
-        parent: &mut Option<u32>,
-    ) -> Result<bool, VerifierError> {
+    /// Liveness of a state at `pc`: registers and stack slots per frame.
+    fn state_liveness(&mut self, st: &State, pc: usize, regs: &mut [u16; 8], stack: &mut [u64; 8]) {
+        let n = st.frames.len();
+        for (i, f) in st.frames.iter().enumerate().take(8) {
+            // Outer frames are queried at their call instruction.
+            let at = if i + 1 == n {
+                pc
+            } else {
+                st.frames.get(i + 1).map_or(pc, |g| g.callsite as usize)
+            };
+            let _ = f;
+            regs[i] = self.live_regs.get(at).copied().unwrap_or(u16::MAX);
+            stack[i] = self.stack_live.live_before(self.prog, at);
+        }
+    }
+
+    /// Pruning check at a prune point (kernel `is_state_visited`). `Ok(true)`: prune the path.
+    fn visit(&mut self, cur: &mut State, pc: usize) -> Result<bool, VerifierError> {
         let is_cb_entry = self.callback_entry.get(pc).copied().unwrap_or(false);
-        let list = self.at.get(pc).cloned().unwrap_or_default();
+        let force = is_cb_entry;
+        let mut add_new = force
+            || (self.jmps_processed - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
+        let list: SmallVec<[u32; 8]> = self
+            .at
+            .get(pc)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
+        let privileged = self.opts.privileged;
+        let mut states_cnt = 0u64;
+        let mut evict: SmallVec<[u32; 4]> = SmallVec::new();
+        let mut regs = [u16::MAX; 8];
+        let mut stack = [u64::MAX; 8];
         for &i in &list {
+            states_cnt += 1;
             let Some(e) = self.explored.get(i as usize) else {
                 continue;
             };
-            if e.branches > 0 && !is_cb_entry {
-                if state_includes(&e.state, cur, true) {
+            let branches = e.branches;
+            let mut hit = false;
+            if branches > 0 {
+                // Stack liveness is only known once a state is fully explored.
+                self.state_liveness(cur, pc, &mut regs, &mut stack);
+                stack = [u64::MAX; 8];
+                let Some(e) = self.explored.get(i as usize) else {
+                    continue;
+                };
+                let live = Liveness {
+                    regs: &regs,
+                    stack: &stack,
+                    privileged,
+                };
+                if is_cb_entry {
+                    hit = states_equal(&e.state, cur, Mode::RangeWithin, &live);
+                } else if states_equal(&e.state, cur, Mode::Exact, &live) {
                     return Err(self.err(
                         pc,
                         ErrorKind::InfiniteLoop,
                         format!("infinite loop detected at insn {pc}"),
                     ));
                 }
-                continue;
+                if !hit
+                    && !force
+                    && self.jmps_processed - self.prev_jmps < 20
+                    && self.processed - self.prev_insns < 100
+                {
+                    add_new = false;
+                }
+            } else {
+                let st_pc = e.pc as usize;
+                let old = e.state.clone();
+                self.state_liveness(&old, st_pc, &mut regs, &mut stack);
+                let live = Liveness {
+                    regs: &regs,
+                    stack: &stack,
+                    privileged,
+                };
+                hit = states_equal(&old, cur, Mode::NotExact, &live);
             }
-            if state_includes(&e.state, cur, false) {
+            if hit {
+                if let Some(e) = self.explored.get_mut(i as usize) {
+                    e.hit += 1;
+                }
+                self.propagate_precision(i, cur, &regs, &stack);
+                self.max_states = self.max_states.max(states_cnt);
                 if self.opts.log_level >= 2 {
                     let _ = writeln!(self.log, "{pc}: safe");
                 }
+                self.evict(pc, &evict);
                 return Ok(true);
             }
+            if let Some(e) = self.explored.get_mut(i as usize) {
+                if add_new {
+                    e.miss += 1;
+                }
+                let n = if force && e.branches > 0 { 64 } else { 3 };
+                if e.miss > e.hit * n + n {
+                    evict.push(i);
+                }
+            }
         }
-        // Add a checkpoint, not too often in straight-line stretches.
-        let force = is_cb_entry || list.is_empty();
-        if !force && self.jmps_since_add < 2 && self.insns_since_add < 8 {
+        self.evict(pc, &evict);
+        self.max_states = self.max_states.max(states_cnt);
+        if !privileged && states_cnt > BPF_COMPLEXITY_LIMIT_STATES {
             return Ok(false);
         }
-        self.jmps_since_add = 0;
-        self.insns_since_add = 0;
+        if !add_new {
+            return Ok(false);
+        }
+        self.prev_jmps = self.jmps_processed;
+        self.prev_insns = self.processed;
+        if privileged {
+            // Forget inherited precision marks.
+            cur.for_each_reg(|r| r.precise = false);
+        }
         let idx = self.explored.len() as u32;
         self.explored.push(Explored {
             state: cur.clone(),
-            parent: *parent,
+            parent: self.parent,
             branches: 1,
+            pc: pc as u32,
+            hist: std::mem::take(&mut self.hist),
+            hit: 0,
+            miss: 0,
         });
         if let Some(v) = self.at.get_mut(pc) {
             v.push(idx);
         }
-        *parent = Some(idx);
+        self.parent = Some(idx);
         self.total_states += 1;
         self.cur_states += 1;
         self.peak_states = self.peak_states.max(self.cur_states);
         Ok(false)
+    }
+
+    fn evict(&mut self, pc: usize, which: &[u32]) {
+        if which.is_empty() {
+            return;
+        }
+        if let Some(v) = self.at.get_mut(pc) {
+            let before = v.len();
+            v.retain(|i| !which.contains(i));
+            self.cur_states -= (before - v.len()) as u64;
+        }
+    }
+
+    /// Marks precise in the current chain what is precise and live in the
+    /// old state `old` that the current state was pruned against.
+    fn propagate_precision(&mut self, old: u32, cur: &State, regs: &[u16; 8], stack: &[u64; 8]) {
+        if !self.opts.privileged {
+            return;
+        }
+        let Some(e) = self.explored.get(old as usize) else {
+            return;
+        };
+        let mut bt = Bt::new(cur.frames.len().saturating_sub(1));
+        for (fi, f) in e.state.frames.iter().enumerate().take(8) {
+            for (i, r) in f.regs.iter().enumerate() {
+                if r.ty == RegType::Scalar && r.precise && regs[fi] & (1 << i) != 0 {
+                    bt.set_reg(fi, i as u8);
+                }
+            }
+            for (spi, sl) in f.stack.slots().iter().enumerate().take(64) {
+                if sl.is_spill()
+                    && sl.spilled.ty == RegType::Scalar
+                    && sl.spilled.precise
+                    && stack[fi] & (1u64 << spi) != 0
+                {
+                    bt.set_slot(fi, spi);
+                }
+            }
+        }
+        self.backtrack(bt);
     }
 
     /// Runs the exploration from `init`.
@@ -246,21 +405,24 @@ impl<'a> Env<'a> {
             pc: 0,
             parent: None,
             from: usize::MAX,
+            hist: Vec::new(),
         });
         while let Some(p) = self.stack.pop() {
             let Pending {
                 state: mut cur,
                 mut pc,
-                mut parent,
+                parent,
                 from,
+                hist,
             } = p;
+            self.parent = parent;
+            self.hist = hist;
             if self.opts.log_level >= 2 && from != usize::MAX {
                 let _ = write!(self.log, "from {from} to {pc}:");
                 self.log_state(&cur);
             }
             loop {
                 self.processed += 1;
-                self.insns_since_add += 1;
                 if self.processed > self.opts.insn_limit {
                     return Err(self.err(
                         pc,
@@ -271,9 +433,8 @@ impl<'a> Env<'a> {
                         ),
                     ));
                 }
-                if self.prune_point.get(pc).copied().unwrap_or(false)
-                    && self.visit(&cur, pc, &mut parent)?
-                {
+                self.cur_pc = pc;
+                if self.prune_point.get(pc).copied().unwrap_or(false) && self.visit(&mut cur, pc)? {
                     break;
                 }
                 let Some(insn) = self.prog.get(InsnIdx::from_u32(pc as u32)).copied() else {
@@ -293,14 +454,32 @@ impl<'a> Env<'a> {
                 if let Some(a) = self.aux.get_mut(pc) {
                     a.seen = true;
                 }
-                match crate::transfer::step(self, &mut cur, pc, &insn)? {
+                if matches!(
+                    insn,
+                    Insn::Jmp { .. }
+                        | Insn::Ja { .. }
+                        | Insn::JaLong { .. }
+                        | Insn::MayGoto { .. }
+                        | Insn::Call(_)
+                        | Insn::CallReg { .. }
+                        | Insn::Exit
+                ) {
+                    self.jmps_processed += 1;
+                }
+                self.cur_stack = Hist::NO_STACK;
+                let step = crate::transfer::step(self, &mut cur, pc, &insn)?;
+                self.stack_live.commit(pc);
+                self.hist.push(Hist {
+                    idx: pc as u32,
+                    stack: self.cur_stack,
+                });
+                match step {
                     Next::Goto(t) => pc = t,
                     Next::Fork {
                         pc: t,
                         other,
                         other_pc,
                     } => {
-                        self.jmps_since_add += 1;
                         if self.stack.len() >= BPF_COMPLEXITY_LIMIT_JMP_SEQ {
                             return Err(self.err(
                                 pc,
@@ -311,21 +490,57 @@ impl<'a> Env<'a> {
                                 ),
                             ));
                         }
-                        self.add_branch(parent);
+                        self.add_branch(self.parent);
                         self.stack.push(Pending {
                             state: *other,
                             pc: other_pc,
-                            parent,
+                            parent: self.parent,
                             from: pc,
+                            hist: self.hist.clone(),
                         });
                         pc = t;
                     }
                     Next::End => break,
                 }
             }
-            self.end_path(parent);
+            self.end_path(self.parent);
         }
         Ok(())
+    }
+
+    /// Records a stack read of `fp+lo .. fp+hi` in frame `fidx` of `st` by the
+    /// instruction at `pc` (for stack liveness).
+    pub(crate) fn note_stack_read(&mut self, st: &State, pc: usize, fidx: usize, lo: i64, hi: i64) {
+        let at = if fidx + 1 >= st.frames.len() {
+            pc
+        } else {
+            st.frames.get(fidx + 1).map_or(pc, |f| f.callsite as usize)
+        };
+        self.stack_live.read(at, liveness::slot_mask(lo, hi));
+    }
+
+    /// Records a fixed-offset stack write of `fp+lo .. fp+hi` in frame `fidx`
+    /// of `st`, and whether it spilled a register (for precision backtracking).
+    pub(crate) fn note_stack_write(
+        &mut self,
+        st: &State,
+        fidx: usize,
+        lo: i64,
+        hi: i64,
+        spill: bool,
+    ) {
+        if fidx + 1 == st.frames.len() && lo % 8 == 0 && hi - lo == 8 {
+            self.stack_live.write(liveness::slot_mask(lo, hi));
+        }
+        if spill && lo % 8 == 0 {
+            self.note_stack_hist(fidx, lo);
+        }
+    }
+
+    /// Marks the current instruction as a spill or fill of slot `fp+lo` in frame `fidx`.
+    pub(crate) fn note_stack_hist(&mut self, fidx: usize, lo: i64) {
+        let spi = ((-lo - 1) / 8).clamp(0, 63) as u16;
+        self.cur_stack = ((fidx as u16) << 8) | spi;
     }
 
     fn log_state(&mut self, st: &State) {
@@ -383,7 +598,7 @@ impl<'a> Env<'a> {
     /// The result.
     pub(crate) fn finish(self) -> VerifiedProgram {
         let mut log = self.log;
-        let max_states = self.at.iter().map(|v| v.len()).max().unwrap_or(0);
+        let max_states = self.max_states;
         if self.opts.log_level > 0 {
             let _ = writeln!(
                 log,
@@ -399,7 +614,7 @@ impl<'a> Env<'a> {
             processed_insns: self.processed,
             total_states: self.total_states,
             peak_states: self.peak_states,
-            max_states_per_insn: max_states as u64,
+            max_states_per_insn: max_states,
             log,
         }
     }

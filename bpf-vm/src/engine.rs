@@ -33,8 +33,15 @@
 //! * **bpf_loop** (with the kernel built-ins) calls the compiled callback
 //!   subprogram directly through its native address.
 //! * **Tail calls** go between compiled programs only: installing a
-//!   program in a program array ([`ProgArray::set_program`]) fills both the
-//!   interpreter's slot and the compiled code's table.
+//!   program in a program array
+//!   ([`ProgArray::set_program`](crate::maps::ProgArray::set_program))
+//!   fills both the interpreter's slot and the compiled code's table. A
+//!   program array owns the programs in its slots; programs keep only its
+//!   table alive; a compiled program replaced in a slot is retired until no
+//!   compiled run is in flight (see [`crate::maps::ProgArray`]).
+//! * **Helpers' map handles** are looked up in the entry program's maps,
+//!   then in those of the programs reachable through its program arrays
+//!   (what a tail-called program uses), cached for the rest of the run.
 //! * **XDP.** `xdp_md.data` and `data_end` are 32-bit fields holding
 //!   pointers; the kernel's verifier rewrites those loads, the JIT runs
 //!   unverified code. So the JIT engine copies the packet into a buffer in
@@ -43,7 +50,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bpf_isa::{LdImm64Src, Program};
 use bpf_jit::{HelperTable, JitOptions, JitProgram};
@@ -52,8 +60,8 @@ use crate::context::XdpMd;
 use crate::error::{HelperError, VmError};
 use crate::helpers::{HelperCtx, HelperFn, HelperRegistry, BPF_FUNC_LOOP};
 use crate::interp::Interpreter;
-use crate::maps::{errno, Map, MapKind, ProgArray};
-use crate::mem::{KeepAlive, MemState};
+use crate::maps::{errno, Map, ProgArrayShared};
+use crate::mem::MemState;
 use crate::BPF_MAX_LOOPS;
 
 /// Which engine runs a program.
@@ -108,7 +116,11 @@ pub const JIT_HELPER_IDS: usize = 256;
 /// A program compiled by the x86-64 JIT, with everything its code refers to.
 pub struct JitProg {
     code: JitProgram,
+    /// The maps the code refers to, program arrays excepted.
     maps: Vec<Arc<Map>>,
+    /// The program arrays it tail-calls through: their tables (which the
+    /// code addresses) but not the maps, which own their slots' programs.
+    prog_arrays: Vec<Arc<ProgArrayShared>>,
     helpers: Box<[Option<Arc<HelperFn>>]>,
     builtins: bool,
 }
@@ -249,6 +261,7 @@ impl<'p> LoadBuilder<'p> {
             }
         }
         let used: Mutex<Vec<Arc<Map>>> = Mutex::new(Vec::new());
+        let arrays: Mutex<Vec<Arc<ProgArrayShared>>> = Mutex::new(Vec::new());
         let missing: Mutex<Option<VmError>> = Mutex::new(None);
         let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
             let (fd, is_idx, off) = match src {
@@ -264,11 +277,17 @@ impl<'p> LoadBuilder<'p> {
                 }
                 return None;
             };
+            if let (None, Some(pa)) = (off, map.as_prog_array()) {
+                let shared = pa.shared();
+                if let Ok(mut a) = arrays.lock() {
+                    if !a.iter().any(|x| Arc::ptr_eq(x, shared)) {
+                        a.push(shared.clone());
+                    }
+                }
+                return Some(shared.handle());
+            }
             let value = match off {
-                None => match map.kind() {
-                    MapKind::ProgArray(pa) => pa.jit_table().as_ptr(),
-                    _ => Arc::as_ptr(&map) as u64,
-                },
+                None => Arc::as_ptr(&map) as u64,
                 Some(off) => match map.direct_value(off) {
                     Some(v) => v.ptr,
                     None => {
@@ -310,11 +329,12 @@ impl<'p> LoadBuilder<'p> {
             }
         };
         let maps = used.into_inner().unwrap_or_default();
-        register_maps(&maps);
+        let prog_arrays = arrays.into_inner().unwrap_or_default();
         Ok(LoadedProgram {
             inner: Inner::Jit(Arc::new(JitProg {
                 code,
                 maps,
+                prog_arrays,
                 helpers: helpers.into_boxed_slice(),
                 builtins,
             })),
@@ -333,6 +353,14 @@ impl LoadedProgram {
             maps_by_idx: Vec::new(),
             limit: None,
             stack_depths: None,
+        }
+    }
+
+    /// An interpreted program as a loaded one (e.g. for
+    /// [`ProgArray::set_program`](crate::maps::ProgArray::set_program)).
+    pub fn from_interpreter(interp: Arc<Interpreter>) -> LoadedProgram {
+        LoadedProgram {
+            inner: Inner::Interp(interp),
         }
     }
 
@@ -391,43 +419,18 @@ impl LoadedProgram {
     }
 }
 
-impl ProgArray {
-    /// Puts `prog` in slot `idx` (or clears it with `None`) for both engines:
-    /// an interpreted program becomes the interpreter's tail-call target, a
-    /// compiled one the compiled code's. Programs replaced in the compiled
-    /// table stay alive as long as the array (compiled code may still be
-    /// running in them).
-    pub fn set_program(
-        &self,
-        idx: u32,
-        prog: Option<&LoadedProgram>,
-    ) -> Result<(), crate::MapError> {
-        match prog.map(|p| &p.inner) {
-            None => {
-                self.set(idx, None)?;
-                self.set_jit_entry(idx, 0, None)
-            }
-            Some(Inner::Interp(i)) => {
-                self.set(idx, Some(i.clone()))?;
-                self.set_jit_entry(idx, 0, None)
-            }
-            Some(Inner::Jit(j)) => {
-                self.set(idx, None)?;
-                let keep: KeepAlive = j.clone();
-                self.set_jit_entry(idx, j.entry_address(), Some(keep))
-            }
-        }
-    }
-}
-
 // ---- runs ---------------------------------------------------------------------
 
 /// The state of one compiled run, reachable from helper trampolines.
 struct RunState {
     mem: MemState,
-    maps: *const [Arc<Map>],
+    /// The entry program (alive for the whole run: the caller holds it).
+    entry: *const JitProg,
     helpers: *const [Option<Arc<HelperFn>>],
     builtins: bool,
+    /// Maps of tail-called programs that helpers were passed (found through
+    /// the entry's program arrays), kept for the rest of the run.
+    extra: Vec<Arc<Map>>,
     error: Option<VmError>,
 }
 
@@ -435,26 +438,110 @@ thread_local! {
     static RUN: Cell<*mut RunState> = const { Cell::new(std::ptr::null_mut()) };
 }
 
-/// Maps referenced by any compiled program: a tail-called program's map
-/// handles are found here when the entry program does not have them.
-static JIT_MAPS: Mutex<Vec<Weak<Map>>> = Mutex::new(Vec::new());
+// ---- program retirement -------------------------------------------------------
+//
+// Compiled code jumps through program-array tables holding raw entry
+// addresses, so a program taken out of a slot may still be executing (a
+// tail call read the slot just before). Such programs are retired: kept in
+// `RETIRED` until no compiled run is in flight. The scheme:
+//
+// * a run increments `IN_FLIGHT` before its code can read any slot and
+//   decrements it when it returns;
+// * a slot is overwritten in the table *before* its old program is put on
+//   the retire list;
+// * the list is emptied only by someone who, holding its lock, sees
+//   `IN_FLIGHT == 0` (all `SeqCst`). Every program on the list was unlinked
+//   before that check, so a run that could still hold its address started
+//   before the check and would have been counted; runs starting after the
+//   check read the new slot contents.
+//
+// Reclaiming happens on every retirement and whenever the last in-flight
+// run returns, so retired programs live at most until the process next has
+// no compiled run in flight.
 
-fn register_maps(maps: &[Arc<Map>]) {
-    if let Ok(mut g) = JIT_MAPS.lock() {
-        g.retain(|w| w.strong_count() > 0);
-        for m in maps {
-            if !g.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(m))) {
-                g.push(Arc::downgrade(m));
-            }
+/// Compiled runs executing right now, on all threads.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Programs taken out of program-array slots, waiting for quiescence.
+static RETIRED: Mutex<Vec<LoadedProgram>> = Mutex::new(Vec::new());
+/// Whether `RETIRED` may be non-empty (spares runs the lock).
+static HAVE_RETIRED: AtomicBool = AtomicBool::new(false);
+
+/// Takes a program out of service: a compiled one goes to the retire list
+/// (it may still be running), an interpreted one is released at once
+/// (interpreted runs hold their own references).
+pub(crate) fn retire(prog: LoadedProgram) {
+    if prog.jit().is_none() {
+        return;
+    }
+    if let Ok(mut g) = RETIRED.lock() {
+        g.push(prog);
+        HAVE_RETIRED.store(true, Ordering::SeqCst);
+    }
+    reclaim();
+}
+
+/// Frees the retired programs if no compiled run is in flight.
+fn reclaim() {
+    let freed = match RETIRED.lock() {
+        Ok(mut g) if IN_FLIGHT.load(Ordering::SeqCst) == 0 => {
+            HAVE_RETIRED.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *g)
+        }
+        _ => Vec::new(),
+    };
+    // Dropped outside the lock: freeing a program may free program arrays,
+    // which retire their own slots.
+    drop(freed);
+}
+
+/// Number of compiled programs taken out of program-array slots and not
+/// yet freed because a compiled run was in flight when they were retired
+/// (0 whenever no compiled run is executing). For tests and diagnostics.
+pub fn retired_programs() -> usize {
+    RETIRED.lock().map_or(0, |g| g.len())
+}
+
+/// Counts a compiled run as in flight for as long as it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if IN_FLIGHT.fetch_sub(1, Ordering::SeqCst) == 1 && HAVE_RETIRED.load(Ordering::SeqCst) {
+            reclaim();
         }
     }
 }
 
-fn registered_map(handle: u64) -> Option<Arc<Map>> {
-    let g = JIT_MAPS.lock().ok()?;
-    g.iter()
-        .find(|w| w.as_ptr() as u64 == handle)
-        .and_then(Weak::upgrade)
+/// The map behind `handle` among the maps of the programs reachable from
+/// `entry` through program-array slots (or waiting in the retire list):
+/// the maps a tail-called program may pass to a helper.
+fn reachable_map(entry: &JitProg, handle: u64) -> Option<Arc<Map>> {
+    let mut seen: Vec<*const ProgArrayShared> = Vec::new();
+    let mut todo: Vec<Arc<ProgArrayShared>> = entry.prog_arrays.clone();
+    let check = |j: &JitProg| j.maps.iter().find(|m| Arc::as_ptr(m) as u64 == handle).cloned();
+    while let Some(pa) = todo.pop() {
+        if seen.contains(&Arc::as_ptr(&pa)) {
+            continue;
+        }
+        seen.push(Arc::as_ptr(&pa));
+        for p in pa.programs() {
+            if let Some(j) = p.jit() {
+                if let Some(m) = check(j) {
+                    return Some(m);
+                }
+                todo.extend(j.prog_arrays.iter().cloned());
+            }
+        }
+    }
+    let retired = RETIRED.lock().ok()?;
+    retired.iter().filter_map(|p| p.jit()).find_map(|j| check(j))
 }
 
 /// Restores the previous run state (nested runs) when dropped.
@@ -473,17 +560,20 @@ impl Drop for RunGuard {
 unsafe fn run_jit(j: &JitProg, args: [u64; 5]) -> Result<u64, VmError> {
     let mut st = RunState {
         mem: MemState::new(0, 0),
-        maps: j.maps.as_slice() as *const [Arc<Map>],
+        entry: j as *const JitProg,
         helpers: &*j.helpers as *const [Option<Arc<HelperFn>>],
         builtins: j.builtins,
+        extra: Vec::new(),
         error: None,
     };
+    let in_flight = InFlight::enter();
     let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
     let guard = RunGuard { prev };
     // SAFETY: the caller guarantees the program is safe for `args`; the run
     // state outlives the call and is only reached through `RUN` meanwhile.
     let r0 = unsafe { j.code.call(args) };
     drop(guard);
+    drop(in_flight);
     match st.error.take() {
         Some(e) => Err(e),
         None => Ok(r0),
@@ -663,16 +753,18 @@ fn dispatch(id: usize, args: [u64; 5]) -> u64 {
         record(st, id, HelperError::Other("helper not registered".into()));
         return 0;
     };
-    // SAFETY: the entry program's maps outlive the run.
-    let entry_maps = unsafe { &*st.maps };
-    let extra;
-    let maps: &[Arc<Map>] = if entry_maps.iter().any(|m| Arc::as_ptr(m) as u64 == args[0]) {
-        entry_maps
-    } else if let Some(m) = registered_map(args[0]) {
-        extra = [m];
-        &extra
+    // SAFETY: the entry program outlives the run (its caller holds it).
+    let entry = unsafe { &*st.entry };
+    let has = |maps: &[Arc<Map>]| maps.iter().any(|m| Arc::as_ptr(m) as u64 == args[0]);
+    let maps: &[Arc<Map>] = if has(&entry.maps) {
+        &entry.maps
+    } else if has(&st.extra) {
+        &st.extra
+    } else if let Some(m) = reachable_map(entry, args[0]) {
+        st.extra.push(m);
+        &st.extra
     } else {
-        entry_maps
+        &entry.maps
     };
     let mut cx = HelperCtx {
         checked: false,

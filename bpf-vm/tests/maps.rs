@@ -363,3 +363,130 @@ fn map_value_out_of_bounds_is_a_fault() {
         "{err:?}"
     );
 }
+
+#[test]
+fn tail_call_from_subprogram_returns_to_its_caller() {
+    // The kernel's semantics: the target replaces the subprogram's frame,
+    // so its exit returns to main (after `call pc sub`), r6 is restored from
+    // main's saved copy, and the subprogram's `r0 = 1` never runs.
+    let pa = Map::new(def(MapType::ProgArray, 4, 4, 1)).expect("prog array");
+    let target = Interpreter::new(&asm("r6 = 99\nr0 = 32\nexit")).expect("target");
+    pa.as_prog_array()
+        .expect("prog array")
+        .set(0, Some(Arc::new(target)))
+        .expect("set");
+    let main = asm("
+        r6 = 10
+        call pc sub
+        r0 += r6
+        exit
+    sub:
+        r2 = map[fd:1]
+        r3 = 0
+        call 12
+        r0 = 1
+        exit");
+    let vm = Interpreter::builder(&main)
+        .map(1, pa.clone())
+        .build()
+        .expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(42));
+    pa.as_prog_array().expect("pa").set(0, None).expect("clear");
+}
+
+#[test]
+fn tail_calls_from_subprograms_stack_frames_past_eight() {
+    // P counts its runs, stores 5 in its frame and calls f with a pointer
+    // to it; f reads the caller's slot through the pointer (a checked access
+    // into the caller's frame), keeps it in its own frame and tail-calls P.
+    // Each of the 33 successful tail calls puts a new P in f's frame, one
+    // deeper: 34 Ps and 35 frames at the deepest point, past the 8 frames
+    // one program may stack. The last f's tail call fails: it returns
+    // 5 + 1, and each P adds 1 on the way out: 6 + 34 = 40.
+    let pa = Map::new(def(MapType::ProgArray, 4, 4, 1)).expect("prog array");
+    let counter = Map::new(def(MapType::Array, 4, 8, 1)).expect("counter");
+    let p = asm("
+        *(u32 *)(r10 - 4) = 0
+        r1 = map[fd:2]
+        r2 = r10
+        r2 += -4
+        call 1
+        if r0 == 0 goto out
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+        *(u64 *)(r10 - 16) = 5
+        r1 = r10
+        r1 += -16
+        call pc f
+        r0 += 1
+    out:
+        exit
+    f:
+        r0 = *(u64 *)(r1 + 0)
+        *(u64 *)(r10 - 8) = r0
+        r2 = map[fd:1]
+        r3 = 0
+        call 12
+        r0 = *(u64 *)(r10 - 8)
+        r0 += 1
+        exit");
+    let me = Arc::new(
+        Interpreter::builder(&p)
+            .map(1, pa.clone())
+            .map(2, counter.clone())
+            .build()
+            .expect("build"),
+    );
+    pa.as_prog_array()
+        .expect("prog array")
+        .set(0, Some(me.clone()))
+        .expect("set");
+    assert_eq!(me.run_mem(&mut []), Ok(40));
+    assert_eq!(
+        counter.lookup(&0u32.to_le_bytes()),
+        Ok(34u64.to_le_bytes().to_vec())
+    );
+    pa.as_prog_array().expect("pa").set(0, None).expect("clear");
+}
+
+#[test]
+fn tail_call_target_gets_its_own_eight_frames() {
+    // A tail call from a subprogram (depth 1) into a program that nests
+    // seven calls (eight frames of its own, nine in all) runs; one more
+    // nested call exceeds the limit of the target's own chain.
+    let nest = |extra: bool| {
+        format!(
+            "call pc f1\nexit\nf1: call pc f2\nexit\nf2: call pc f3\nexit\n\
+             f3: call pc f4\nexit\nf4: call pc f5\nexit\nf5: call pc f6\nexit\n\
+             f6: call pc f7\nexit\nf7: {}r0 = 77\nexit\n{}",
+            if extra { "call pc f8\n" } else { "" },
+            if extra { "f8: r0 = 1\nexit\n" } else { "" }
+        )
+    };
+    let main = asm("
+        call pc sub
+        exit
+    sub:
+        r2 = map[fd:1]
+        r3 = 0
+        call 12
+        r0 = 1
+        exit");
+    for (extra, want) in [
+        (false, Ok(77)),
+        // `call pc f8` is slot 14 of the target.
+        (true, Err(bpf_vm::VmError::CallDepthExceeded { insn: 14, max: 8 })),
+    ] {
+        let pa = Map::new(def(MapType::ProgArray, 4, 4, 1)).expect("prog array");
+        let target = Interpreter::new(&asm(&nest(extra))).expect("target");
+        pa.as_prog_array()
+            .expect("prog array")
+            .set(0, Some(Arc::new(target)))
+            .expect("set");
+        let vm = Interpreter::builder(&main)
+            .map(1, pa.clone())
+            .build()
+            .expect("build");
+        assert_eq!(vm.run_mem(&mut []), want, "extra call: {extra}");
+    }
+}

@@ -14,7 +14,18 @@ use crate::maps::errno;
 use crate::mem::MemState;
 use crate::{BPF_MAX_LOOPS, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT, STACK_SIZE};
 
+/// Words of the main stack: room for [`MAX_CALL_FRAMES`] frames, the most
+/// one program's own bpf-to-bpf calls can stack.
 const STACK_WORDS: usize = STACK_SIZE * MAX_CALL_FRAMES / 8;
+/// Most frames live at once in a run. A tail call replaces the frame it is
+/// made from (its target runs in that frame and returns to that frame's
+/// caller), but the target may call further: each of the at most
+/// [`MAX_TAIL_CALL_CNT`] tail calls can start a program whose own call chain
+/// adds up to `MAX_CALL_FRAMES - 1` frames on top of the frames below it.
+const MAX_RUN_FRAMES: usize = (MAX_TAIL_CALL_CNT as usize + 1) * (MAX_CALL_FRAMES - 1) + 1;
+/// Words of the deep stack: the frames past the main stack's capacity
+/// (allocated on first use, which only tail calls from subprograms need).
+const DEEP_WORDS: usize = STACK_SIZE * (MAX_RUN_FRAMES - MAX_CALL_FRAMES) / 8;
 /// `bpf_loop`'s limit on iterations (`BPF_MAX_LOOPS`, also the may_goto budget).
 const LOOP_MAX: u64 = BPF_MAX_LOOPS;
 
@@ -95,19 +106,27 @@ struct LoopState {
     ctx: u64,
 }
 
+/// A caller's state, saved by a bpf-to-bpf call.
 #[derive(Clone, Copy)]
 struct Frame {
     ret_pc: u32,
+    /// Depth at which the caller's program started (0, or the depth of the
+    /// frame a tail call into it was made from).
+    base: u32,
     prog: *const Interpreter,
     saved: [u64; 4],
+    /// The caller's frame pointer.
+    r10: u64,
     may_goto: u64,
     lp: Option<LoopState>,
 }
 
 const EMPTY_FRAME: Frame = Frame {
     ret_pc: 0,
+    base: 0,
     prog: std::ptr::null(),
     saved: [0; 4],
+    r10: 0,
     may_goto: 0,
     lp: None,
 };
@@ -216,6 +235,20 @@ impl Interpreter {
         env: &mut Env<'_>,
         tracer: &mut T,
     ) -> Result<u64, VmError> {
+        // The instruction budget is counted only when there is one.
+        if CHECKED && self.limit.is_some() {
+            self.run::<true, true, T>(env, tracer)
+        } else {
+            self.run::<CHECKED, false, T>(env, tracer)
+        }
+    }
+
+    /// The dispatch loop; `LIMITED` counts the instruction budget.
+    fn run<const CHECKED: bool, const LIMITED: bool, T: Tracer>(
+        &self,
+        env: &mut Env<'_>,
+        tracer: &mut T,
+    ) -> Result<u64, VmError> {
         let mut stack = [0u64; STACK_WORDS];
         let stack_lo_all = stack.as_mut_ptr() as u64;
         let stack_hi = stack_lo_all + (STACK_WORDS * 8) as u64;
@@ -241,8 +274,16 @@ impl Interpreter {
         r[2] = env.r2;
         r[10] = stack_hi;
 
+        // Saved callers: `frames[i]` (then `deep_frames[i - MAX_CALL_FRAMES]`)
+        // is the caller of the frame at depth `i + 1`; `depth` is the
+        // current frame's depth.
         let mut frames = [EMPTY_FRAME; MAX_CALL_FRAMES];
+        let mut deep_frames: Vec<Frame> = Vec::new();
         let mut depth = 0usize;
+        // Depth at which the running program started (tail calls move it).
+        let mut base = 0usize;
+        // Frames at depth MAX_CALL_FRAMES and deeper (see `MAX_RUN_FRAMES`).
+        let mut deep: Box<[u64]> = Box::default();
         let mut may_goto = LOOP_MAX;
         let mut tail_calls = 0u32;
         let limit = self.limit.unwrap_or(u64::MAX);
@@ -277,7 +318,7 @@ impl Interpreter {
                         None => fault!(addr, N, false),
                     }
                 } else {
-                    if CHECKED && !mem.allows(addr, N, false) {
+                    if CHECKED && !mem.check(addr, N, false) {
                         fault!(addr, N, false);
                     }
                     // SAFETY: checked mode verified the range lies in a live
@@ -296,7 +337,7 @@ impl Interpreter {
                         fault!(addr, N, true);
                     }
                 } else {
-                    if CHECKED && !mem.allows(addr, N, true) {
+                    if CHECKED && !mem.check(addr, N, true) {
                         fault!(addr, N, true);
                     }
                     // SAFETY: as for loads.
@@ -323,27 +364,65 @@ impl Interpreter {
                 }
             }};
         }
+        // The saved caller of the current frame (`None` at depth 0).
+        macro_rules! caller {
+            () => {
+                match depth.checked_sub(1) {
+                    Some(i) if i < MAX_CALL_FRAMES => frames.get_mut(i),
+                    Some(i) => deep_frames.get_mut(i - MAX_CALL_FRAMES),
+                    None => None,
+                }
+            };
+        }
+        // The top of the frame at depth `k` (the r10 of that frame).
+        macro_rules! frame_top {
+            ($k:expr) => {{
+                let k: usize = $k;
+                if k < MAX_CALL_FRAMES {
+                    stack_hi - k as u64 * frame_size
+                } else {
+                    deep.as_ptr() as u64 + (DEEP_WORDS * 8) as u64
+                        - (k - MAX_CALL_FRAMES) as u64 * frame_size
+                }
+            }};
+        }
         macro_rules! call_local {
             ($target:expr) => {{
-                if depth + 1 >= MAX_CALL_FRAMES {
+                if depth + 1 - base >= MAX_CALL_FRAMES || depth + 1 >= MAX_RUN_FRAMES {
                     return Err(VmError::CallDepthExceeded {
                         insn: slot!(),
                         max: MAX_CALL_FRAMES,
                     });
                 }
-                if let Some(f) = frames.get_mut(depth) {
-                    *f = Frame {
-                        ret_pc: pc as u32 + 1,
-                        prog: cur as *const Interpreter,
-                        saved: [r[6], r[7], r[8], r[9]],
-                        may_goto,
-                        lp: None,
-                    };
+                let f = Frame {
+                    ret_pc: pc as u32 + 1,
+                    base: base as u32,
+                    prog: cur as *const Interpreter,
+                    saved: [r[6], r[7], r[8], r[9]],
+                    r10: r[10],
+                    may_goto,
+                    lp: None,
+                };
+                if let Some(slot) = frames.get_mut(depth) {
+                    *slot = f;
+                } else {
+                    deep_frames.truncate(depth - MAX_CALL_FRAMES);
+                    deep_frames.push(f);
                 }
                 depth += 1;
+                let k = depth;
+                if k >= MAX_CALL_FRAMES && deep.is_empty() {
+                    deep = vec![0u64; DEEP_WORDS].into_boxed_slice();
+                }
+                r[10] = frame_top!(k);
+                if k < MAX_CALL_FRAMES {
+                    mem.stack_lo = r[10] - frame_size;
+                } else {
+                    mem.stack_lo = stack_lo_all;
+                    mem.deep_lo = r[10] - frame_size;
+                    mem.deep_hi = deep.as_ptr() as u64 + (DEEP_WORDS * 8) as u64;
+                }
                 may_goto = LOOP_MAX;
-                r[10] -= frame_size;
-                mem.stack_lo = r[10] - frame_size;
                 pc = $target;
             }};
         }
@@ -359,7 +438,7 @@ impl Interpreter {
                     tracer.step(cur, slot!(), regs);
                 }
             }
-            if CHECKED {
+            if LIMITED {
                 if budget == 0 {
                     return Err(VmError::BudgetExceeded {
                         insn: slot!(),
@@ -405,6 +484,12 @@ impl Interpreter {
                     op.c as i64 as u64
                 };
             }
+            // The r10-relative address of a stack op, as a `*mut $ty`.
+            macro_rules! stk {
+                ($ty:ty) => {
+                    r[10].wrapping_add(off!()) as *mut $ty
+                };
+            }
             // A conditional jump to `op.b`.
             macro_rules! jump_if {
                 ($cond:expr) => {
@@ -419,11 +504,11 @@ impl Interpreter {
             // room for it, so both see every instruction.
             macro_rules! second_half {
                 () => {
-                    if T::ACTIVE || (CHECKED && budget == 0) {
+                    if T::ACTIVE || (LIMITED && budget == 0) {
                         pc += 1;
                         continue;
                     }
-                    if CHECKED {
+                    if LIMITED {
                         budget -= 1;
                     }
                 };
@@ -626,6 +711,22 @@ impl Interpreter {
                 Code::LdxSxW => {
                     r[d!()] = load!(u32, r[s!()].wrapping_add(off!())) as i32 as i64 as u64
                 }
+                // SAFETY (stack ops): lowering made these only for programs
+                // that never write r10, so r10 is the top of the current
+                // frame, and only for offsets whose whole access lies in
+                // `[r10 - STACK_SIZE, r10)`: the live frame's memory.
+                Code::LdxStkB => r[d!()] = unsafe { stk!(u8).read() } as u64,
+                Code::LdxStkH => r[d!()] = unsafe { stk!(u16).read_unaligned() } as u64,
+                Code::LdxStkW => r[d!()] = unsafe { stk!(u32).read_unaligned() } as u64,
+                Code::LdxStkDW => r[d!()] = unsafe { stk!(u64).read_unaligned() },
+                Code::StStkB => unsafe { stk!(u8).write(imm!() as u8) },
+                Code::StStkH => unsafe { stk!(u16).write_unaligned(imm!() as u16) },
+                Code::StStkW => unsafe { stk!(u32).write_unaligned(imm!() as u32) },
+                Code::StStkDW => unsafe { stk!(u64).write_unaligned(imm!()) },
+                Code::StxStkB => unsafe { stk!(u8).write(r[s!()] as u8) },
+                Code::StxStkH => unsafe { stk!(u16).write_unaligned(r[s!()] as u16) },
+                Code::StxStkW => unsafe { stk!(u32).write_unaligned(r[s!()] as u32) },
+                Code::StxStkDW => unsafe { stk!(u64).write_unaligned(r[s!()]) },
                 Code::StB => store!(u8, r[d!()].wrapping_add(off!()), imm!()),
                 Code::StH => store!(u16, r[d!()].wrapping_add(off!()), imm!()),
                 Code::StW => store!(u32, r[d!()].wrapping_add(off!()), imm!()),
@@ -646,7 +747,7 @@ impl Interpreter {
                         });
                     };
                     if CHECKED {
-                        if addr.wrapping_sub(ctx_base) < ctx_len || !mem.allows(addr, n, true) {
+                        if addr.wrapping_sub(ctx_base) < ctx_len || !mem.check(addr, n, true) {
                             fault!(addr, n, true);
                         }
                         if addr % n != 0 {
@@ -828,11 +929,10 @@ impl Interpreter {
                     let target = if tail_calls >= MAX_TAIL_CALL_CNT {
                         None
                     } else {
-                        cur.maps
+                        cur.prog_arrays
                             .iter()
-                            .find(|m| Arc::as_ptr(m) as u64 == r[2])
-                            .and_then(|m| m.as_prog_array())
-                            .and_then(|pa| pa.get(r[3] as u32))
+                            .find(|pa| pa.handle() == r[2])
+                            .and_then(|pa| pa.interp(r[3] as u32))
                     };
                     if let Some(next) = target {
                         tail_calls += 1;
@@ -846,6 +946,13 @@ impl Interpreter {
                         for &(p, n) in cur.direct.iter() {
                             mem.add(p, n, true);
                         }
+                        // The target replaces the program of this frame (and
+                        // its stack): it returns to this frame's caller, and
+                        // its own calls count from here.
+                        base = depth;
+                        // (r10 is the frame's top again, whatever the caller
+                        // did to it: the target's stack ops rely on it.)
+                        r[10] = frame_top!(base);
                         may_goto = LOOP_MAX;
                         pc = 0;
                         continue;
@@ -869,7 +976,7 @@ impl Interpreter {
                             });
                         }
                         call_local!(t);
-                        if let Some(f) = frames.get_mut(depth - 1) {
+                        if let Some(f) = caller!() {
                             f.lp = Some(LoopState {
                                 i: 0,
                                 n,
@@ -886,7 +993,7 @@ impl Interpreter {
                     if depth == 0 {
                         return Ok(r[0]);
                     }
-                    let Some(f) = frames.get_mut(depth - 1) else {
+                    let Some(f) = caller!() else {
                         return Ok(r[0]);
                     };
                     if let Some(lp) = f.lp.as_mut() {
@@ -903,8 +1010,15 @@ impl Interpreter {
                     let f = *f;
                     depth -= 1;
                     [r[6], r[7], r[8], r[9]] = f.saved;
-                    r[10] += frame_size;
-                    mem.stack_lo = r[10] - frame_size;
+                    r[10] = f.r10;
+                    if depth < MAX_CALL_FRAMES {
+                        mem.stack_lo = r[10] - frame_size;
+                        mem.deep_lo = u64::MAX;
+                        mem.deep_hi = 0;
+                    } else {
+                        mem.deep_lo = r[10] - frame_size;
+                    }
+                    base = f.base as usize;
                     may_goto = f.may_goto;
                     // SAFETY: frame programs are `self` or kept alive in `mem.keep`.
                     cur = unsafe { &*f.prog };

@@ -15,7 +15,7 @@ use bpf_isa::{Insn, Program};
 use crate::context::{CtxView, SkbMd, XdpMd, SKB_SIZE, XDP_MD_SIZE};
 use crate::error::VmError;
 use crate::helpers::{HelperFn, HelperRegistry};
-use crate::maps::Map;
+use crate::maps::{Map, ProgArrayShared};
 use ops::Op;
 
 pub(crate) use exec::Env;
@@ -41,6 +41,8 @@ pub struct Interpreter {
     pub(crate) slots: Box<[u32]>,
     pub(crate) helpers: Box<[(i32, Arc<HelperFn>)]>,
     pub(crate) maps: Vec<Arc<Map>>,
+    /// Program arrays the program tail-calls through (slot tables only).
+    pub(crate) prog_arrays: Box<[Arc<ProgArrayShared>]>,
     /// Directly addressed map values (global data): `(address, length)`.
     pub(crate) direct: Box<[(u64, u64)]>,
     pub(crate) registry: HelperRegistry,
@@ -154,6 +156,7 @@ impl<'p> InterpreterBuilder<'p> {
             slots: l.slots.into_boxed_slice(),
             helpers: l.helpers.into_boxed_slice(),
             maps: l.maps,
+            prog_arrays: l.prog_arrays.into_boxed_slice(),
             direct: l.direct.into_boxed_slice(),
             registry: self.helpers,
             limit: self.limit,
@@ -200,7 +203,9 @@ impl Interpreter {
             .and_then(|i| self.prog.insns().get(i))
     }
 
-    /// The maps the program references.
+    /// The maps the program references, program arrays excepted: a program
+    /// does not own the arrays it tail-calls through (see
+    /// [`crate::maps::ProgArray`]).
     pub fn maps(&self) -> &[Arc<Map>] {
         &self.maps
     }

@@ -9,7 +9,7 @@ use bpf_isa::{
 
 use crate::error::VmError;
 use crate::helpers::{HelperFn, HelperRegistry, BPF_FUNC_LOOP, BPF_FUNC_TAIL_CALL};
-use crate::maps::Map;
+use crate::maps::{Map, ProgArrayShared};
 
 /// Tag of `ld_imm64` function references (`BPF_PSEUDO_FUNC`): the low 32 bits hold the op index.
 pub(crate) const FUNC_TAG: u64 = 0xbfbf_f0f0_0000_0000;
@@ -65,6 +65,11 @@ codes! {
     // `rD += a; if rD <cond> c goto b` and `rD += a; if rD <cond> rAux goto b`.
     AddJeqI, AddJneI, AddJgtI, AddJgeI, AddJltI, AddJleI, AddJsgtI, AddJsgeI, AddJsltI, AddJsleI,
     AddJeqR, AddJneR, AddJgtR, AddJgeR, AddJltR, AddJleR, AddJsgtR, AddJsgeR, AddJsltR, AddJsleR,
+    // Loads and stores at a constant offset from r10 inside the current
+    // frame (see `stack_op`): no region check needed.
+    LdxStkB, LdxStkH, LdxStkW, LdxStkDW,
+    StStkB, StStkH, StStkW, StStkDW,
+    StxStkB, StxStkH, StxStkW, StxStkDW,
 }
 
 /// One pre-decoded instruction (16 bytes).
@@ -96,8 +101,12 @@ pub(crate) struct Lowered {
     /// Slot index of each op (the sentinel maps to the program's slot count).
     pub slots: Vec<u32>,
     pub helpers: Vec<(i32, Arc<HelperFn>)>,
-    /// Maps referenced by the program (kept alive by the interpreter).
+    /// Maps referenced by the program (kept alive by the interpreter),
+    /// program arrays excepted.
     pub maps: Vec<Arc<Map>>,
+    /// Program arrays referenced by the program: their slot tables only
+    /// (the array's owner owns the programs in them).
+    pub prog_arrays: Vec<Arc<ProgArrayShared>>,
     /// Map values the program addresses directly (`ld_imm64` of a map
     /// value, i.e. global data): `(address, length)` of each whole value.
     pub direct: Vec<(u64, u64)>,
@@ -252,6 +261,58 @@ fn off32(off: i16) -> u32 {
     off as i32 as u32
 }
 
+/// Whether `insn` may write r10. Programs that never do keep r10 at the
+/// top of the current frame, which makes r10-relative accesses checkable
+/// at lowering time.
+fn writes_r10(insn: &Insn) -> bool {
+    use bpf_isa::Reg;
+    match *insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::MovSx { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::Ldx { dst, .. }
+        | Insn::LdxSx { dst, .. }
+        | Insn::LdImm64 { dst, .. }
+        | Insn::AddrSpaceCast { dst, .. } => dst == Reg::R10,
+        Insn::Atomic { dst, src, .. } => dst == Reg::R10 || src == Reg::R10,
+        _ => false,
+    }
+}
+
+/// The r10-relative form of a load/store `code` of `size` bytes at `off`
+/// from `base`, when the access lies inside the current frame
+/// (`[r10 - STACK_SIZE, r10)`): such an access is always valid, so it
+/// skips the region check.
+fn stack_op(code: Code, base: u8, off: i16, size: Size, fast: bool) -> Code {
+    let n = match size {
+        Size::B => 1,
+        Size::H => 2,
+        Size::W => 4,
+        Size::DW => 8,
+    };
+    let off = i64::from(off);
+    if !fast || base != 10 || off < -(crate::STACK_SIZE as i64) || off + n > 0 {
+        return code;
+    }
+    use Code::*;
+    match code {
+        LdxB => LdxStkB,
+        LdxH => LdxStkH,
+        LdxW => LdxStkW,
+        LdxDW => LdxStkDW,
+        StB => StStkB,
+        StH => StStkH,
+        StW => StStkW,
+        StDW => StStkDW,
+        StxB => StxStkB,
+        StxH => StxStkH,
+        StxW => StxStkW,
+        StxDW => StxStkDW,
+        other => other,
+    }
+}
+
 /// Lowers a validated program.
 pub(crate) fn lower(
     prog: &Program,
@@ -264,8 +325,10 @@ pub(crate) fn lower(
     let mut slots = Vec::with_capacity(n + 1);
     let mut helper_tab: Vec<(i32, Arc<HelperFn>)> = Vec::new();
     let mut used_maps: Vec<Arc<Map>> = Vec::new();
+    let mut prog_arrays: Vec<Arc<ProgArrayShared>> = Vec::new();
     let mut direct: Vec<(u64, u64)> = Vec::new();
     let starts = prog.starts();
+    let fast_stack = !prog.insns().iter().any(writes_r10);
     for (i, insn) in prog.insns().iter().enumerate() {
         let at = starts.get(i).copied().unwrap_or(0) as usize;
         // Target op index of a pc-relative reference.
@@ -385,9 +448,17 @@ pub(crate) fn lower(
                     LdImm64Src::MapFd(fd) | LdImm64Src::MapIdx(fd) => {
                         let is_idx = matches!(src, LdImm64Src::MapIdx(_));
                         let m = maps(fd, is_idx).ok_or(VmError::UnknownMap { insn: at, fd })?;
-                        let h = Arc::as_ptr(&m) as u64;
-                        used_maps.push(m);
-                        h
+                        if let Some(pa) = m.as_prog_array() {
+                            let shared = pa.shared();
+                            if !prog_arrays.iter().any(|x| Arc::ptr_eq(x, shared)) {
+                                prog_arrays.push(shared.clone());
+                            }
+                            shared.handle()
+                        } else {
+                            let h = Arc::as_ptr(&m) as u64;
+                            used_maps.push(m);
+                            h
+                        }
                     }
                     LdImm64Src::MapValue { fd, off } | LdImm64Src::MapIdxValue { idx: fd, off } => {
                         let is_idx = matches!(src, LdImm64Src::MapIdxValue { .. });
@@ -448,6 +519,7 @@ pub(crate) fn lower(
                     Size::W => Code::LdxW,
                     Size::DW => Code::LdxDW,
                 };
+                let c = stack_op(c, src.num(), off, size, fast_stack);
                 op(c, dst.num(), src.num(), 0, off32(off))
             }
             Insn::LdxSx {
@@ -475,6 +547,7 @@ pub(crate) fn lower(
                     Size::W => Code::StW,
                     Size::DW => Code::StDW,
                 };
+                let c = stack_op(c, dst.num(), off, size, fast_stack);
                 op(c, dst.num(), 0, imm, off32(off))
             }
             Insn::Stx {
@@ -489,6 +562,7 @@ pub(crate) fn lower(
                     Size::W => Code::StxW,
                     Size::DW => Code::StxDW,
                 };
+                let c = stack_op(c, dst.num(), off, size, fast_stack);
                 op(c, dst.num(), src.num(), 0, off32(off))
             }
             Insn::Atomic {
@@ -525,6 +599,7 @@ pub(crate) fn lower(
         slots,
         helpers: helper_tab,
         maps: used_maps,
+        prog_arrays,
         direct,
     })
 }

@@ -21,6 +21,7 @@ pub use array::ArrayMap;
 pub use hash::HashMap;
 pub use ringbuf::RingBuf;
 
+use crate::engine::LoadedProgram;
 use crate::interp::Interpreter;
 use crate::mem::KeepAlive;
 
@@ -232,56 +233,139 @@ pub(crate) struct ValueRef {
 /// A program array: slots holding programs for `bpf_tail_call`, for the
 /// interpreter and (as entry addresses in a [`bpf_jit::JitProgArray`]) for
 /// JIT-compiled code; see [`ProgArray::set_program`].
+///
+/// # Ownership
+///
+/// The array owns the programs in its slots; a program does not own the
+/// array it tail-calls through. Programs keep only the array's slot table
+/// alive (so compiled code never reads freed memory), not the [`Map`]
+/// itself. When the map is dropped — the last `Arc<Map>` held by its owner
+/// (the loader or object collection that created it) goes away — every
+/// slot is cleared, as the kernel clears a program array when its last
+/// user reference is closed. So a program that sits in the array it
+/// tail-calls through is freed once the owner drops the array and the
+/// program; there is no reference cycle to break by hand.
+/// [`ProgArray::clear`] empties the slots explicitly.
+///
+/// A compiled program replaced in (or cleared from) a slot may still be
+/// running on some thread: it goes to a retire list and is freed once no
+/// compiled run is in flight (see [`crate::engine::retired_programs`]).
+/// After a tail call fails on an emptied slot, the program continues with
+/// the next instruction, as in the kernel.
 pub struct ProgArray {
-    slots: RwLock<Vec<Option<Arc<Interpreter>>>>,
+    shared: Arc<ProgArrayShared>,
+}
+
+/// The part of a program array programs keep alive: the slots and the
+/// table compiled code reads.
+pub(crate) struct ProgArrayShared {
+    slots: RwLock<Vec<Option<LoadedProgram>>>,
     jit: bpf_jit::JitProgArray,
-    /// Every compiled program ever installed: kept until the array is dropped.
-    jit_keep: std::sync::Mutex<Vec<KeepAlive>>,
+}
+
+impl ProgArrayShared {
+    /// The handle programs load for this array (`ld_imm64`) and pass to
+    /// `bpf_tail_call`: the address of the compiled table, for both engines.
+    pub(crate) fn handle(&self) -> u64 {
+        self.jit.as_ptr()
+    }
+
+    /// The interpreted program in slot `idx`, if any.
+    pub(crate) fn interp(&self, idx: u32) -> Option<Arc<Interpreter>> {
+        let g = self.slots.read().ok()?;
+        g.get(idx as usize)?.as_ref()?.interpreter().cloned()
+    }
+
+    /// Every program currently in a slot.
+    pub(crate) fn programs(&self) -> Vec<LoadedProgram> {
+        match self.slots.read() {
+            Ok(g) => g.iter().flatten().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Puts `prog` in slot `idx` for both engines; the program it replaces
+    /// is retired (compiled code) or released.
+    fn set_slot(&self, idx: u32, prog: Option<LoadedProgram>) -> Result<(), MapError> {
+        let old = {
+            let mut g = self.slots.write().map_err(|_| MapError::Invalid)?;
+            let slot = g.get_mut(idx as usize).ok_or(MapError::TooBig)?;
+            let entry = prog
+                .as_ref()
+                .and_then(|p| p.jit())
+                .map_or(0, |j| j.entry_address());
+            // Unlink from the compiled table before the old program is retired.
+            self.jit.set(idx, entry).map_err(|_| MapError::TooBig)?;
+            std::mem::replace(slot, prog)
+        };
+        if let Some(old) = old {
+            crate::engine::retire(old);
+        }
+        Ok(())
+    }
+
+    /// Empties every slot.
+    fn clear(&self) {
+        let n = self.jit.max_entries();
+        for i in 0..n {
+            let _ = self.set_slot(i, None);
+        }
+    }
 }
 
 impl ProgArray {
     fn new(n: u32) -> ProgArray {
         ProgArray {
-            slots: RwLock::new(vec![None; n as usize]),
-            jit: bpf_jit::JitProgArray::new(n),
-            jit_keep: std::sync::Mutex::new(Vec::new()),
+            shared: Arc::new(ProgArrayShared {
+                slots: RwLock::new(vec![None; n as usize]),
+                jit: bpf_jit::JitProgArray::new(n),
+            }),
         }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<ProgArrayShared> {
+        &self.shared
     }
 
     /// The table compiled code reads on a tail call.
     pub fn jit_table(&self) -> &bpf_jit::JitProgArray {
-        &self.jit
+        &self.shared.jit
     }
 
-    /// Sets the compiled table's slot `idx` to `entry`, keeping `keep` alive
-    /// as long as the array.
-    pub(crate) fn set_jit_entry(
-        &self,
-        idx: u32,
-        entry: u64,
-        keep: Option<KeepAlive>,
-    ) -> Result<(), MapError> {
-        if let Some(k) = keep {
-            let mut g = self.jit_keep.lock().map_err(|_| MapError::Invalid)?;
-            if !g.iter().any(|x| Arc::ptr_eq(x, &k)) {
-                g.push(k);
-            }
-        }
-        self.jit.set(idx, entry).map_err(|_| MapError::TooBig)
-    }
-
-    /// Puts `prog` in slot `idx` (or clears it with `None`).
+    /// Puts interpreted program `prog` in slot `idx` (or clears it with `None`).
     pub fn set(&self, idx: u32, prog: Option<Arc<Interpreter>>) -> Result<(), MapError> {
-        let mut g = self.slots.write().map_err(|_| MapError::Invalid)?;
-        let slot = g.get_mut(idx as usize).ok_or(MapError::TooBig)?;
-        *slot = prog;
-        Ok(())
+        self.shared
+            .set_slot(idx, prog.map(LoadedProgram::from_interpreter))
     }
 
-    /// The program in slot `idx`, if any.
+    /// Puts `prog` in slot `idx` (or clears it with `None`) for both engines:
+    /// an interpreted program becomes the interpreter's tail-call target, a
+    /// compiled one the compiled code's. A compiled program replaced here is
+    /// freed once no compiled run is in flight.
+    pub fn set_program(&self, idx: u32, prog: Option<&LoadedProgram>) -> Result<(), MapError> {
+        self.shared.set_slot(idx, prog.cloned())
+    }
+
+    /// The interpreted program in slot `idx`, if any.
     pub fn get(&self, idx: u32) -> Option<Arc<Interpreter>> {
-        let g = self.slots.read().ok()?;
+        self.shared.interp(idx)
+    }
+
+    /// The program in slot `idx`, if any (either engine).
+    pub fn program(&self, idx: u32) -> Option<LoadedProgram> {
+        let g = self.shared.slots.read().ok()?;
         g.get(idx as usize).cloned().flatten()
+    }
+
+    /// Empties every slot (what dropping the array does).
+    pub fn clear(&self) {
+        self.shared.clear();
+    }
+}
+
+impl Drop for ProgArray {
+    fn drop(&mut self) {
+        self.shared.clear();
     }
 }
 

@@ -1,0 +1,275 @@
+//! `bpfkit run` on the example objects. Expected values are worked out by
+//! hand from the C sources in `examples/` (and, where the compiler decides,
+//! from `llvm-objdump-19 -d` of the committed objects).
+
+mod common;
+
+use common::{assert_fails_with, bpfkit, examples_dir, scratch, stdout};
+
+fn example(name: &str) -> String {
+    examples_dir().join(name).display().to_string()
+}
+
+fn data_file(name: &str, bytes: &[u8]) -> String {
+    let p = scratch(name);
+    std::fs::write(&p, bytes).expect("write scratch data");
+    p.display().to_string()
+}
+
+/// Runs `bpfkit run ... --json` and parses its one line.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let o = bpfkit(&all);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "bpfkit {all:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// FNV-1a 64 as the C source of `examples/mem.c` defines it.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+#[test]
+fn mem_program_sums_and_hashes() {
+    let bytes = b"hello, bpf";
+    let data = data_file("mem.bin", bytes);
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    let v = run_json(&[
+        &example("mem.o"),
+        "--section",
+        "mem",
+        "--data",
+        &data,
+        "--repeat",
+        "5",
+    ]);
+    assert_eq!(v["r0"].as_u64(), Some(sum ^ fnv1a(bytes)), "{v}");
+    assert_eq!(v["runs"].as_u64(), Some(5));
+    assert!(v["ns_per_run"].as_f64().is_some_and(|ns| ns > 0.0), "{v}");
+
+    // Text output: r0 in hex, then the time.
+    let o = bpfkit([
+        "run",
+        &example("mem.o"),
+        "--prog",
+        "mem_sum",
+        "--data",
+        &data,
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success());
+    let first = out.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("r0 = {:#x}", sum ^ fnv1a(bytes)));
+    assert!(out.contains("ns/run = "), "{out}");
+}
+
+#[test]
+fn tail_calls_through_a_filled_prog_array() {
+    let small = data_file("pkt100.bin", &[0u8; 100]);
+    let large = data_file("pkt600.bin", &[0u8; 600]);
+    let jumbo = data_file("pkt2000.bin", &[0u8; 2000]);
+    let obj = example("tail_calls.o");
+    let both = "jump_table=1:handle_small,2:handle_large";
+    // Empty slot: the dispatcher's fallback `return -1` (an int), which
+    // llvm-objdump shows as `r0 = 0xffffffff ll`.
+    let v = run_json(&[&obj, "--prog", "dispatch", "--data", &small]);
+    assert_eq!(v["r0"].as_u64(), Some(0xffff_ffff));
+    // skb->len = 100 <= 512: slot 1, handle_small returns 1.
+    let v = run_json(&[
+        &obj,
+        "--prog",
+        "dispatch",
+        "--data",
+        &small,
+        "--prog-array",
+        both,
+    ]);
+    assert_eq!(v["r0"].as_u64(), Some(1));
+    // 600 > 512: slot 2, handle_large: 600 <= 1500 gives 2.
+    let v = run_json(&[
+        &obj,
+        "--section",
+        "socket",
+        "--data",
+        &large,
+        "--prog-array",
+        both,
+    ]);
+    assert_eq!(v["r0"].as_u64(), Some(2));
+    // 2000 > 1500 gives 0.
+    let v = run_json(&[
+        &obj,
+        "--prog",
+        "dispatch",
+        "--data",
+        &jumbo,
+        "--prog-array",
+        both,
+    ]);
+    assert_eq!(v["r0"].as_u64(), Some(0));
+    // Only slot 1 filled (repeatable option), a large packet: fallback.
+    let v = run_json(&[
+        &obj,
+        "--prog",
+        "dispatch",
+        "--data",
+        &large,
+        "--prog-array",
+        "jump_table=1:handle_small",
+        "--prog-array",
+        "jump_table=3:handle_large",
+    ]);
+    assert_eq!(v["r0"].as_u64(), Some(0xffff_ffff));
+}
+
+#[test]
+fn globals_start_from_their_initial_values() {
+    let obj = example("global_data.o");
+    let read = [
+        "--read-global",
+        "call_count",
+        "--read-global",
+        "sample_every",
+        "--read-global",
+        "target_pid",
+        "--read-global",
+        "total_gap_ns",
+        "--read-global",
+        "dropped",
+    ];
+    // pid 42 (= target_pid): call_count goes 7 -> 8; the hash map is empty
+    // so no gap is added; 8 % 3 != 0 so nothing is printed; returns 0.
+    let mut args = vec![
+        &*obj,
+        "--prog",
+        "trace_open",
+        "--helper-ret",
+        "14=0x2a0000002a",
+    ];
+    args.extend_from_slice(&read);
+    let v = run_json(&args);
+    assert_eq!(v["r0"].as_u64(), Some(0));
+    let g = &v["globals"];
+    assert_eq!(g["call_count"].as_u64(), Some(8), "{v}");
+    assert_eq!(g["sample_every"].as_u64(), Some(3));
+    assert_eq!(g["target_pid"].as_u64(), Some(42));
+    assert_eq!(g["total_gap_ns"].as_u64(), Some(0));
+    assert_eq!(g["dropped"].as_u64(), Some(0));
+
+    // Every run starts from call_count = 7, so after 4 runs it is still 8.
+    let v = run_json(&[
+        &obj,
+        "--prog",
+        "trace_open",
+        "--helper-ret",
+        "14=0x2a0000002a",
+        "--repeat",
+        "4",
+        "--read-global",
+        "call_count",
+    ]);
+    assert_eq!(v["globals"]["call_count"].as_u64(), Some(8));
+
+    // Another pid: an early `return 0`, nothing changes.
+    let v = run_json(&[
+        &obj,
+        "--prog",
+        "trace_open",
+        "--helper-ret",
+        "14=0x700000007",
+        "--read-global",
+        "call_count",
+    ]);
+    assert_eq!(v["globals"]["call_count"].as_u64(), Some(7));
+}
+
+#[test]
+fn trace_prints_each_instruction_and_changed_registers() {
+    let src = data_file("trace.s", b"r0 = 40\nr1 = 2\nr0 += r1\nexit\n");
+    let o = bpfkit(["run", &src, "--trace"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 6, "{out}");
+    assert!(
+        lines[0].starts_with("    0: r0 = 40") && lines[0].ends_with("r0 = 0x28"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("    1: r1 = 2") && lines[1].ends_with("r1 = 0x2"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("    2: r0 += r1") && lines[2].ends_with("r0 = 0x2a"),
+        "{out}"
+    );
+    assert_eq!(lines[3], "    3: exit");
+    assert_eq!(lines[4], "traced run: r0 = 0x2a");
+    assert_eq!(lines[5], "r0 = 0x2a");
+}
+
+#[test]
+fn raw_bytecode_and_conformance_files() {
+    // r0 = 7; r0 *= 6; exit
+    let raw = data_file(
+        "prog.bin",
+        &[
+            0xb7, 0, 0, 0, 7, 0, 0, 0, 0x27, 0, 0, 0, 6, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+    assert_eq!(run_json(&[&raw])["r0"].as_u64(), Some(42));
+
+    // uBPF syntax, r1 = the data and r2 = its length.
+    let asm = data_file("len.s", b"mov %r0, %r2\nexit\n");
+    let data = data_file("five.bin", &[1, 2, 3, 4, 5]);
+    assert_eq!(run_json(&[&asm, "--data", &data])["r0"].as_u64(), Some(5));
+
+    // A bpf_conformance file: its own `-- mem` and `-- result`.
+    let conf = data_file(
+        "case.data",
+        b"-- asm\nldxb %r0, [%r1+2]\nexit\n-- mem\n00 01 2a 03\n-- result\n0x2a\n",
+    );
+    assert_eq!(run_json(&[&conf])["r0"].as_u64(), Some(0x2a));
+}
+
+#[test]
+fn errors_are_reported() {
+    let o = bpfkit(["run", &example("mem.o"), "--engine", "jit"]);
+    assert_fails_with(&o, "engine `jit`");
+    let o = bpfkit([
+        "run",
+        &example("global_data.o"),
+        "--prog",
+        "trace_close",
+        "--read-global",
+        "nope",
+    ]);
+    assert_fails_with(&o, "no global variable named `nope`");
+    let o = bpfkit([
+        "run",
+        &example("tail_calls.o"),
+        "--prog",
+        "dispatch",
+        "--prog-array",
+        "jump_table=1:nope",
+    ]);
+    assert_fails_with(&o, "no program named `nope`");
+    let o = bpfkit(["run", &example("tail_calls.o")]);
+    assert_fails_with(&o, "3 programs match");
+    // A memory fault is an error, not a crash: read past 1 byte of data.
+    let asm = data_file("oob.s", b"r0 = *(u64 *)(r1 + 0)\nexit\n");
+    let data = data_file("one.bin", &[1]);
+    let o = bpfkit(["run", &asm, "--data", &data]);
+    assert_fails_with(&o, "memory fault");
+}

@@ -1,0 +1,264 @@
+//! The x86-64 JIT against the running kernel's JIT and rbpf's JIT, in one run.
+//!
+//! Per `../shared/bench/` program, one criterion group (`run/<prog>`) with
+//! ns/run of:
+//! - `bpfkit-x86`: our JIT through `bpf-vm` (`Engine::X86`, the `mem` entry
+//!   on `packet.bin`);
+//! - `kernel-jit`: the kernel's JIT, `BPF_PROG_TEST_RUN` of the `xdp` entry
+//!   with `repeat` = the iteration count criterion asks for; the time is the
+//!   kernel's own per-run mean (`duration`) times that count, so syscall
+//!   entry and packet copying are not counted;
+//! - `rbpf-jit`: the `rbpf` crate's x86-64 JIT (`EbpfVmRaw`, with `r2 = len`
+//!   prepended, since its raw entry only sets `r1`);
+//! - `bpfkit-interp`: our interpreter (checked), for reference.
+//!
+//! Every engine's result is checked against the bench README before it is
+//! timed; an engine that gets it wrong or cannot run the program is
+//! reported on stderr and left out (never timed).
+//!
+//! Then JIT compile time (`compile/<prog>`, throughput in instructions, so
+//! criterion's elements/s gives ns per instruction = 1e9 / that): ours
+//! (`compile_code`, to a byte vector, and `compile`, mapped executable)
+//! against rbpf's `jit_compile` (which also allocates and maps its page), on
+//! the six programs and on generated straight-line-and-branch programs. rbpf's
+//! JIT writes into one fixed 4 KiB page, so the largest generated program it
+//! can take is small; the 4096-instruction one is timed for ours only.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bpf_isa::{AluOp, Insn, JmpCond, Program, Reg, Size, Source, Width};
+use bpf_jit::{HelperTable, JitOptions};
+use bpf_tests::benchprogs::{self, Expected, EXPECTED};
+use bpf_tests::kernel;
+use bpf_vm::{Engine, LoadedProgram};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Runs `f`, turning a panic (rbpf asserts when its page overflows) into `None`.
+fn no_panic<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+fn run_benches(c: &mut Criterion) {
+    let packet = match benchprogs::packet() {
+        Ok(p) => p,
+        Err(e) => panic!("bench data missing ({e}): nothing to measure"),
+    };
+    let kernel_ok = match kernel::available() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("kernel JIT NOT MEASURED: bpf() unavailable: {e}");
+            false
+        }
+    };
+    for e in EXPECTED {
+        run_one(c, &e, &packet, kernel_ok);
+    }
+}
+
+fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
+    let name = e.name;
+    let p = benchprogs::load(name).unwrap_or_else(|err| panic!("{err}"));
+    let mut g = c.benchmark_group(format!("run/{name}"));
+
+    // Ours, x86-64 JIT.
+    let ours = LoadedProgram::builder(&p.mem, Engine::X86)
+        .build()
+        .unwrap_or_else(|err| panic!("{name}: x86 JIT: {err}"));
+    let mut mem = packet.to_vec();
+    // SAFETY: the bench programs only read the memory they are given (r1, r2
+    // = its length), checked by the interpreter run below and by the kernel's
+    // verifier on the same body; they call no helpers.
+    let run_x86 = |m: &mut [u8]| unsafe { ours.run_mem(m) };
+    let got = run_x86(&mut mem).unwrap_or_else(|err| panic!("{name}: x86 JIT run: {err}"));
+    assert_eq!(got, e.mem, "{name}: x86 JIT result");
+    g.bench_function("bpfkit-x86", |b| b.iter(|| run_x86(black_box(&mut mem))));
+
+    // The kernel's JIT.
+    if kernel_ok {
+        match benchprogs::kernel_load_xdp(&p.xdp, name) {
+            Ok(fd) => match kernel::prog_test_run(&fd, packet, 1) {
+                Ok(r) if r.retval == e.xdp => {
+                    g.bench_function("kernel-jit", |b| {
+                        b.iter_custom(|iters| {
+                            let mut left = iters;
+                            let mut ns = 0u64;
+                            while left > 0 {
+                                let n = left.min(1 << 24) as u32;
+                                let r = kernel::prog_test_run(&fd, packet, n)
+                                    .unwrap_or_else(|err| panic!("{name}: test run: {err}"));
+                                ns += u64::from(r.duration_ns) * u64::from(n);
+                                left -= u64::from(n);
+                            }
+                            Duration::from_nanos(ns)
+                        })
+                    });
+                }
+                Ok(r) => eprintln!(
+                    "{name}: kernel returned {:#x}, expected {:#x}; NOT MEASURED",
+                    r.retval, e.xdp
+                ),
+                Err(err) => eprintln!("{name}: kernel test run failed: {err}; NOT MEASURED"),
+            },
+            Err(err) => eprintln!("{name}: the kernel rejected the xdp entry: {err}; NOT MEASURED"),
+        }
+    }
+
+    // rbpf's JIT.
+    let code: &'static [u8] = Box::leak(
+        benchprogs::with_len_prefix(&p.mem, packet.len() as u32).into_boxed_slice(),
+    );
+    match rbpf::EbpfVmRaw::new(Some(code)) {
+        Ok(mut rvm) => match no_panic(|| rvm.jit_compile()) {
+            Some(Ok(())) => {
+                // SAFETY: as for ours: the program only touches `mem`.
+                match unsafe { rvm.execute_program_jit(&mut mem) } {
+                    Ok(r) if r == e.mem => {
+                        g.bench_function("rbpf-jit", |b| {
+                            // SAFETY: see above.
+                            b.iter(|| unsafe { rvm.execute_program_jit(black_box(&mut mem)) })
+                        });
+                    }
+                    Ok(r) => eprintln!(
+                        "{name}: rbpf JIT returned {r:#x}, expected {:#x}; NOT MEASURED",
+                        e.mem
+                    ),
+                    Err(err) => eprintln!("{name}: rbpf JIT run failed: {err}; NOT MEASURED"),
+                }
+            }
+            Some(Err(err)) => eprintln!("{name}: rbpf JIT refused: {err}; NOT MEASURED"),
+            None => eprintln!("{name}: rbpf JIT panicked; NOT MEASURED"),
+        },
+        Err(err) => eprintln!("{name}: rbpf rejected the program: {err}; NOT MEASURED"),
+    }
+
+    // Ours, interpreter (checked), for reference.
+    let interp = LoadedProgram::builder(&p.mem, Engine::Interp)
+        .build()
+        .unwrap_or_else(|err| panic!("{name}: interpreter: {err}"));
+    // SAFETY: the interpreter checks every access.
+    let run_interp = |m: &mut [u8]| unsafe { interp.run_mem(m) };
+    let got = run_interp(&mut mem).unwrap_or_else(|err| panic!("{name}: interpreter: {err}"));
+    assert_eq!(got, e.mem, "{name}: interpreter result");
+    g.bench_function("bpfkit-interp", |b| {
+        b.iter(|| run_interp(black_box(&mut mem)))
+    });
+    g.finish();
+}
+
+fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
+    Insn::Alu {
+        width,
+        op,
+        dst,
+        src,
+    }
+}
+
+/// `blocks` 15-instruction blocks (ALU of both widths, shifts, a stack store
+/// and load, multiply, unsigned divide by a register, a conditional forward
+/// branch over a few instructions, `ld_imm64`, byte swap, negation), then
+/// `r0 = r6; exit`. Every register is written before it is read, so rbpf's
+/// verifier takes it.
+fn generated(blocks: usize) -> Program {
+    let mut v = Vec::with_capacity(blocks * 15 + 8);
+    for r in [Reg::R2, Reg::R3, Reg::R4, Reg::R6, Reg::R7, Reg::R8, Reg::R9] {
+        v.push(alu(Width::W64, AluOp::Mov, r, Source::Imm(1)));
+    }
+    for b in 0..blocks {
+        let k = (b % 7) as i32 + 1;
+        v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
+        v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
+        v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
+        v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
+        v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
+        v.push(Insn::Stx {
+            size: Size::DW,
+            dst: Reg::R10,
+            src: Reg::R0,
+            off: -8,
+        });
+        v.push(Insn::Ldx {
+            size: Size::W,
+            dst: Reg::R6,
+            src: Reg::R10,
+            off: -8,
+        });
+        v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
+        v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
+        v.push(Insn::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Sgt,
+            dst: Reg::R6,
+            src: Source::Imm(100),
+            off: 2,
+        });
+        v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
+        v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
+        v.push(Insn::LdImm64 {
+            dst: Reg::R9,
+            src: bpf_isa::LdImm64Src::Imm(0x1122_3344_5566_7788),
+        });
+        v.push(Insn::Endian {
+            kind: bpf_isa::Endian::ToBe,
+            bits: 32,
+            dst: Reg::R9,
+        });
+        v.push(Insn::Neg {
+            width: Width::W64,
+            dst: Reg::R8,
+        });
+    }
+    v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R6)));
+    v.push(Insn::Exit);
+    Program::from_insns(v)
+}
+
+fn compile_benches(c: &mut Criterion) {
+    let helpers = HelperTable::new();
+    let opts = JitOptions::new(&helpers);
+    let mut progs: Vec<(String, Program)> = Vec::new();
+    for e in EXPECTED {
+        let p = benchprogs::load(e.name).unwrap_or_else(|err| panic!("{err}"));
+        progs.push((e.name.to_string(), p.mem));
+    }
+    for blocks in [16usize, 24, 273] {
+        let p = generated(blocks);
+        progs.push((format!("gen_{}", p.len()), p));
+    }
+    for (name, prog) in &progs {
+        let mut g = c.benchmark_group(format!("compile/{name}"));
+        // Per eBPF instruction (an ld_imm64 counts once), as both JITs see them.
+        g.throughput(Throughput::Elements(prog.len() as u64));
+        let code = bpf_jit_x86::compile_code(prog, &opts)
+            .unwrap_or_else(|err| panic!("{name}: x86 JIT: {err}"));
+        g.bench_function("bpfkit-x86-code", |b| {
+            b.iter(|| bpf_jit_x86::compile_code(black_box(prog), &opts))
+        });
+        g.bench_function("bpfkit-x86-exec", |b| {
+            b.iter(|| bpf_jit_x86::compile(black_box(prog), &opts))
+        });
+        let bytes: &'static [u8] = Box::leak(prog.to_bytes().into_boxed_slice());
+        match rbpf::EbpfVmRaw::new(Some(bytes)) {
+            Ok(mut rvm) => match no_panic(|| rvm.jit_compile()) {
+                Some(Ok(())) => {
+                    g.bench_function("rbpf-jit", |b| b.iter(|| rvm.jit_compile()));
+                }
+                Some(Err(err)) => eprintln!("compile/{name}: rbpf JIT refused: {err}"),
+                None => eprintln!(
+                    "compile/{name}: rbpf JIT panicked (its image is one 4 KiB page; ours is {} bytes); rbpf NOT MEASURED",
+                    code.code.len()
+                ),
+            },
+            Err(err) => eprintln!("compile/{name}: rbpf rejected the program: {err}"),
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = run_benches, compile_benches
+}
+criterion_main!(benches);
