@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod depth;
 pub mod error;
 pub mod graph;
 pub mod privstack;
@@ -8,6 +9,7 @@ pub mod stack;
 
 use cranelift_entity::entity_impl;
 
+pub use depth::estimate_stack_depths;
 pub use error::{BuildError, Chain, Cycle, Frame, StackError};
 pub use graph::{BuildOptions, CallGraph, CallSite, EdgeKind, Subprog};
 pub use privstack::{prog_priv_stack_mode, PrivStackConfig, PrivStackMode, ProgType, TracingKind};

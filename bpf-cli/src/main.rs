@@ -27,6 +27,8 @@ enum Command {
     Asm(cmd::asm::Args),
     /// Show the programs, maps, relocations and license of an ELF object.
     Info(cmd::info::Args),
+    /// Subprograms, call graph, stack depths and tail-call reachability (`--dot` for Graphviz).
+    Callgraph(cmd::callgraph::Args),
     /// Run a program on the interpreter: r0, time per run, globals, trace.
     Run(cmd::run::Args),
 }
@@ -39,6 +41,7 @@ fn main() {
         Command::Dump(a) => cmd::dump::run(&a),
         Command::Info(a) => cmd::info::run(&a),
         Command::Run(a) => cmd::run::run(&a),
+        Command::Callgraph(a) => cmd::callgraph::run(&a),
     };
     if let Err(e) = res {
         eprintln!("bpfkit: error: {e:#}");
