@@ -525,7 +525,12 @@ impl Drop for InFlight {
 fn reachable_map(entry: &JitProg, handle: u64) -> Option<Arc<Map>> {
     let mut seen: Vec<*const ProgArrayShared> = Vec::new();
     let mut todo: Vec<Arc<ProgArrayShared>> = entry.prog_arrays.clone();
-    let check = |j: &JitProg| j.maps.iter().find(|m| Arc::as_ptr(m) as u64 == handle).cloned();
+    let check = |j: &JitProg| {
+        j.maps
+            .iter()
+            .find(|m| Arc::as_ptr(m) as u64 == handle)
+            .cloned()
+    };
     while let Some(pa) = todo.pop() {
         if seen.contains(&Arc::as_ptr(&pa)) {
             continue;
@@ -541,7 +546,10 @@ fn reachable_map(entry: &JitProg, handle: u64) -> Option<Arc<Map>> {
         }
     }
     let retired = RETIRED.lock().ok()?;
-    retired.iter().filter_map(|p| p.jit()).find_map(|j| check(j))
+    retired
+        .iter()
+        .filter_map(|p| p.jit())
+        .find_map(|j| check(j))
 }
 
 /// Restores the previous run state (nested runs) when dropped.

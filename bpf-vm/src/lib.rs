@@ -23,8 +23,10 @@
 //! zero-extend), `INT_MIN / -1` wraps, shift amounts are masked to the width,
 //! 32-bit ALU results are zero-extended, `may_goto` has a per-frame budget of
 //! [`BPF_MAX_LOOPS`], bpf-to-bpf calls get a [`STACK_SIZE`]-byte frame each
-//! (at most [`MAX_CALL_FRAMES`] frames) with r6–r9 restored on return, and a run
-//! makes at most [`MAX_TAIL_CALL_CNT`] tail calls.
+//! (at most [`MAX_CALL_FRAMES`] frames in one program's own call chain) with
+//! r6–r9 restored on return, and a run makes at most [`MAX_TAIL_CALL_CNT`]
+//! tail calls; a tail call replaces the program of the frame it is made from,
+//! whose caller the target returns to.
 
 pub mod context;
 pub mod engine;
@@ -43,7 +45,9 @@ pub use maps::{Map, MapDef, MapError, MapType};
 
 /// Bytes of stack per frame (`MAX_BPF_STACK`).
 pub const STACK_SIZE: usize = 512;
-/// Most frames live at once, the main program included (`MAX_CALL_FRAMES`).
+/// Most frames one program's call chain may stack, its main frame included
+/// (`MAX_CALL_FRAMES`; a tail call's target starts a chain of its own in the
+/// frame it replaces).
 pub const MAX_CALL_FRAMES: usize = 8;
 /// Most tail calls per run (`MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALL_CNT: u32 = 33;

@@ -475,7 +475,10 @@ fn tail_call_target_gets_its_own_eight_frames() {
     for (extra, want) in [
         (false, Ok(77)),
         // `call pc f8` is slot 14 of the target.
-        (true, Err(bpf_vm::VmError::CallDepthExceeded { insn: 14, max: 8 })),
+        (
+            true,
+            Err(bpf_vm::VmError::CallDepthExceeded { insn: 14, max: 8 }),
+        ),
     ] {
         let pa = Map::new(def(MapType::ProgArray, 4, 4, 1)).expect("prog array");
         let target = Interpreter::new(&asm(&nest(extra))).expect("target");

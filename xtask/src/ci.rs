@@ -93,12 +93,20 @@ fn summary(done: &[(&str, Duration, bool)], total: Duration) {
 }
 
 /// External tools the tests use, with the Debian package that provides each.
+/// An absolute path names a file the package installs instead of a program.
 pub const TOOLS: &[(&str, &str)] = &[
     ("clang-19", "clang-19"),
     ("llvm-objdump-19", "llvm-19"),
     ("llvm-objcopy-19", "llvm-19"),
+    // LLVM 14's objdump, the decimal-printing reference of the disassembler test.
+    ("llvm-objdump", "llvm"),
+    ("objdump", "binutils"),
     ("qemu-aarch64", "qemu-user"),
     ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    ("aarch64-linux-gnu-objdump", "binutils-aarch64-linux-gnu"),
+    // The arm64 harness is built against the cross libc (a Recommends of the
+    // compiler, which `--no-install-recommends` skips).
+    ("/usr/aarch64-linux-gnu/include/stdio.h", "libc6-dev-arm64-cross"),
     // libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are built.
     ("c++", "g++"),
 ];
@@ -107,7 +115,7 @@ pub const TOOLS: &[(&str, &str)] = &[
 fn prerequisites(_root: &Path) -> Result<()> {
     let mut missing: Vec<&str> = TOOLS
         .iter()
-        .filter(|(tool, _)| !on_path(tool))
+        .filter(|(tool, _)| !have(tool))
         .map(|&(_, pkg)| pkg)
         .collect();
     missing.sort_unstable();
@@ -133,7 +141,7 @@ fn prerequisites(_root: &Path) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
         let still: Vec<&str> = TOOLS
             .iter()
-            .filter(|(tool, _)| !on_path(tool))
+            .filter(|(tool, _)| !have(tool))
             .map(|&(tool, _)| tool)
             .collect();
         if !still.is_empty() {
@@ -153,6 +161,15 @@ fn prerequisites(_root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A program on `PATH`, or a file when `tool` is an absolute path.
+fn have(tool: &str) -> bool {
+    if tool.starts_with('/') {
+        Path::new(tool).is_file()
+    } else {
+        on_path(tool)
+    }
 }
 
 fn tool_names() -> String {
