@@ -65,3 +65,83 @@ fn plugin_reports_errors() {
     let (ok, _, _) = plugin(&[], "zz");
     assert!(!ok);
 }
+
+#[test]
+fn plugin_points_arm64_to_the_multi_plugin() {
+    let (ok, _, err) = plugin(&["--engine", "arm64"], "9500000000000000");
+    assert!(!ok);
+    assert!(err.contains("bpf-conformance-plugin-multi"), "{err}");
+}
+
+/// The `-- asm`, `-- mem` and `-- result` sections of a bpf_conformance file.
+fn conformance_case(text: &str) -> (String, Vec<u8>, Option<String>) {
+    let (mut asm, mut mem, mut result, mut section) = (String::new(), Vec::new(), None, "");
+    for line in text.lines() {
+        if let Some(s) = line.strip_prefix("-- ") {
+            section = s.trim();
+            continue;
+        }
+        match section {
+            "asm" => {
+                asm.push_str(line);
+                asm.push('\n');
+            }
+            "mem" => mem.extend(
+                line.split_whitespace()
+                    .map(|h| u8::from_str_radix(h, 16).expect("hex byte in -- mem")),
+            ),
+            "result" if !line.trim().is_empty() => {
+                // `%lx` form: lower-case hex without prefix or leading zeros.
+                let t = line.trim().trim_start_matches("0x");
+                let v = u64::from_str_radix(t, 16).expect("hex -- result");
+                result = Some(format!("{v:x}"));
+            }
+            _ => {}
+        }
+    }
+    (asm, mem, result)
+}
+
+/// Every file of `../shared/conformance` through the plugin binary, as the
+/// bpf_conformance runner drives it, on the interpreter and the x86 JIT.
+#[test]
+fn plugin_passes_the_conformance_suite_on_both_engines() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("conformance data not found at {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 200, "only {} files", files.len());
+    for engine in ["interp", "x86"] {
+        let start = std::time::Instant::now();
+        let mut failed = Vec::new();
+        for path in &files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let (asm, mem, result) =
+                conformance_case(&std::fs::read_to_string(path).expect("read"));
+            let Some(want) = result else {
+                failed.push(format!("{name}: no -- result"));
+                continue;
+            };
+            let prog = bpf_isa::assemble_ubpf(&asm).expect("conformance asm assembles");
+            let mem_hex: String = mem.iter().map(|b| format!("{b:02x}")).collect();
+            let mut args = vec!["--engine", engine];
+            if !mem.is_empty() {
+                args.insert(0, &mem_hex);
+            }
+            let (ok, out, err) = plugin(&args, &hex(&prog.to_bytes()));
+            if !ok || out != want {
+                failed.push(format!("{name}: printed {out:?}, expected {want} ({err})"));
+            }
+        }
+        eprintln!(
+            "plugin --engine {engine}: {} of {} files in {:.1} s",
+            files.len() - failed.len(),
+            files.len(),
+            start.elapsed().as_secs_f64()
+        );
+        assert!(failed.is_empty(), "{engine}:\n{}", failed.join("\n"));
+    }
+}

@@ -1,8 +1,19 @@
-//! `bpfkit run FILE [--section S | --prog NAME] [--engine interp] [--data F]
+//! `bpfkit run FILE [--section S | --prog NAME] [--engine interp|x86|arm64] [--data F]
 //! [--repeat N] [--prog-array MAP=IDX:PROG,...] [--read-global NAME] [--json] [--trace]`.
 //!
-//! Runs one program on the interpreter (checked mode: a bad memory access is
-//! an error, never a crash) and prints `r0` and the mean time per run.
+//! Runs one program and prints `r0` and the mean time per run. Engines:
+//!
+//! * `interp` (default): the interpreter in checked mode — a bad memory
+//!   access is an error, never a crash.
+//! * `x86`: the x86-64 JIT through [`bpf_vm::Engine::X86`], with the same
+//!   maps, helpers, program arrays and global data as the interpreter, for
+//!   `mem` and XDP contexts (not yet `struct __sk_buff` ones). The code runs
+//!   natively and unchecked: only for programs you trust to be memory-safe.
+//! * `arm64`: the AArch64 JIT, run in the qemu-user harness of
+//!   `bpf_jit_arm64::emu` (a separate process: a fault is an error, never a
+//!   crash of `bpfkit`). For now only `r1` = data, `r2` = length programs
+//!   without maps and helpers (helper 5 of a bpf_conformance `.data` file
+//!   excepted); the time per run includes the round trip to the emulator.
 //!
 //! * An ELF object: the program is chosen with `--prog` / `--section` (or is
 //!   the only one). Its maps are created empty, global data (`.data`,
@@ -28,8 +39,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bpf_isa::{fmt_insn, DisasmOptions, Program};
+use bpf_isa::{CallTarget, Insn, LdImm64Src};
+use bpf_jit::{HelperTable, JitOptions};
+use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
+use bpf_jit_arm64::{Arm64Options, Atomics};
 use bpf_object::{MapKind, ObjProgram, Object, ProgType};
-use bpf_vm::{HelperRegistry, Interpreter, Map, MapDef, MapType, SkbMd, Tracer, XdpMd};
+use bpf_vm::{
+    Engine, HelperRegistry, Interpreter, LoadedProgram, Map, MapDef, MapType, SkbMd, Tracer, XdpMd,
+};
+use std::cell::RefCell;
 
 use crate::files;
 
@@ -44,7 +62,9 @@ pub struct Args {
     /// The program whose entry symbol is NAME (ELF objects only).
     #[arg(long, value_name = "NAME")]
     pub prog: Option<String>,
-    /// Execution engine (only `interp`, the checked interpreter, for now).
+    /// Execution engine: `interp` (checked interpreter), `x86` (x86-64 JIT,
+    /// native and unchecked), `arm64` (AArch64 JIT under qemu-user; `mem`
+    /// programs without maps or helpers).
     #[arg(long, default_value = "interp")]
     pub engine: String,
     /// Input bytes: the packet, or the memory `r1` points to (default: none).
@@ -87,23 +107,59 @@ struct Global {
     size: usize,
 }
 
+/// Which engine `--engine` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EngineChoice {
+    Interp,
+    X86,
+    Arm64,
+}
+
+impl EngineChoice {
+    fn parse(s: &str) -> Result<EngineChoice> {
+        match s {
+            "interp" | "interpreter" => Ok(EngineChoice::Interp),
+            "x86" | "x86_64" | "x86-64" => Ok(EngineChoice::X86),
+            "arm64" | "aarch64" => Ok(EngineChoice::Arm64),
+            other => bail!("engine `{other}` is not available; use `interp`, `x86` or `arm64`"),
+        }
+    }
+}
+
+/// A program compiled for AArch64 and written into a running emulator.
+struct Arm64Prog {
+    emu: Emulator,
+    entry: u64,
+}
+
+/// The loaded program, per engine.
+enum Vm {
+    Interp(Interpreter),
+    X86(LoadedProgram),
+    Arm64(RefCell<Arm64Prog>),
+}
+
 /// Everything needed to run.
 struct Loaded {
-    vm: Interpreter,
+    vm: Vm,
     ctx: Ctx,
     data: Vec<u8>,
     /// Global-data maps and their initial values, reset before every run.
     resets: Vec<(Arc<Map>, Vec<u8>)>,
     globals: Vec<Global>,
+    /// The object's maps, kept alive for the runs: a program array owns the
+    /// programs in its slots and is emptied when its map is dropped.
+    _maps: Vec<Arc<Map>>,
 }
 
 /// Runs `bpfkit run`.
 pub fn run(args: &Args) -> Result<()> {
-    if args.engine != "interp" {
-        bail!(
-            "engine `{}` is not available here; use `--engine interp`",
-            args.engine
-        );
+    let engine = EngineChoice::parse(&args.engine)?;
+    if args.trace && engine != EngineChoice::Interp {
+        bail!("--trace needs `--engine interp`");
+    }
+    if engine == EngineChoice::X86 && !cfg!(target_arch = "x86_64") {
+        bail!("engine `x86` runs native code and needs an x86-64 host");
     }
     let bytes = files::read(&args.file)?;
     let mut data = match &args.data {
@@ -112,7 +168,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let mut helpers = None;
     let loaded = if files::is_elf(&bytes) {
-        load_object(args, &bytes, data.take().unwrap_or_default())?
+        load_object(args, engine, &bytes, data.take().unwrap_or_default())?
     } else {
         if args.section.is_some() || args.prog.is_some() || !args.prog_array.is_empty() {
             bail!("--section, --prog and --prog-array apply to ELF objects only");
@@ -125,13 +181,36 @@ pub fn run(args: &Args) -> Result<()> {
         if conformance {
             helpers = Some(HelperRegistry::conformance());
         }
-        let reg = with_extra_helpers(helpers.take().unwrap_or_else(HelperRegistry::kernel), args)?;
+        let vm = match engine {
+            EngineChoice::Arm64 => {
+                if !args.helper_ret.is_empty() {
+                    bail!("--helper-ret: engine `arm64` does not call helpers yet");
+                }
+                load_arm64(&prog, conformance)?
+            }
+            _ => {
+                let reg = with_extra_helpers(
+                    helpers.take().unwrap_or_else(HelperRegistry::kernel),
+                    args,
+                )?;
+                if engine == EngineChoice::X86 {
+                    Vm::X86(
+                        LoadedProgram::builder(&prog, Engine::X86)
+                            .helpers(reg)
+                            .build()?,
+                    )
+                } else {
+                    Vm::Interp(Interpreter::builder(&prog).helpers(reg).build()?)
+                }
+            }
+        };
         Loaded {
-            vm: Interpreter::builder(&prog).helpers(reg).build()?,
+            vm,
             ctx: Ctx::Mem,
             data: data.take().unwrap_or(mem),
             resets: Vec::new(),
             globals: Vec::new(),
+            _maps: Vec::new(),
         }
     };
 
@@ -183,15 +262,91 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
             .map_err(|e| anyhow!("resetting global data: {e}"))?;
     }
     let mut data = l.data.clone();
+    let vm = match &l.vm {
+        Vm::Interp(vm) => vm,
+        Vm::X86(vm) => {
+            // SAFETY: not checked — `--engine x86` is documented as running
+            // the program as native code, for programs the user trusts to be
+            // memory-safe on this input (as the kernel's verifier would
+            // establish). The data buffer and context live across the call.
+            let r = unsafe {
+                match l.ctx {
+                    Ctx::Mem => vm.run_mem(&mut data),
+                    Ctx::Xdp => vm.run_xdp(&mut data, &XdpMd::default()),
+                    Ctx::Skb => bail!("engine `x86`: socket-filter/tc contexts are not supported"),
+                }
+            };
+            return Ok(r?);
+        }
+        Vm::Arm64(p) => {
+            let mut p = p
+                .try_borrow_mut()
+                .map_err(|_| anyhow!("arm64 emulator busy"))?;
+            let p = &mut *p;
+            let base = p.emu.layout().data;
+            p.emu.write(base, &data).context("arm64 emulator")?;
+            return p
+                .emu
+                .call(p.entry, [base, data.len() as u64, 0, 0, 0])
+                .context("arm64 emulator: the program failed");
+        }
+    };
     let r = match (l.ctx, tracer) {
-        (Ctx::Mem, None) => l.vm.run_mem(&mut data),
-        (Ctx::Mem, Some(t)) => l.vm.run_mem_traced(&mut data, t),
-        (Ctx::Xdp, None) => l.vm.run_xdp(&mut data, &XdpMd::default()),
-        (Ctx::Xdp, Some(t)) => l.vm.run_xdp_traced(&mut data, &XdpMd::default(), t),
-        (Ctx::Skb, None) => l.vm.run_skb(&mut data, &mut SkbMd::default()),
-        (Ctx::Skb, Some(t)) => l.vm.run_skb_traced(&mut data, &mut SkbMd::default(), t),
+        (Ctx::Mem, None) => vm.run_mem(&mut data),
+        (Ctx::Mem, Some(t)) => vm.run_mem_traced(&mut data, t),
+        (Ctx::Xdp, None) => vm.run_xdp(&mut data, &XdpMd::default()),
+        (Ctx::Xdp, Some(t)) => vm.run_xdp_traced(&mut data, &XdpMd::default(), t),
+        (Ctx::Skb, None) => vm.run_skb(&mut data, &mut SkbMd::default()),
+        (Ctx::Skb, Some(t)) => vm.run_skb_traced(&mut data, &mut SkbMd::default(), t),
     };
     Ok(r?)
+}
+
+/// Compiles `prog` for AArch64 into a fresh emulator. Only programs without
+/// maps and helpers (helper 5 of the conformance suite, for `.data` files,
+/// excepted) are supported for now.
+fn load_arm64(prog: &Program, conformance: bool) -> Result<Vm> {
+    for (idx, insn) in prog.iter() {
+        match insn {
+            Insn::LdImm64 {
+                src: LdImm64Src::Imm(_),
+                ..
+            } => {}
+            Insn::LdImm64 { .. } => bail!(
+                "engine `arm64`: {idx}: maps and other pseudo `ld_imm64` \
+                 references are not supported yet (use `--engine interp` or `x86`)"
+            ),
+            Insn::Call(CallTarget::Helper(5)) if conformance => {}
+            Insn::Call(CallTarget::Helper(id)) => bail!(
+                "engine `arm64`: {idx}: helper calls (here helper {id}) \
+                 are not supported yet (use `--engine interp` or `x86`)"
+            ),
+            Insn::Call(CallTarget::Kfunc { .. }) => {
+                bail!("engine `arm64`: {idx}: kfunc calls are not supported")
+            }
+            _ => {}
+        }
+    }
+    let emu = Emulator::spawn().context("engine `arm64` needs the qemu-user harness")?;
+    let layout = *emu.layout();
+    let mut helpers = HelperTable::new();
+    if conformance {
+        helpers.insert_address(5, layout.helper(HarnessHelper::ReturnArg1));
+    }
+    let arm = Arm64Options {
+        atomics: Atomics::Lse,
+        image_base: Some(layout.near_code),
+    };
+    let code = bpf_jit_arm64::compile_code_with(prog, &JitOptions::new(&helpers), &arm)
+        .map_err(|e| anyhow!("engine `arm64`: {e}"))?;
+    let mut p = Arm64Prog {
+        emu,
+        entry: layout.near_code,
+    };
+    p.emu
+        .write(layout.near_code, &code.code)
+        .context("engine `arm64`: loading the code")?;
+    Ok(Vm::Arm64(RefCell::new(p)))
 }
 
 /// A non-ELF input: `(program, memory from a .data file, is a .data file)`.
@@ -303,10 +458,46 @@ fn select<'o>(obj: &'o Object, args: &Args) -> Result<&'o ObjProgram> {
     }
 }
 
-fn load_object(args: &Args, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
+fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
     let obj = Object::parse(bytes)
         .with_context(|| format!("{}: not a usable BPF object", args.file.display()))?;
     let prog = select(&obj, args)?;
+    let ctx = match prog.prog_type {
+        ProgType::Xdp => Ctx::Xdp,
+        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SchedAct | ProgType::CgroupSkb => {
+            Ctx::Skb
+        }
+        _ => Ctx::Mem,
+    };
+    match (engine, ctx) {
+        (EngineChoice::X86, Ctx::Skb) => bail!(
+            "engine `x86` does not run socket-filter/tc programs (`struct __sk_buff`) yet; \
+             use `--engine interp`"
+        ),
+        (EngineChoice::Arm64, Ctx::Mem) => {}
+        (EngineChoice::Arm64, _) => bail!(
+            "engine `arm64` runs only `r1` = data, `r2` = length programs (e.g. section `mem`) \
+             for now; use `--engine interp` or `x86`"
+        ),
+        _ => {}
+    }
+    if engine == EngineChoice::Arm64 {
+        if !args.prog_array.is_empty() || !args.read_global.is_empty() {
+            bail!("engine `arm64` does not support maps (--prog-array, --read-global) yet");
+        }
+        if !args.helper_ret.is_empty() {
+            bail!("--helper-ret: engine `arm64` does not call helpers yet");
+        }
+        return Ok(Loaded {
+            vm: load_arm64(&prog.insns, false)
+                .with_context(|| format!("program `{}`", prog.name))?,
+            ctx,
+            data,
+            resets: Vec::new(),
+            globals: Vec::new(),
+            _maps: Vec::new(),
+        });
+    }
 
     // One runtime map per object map, in object order (the fd_array).
     let mut maps = Vec::with_capacity(obj.maps.len());
@@ -340,7 +531,17 @@ fn load_object(args: &Args, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
             .build()
             .with_context(|| format!("program `{}`", p.name))
     };
-    let vm = build(prog)?;
+    let build_x86 = |p: &ObjProgram| -> Result<LoadedProgram> {
+        LoadedProgram::builder(&p.insns, Engine::X86)
+            .helpers(helpers.clone())
+            .fd_array(maps.clone())
+            .build()
+            .with_context(|| format!("program `{}`", p.name))
+    };
+    let vm = match engine {
+        EngineChoice::X86 => Vm::X86(build_x86(prog)?),
+        _ => Vm::Interp(build(prog)?),
+    };
 
     for spec in &args.prog_array {
         let (name, slots) = spec
@@ -366,8 +567,11 @@ fn load_object(args: &Args, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
             let target = obj
                 .program(pname.trim())
                 .ok_or_else(|| anyhow!("--prog-array: no program named `{pname}`"))?;
-            pa.set(idx, Some(Arc::new(build(target)?)))
-                .map_err(|e| anyhow!("--prog-array {name}[{idx}]: {e}"))?;
+            let r = match engine {
+                EngineChoice::X86 => pa.set_program(idx, Some(&build_x86(target)?)),
+                _ => pa.set(idx, Some(Arc::new(build(target)?))),
+            };
+            r.map_err(|e| anyhow!("--prog-array {name}[{idx}]: {e}"))?;
         }
     }
 
@@ -388,19 +592,13 @@ fn load_object(args: &Args, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
         });
     }
 
-    let ctx = match prog.prog_type {
-        ProgType::Xdp => Ctx::Xdp,
-        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SchedAct | ProgType::CgroupSkb => {
-            Ctx::Skb
-        }
-        _ => Ctx::Mem,
-    };
     Ok(Loaded {
         vm,
         ctx,
         data,
         resets,
         globals,
+        _maps: maps,
     })
 }
 

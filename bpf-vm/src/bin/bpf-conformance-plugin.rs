@@ -6,6 +6,9 @@
 //! bytes as hex pairs, optionally separated by whitespace. On success the
 //! value of `r0` is printed in hex without a prefix (`%lx`); on failure a
 //! message goes to standard error and the exit status is 1.
+//!
+//! The AArch64 JIT (run under qemu-user) is in `bpf-tests`'
+//! `bpf-conformance-plugin-multi`, which takes `--engine arm64` as well.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -43,6 +46,11 @@ fn run() -> Result<u64, String> {
             "" => {}
             other => return Err(format!("invalid argument: {other}")),
         }
+    }
+    if matches!(engine.as_str(), "arm64" | "aarch64") {
+        return Err("engine arm64 (the AArch64 JIT under qemu-user) is in \
+             `bpf-conformance-plugin-multi` of package bpf-tests; this plugin has interp and x86"
+            .into());
     }
     let engine: Engine = engine.parse()?;
     let program_hex = match program_hex {
