@@ -31,6 +31,8 @@ enum Command {
     Callgraph(cmd::callgraph::Args),
     /// Run a program on the interpreter: r0, time per run, globals, trace.
     Run(cmd::run::Args),
+    /// Verify every program of the objects: one veristat-like row per program (`--json`, `--log-level`).
+    Verify(cmd::verify::Args),
 }
 
 fn main() {
@@ -41,6 +43,7 @@ fn main() {
         Command::Dump(a) => cmd::dump::run(&a),
         Command::Info(a) => cmd::info::run(&a),
         Command::Run(a) => cmd::run::run(&a),
+        Command::Verify(a) => cmd::verify::run(&a),
         Command::Callgraph(a) => cmd::callgraph::run(&a),
     };
     if let Err(e) = res {

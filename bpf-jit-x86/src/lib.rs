@@ -3,6 +3,7 @@
 pub mod enc;
 #[cfg(test)]
 mod tests;
+pub mod trampoline;
 
 use bpf_isa::{Program, Reg as BpfReg, Size};
 use bpf_jit::{
@@ -374,11 +375,13 @@ impl MacroAssembler for X86Masm {
         let s = sz(size);
         let signed = matches!(kind, DivKind::DivS | DivKind::RemS);
         let rem = matches!(kind, DivKind::RemU | DivKind::RemS);
-        // The divisor goes to AUX first: dst, rax and rdx are all about to change.
-        let runtime_checks = match rhs {
+        // The divisor is used in place unless it is dst, rax or rdx (all
+        // about to change); then it goes to AUX first.
+        let (runtime_checks, divisor) = match rhs {
+            RegImm::Reg(r) if r != dst && r != Gpr::RAX && r != Gpr::RDX => (true, r),
             RegImm::Reg(r) => {
                 enc::mov_rr(self.b(), Sz::Q, AUX, r);
-                true
+                (true, AUX)
             }
             RegImm::Imm(i) => {
                 self.mov(OperandSize::S64, dst, lhs);
@@ -399,16 +402,16 @@ impl MacroAssembler for X86Masm {
                     OperandSize::S64 => i as i64 as u64,
                 };
                 self.mov_imm(AUX, v);
-                false
+                (false, AUX)
             }
         };
         self.mov(OperandSize::S64, dst, lhs);
         let (mut to_zero, mut to_minus1) = (None, None);
         if runtime_checks {
-            enc::test_rr(self.b(), s, AUX, AUX);
+            enc::test_rr(self.b(), s, divisor, divisor);
             to_zero = Some(self.jcc_fwd(Cc::E));
             if signed {
-                enc::alu_ri(self.b(), s, Alu1::Cmp, AUX, -1);
+                enc::alu_ri(self.b(), s, Alu1::Cmp, divisor, -1);
                 to_minus1 = Some(self.jcc_fwd(Cc::E));
             }
         }
@@ -427,7 +430,7 @@ impl MacroAssembler for X86Masm {
         } else {
             enc::alu_rr(b, Sz::W, Alu1::Xor, Gpr::RDX, Gpr::RDX);
         }
-        enc::div(b, s, signed, AUX);
+        enc::div(b, s, signed, divisor);
         let result = if rem { Gpr::RDX } else { Gpr::RAX };
         if dst != result {
             enc::mov_rr(b, Sz::Q, dst, result);
@@ -439,16 +442,27 @@ impl MacroAssembler for X86Masm {
             enc::pop(b, Gpr::RAX);
         }
         if let Some(z) = to_zero {
-            let done = self.jmp_fwd();
-            self.patch_here(z);
-            // Division by zero: quotient 0, remainder the dividend.
-            match (rem, size) {
-                (false, _) => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst),
-                (true, OperandSize::S32) => enc::mov_rr(self.b(), Sz::W, dst, dst),
-                (true, OperandSize::S64) => {}
-            }
-            let done2 = to_minus1.map(|m1| {
-                let d2 = self.jmp_fwd();
+            // Division by zero: quotient 0, remainder the dividend (which
+            // needs no code for a 64-bit remainder: the zero check then
+            // jumps straight to the end).
+            let zero_empty = rem && size == OperandSize::S64;
+            let done = if zero_empty && to_minus1.is_none() {
+                None
+            } else {
+                Some(self.jmp_fwd())
+            };
+            let z_pending = if zero_empty {
+                Some(z)
+            } else {
+                self.patch_here(z);
+                match (rem, size) {
+                    (false, _) => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst),
+                    (true, _) => enc::mov_rr(self.b(), Sz::W, dst, dst),
+                }
+                None
+            };
+            let done2 = to_minus1.and_then(|m1| {
+                let d2 = (!zero_empty).then(|| self.jmp_fwd());
                 self.patch_here(m1);
                 // Divisor -1: quotient -dividend (MIN stays MIN), remainder 0.
                 if rem {
@@ -458,9 +472,8 @@ impl MacroAssembler for X86Masm {
                 }
                 d2
             });
-            self.patch_here(done);
-            if let Some(d2) = done2 {
-                self.patch_here(d2);
+            for at in [done, z_pending, done2].into_iter().flatten() {
+                self.patch_here(at);
             }
         }
     }

@@ -12,6 +12,11 @@
 //!   prepended, since its raw entry only sets `r1`);
 //! - `bpfkit-interp`: our interpreter (checked), for reference.
 //!
+//! Userspace engines are timed in thread CPU time (see `cpu_time`), the
+//! kernel by its own timer, which also stops while the thread is scheduled
+//! out; wall time on a loaded 2-CPU machine would charge other processes'
+//! time to ours only.
+//!
 //! Every engine's result is checked against the bench README before it is
 //! timed; an engine that gets it wrong or cannot run the program is
 //! reported on stderr and left out (never timed).
@@ -34,9 +39,38 @@ use bpf_tests::kernel;
 use bpf_vm::{Engine, LoadedProgram};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// Runs `f`, turning a panic (rbpf asserts when its page overflows) into `None`.
+/// Runs `f`, turning a panic (rbpf asserts when its page overflows) into
+/// `None`, without the panic message.
 fn no_panic<T>(f: impl FnOnce() -> T) -> Option<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    std::panic::set_hook(hook);
+    r
+}
+
+/// This thread's CPU time (user + system) in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Times `iters` calls of `f` in thread CPU time rather than wall time:
+/// like the kernel's `BPF_PROG_TEST_RUN` timer, which stops while the
+/// thread is scheduled out, it does not count time other processes take
+/// on a loaded machine.
+fn cpu_time<T>(iters: u64, mut f: impl FnMut() -> T) -> Duration {
+    let t0 = thread_cpu_ns();
+    for _ in 0..iters {
+        black_box(f());
+    }
+    Duration::from_nanos(thread_cpu_ns().saturating_sub(t0))
 }
 
 fn run_benches(c: &mut Criterion) {
@@ -72,7 +106,9 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
     let run_x86 = |m: &mut [u8]| unsafe { ours.run_mem(m) };
     let got = run_x86(&mut mem).unwrap_or_else(|err| panic!("{name}: x86 JIT run: {err}"));
     assert_eq!(got, e.mem, "{name}: x86 JIT result");
-    g.bench_function("bpfkit-x86", |b| b.iter(|| run_x86(black_box(&mut mem))));
+    g.bench_function("bpfkit-x86", |b| {
+        b.iter_custom(|n| cpu_time(n, || run_x86(black_box(&mut mem))))
+    });
 
     // The kernel's JIT.
     if kernel_ok {
@@ -105,9 +141,8 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
     }
 
     // rbpf's JIT.
-    let code: &'static [u8] = Box::leak(
-        benchprogs::with_len_prefix(&p.mem, packet.len() as u32).into_boxed_slice(),
-    );
+    let code: &'static [u8] =
+        Box::leak(benchprogs::with_len_prefix(&p.mem, packet.len() as u32).into_boxed_slice());
     match rbpf::EbpfVmRaw::new(Some(code)) {
         Ok(mut rvm) => match no_panic(|| rvm.jit_compile()) {
             Some(Ok(())) => {
@@ -116,7 +151,11 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
                     Ok(r) if r == e.mem => {
                         g.bench_function("rbpf-jit", |b| {
                             // SAFETY: see above.
-                            b.iter(|| unsafe { rvm.execute_program_jit(black_box(&mut mem)) })
+                            b.iter_custom(|n| {
+                                cpu_time(n, || unsafe {
+                                    rvm.execute_program_jit(black_box(&mut mem))
+                                })
+                            })
                         });
                     }
                     Ok(r) => eprintln!(
@@ -141,7 +180,7 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
     let got = run_interp(&mut mem).unwrap_or_else(|err| panic!("{name}: interpreter: {err}"));
     assert_eq!(got, e.mem, "{name}: interpreter result");
     g.bench_function("bpfkit-interp", |b| {
-        b.iter(|| run_interp(black_box(&mut mem)))
+        b.iter_custom(|n| cpu_time(n, || run_interp(black_box(&mut mem))))
     });
     g.finish();
 }
@@ -162,7 +201,15 @@ fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
 /// verifier takes it.
 fn generated(blocks: usize) -> Program {
     let mut v = Vec::with_capacity(blocks * 15 + 8);
-    for r in [Reg::R2, Reg::R3, Reg::R4, Reg::R6, Reg::R7, Reg::R8, Reg::R9] {
+    for r in [
+        Reg::R2,
+        Reg::R3,
+        Reg::R4,
+        Reg::R6,
+        Reg::R7,
+        Reg::R8,
+        Reg::R9,
+    ] {
         v.push(alu(Width::W64, AluOp::Mov, r, Source::Imm(1)));
     }
     for b in 0..blocks {
@@ -233,16 +280,18 @@ fn compile_benches(c: &mut Criterion) {
         let code = bpf_jit_x86::compile_code(prog, &opts)
             .unwrap_or_else(|err| panic!("{name}: x86 JIT: {err}"));
         g.bench_function("bpfkit-x86-code", |b| {
-            b.iter(|| bpf_jit_x86::compile_code(black_box(prog), &opts))
+            b.iter_custom(|n| cpu_time(n, || bpf_jit_x86::compile_code(black_box(prog), &opts)))
         });
         g.bench_function("bpfkit-x86-exec", |b| {
-            b.iter(|| bpf_jit_x86::compile(black_box(prog), &opts))
+            b.iter_custom(|n| cpu_time(n, || bpf_jit_x86::compile(black_box(prog), &opts)))
         });
         let bytes: &'static [u8] = Box::leak(prog.to_bytes().into_boxed_slice());
         match rbpf::EbpfVmRaw::new(Some(bytes)) {
             Ok(mut rvm) => match no_panic(|| rvm.jit_compile()) {
                 Some(Ok(())) => {
-                    g.bench_function("rbpf-jit", |b| b.iter(|| rvm.jit_compile()));
+                    g.bench_function("rbpf-jit", |b| {
+                        b.iter_custom(|n| cpu_time(n, || rvm.jit_compile()))
+                    });
                 }
                 Some(Err(err)) => eprintln!("compile/{name}: rbpf JIT refused: {err}"),
                 None => eprintln!(

@@ -41,8 +41,16 @@ fn run(dump: Option<&str>) -> Result<(), String> {
     let opts = JitOptions::new(&helpers);
 
     println!(
-        "{:<11} {:>6} {:>6} | {:>9} {:>9} {:>11} | {:>7} {:>9}",
-        "prog", "insns", "funcs", "ours x86", "kernel", "ours arm64", "x86/krn", "arm64/krn"
+        "{:<11} {:>6} {:>6} | {:>9} {:>9} {:>11} | {:>7} {:>9} | {:>10}",
+        "prog",
+        "insns",
+        "funcs",
+        "ours x86",
+        "kernel",
+        "ours arm64",
+        "x86/krn",
+        "arm64/krn",
+        "x86 passes"
     );
     let (mut tx, mut tk, mut ta) = (0usize, 0usize, 0usize);
     for e in EXPECTED {
@@ -76,7 +84,7 @@ fn run(dump: Option<&str>) -> Result<(), String> {
             }
         }
         println!(
-            "{:<11} {:>6} {:>6} | {:>9} {:>9} {:>11} | {:>7.2} {:>9.2}",
+            "{:<11} {:>6} {:>6} | {:>9} {:>9} {:>11} | {:>7.2} {:>9.2} | {:>10}",
             e.name,
             p.xdp.len(),
             p.xdp_functions,
@@ -85,6 +93,7 @@ fn run(dump: Option<&str>) -> Result<(), String> {
             arm.code.len(),
             x86.code.len() as f64 / k as f64,
             arm.code.len() as f64 / k as f64,
+            x86.passes,
         );
         tx += x86.code.len();
         tk += k;

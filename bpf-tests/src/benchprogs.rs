@@ -89,9 +89,10 @@ pub fn load(name: &str) -> Result<BenchProg, String> {
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let obj = Object::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let section = |s: &'static str| {
-        obj.programs.iter().find(|p| p.section == s).ok_or_else(|| {
-            format!("{}: no program in section {s}", path.display())
-        })
+        obj.programs
+            .iter()
+            .find(|p| p.section == s)
+            .ok_or_else(|| format!("{}: no program in section {s}", path.display()))
     };
     let xdp = section("xdp")?;
     let mem = section("mem")?;

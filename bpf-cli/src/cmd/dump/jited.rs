@@ -25,7 +25,7 @@
 //!
 //! x86-64 is decoded in-process with `iced-x86` (Intel syntax). AArch64 is
 //! decoded by LLVM: the image is wrapped in an ELF file with `llvm-objcopy`
-//! and listed with `llvm-objdump --triple=aarch64 -D`; there is no built-in
+//! and listed with `llvm-objdump --triple=aarch64 -D -z -j .data`; there is no built-in
 //! AArch64 decoder, so without those tools `--arch arm64` fails with a message
 //! saying so.
 
@@ -213,7 +213,7 @@ fn interleave(
         ));
     }
     let mut ev = events.iter().peekable();
-    let mut heading = |out: &mut String, e: &Event| match *e {
+    let heading = |out: &mut String, e: &Event| match *e {
         Event::Entry(k) => {
             let slot = code
                 .subprog_starts
@@ -251,7 +251,13 @@ fn interleave(
         for b in bytes {
             let _ = write!(hex, "{b:02x} ");
         }
-        let _ = writeln!(out, "    {:04x}:  {:<30} {}", line.off, hex.trim_end(), line.text);
+        let _ = writeln!(
+            out,
+            "    {:04x}:  {:<30} {}",
+            line.off,
+            hex.trim_end(),
+            line.text
+        );
     }
     for (_, e) in ev {
         heading(out, e);
@@ -300,7 +306,8 @@ fn find_tool(names: &[&str]) -> Option<String> {
 }
 
 /// Decodes AArch64 code with LLVM: `llvm-objcopy -I binary` wraps it in an
-/// ELF file, `llvm-objdump --triple=aarch64 -D` lists it.
+/// ELF file (section `.data`), `llvm-objdump --triple=aarch64 -D -z -j .data`
+/// lists it (`-z`: zero words too).
 fn decode_arm64(code: &[u8]) -> Result<Vec<NativeLine>> {
     let objcopy = find_tool(&["llvm-objcopy", "llvm-objcopy-19", "llvm-objcopy-14"]);
     let objdump = find_tool(&["llvm-objdump", "llvm-objdump-19", "llvm-objdump-14"]);
@@ -326,7 +333,14 @@ fn decode_arm64(code: &[u8]) -> Result<Vec<NativeLine>> {
             bail!("{objcopy} failed: {}", String::from_utf8_lossy(&st.stderr));
         }
         let o = Command::new(&objdump)
-            .args(["--triple=aarch64", "-D", "--no-show-raw-insn"])
+            .args([
+                "--triple=aarch64",
+                "-D",
+                "-z",
+                "-j",
+                ".data",
+                "--no-show-raw-insn",
+            ])
             .arg(&elf)
             .output()
             .with_context(|| format!("running {objdump}"))?;

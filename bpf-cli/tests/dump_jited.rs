@@ -1,0 +1,296 @@
+//! `bpfkit dump jited`: the listing's native bytes, re-decoded by GNU
+//! binutils (`objdump` for x86-64, `aarch64-linux-gnu-objdump` for AArch64;
+//! independent of iced-x86 and LLVM, which bpfkit uses), give the same
+//! mnemonics in the same order; every eBPF instruction of the program is
+//! listed, in order, under its function; prologues start with the patchable
+//! 5-byte nop of the design (x86) and the native code of `r0 = 42` sets the
+//! return register to 42.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::{assert_fails_with, bpfkit, examples_dir, have_tool, scratch, stderr, stdout, tool};
+
+/// A parsed `dump jited` listing.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Native lines: (offset, bytes, text).
+    native: Vec<(u32, Vec<u8>, String)>,
+    /// eBPF instruction lines: slot -> text, in order.
+    bpf: Vec<(usize, String)>,
+    /// Offsets of native lines under each eBPF slot.
+    under: BTreeMap<usize, Vec<usize>>,
+    /// Function labels, in order.
+    labels: Vec<String>,
+    /// Index into `native` of the first line of each prologue.
+    prologues: Vec<usize>,
+}
+
+fn parse(text: &str) -> Listing {
+    let mut l = Listing::default();
+    let mut cur: Option<usize> = None;
+    let mut want_prologue = false;
+    for line in text.lines().skip(1) {
+        if let Some(rest) = line.strip_prefix("    ") {
+            let (off, rest) = rest.split_once(":  ").expect("native line has `off:  `");
+            let off = u32::from_str_radix(off, 16).expect("hex offset");
+            let hex = rest.get(..30).unwrap_or(rest).trim();
+            let text = rest.get(31..).unwrap_or("").trim().to_string();
+            let bytes: Vec<u8> = hex
+                .split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+                .collect();
+            if want_prologue {
+                l.prologues.push(l.native.len());
+                want_prologue = false;
+            }
+            if let Some(s) = cur {
+                l.under.entry(s).or_default().push(l.native.len());
+            }
+            l.native.push((off, bytes, text));
+        } else if line == "  ; prologue" {
+            want_prologue = true;
+            cur = None;
+        } else if let Some(rest) = line.strip_prefix("  ") {
+            let (slot, text) = rest.split_once(": ").expect("eBPF line has `slot: `");
+            let slot: usize = slot.parse().expect("slot number");
+            l.bpf.push((slot, text.to_string()));
+            cur = Some(slot);
+        } else if let Some(name) = line.strip_suffix(':') {
+            l.labels.push(name.to_string());
+        } else {
+            panic!("unexpected line {line:?}");
+        }
+    }
+    l
+}
+
+/// The listing's bytes, checked to be contiguous from offset 0.
+fn image(l: &Listing) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (off, bytes, _) in &l.native {
+        assert_eq!(*off as usize, v.len(), "native lines are contiguous");
+        v.extend_from_slice(bytes);
+    }
+    v
+}
+
+/// Mnemonics of `llvm-objdump`/GNU `objdump -D -b binary` output lines
+/// `  off:\tbytes\tmnemonic operands`.
+fn gnu_mnemonics(objdump_out: &str) -> Vec<String> {
+    objdump_out
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split('\t');
+            let addr = parts.next()?.trim().strip_suffix(':')?;
+            u64::from_str_radix(addr, 16).ok()?;
+            let _bytes = parts.next()?;
+            let insn = parts.next()?;
+            insn.split_whitespace().next().map(str::to_string)
+        })
+        .collect()
+}
+
+fn first_word(s: &str) -> String {
+    s.split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn x86_listing_matches_binutils_and_the_program() {
+    let obj = examples_dir().join("subprogs.o");
+    let o = bpfkit([
+        "dump",
+        "jited",
+        obj.to_str().unwrap(),
+        "--prog",
+        "classify_b",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("classify_b (section tc): x86-64, "),
+        "{out}"
+    );
+    let l = parse(&out);
+
+    // Every eBPF instruction, in order, as `bpfkit disasm` lists it.
+    let d = bpfkit(["disasm", obj.to_str().unwrap(), "--prog", "classify_b"]);
+    assert!(d.status.success());
+    let want: Vec<(usize, String)> = stdout(&d)
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (slot, text) = line.split_once(": ")?;
+            let text = text.split(" ; ").next().unwrap_or(text).trim_end();
+            Some((slot.parse().ok()?, text.to_string()))
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(l.bpf, want);
+    // The three subprograms it reaches, named as in subprogs.c.
+    for f in ["rotate_add", "global_sum", "mix"] {
+        assert!(
+            l.labels.iter().any(|x| x == f),
+            "label {f} in {:?}",
+            l.labels
+        );
+    }
+    // One prologue per function (entry + 3), each opening with `nop5`
+    // (0f 1f 44 00 00, the patchable nop of the design).
+    assert_eq!(l.prologues.len(), 4);
+    for &i in &l.prologues {
+        assert_eq!(l.native[i].1, [0x0f, 0x1f, 0x44, 0x00, 0x00]);
+    }
+    // Every eBPF instruction but `exit`-free ones has native code; `call`s
+    // to subprograms are `call rel32` (e8).
+    for (slot, text) in &l.bpf {
+        if text.starts_with("call ") {
+            let lines = &l.under[slot];
+            assert!(
+                lines.iter().any(|&i| l.native[i].1.first() == Some(&0xe8)),
+                "slot {slot}: {text} has no call rel32"
+            );
+        }
+    }
+
+    // The same bytes through GNU objdump: the same mnemonics.
+    if !have_tool("objdump") {
+        return;
+    }
+    let bin = scratch("dump_jited_x86.bin");
+    std::fs::write(&bin, image(&l)).unwrap();
+    let gnu = tool(
+        Command::new("objdump")
+            .args(["-D", "-b", "binary", "-mi386:x86-64", "-M", "intel"])
+            .arg(&bin),
+    );
+    let theirs = gnu_mnemonics(&gnu);
+    let ours: Vec<String> = l.native.iter().map(|n| first_word(&n.2)).collect();
+    assert_eq!(ours.len(), theirs.len(), "instruction count\n{gnu}");
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        // binutils prints `movabs` for a 64-bit immediate mov, iced `mov`.
+        let same = a == b || (a == "mov" && b == "movabs");
+        assert!(same, "insn {i} at {:#x}: {a} vs {b}", l.native[i].0);
+    }
+}
+
+/// `r0 = 42; exit` as raw bytecode.
+fn ret42() -> std::path::PathBuf {
+    let p = scratch("dump_jited_ret42.bin");
+    std::fs::write(
+        &p,
+        [
+            0xb7, 0, 0, 0, 42, 0, 0, 0, // r0 = 42
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn x86_r0_is_rax() {
+    let o = bpfkit(["dump", "jited", ret42().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l = parse(&stdout(&o));
+    assert_eq!(l.bpf.len(), 2);
+    // The kernel maps r0 to rax: `r0 = 42` is a mov of 0x2a into eax/rax.
+    let first = &l.native[l.under[&0][0]].2;
+    assert!(
+        first.starts_with("mov eax, 0x2a") || first.starts_with("mov rax, 0x2a"),
+        "{first}"
+    );
+    // `exit` ends in `ret`.
+    let last = l.under[&1].last().copied().unwrap();
+    assert_eq!(l.native[last].1, [0xc3]);
+}
+
+#[test]
+fn arm64_listing_matches_binutils() {
+    let obj = examples_dir().join("subprogs.o");
+    let o = bpfkit([
+        "dump",
+        "jited",
+        "--arch",
+        "arm64",
+        obj.to_str().unwrap(),
+        "--prog",
+        "classify_b",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("classify_b (section tc): aarch64, "),
+        "{out}"
+    );
+    let l = parse(&out);
+    assert_eq!(l.prologues.len(), 4);
+    assert!(l.native.iter().all(|n| n.1.len() == 4));
+    let img = image(&l);
+
+    if !have_tool("aarch64-linux-gnu-objdump") {
+        return;
+    }
+    let bin = scratch("dump_jited_arm64.bin");
+    std::fs::write(&bin, &img).unwrap();
+    let gnu = tool(
+        Command::new("aarch64-linux-gnu-objdump")
+            .args(["-D", "-b", "binary", "-maarch64"])
+            .arg(&bin),
+    );
+    let theirs = gnu_mnemonics(&gnu);
+    let ours: Vec<String> = l.native.iter().map(|n| first_word(&n.2)).collect();
+    assert_eq!(ours.len(), theirs.len(), "{gnu}");
+    let mut differ = 0;
+    for (a, b) in ours.iter().zip(&theirs) {
+        // LLVM and binutils spell a few aliases differently (e.g. `mov` vs
+        // `orr`); count, and require near-total agreement.
+        if a != b {
+            differ += 1;
+        }
+    }
+    assert!(
+        differ * 10 <= ours.len(),
+        "{differ} of {} mnemonics differ\n{out}\n{gnu}",
+        ours.len()
+    );
+}
+
+#[test]
+fn arm64_r0_gets_42() {
+    let o = bpfkit([
+        "dump",
+        "jited",
+        "--arch",
+        "arm64",
+        ret42().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l = parse(&stdout(&o));
+    let texts: Vec<&str> = l.under[&0]
+        .iter()
+        .map(|&i| l.native[i].2.as_str())
+        .collect();
+    // The kernel maps r0 to x7 (a 32-bit `mov w7` zero-extends, as a
+    // 64-bit `mov` of a non-negative immediate needs).
+    assert!(
+        texts.iter().any(|t| {
+            (t.contains("x7,") || t.contains("w7,")) && (t.contains("#0x2a") || t.contains("#42"))
+        }),
+        "{texts:?}"
+    );
+    // `exit` ends in `ret`.
+    let last = l.under[&1].last().copied().unwrap();
+    assert_eq!(l.native[last].2, "ret");
+}
+
+#[test]
+fn errors_are_clean() {
+    let obj = examples_dir().join("subprogs.o");
+    let o = bpfkit(["dump", "jited", obj.to_str().unwrap(), "--prog", "nosuch"]);
+    assert_fails_with(&o, "no program named `nosuch`");
+    let o = bpfkit(["dump", "xlated", obj.to_str().unwrap(), "--arch", "arm64"]);
+    assert_fails_with(&o, "--arch applies to `dump jited` only");
+}
