@@ -23,7 +23,7 @@ static long step2(u32 i, void *ctx)
 
 SEC("xdp") int looper(struct xdp_md *ctx)
 {
-	u64 acc = ctx->data;
+	u64 acc = ctx->ingress_ifindex;
 
 	bpf_loop(10, step, &acc, 0);
 	bpf_loop(5, step2, &acc, 0);

@@ -47,6 +47,20 @@ pub(crate) fn check_mem(
     let reg = st.cur().regs[base.idx()];
     let regno = base.num();
     let off = off + reg.off as i64;
+    // Kernel `save_aux_ptr_type`: one instruction may not access the context
+    // on one path and other memory on another (its conversion differs).
+    if let Some(a) = env.aux.get_mut(pc) {
+        let is_ctx = reg.ty == RegType::Ctx;
+        if a.mem_access_seen && a.ctx_access != is_ctx {
+            return Err(env.err(
+                pc,
+                K::MemoryAccess,
+                "same insn cannot be used with different pointers".into(),
+            ));
+        }
+        a.mem_access_seen = true;
+        a.ctx_access = is_ctx;
+    }
     if let Access::Write(Some(v)) = access {
         if v.is_pointer() && !env.opts.privileged && reg.ty != RegType::Stack {
             return Err(env.err(

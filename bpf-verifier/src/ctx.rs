@@ -182,7 +182,7 @@ pub fn ctx_desc(prog: ProgKind) -> CtxDesc {
         // sizeof(struct pt_regs) on x86-64.
         ProgKind::Kprobe => CtxDesc::ReadOnly { lo: 0, hi: 168 },
         // Past the common header pointer, up to PERF_MAX_TRACE_SIZE.
-        ProgKind::Tracepoint => CtxDesc::ReadOnly { lo: 8, hi: 2048 },
+        ProgKind::Tracepoint => CtxDesc::ReadOnly { lo: 8, hi: 8192 },
         // MAX_BPF_FUNC_ARGS u64 arguments.
         ProgKind::RawTracepoint => CtxDesc::ReadOnly { lo: 0, hi: 96 },
         ProgKind::Mem { .. } => CtxDesc::None,

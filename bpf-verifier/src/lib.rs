@@ -33,6 +33,7 @@ pub mod nocsr;
 pub mod platform;
 pub mod prune;
 pub mod reg;
+pub mod rewrite;
 pub mod scalar;
 pub mod stack;
 pub mod state;
@@ -70,6 +71,13 @@ pub struct InsnAux {
     /// helper argument. Rewrites that delete instructions (see [`nocsr`])
     /// recompute stack depths from it.
     pub stack_extent: smallvec::SmallVec<[(u32, u32); 1]>,
+    /// For a load, store or atomic: whether the base register was the
+    /// context (the kernel's `aux->ptr_type == PTR_TO_CTX`). The verifier
+    /// rejects an instruction that accesses the context on one path and
+    /// other memory on another, so [`rewrite`] may convert it.
+    pub ctx_access: bool,
+    /// For a load, store or atomic: some path reached it (its base type was recorded).
+    pub mem_access_seen: bool,
     /// The instruction's 32-bit result needs explicit zero extension (always
     /// `true` for 32-bit ALU results in this stage: no analysis yet).
     pub zext_needed: bool,

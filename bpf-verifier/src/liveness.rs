@@ -232,6 +232,13 @@ impl StackLiveness {
         }
     }
 
+    /// `(may_read, must_write)` recorded for `pc` so far.
+    pub(crate) fn marks_at(&self, pc: usize) -> (u64, u64) {
+        self.marks
+            .get(pc)
+            .map_or((u64::MAX, 0), |m| (m.may_read, m.must_write))
+    }
+
     /// Stack slots live before `pc` (in the frame running at `pc`).
     pub(crate) fn live_before(&mut self, prog: &Program, pc: usize) -> u64 {
         self.update(prog);

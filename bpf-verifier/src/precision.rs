@@ -89,7 +89,7 @@ impl Bt {
         has_cb: bool,
     ) -> Result<(), Unsupported> {
         let stack_slot = (h.stack != Hist::NO_STACK)
-            .then(|| ((h.stack >> 8) as usize, (h.stack & 0xff) as usize));
+            .then_some(((h.stack >> 8) as usize, (h.stack & 0xff) as usize));
         match *insn {
             Insn::Alu { op, dst, src, .. } => {
                 if !self.reg(dst.num()) {

@@ -233,6 +233,15 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                     "at the time of BPF_LD_ABS|IND R6 != pointer to skb".into(),
                 ));
             }
+            // Kernel `check_ld_abs` -> `check_ptr_off_reg`: the context pointer
+            // must be unmodified.
+            if r6.off != 0 || r6.var.const_value() != Some(0) {
+                return Err(env.err(
+                    pc,
+                    K::MemoryAccess,
+                    format!("dereference of modified ctx ptr R6 off={} disallowed", r6.off),
+                ));
+            }
             for r in 1..=5 {
                 st.cur_mut().regs[r] = RegState::NOT_INIT;
             }
@@ -1007,7 +1016,8 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
         return Err(env.err(pc, K::HelperCall, format!("invalid func unknown#{id}")));
     };
     let regs = st.cur().regs;
-    if proto.special == Special::TailCall && regs[3].ty == RegType::Scalar && regs[3].var.is_const() {
+    if proto.special == Special::TailCall && regs[3].ty == RegType::Scalar && regs[3].var.is_const()
+    {
         // A constant tail-call index is recorded for the rewrite: it must be precise.
         env.mark_precise(st, 3);
     }

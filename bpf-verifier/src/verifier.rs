@@ -12,7 +12,7 @@ use crate::error::{ErrorKind, VerifierError};
 use crate::liveness::{self, StackLiveness};
 use crate::platform::{Options, BPF_COMPLEXITY_LIMIT_JMP_SEQ};
 use crate::precision::{Bt, Hist};
-use crate::prune::{states_equal, Liveness, Mode};
+use crate::prune::{states_equal, states_equal_defs, Liveness, Mode};
 use crate::reg::{fmt_reg, MapNames, RegState, RegType};
 use crate::stack::InsnSet;
 use crate::state::{Frame, State};
@@ -35,6 +35,9 @@ pub(crate) struct Explored {
     hit: u32,
     /// Times a comparison failed while new states were being added.
     miss: u32,
+    /// Dropped from its instruction's list (still counted in the peak until
+    /// its paths are done, as the kernel's free list).
+    evicted: bool,
 }
 
 /// A path waiting to be explored.
@@ -214,6 +217,9 @@ impl<'a> Env<'a> {
             if e.branches > 0 {
                 break;
             }
+            if e.evicted {
+                self.cur_states = self.cur_states.saturating_sub(1);
+            }
             p = e.parent;
         }
     }
@@ -242,7 +248,12 @@ impl<'a> Env<'a> {
 
     /// Pruning check at a prune point (kernel `is_state_visited`). `Ok(true)`: prune the path.
     fn visit(&mut self, cur: &mut State, pc: usize) -> Result<bool, VerifierError> {
-        let is_cb_entry = self.callback_entry.get(pc).copied().unwrap_or(false);
+        let is_may_goto = matches!(
+            self.prog.get(InsnIdx::from_u32(pc as u32)),
+            Some(Insn::MayGoto { .. })
+        );
+        // Callback entries and may_goto are forced checkpoints compared by range.
+        let is_cb_entry = self.callback_entry.get(pc).copied().unwrap_or(false) || is_may_goto;
         let force = is_cb_entry;
         let mut add_new = force
             || (self.jmps_processed - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
@@ -300,7 +311,11 @@ impl<'a> Env<'a> {
                     stack: &stack,
                     privileged,
                 };
-                hit = states_equal(&old, cur, Mode::NotExact, &live);
+                let mut mismatch = 0u64;
+                hit = states_equal_defs(&old, cur, Mode::NotExact, &live, Some(&mut mismatch));
+                if hit && mismatch != 0 {
+                    self.account_defs(st_pc, cur, mismatch);
+                }
             }
             if hit {
                 if let Some(e) = self.explored.get_mut(i as usize) {
@@ -347,6 +362,7 @@ impl<'a> Env<'a> {
             hist: std::mem::take(&mut self.hist),
             hit: 0,
             miss: 0,
+            evicted: false,
         });
         if let Some(v) = self.at.get_mut(pc) {
             v.push(idx);
@@ -358,14 +374,77 @@ impl<'a> Env<'a> {
         Ok(false)
     }
 
+    /// A path was pruned at an old state at `start` although slots `mask` of
+    /// its innermost frame hold values some of whose defining instructions
+    /// the old state did not have: every later read of those slots that the
+    /// old state's continuation performed (found through the recorded stack
+    /// reads) is credited with the extra definitions, as a fill (8-byte
+    /// loads of a full spill, which also count as escaping, conservatively)
+    /// or as an escape.
+    fn account_defs(&mut self, start: usize, cur: &State, mask: u64) {
+        let n = self.prog.slot_len();
+        let mut visited = vec![0u64; n];
+        let mut work: Vec<(usize, u64)> = vec![(start, mask)];
+        let frame = cur.cur();
+        while let Some((pc, m)) = work.pop() {
+            let Some(v) = visited.get_mut(pc) else {
+                continue;
+            };
+            let new = m & !*v;
+            if new == 0 {
+                continue;
+            }
+            *v |= new;
+            let Some(insn) = self.prog.get(InsnIdx::from_u32(pc as u32)).copied() else {
+                continue;
+            };
+            let (may_read, must_write) = self.stack_live.marks_at(pc);
+            let readers = may_read & new;
+            for x in 0..64usize {
+                if readers & (1u64 << x) == 0 {
+                    continue;
+                }
+                let Some(slot) = frame.stack.slot(x) else {
+                    continue;
+                };
+                let defs = slot.defs.clone();
+                let full_load = matches!(
+                    insn,
+                    Insn::Ldx {
+                        size: bpf_isa::Size::DW,
+                        ..
+                    }
+                );
+                if full_load && slot.is_full_spill() {
+                    self.note_fill(pc, &defs);
+                }
+                self.note_escape(&defs);
+            }
+            let cont = new & !must_write;
+            if cont == 0 {
+                continue;
+            }
+            let (succ, k) = liveness::successors(&insn, pc);
+            for &t in succ.iter().take(k) {
+                work.push((t, cont));
+            }
+        }
+    }
+
     fn evict(&mut self, pc: usize, which: &[u32]) {
         if which.is_empty() {
             return;
         }
         if let Some(v) = self.at.get_mut(pc) {
-            let before = v.len();
             v.retain(|i| !which.contains(i));
-            self.cur_states -= (before - v.len()) as u64;
+        }
+        for &i in which {
+            if let Some(e) = self.explored.get_mut(i as usize) {
+                e.evicted = true;
+                if e.branches == 0 {
+                    self.cur_states = self.cur_states.saturating_sub(1);
+                }
+            }
         }
     }
 

@@ -48,7 +48,14 @@ fn corpus_maps() -> Vec<MapInfo> {
         m("rb", 27, 0, 0, 4096, 0),
         m("progs", 3, 4, 4, 4, 0),
         m("array64", 2, 4, 64, 4, 0),
-        m("rdonly", 2, 4, 8, 1, bpf_verifier::platform::BPF_F_RDONLY_PROG),
+        m(
+            "rdonly",
+            2,
+            4,
+            8,
+            1,
+            bpf_verifier::platform::BPF_F_RDONLY_PROG,
+        ),
         m("perf", 4, 4, 4, 4, 0),
     ]
 }
@@ -107,7 +114,13 @@ fn btf_blob(n: usize) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
     out.extend_from_slice(&[1, 0]);
-    for v in [24u32, 0, types.len() as u32, types.len() as u32, strs.len() as u32] {
+    for v in [
+        24u32,
+        0,
+        types.len() as u32,
+        types.len() as u32,
+        strs.len() as u32,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&types);
@@ -150,6 +163,7 @@ impl KernelVerdict {
             .lines()
             .rev()
             .map(str::trim)
+            .map(|l| l.split("verification time").next().unwrap_or(l).trim())
             .find(|l| {
                 !l.is_empty()
                     && !l.starts_with("processed ")
@@ -171,12 +185,7 @@ fn kernel_load(t: u32, prog: &Program, fds: &[i32], starts: &[u32]) -> KernelVer
     let btf = if starts.len() > 1 {
         match load_btf(starts.len()) {
             Ok(fd) => Some(fd),
-            Err(e) => {
-                return KernelVerdict {
-                    ok: false,
-                    log: e,
-                }
-            }
+            Err(e) => return KernelVerdict { ok: false, log: e },
         }
     } else {
         None
@@ -230,9 +239,15 @@ fn kernel_load(t: u32, prog: &Program, fds: &[i32], starts: &[u32]) -> KernelVer
 /// Kernel rejection reasons that are not about memory safety (features we
 /// do not model, configuration); everything else counts as a safety rule.
 fn non_safety_reason(r: &str) -> bool {
-    ["unknown func", "cannot use helper", "not supported", "license", "attach"]
-        .iter()
-        .any(|p| r.contains(p))
+    [
+        "unknown func",
+        "cannot use helper",
+        "not supported",
+        "license",
+        "attach",
+    ]
+    .iter()
+    .any(|p| r.contains(p))
 }
 
 struct Case {
@@ -245,6 +260,8 @@ struct Case {
 
 #[derive(Default)]
 struct Tally {
+    /// (kernel processed, our processed) for programs both accept.
+    proc_pairs: Vec<(u64, u64)>,
     total: usize,
     agree: usize,
     accepted_both: usize,
@@ -259,7 +276,11 @@ struct Tally {
 
 fn subprog_starts(prog: &Program) -> Vec<u32> {
     match bpf_callgraph::CallGraph::build(prog) {
-        Ok(cg) => cg.subprogs().values().map(|s| s.start.slot() as u32).collect(),
+        Ok(cg) => cg
+            .subprogs()
+            .values()
+            .map(|s| s.start.slot() as u32)
+            .collect(),
         Err(_) => vec![0],
     }
 }
@@ -282,6 +303,9 @@ fn run_case(c: &Case, tally: &mut Tally) {
     let k_proc = kv.stat("processed");
     let o_proc = ours.as_ref().ok().map(|v| v.processed_insns);
     let kreason = if kv.ok { String::new() } else { kv.reason() };
+    if std::env::var_os("BPF_CORPUS_LOG").is_some() {
+        eprintln!("--- kernel log of {}:\n{}", c.name, kv.log);
+    }
     let oreason = ours
         .as_ref()
         .err()
@@ -305,6 +329,9 @@ fn run_case(c: &Case, tally: &mut Tally) {
         (true, true) => {
             tally.agree += 1;
             tally.accepted_both += 1;
+            if let (Some(k), Some(o)) = (k_proc, o_proc) {
+                tally.proc_pairs.push((k, o));
+            }
         }
         (false, false) => {
             tally.agree += 1;
@@ -328,9 +355,15 @@ fn run_case(c: &Case, tally: &mut Tally) {
 fn object_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut out = Vec::new();
-    for dir in [root.join("examples"), PathBuf::from("/work/shared/bench/build")] {
+    for dir in [
+        root.join("examples"),
+        PathBuf::from("/work/shared/bench/build"),
+    ] {
         let Ok(rd) = std::fs::read_dir(&dir) else {
-            eprintln!("NOTE: {} is absent: its objects are not in the corpus", dir.display());
+            eprintln!(
+                "NOTE: {} is absent: its objects are not in the corpus",
+                dir.display()
+            );
             continue;
         };
         let mut v: Vec<PathBuf> = rd
@@ -367,11 +400,17 @@ fn object_cases(path: &Path, keep: &mut Vec<OwnedFd>) -> Vec<Case> {
             fd: None,
         });
     }
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut out = Vec::new();
     for p in &obj.programs {
         let Some(t) = p.prog_type.kernel_id() else {
-            eprintln!("NOTE: {file}:{} ({}) has no kernel program type: not loaded", p.name, p.section);
+            eprintln!(
+                "NOTE: {file}:{} ({}) has no kernel program type: not loaded",
+                p.name, p.section
+            );
             continue;
         };
         if kind(t).is_none() {
@@ -404,6 +443,17 @@ fn kernel_differential() {
         })
         .collect();
     let fds: Vec<i32> = kmaps.iter().map(|f| f.as_raw_fd()).collect();
+    // A program array is bound to the first program type that uses it
+    // (`bpf_prog_map_compatible`): each type gets its own as map 3.
+    let mut prog_arrays = std::collections::HashMap::new();
+    let mut fds_for = |t: u32| -> Vec<i32> {
+        let pa = prog_arrays
+            .entry(t)
+            .or_insert_with(|| kernel::map_create(3, 4, 4, 4, 0).expect("prog array"));
+        let mut v = fds.clone();
+        v[3] = pa.as_raw_fd();
+        v
+    };
     let mut cases: Vec<Case> = Vec::new();
     let mut names = std::collections::HashSet::new();
     let hand = common::corpus::CORPUS
@@ -419,7 +469,7 @@ fn kernel_differential() {
             prog_type: t,
             prog,
             maps: maps.clone(),
-            fds: fds.clone(),
+            fds: fds_for(t),
         });
     }
     let n_text = cases.len();
@@ -438,7 +488,10 @@ fn kernel_differential() {
     for c in &cases {
         run_case(c, &mut tally);
     }
-    eprintln!("\n{:40} {:7} {:>9} {:>9} {:>9} {:>9}", "program", "k/ours", "k_proc", "our_proc", "our_us", "k_us");
+    eprintln!(
+        "\n{:40} {:7} {:>9} {:>9} {:>9} {:>9}",
+        "program", "k/ours", "k_proc", "our_proc", "our_us", "k_us"
+    );
     for r in &tally.rows {
         eprintln!("{r}");
     }
@@ -457,6 +510,20 @@ fn kernel_differential() {
         tally.total, tally.accepted_both, tally.rejected_both
     );
     eprintln!("agreement: {}/{} = {pct:.1}%", tally.agree, tally.total);
+    let exact = tally.proc_pairs.iter().filter(|(k, o)| k == o).count();
+    let mut ratios: Vec<f64> = tally
+        .proc_pairs
+        .iter()
+        .map(|&(k, o)| o as f64 / k.max(1) as f64)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
+    eprintln!(
+        "processed insns (both accept): {exact}/{} equal to the kernel's, median ours/kernel {median:.3}, min {:.3}, max {:.3}",
+        ratios.len(),
+        ratios.first().copied().unwrap_or(0.0),
+        ratios.last().copied().unwrap_or(0.0)
+    );
     eprintln!(
         "verification time: ours {:.0} us, kernel {} us (sum of the logs' `verification time`)",
         tally.our_us, tally.kernel_us

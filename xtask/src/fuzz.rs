@@ -11,7 +11,7 @@ use object::{Object, ObjectSection, SectionKind};
 use crate::util::{cargo, display, files_with_ext, run};
 
 /// The fuzz targets under `fuzz/fuzz_targets/`.
-pub const TARGETS: &[&str] = &["decode", "assemble", "elf"];
+pub const TARGETS: &[&str] = &["decode", "assemble", "elf", "verify"];
 
 /// Runs one fuzz target for `seconds` seconds, passing `extra` on to libFuzzer.
 pub fn fuzz(root: &Path, target: &str, seconds: u64, extra: &[String]) -> Result<()> {

@@ -6,3 +6,4 @@ pub mod disasm;
 pub mod dump;
 pub mod info;
 pub mod run;
+pub mod verify;

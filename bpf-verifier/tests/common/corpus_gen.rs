@@ -118,6 +118,10 @@ fn ctx_reads(v: &mut Vec<Case>) {
         (2044, 4),
         (2048, 8),
         (2046, 4),
+        (8184, 8),
+        (8188, 4),
+        (8192, 8),
+        (8190, 4),
     ] {
         v.push((
             format!("gen_ctx_tp_{}_{off}", sz(size)),
@@ -155,7 +159,16 @@ fn ctx_writes(v: &mut Vec<Case>) {
                 format!("r2 = 7\n*(u32 *)(r1 + {off}) = r2\nr0 = 0\nexit"),
             ));
         }
-        for (off, size) in [(48, 1), (49, 1), (50, 2), (64, 4), (64, 8), (8, 2), (152, 8), (152, 4)] {
+        for (off, size) in [
+            (48, 1),
+            (49, 1),
+            (50, 2),
+            (64, 4),
+            (64, 8),
+            (8, 2),
+            (152, 8),
+            (152, 4),
+        ] {
             v.push((
                 format!("gen_ctx_wr{t}_{}_{off}", sz(size)),
                 t,
@@ -180,7 +193,12 @@ fn stack_offsets(v: &mut Vec<Case>) {
                 // Misaligned variants below.
             }
             v.push((
-                format!("gen_stack_{}_{}{}", sz(size), if off < 0 { "m" } else { "p" }, off.unsigned_abs()),
+                format!(
+                    "gen_stack_{}_{}{}",
+                    sz(size),
+                    if off < 0 { "m" } else { "p" },
+                    off.unsigned_abs()
+                ),
                 1,
                 format!(
                     "r1 = 3\n*({t} *)(r10 {s} {a}) = r1\nr0 = *({t} *)(r10 {s} {a})\nexit",
@@ -204,7 +222,15 @@ fn stack_offsets(v: &mut Vec<Case>) {
         ));
     }
     // Variable-offset stack writes and reads with different bounds.
-    for (mask, base) in [(7, -16), (7, -8), (15, -16), (15, -24), (255, -256), (511, -512), (3, -4)] {
+    for (mask, base) in [
+        (7, -16),
+        (7, -8),
+        (15, -16),
+        (15, -24),
+        (255, -256),
+        (511, -512),
+        (3, -4),
+    ] {
         v.push((
             format!("gen_stack_varwr_{mask}_{}", -base),
             1,
@@ -238,13 +264,22 @@ fn shifts(v: &mut Vec<Case>) {
         ("w", "s>>=", -1),
     ] {
         v.push((
-            format!("gen_shift_{w}{}_{n}", op.replace(['<', '>', '='], "").to_owned() + if op.starts_with('<') { "l" } else { "r" }),
+            format!(
+                "gen_shift_{w}{}_{n}",
+                op.replace(['<', '>', '='], "").to_owned()
+                    + if op.starts_with('<') { "l" } else { "r" }
+            ),
             1,
             format!("{w}0 = 5\n{w}0 {op} {n}\nexit"),
         ));
     }
     // Shift amounts from registers: known, bounded, unknown.
-    for pre in ["r2 = 3", "r2 = 70", "r2 = *(u32 *)(r1 + 0)", "r2 = *(u32 *)(r1 + 0)\nr2 &= 63"] {
+    for pre in [
+        "r2 = 3",
+        "r2 = 70",
+        "r2 = *(u32 *)(r1 + 0)",
+        "r2 = *(u32 *)(r1 + 0)\nr2 &= 63",
+    ] {
         let tag = pre.len();
         v.push((
             format!("gen_shift_reg_{tag}"),
@@ -278,7 +313,16 @@ fn map_value_bounds(v: &mut Vec<Case>) {
         ));
     }
     // Constant offsets on the value pointer.
-    for (off, size) in [(0i32, 8u32), (8, 8), (9, 8), (12, 4), (14, 2), (15, 1), (16, 1), (-1, 1)] {
+    for (off, size) in [
+        (0i32, 8u32),
+        (8, 8),
+        (9, 8),
+        (12, 4),
+        (14, 2),
+        (15, 1),
+        (16, 1),
+        (-1, 1),
+    ] {
         v.push((
             format!("gen_mapval_const_{}_{}", sz(size), off + 1),
             1,
@@ -354,7 +398,10 @@ fn packet_ranges(v: &mut Vec<Case>) {
             v.push((
                 format!(
                     "gen_pkt_cmp_{}_{}",
-                    cond.replace(' ', "").replace('>', "gt").replace('<', "lt").replace('=', "e"),
+                    cond.replace(' ', "")
+                        .replace('>', "gt")
+                        .replace('<', "lt")
+                        .replace('=', "e"),
                     if side == 0 { "fall" } else { "taken" }
                 ),
                 6,
