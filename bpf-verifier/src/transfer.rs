@@ -239,7 +239,10 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                 return Err(env.err(
                     pc,
                     K::MemoryAccess,
-                    format!("dereference of modified ctx ptr R6 off={} disallowed", r6.off),
+                    format!(
+                        "dereference of modified ctx ptr R6 off={} disallowed",
+                        r6.off
+                    ),
                 ));
             }
             for r in 1..=5 {

@@ -106,7 +106,10 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("aarch64-linux-gnu-objdump", "binutils-aarch64-linux-gnu"),
     // The arm64 harness is built against the cross libc (a Recommends of the
     // compiler, which `--no-install-recommends` skips).
-    ("/usr/aarch64-linux-gnu/include/stdio.h", "libc6-dev-arm64-cross"),
+    (
+        "/usr/aarch64-linux-gnu/include/stdio.h",
+        "libc6-dev-arm64-cross",
+    ),
     // libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are built.
     ("c++", "g++"),
 ];
