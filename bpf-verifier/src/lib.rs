@@ -40,6 +40,7 @@ pub mod state;
 pub mod tnum;
 
 mod check;
+mod klog;
 mod liveness;
 mod precision;
 mod transfer;
@@ -141,7 +142,10 @@ pub fn verify_with_log(
 ) -> Result<VerifiedProgram, (VerifierError, String)> {
     let fail = |e: VerifierError| {
         let log = if opts.log_level > 0 {
-            format!("{}\n", e.message)
+            format!(
+                "{}\nprocessed 0 insns (limit {}) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n",
+                e.message, opts.insn_limit
+            )
         } else {
             String::new()
         };
@@ -173,7 +177,18 @@ pub fn verify_with_log(
         .values()
         .map(|s| s.start.slot() as u32)
         .collect();
-    verifier::check_cfg(prog, opts.privileged).map_err(fail)?;
+    verifier::check_cfg(prog, opts.privileged).map_err(|e| {
+        let (e, log) = fail(e);
+        if opts.log_level < 2 {
+            return (e, log);
+        }
+        // At level 2 the kernel lists the subprograms before the CFG check.
+        let mut head = String::new();
+        for (i, s) in starts.iter().enumerate() {
+            head.push_str(&format!("func#{i} @{s}\n"));
+        }
+        (e, head + &log)
+    })?;
     let mut env = verifier::Env::new(prog, opts, starts);
     let init = verifier::initial_state(opts);
     match env.run(init) {
@@ -212,6 +227,11 @@ pub fn verify_with_log(
         }
         Err(e) => {
             let mut log = std::mem::take(&mut env.log);
+            // Other state lines follow the error line in the kernel's log
+            // (level 2): a fresh line if the instruction's line was reused.
+            if !log.ends_with('\n') && !log.is_empty() {
+                log.push('\n');
+            }
             if opts.log_level > 0 {
                 use std::fmt::Write as _;
                 let _ = writeln!(

@@ -195,6 +195,16 @@ impl MapNames for () {
     }
 }
 
+/// A constant as the kernel's log prints it: decimal within the signed
+/// 16-bit range, hexadecimal (of the 64-bit pattern) outside it.
+fn write_snum(out: &mut dyn Write, v: u64) -> fmt::Result {
+    if (i64::from(i16::MIN)..=i64::from(i16::MAX)).contains(&(v as i64)) {
+        write!(out, "{}", v as i64)
+    } else {
+        write!(out, "{v:#x}")
+    }
+}
+
 /// Formats a register the way the kernel's log does: `0`, `scalar()`,
 /// `scalar(umax=255,var_off=(0x0; 0xff))`, `ctx()`, `fp-8`,
 /// `map_value(map=m,ks=4,vs=8)`, `pkt(off=14,r=14)`.
@@ -207,7 +217,7 @@ pub fn fmt_reg(out: &mut dyn Write, r: &RegState, maps: &dyn MapNames) -> fmt::R
             }
             if let Some(v) = r.var.const_value() {
                 if r.id == 0 {
-                    return write!(out, "{}", v as i64);
+                    return write_snum(out, v);
                 }
             }
             out.write_str("scalar(")?;
@@ -220,7 +230,8 @@ pub fn fmt_reg(out: &mut dyn Write, r: &RegState, maps: &dyn MapNames) -> fmt::R
                 if !first {
                     out.write_char(',')?;
                 }
-                write!(out, "imm={}", v as i64)?;
+                out.write_str("imm=")?;
+                write_snum(out, v)?;
             } else {
                 let mut s = String::new();
                 r.var.fmt_bounds(&mut s)?;

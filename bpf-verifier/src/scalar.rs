@@ -521,40 +521,64 @@ impl Scalar {
     }
 
     /// Writes the bounds the way the kernel's log does, e.g.
-    /// `smin=-5,smax=5,var_off=(0x0; 0xff)`, omitting fields that are implied.
+    /// `smin=smin32=0,smax=umax=smax32=umax32=7,var_off=(0x0; 0x7)`, leaving
+    /// out full-range bounds and naming equal bounds together.
     pub fn fmt_bounds(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        // The kernel's layout: the eight bounds in this order, each left out
+        // when it holds its type's full-range value; a bound names after it
+        // the later bounds of the same kind (min or max) that hold the same
+        // value (signed ones only when of the same sign), which are then not
+        // printed again. Signed values print as decimal within i16, unsigned
+        // ones within u16, hexadecimal otherwise.
+        let b: [(&str, u64, bool); 8] = [
+            ("smin", self.smin as u64, self.smin == i64::MIN),
+            ("smax", self.smax as u64, self.smax == i64::MAX),
+            ("umin", self.umin, self.umin == 0),
+            ("umax", self.umax, self.umax == u64::MAX),
+            (
+                "smin32",
+                self.s32_min as i64 as u64,
+                self.s32_min == i32::MIN,
+            ),
+            (
+                "smax32",
+                self.s32_max as i64 as u64,
+                self.s32_max == i32::MAX,
+            ),
+            ("umin32", u64::from(self.u32_min), self.u32_min == 0),
+            ("umax32", u64::from(self.u32_max), self.u32_max == u32::MAX),
+        ];
+        let neg = |i: usize, v: u64| b[i].0.starts_with('s') && (v as i64) < 0;
+        let mut done = [false; 8];
         let mut sep = "";
-        let mut put = |f: &mut dyn fmt::Write, name: &str, v: &dyn fmt::Display| -> fmt::Result {
-            write!(f, "{sep}{name}={v}")?;
+        for i in 0..b.len() {
+            let (name, v, omit) = b[i];
+            if omit || done[i] {
+                continue;
+            }
+            write!(f, "{sep}{name}=")?;
             sep = ",";
-            Ok(())
-        };
-        if self.smin != i64::MIN {
-            put(f, "smin", &self.smin)?;
-        }
-        if self.smax != i64::MAX {
-            put(f, "smax", &self.smax)?;
-        }
-        if self.umin != 0 && self.umin as i64 != self.smin {
-            put(f, "umin", &self.umin)?;
-        }
-        if self.umax != u64::MAX && self.umax as i64 != self.smax {
-            put(f, "umax", &self.umax)?;
-        }
-        if self.s32_min != i32::MIN && self.smin != self.s32_min as i64 {
-            put(f, "smin32", &self.s32_min)?;
-        }
-        if self.s32_max != i32::MAX && self.smax != self.s32_max as i64 {
-            put(f, "smax32", &self.s32_max)?;
-        }
-        if self.u32_min != 0 && self.umin != self.u32_min as u64 {
-            put(f, "umin32", &self.u32_min)?;
-        }
-        if self.u32_max != u32::MAX && self.umax != self.u32_max as u64 {
-            put(f, "umax32", &self.u32_max)?;
+            for j in (i + 2..b.len()).step_by(2) {
+                let (n2, v2, omit2) = b[j];
+                if !omit2 && !done[j] && v2 == v && neg(i, v) == neg(j, v2) {
+                    write!(f, "{n2}=")?;
+                    done[j] = true;
+                }
+            }
+            if name.starts_with('s') {
+                if (i64::from(i16::MIN)..=i64::from(i16::MAX)).contains(&(v as i64)) {
+                    write!(f, "{}", v as i64)?;
+                } else {
+                    write!(f, "{v:#x}")?;
+                }
+            } else if v <= u64::from(u16::MAX) {
+                write!(f, "{v}")?;
+            } else {
+                write!(f, "{v:#x}")?;
+            }
         }
         if !self.var_off.is_unknown() {
-            put(f, "var_off", &self.var_off)?;
+            write!(f, "{sep}var_off={}", self.var_off)?;
         }
         Ok(())
     }

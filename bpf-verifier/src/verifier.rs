@@ -96,6 +96,8 @@ pub(crate) struct Env<'a> {
     pub(crate) has_callbacks: bool,
     /// Registers live before each slot.
     live_regs: Vec<u16>,
+    /// The raw instructions (level 2 log only).
+    raw: Vec<bpf_isa::RawInsn>,
     /// Stack liveness.
     pub(crate) stack_live: StackLiveness,
     /// Conditional and unconditional jumps, calls and exits processed.
@@ -182,6 +184,11 @@ impl<'a> Env<'a> {
             cur_stack: Hist::NO_STACK,
             has_callbacks,
             live_regs: liveness::live_regs(prog, &opts.helpers),
+            raw: if opts.log_level >= 2 {
+                prog.to_raw()
+            } else {
+                Vec::new()
+            },
             stack_live: StackLiveness::new(prog),
             jmps_processed: 0,
             prev_jmps: 0,
@@ -496,9 +503,17 @@ impl<'a> Env<'a> {
             } = p;
             self.parent = parent;
             self.hist = hist;
-            if self.opts.log_level >= 2 && from != usize::MAX {
-                let _ = write!(self.log, "from {from} to {pc}:");
-                self.log_state(&cur);
+            if self.opts.log_level >= 2 {
+                if from == usize::MAX {
+                    self.log_prologue();
+                    let _ = write!(self.log, "{pc}:");
+                    self.log_state(&cur);
+                } else {
+                    let _ = write!(self.log, "\nfrom {from} to {pc}:");
+                    self.log_state(&cur);
+                    let _ = write!(self.log, "{pc}:");
+                    self.log_state(&cur);
+                }
             }
             loop {
                 self.processed += 1;
@@ -523,12 +538,13 @@ impl<'a> Env<'a> {
                         format!("invalid insn idx {pc}"),
                     ));
                 };
+                let line_start = self.log.len();
+                let mut mem_slot = None;
                 if self.opts.log_level >= 2 {
-                    let _ = writeln!(
-                        self.log,
-                        "{pc}: {}",
-                        bpf_isa::fmt_insn(&insn, &bpf_isa::DisasmOptions::default())
-                    );
+                    mem_slot = self.stack_slot_of(pc, &cur);
+                    let _ = write!(self.log, "{pc}: ");
+                    self.log_insn(pc);
+                    self.log.push('\n');
                 }
                 if let Some(a) = self.aux.get_mut(pc) {
                     a.seen = true;
@@ -552,6 +568,9 @@ impl<'a> Env<'a> {
                     idx: pc as u32,
                     stack: self.cur_stack,
                 });
+                if self.opts.log_level >= 2 && !matches!(step, Next::End) {
+                    self.log_after(pc, line_start, &cur, mem_slot);
+                }
                 match step {
                     Next::Goto(t) => pc = t,
                     Next::Fork {
@@ -620,6 +639,117 @@ impl<'a> Env<'a> {
     pub(crate) fn note_stack_hist(&mut self, fidx: usize, lo: i64) {
         let spi = ((-lo - 1) / 8).clamp(0, 63) as u16;
         self.cur_stack = ((fidx as u16) << 8) | spi;
+    }
+
+    /// Level 2: the subprogram starts and the `Live regs before insn:` block.
+    fn log_prologue(&mut self) {
+        for (i, s) in self.subprog_starts.iter().enumerate() {
+            let _ = writeln!(self.log, "func#{i} @{s}");
+        }
+        self.log.push_str("Live regs before insn:\n");
+        for pc in 0..self.raw.len() {
+            if self.raw.get(pc).is_some_and(|r| r.code == 0) && pc > 0 {
+                // Second slot of a `ld_imm64`.
+                continue;
+            }
+            let live = self.live_regs.get(pc).copied().unwrap_or(0);
+            let _ = write!(self.log, "    {pc:3}: ");
+            for r in 0..10u16 {
+                let c = if live & (1 << r) != 0 {
+                    char::from(b'0' + r as u8)
+                } else {
+                    '.'
+                };
+                self.log.push(c);
+            }
+            self.log.push(' ');
+            self.log_insn(pc);
+            self.log.push('\n');
+        }
+    }
+
+    /// Level 2: the 8-byte stack slot of the current frame that the memory
+    /// access at `pc` touches (through a constant-offset stack pointer).
+    fn stack_slot_of(&self, pc: usize, st: &State) -> Option<usize> {
+        let raw = self.raw.get(pc)?;
+        let base = match raw.code & 7 {
+            1 => raw.src,
+            2 | 3 => raw.dst,
+            _ => return None,
+        };
+        let r = st.cur().regs.get(usize::from(base))?;
+        if r.ty != RegType::Stack || r.var.const_value() != Some(0) {
+            return None;
+        }
+        let off = i64::from(r.off) + i64::from(raw.off);
+        (off < 0).then(|| ((-off - 1) / 8) as usize)
+    }
+
+    /// Level 2: the kernel's text of the instruction at `pc`.
+    fn log_insn(&mut self, pc: usize) {
+        let Some(raw) = self.raw.get(pc) else {
+            return;
+        };
+        let helper = if raw.code == 0x85 && raw.src == 0 {
+            self.opts.helpers.get(raw.imm).map_or("unknown", |p| p.name)
+        } else {
+            ""
+        };
+        crate::klog::insn_text(&mut self.log, raw, self.raw.get(pc + 1), helper);
+    }
+
+    /// Level 2: after the instruction at `pc` whose line starts at byte
+    /// `line_start`, the registers and stack slot it touched, aligned as the
+    /// kernel aligns them (or on a line of their own after other output).
+    fn log_after(&mut self, pc: usize, line_start: usize, st: &State, slot: Option<usize>) {
+        let Some(raw) = self.raw.get(pc).copied() else {
+            return;
+        };
+        let mask = crate::klog::scratched(&raw);
+        let mut s = String::new();
+        let fr = st.cur();
+        for (i, r) in fr.regs.iter().enumerate() {
+            if r.ty == RegType::NotInit || mask & (1 << i) == 0 {
+                continue;
+            }
+            let _ = write!(s, " R{i}=");
+            let _ = fmt_reg(&mut s, r, self.opts);
+        }
+        if let Some(sl) = slot.and_then(|i| fr.stack.slots().get(i).map(|x| (i, x))) {
+            let (i, slot) = sl;
+            if !slot.is_invalid() {
+                let off = -8 * (i as i64 + 1);
+                let _ = write!(s, " fp{off}=");
+                if slot.is_full_spill() {
+                    let _ = fmt_reg(&mut s, &slot.spilled, self.opts);
+                } else {
+                    for k in slot.kinds.iter().rev() {
+                        s.push(k.log_char());
+                    }
+                }
+            }
+        }
+        if s.is_empty() {
+            return;
+        }
+        let line_len = self.log.len() - line_start;
+        let only_insn_line = line_len > 0
+            && self
+                .log
+                .get(line_start..)
+                .is_some_and(|l| l.find('\n') == Some(line_len - 1));
+        if only_insn_line {
+            self.log.pop();
+            let col = crate::klog::state_column(line_len);
+            while self.log.len() - line_start < col {
+                self.log.push(' ');
+            }
+            self.log.push(';');
+        } else {
+            let _ = write!(self.log, "{pc}:");
+        }
+        self.log.push_str(&s);
+        self.log.push('\n');
     }
 
     fn log_state(&mut self, st: &State) {
