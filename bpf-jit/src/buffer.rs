@@ -30,9 +30,10 @@ pub struct BranchEstimate {
     /// Displacement from the end of the branch instruction to the label.
     /// Exact once the layout has converged; 0 in the first pass.
     pub disp: i64,
-    /// Whether a short form may be chosen if `disp` fits it. False in the
-    /// first pass (every branch starts long, so sizes only shrink) and when
-    /// the driver forces long forms.
+    /// Whether a short form may be chosen if `disp` fits it. False when the
+    /// driver forces long forms, and in a first pass not started with
+    /// [`CodeBuffer::begin_optimistic_pass`] (every branch then starts
+    /// long, so sizes only shrink).
     pub may_shorten: bool,
 }
 
@@ -41,9 +42,15 @@ pub struct BranchEstimate {
 /// Each pass the driver clears the bytes, binds every label as it reaches it
 /// and keeps the positions of the previous pass. A branch's displacement is
 /// estimated entirely in the previous pass's layout (label position minus
-/// where the branch ended then), so that sizes shrink monotonically from an
-/// all-long first pass and the final pass, whose layout equals the previous
-/// one, writes exact displacements.
+/// where the branch ended then), so that the final pass, whose layout equals
+/// the previous one, writes exact displacements.
+///
+/// The first pass has no previous layout. Started with
+/// [`CodeBuffer::begin_pass`] it makes every branch long (sizes then only
+/// shrink); started with [`CodeBuffer::begin_optimistic_pass`] it guesses
+/// (backward targets from this pass's positions, forward ones from the
+/// average code size so far), so that a program whose guesses hold
+/// converges in two passes.
 #[derive(Clone, Debug, Default)]
 pub struct CodeBuffer {
     bytes: Vec<u8>,
@@ -52,6 +59,10 @@ pub struct CodeBuffer {
     have_prev: bool,
     started: bool,
     force_long: bool,
+    /// First pass without a previous layout: guess instead of going long.
+    optimistic: bool,
+    /// Label that started the current unit.
+    unit_label: u32,
     /// Start of the current unit (instruction or prologue) in this pass.
     unit_cur: u32,
     /// Start of the same unit in the previous pass.
@@ -72,6 +83,28 @@ impl CodeBuffer {
         }
     }
 
+    /// Reserves room for `labels` labels and `bytes` bytes of code, so that
+    /// the passes that follow do not reallocate.
+    pub fn reserve(&mut self, labels: usize, bytes: usize) {
+        self.bytes.reserve(bytes);
+        self.cur.reserve(labels);
+        self.prev.reserve(labels);
+    }
+
+    /// Starts a layout pass over `labels` labels like
+    /// [`CodeBuffer::begin_pass`] (short forms allowed), except that if
+    /// there is no previous layout, estimates are guesses that prefer short
+    /// forms rather than "long, displacement 0".
+    ///
+    /// Any layout reached this way is still exact once
+    /// [`CodeBuffer::converged`] holds; but sizes may then grow as well as
+    /// shrink from pass to pass, so the caller must bound the passes and
+    /// fall back to [`CodeBuffer::begin_pass`] with `force_long`.
+    pub fn begin_optimistic_pass(&mut self, labels: usize) {
+        self.begin_pass(labels, false);
+        self.optimistic = !self.have_prev;
+    }
+
     /// Starts a layout pass over `labels` labels: keeps the positions bound
     /// in the pass just finished (if any) and clears the code.
     pub fn begin_pass(&mut self, labels: usize, force_long: bool) {
@@ -88,6 +121,8 @@ impl CodeBuffer {
         self.bytes.clear();
         self.started = true;
         self.force_long = force_long;
+        self.optimistic = false;
+        self.unit_label = 0;
         self.unit_cur = 0;
         self.unit_prev = 0;
     }
@@ -99,6 +134,7 @@ impl CodeBuffer {
         self.bytes.clear();
         self.have_prev = false;
         self.started = false;
+        self.optimistic = false;
     }
 
     /// Binds `label` at the current offset and starts a new layout unit there.
@@ -109,6 +145,7 @@ impl CodeBuffer {
             *slot = here;
         }
         self.unit_cur = here;
+        self.unit_label = label.0;
         self.unit_prev = self.prev.get(label.index()).copied().unwrap_or(here);
     }
 
@@ -132,6 +169,7 @@ impl CodeBuffer {
     pub fn estimate(&self, label: Label, len: u32) -> BranchEstimate {
         let target = match self.prev.get(label.index()) {
             Some(&p) if self.have_prev && p != UNBOUND => p,
+            _ if self.optimistic && !self.force_long => return self.guess(label, len),
             _ => {
                 return BranchEstimate {
                     disp: 0,
@@ -146,6 +184,30 @@ impl CodeBuffer {
         BranchEstimate {
             disp: i64::from(target) - end_prev,
             may_shorten: !self.force_long,
+        }
+    }
+
+    /// Optimistic first-pass estimate: exact in this pass's layout for a
+    /// label already bound (a backward target), 0 for the label right
+    /// after the current unit, else the label distance times the average
+    /// bytes per label so far (a multiple of 4 from 4 to 64 KiB: in range
+    /// of every long form).
+    fn guess(&self, label: Label, len: u32) -> BranchEstimate {
+        let end = i64::from(self.offset()) + i64::from(len);
+        let disp = match self.cur.get(label.index()) {
+            Some(&p) if p != UNBOUND => i64::from(p) - end,
+            _ if label.0 == self.unit_label.wrapping_add(1) => 0,
+            _ => {
+                let ahead = i64::from(label.0) - i64::from(self.unit_label);
+                // Bytes before this unit over the labels they hold.
+                let avg = i64::from(self.unit_cur) / i64::from(self.unit_label).max(1);
+                // A multiple of 4: fixed-width targets reject others.
+                (ahead * avg.max(1)).clamp(4, 1 << 16) & !3
+            }
+        };
+        BranchEstimate {
+            disp,
+            may_shorten: true,
         }
     }
 
@@ -247,5 +309,51 @@ mod tests {
         b.bind(l1);
         assert!(b.converged());
         assert_eq!(b.label_offset(l1), Some(5));
+    }
+
+    #[test]
+    fn optimistic_first_pass_guesses_then_estimates_from_layout() {
+        let short = |disp| BranchEstimate {
+            disp,
+            may_shorten: true,
+        };
+        let mut b = CodeBuffer::with_capacity(4, 64);
+        b.begin_optimistic_pass(4);
+        b.bind(Label::new(0));
+        b.put(&[0; 8]);
+        b.bind(Label::new(1));
+        // Backward: exact in this pass (label 0 at 0, a 2-byte branch at 8).
+        assert_eq!(b.estimate(Label::new(0), 2), short(-10));
+        // The next label: nothing in between.
+        assert_eq!(b.estimate(Label::new(2), 2), short(0));
+        // Two labels ahead at 8 bytes per label so far (8 / 1 label before
+        // this unit, rounded down to a multiple of 4): 16.
+        assert_eq!(b.estimate(Label::new(3), 2), short(16));
+        b.put(&[0; 2]);
+        b.bind(Label::new(2));
+        b.put(&[0; 200]);
+        b.bind(Label::new(3));
+        assert!(!b.converged());
+        // Second pass: estimates from the first layout (label 3 at 210).
+        b.begin_optimistic_pass(4);
+        b.bind(Label::new(0));
+        b.put(&[0; 8]);
+        b.bind(Label::new(1));
+        assert_eq!(b.estimate(Label::new(3), 2), short(200));
+        // Forced long: never shortened.
+        b.begin_pass(4, true);
+        b.bind(Label::new(0));
+        assert!(!b.estimate(Label::new(3), 5).may_shorten);
+        // A plain first pass after a reset is all long, displacement 0.
+        b.reset();
+        b.begin_pass(4, false);
+        b.bind(Label::new(0));
+        assert_eq!(
+            b.estimate(Label::new(3), 5),
+            BranchEstimate {
+                disp: 0,
+                may_shorten: false
+            }
+        );
     }
 }

@@ -118,6 +118,13 @@ pub const DEFAULT_STACK_DEPTH: u32 = 512;
 
 /// Most layout passes with short branches allowed before the driver falls
 /// back to long forms everywhere (two more passes, which always converge).
+///
+/// The first pass guesses optimistically (short forms wherever a guess fits;
+/// see [`CodeBuffer::begin_optimistic_pass`]), each later one estimates from
+/// the layout of the one before; so most programs converge in two passes,
+/// and one whose sizes keep changing is cut off here.
+///
+/// [`CodeBuffer::begin_optimistic_pass`]: crate::CodeBuffer::begin_optimistic_pass
 pub const MAX_RELAX_PASSES: u32 = 16;
 
 /// What the caller supplies besides the program.
@@ -210,13 +217,29 @@ fn starts_of(prog: &Program, cg: &CallGraph) -> Result<Vec<usize>, JitError> {
         .collect()
 }
 
-/// Position in `insns` of the instruction at `slot + step + off`.
-fn target_pos(prog: &Program, slot: usize, step: usize, off: i64) -> Result<usize, JitError> {
+/// Position in `insns` of the instruction at `slot + step + off`, where
+/// `slot` is the slot of the instruction at position `pos`.
+///
+/// Tries first the position the target has if no wide (`ld_imm64`)
+/// instruction lies in between, then searches.
+fn target_pos(
+    prog: &Program,
+    pos: usize,
+    slot: usize,
+    step: usize,
+    off: i64,
+) -> Result<usize, JitError> {
     let t = slot as i64 + step as i64 + off;
+    let guess = usize::try_from(pos as i64 + (t - slot as i64)).ok();
+    if let Some(g) = guess {
+        if prog.starts().get(g).is_some_and(|&s| i64::from(s) == t) {
+            return Ok(g);
+        }
+    }
     usize::try_from(t)
         .ok()
         .and_then(|t| prog.insn_at_slot(t))
-        .ok_or(JitError::at(slot, JitErrorKind::BadTarget(t)))
+        .ok_or_else(|| JitError::at(slot, JitErrorKind::BadTarget(t)))
 }
 
 /// Bit mask of the eBPF registers an instruction names explicitly.
@@ -246,8 +269,6 @@ fn regs_named(insn: &Insn) -> u16 {
 struct Plan {
     /// Label (branch target or subprogram entry) or helper address / ld_imm64 value.
     aux: Vec<u64>,
-    /// Subprogram index of each instruction.
-    subprog_of: Vec<u32>,
     frames: Vec<FrameInfo>,
     starts: Vec<usize>,
     /// Whether the program has a `callx` (the image then ends with a helper table).
@@ -267,7 +288,6 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         (n + s) as u64
     };
     let mut aux = vec![0u64; n];
-    let mut subprog_of = vec![0u32; n];
     let mut frames = Vec::with_capacity(starts.len());
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
@@ -278,13 +298,10 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             };
             let slot = slot as usize;
             used |= regs_named(insn);
-            if let Some(sp) = subprog_of.get_mut(pos) {
-                *sp = s as u32;
-            }
             let value = match *insn {
                 Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Jmp { .. } | Insn::MayGoto { .. } => {
                     let off = insn.branch_offset().unwrap_or(0);
-                    let t = target_pos(prog, slot, 1, off)?;
+                    let t = target_pos(prog, pos, slot, 1, off)?;
                     if t < begin || t >= end {
                         return Err(JitError::at(slot, JitErrorKind::CrossesSubprogram));
                     }
@@ -294,7 +311,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 | Insn::LdImm64 {
                     src: LdImm64Src::Func(off),
                     ..
-                } => entry_label(target_pos(prog, slot, 1, i64::from(off))?),
+                } => entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?),
                 // bpf_tail_call: inline code (MacroAssembler::tail_call).
                 Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => 0,
                 Insn::CallReg { .. } => {
@@ -371,7 +388,6 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
     }
     Ok(Plan {
         aux,
-        subprog_of,
         frames,
         starts,
         has_callx,
@@ -402,12 +418,25 @@ pub fn compile<M: MacroAssembler>(
         Vec::new()
     };
     let nlabels = n + plan.starts.len() + 1;
-    masm.buffer_mut().reset();
+    let buf = masm.buffer_mut();
+    buf.reset();
+    // Room for the whole image up front (most instructions lower to at
+    // most 8 bytes), so that no pass reallocates it.
+    buf.reserve(
+        nlabels,
+        n.saturating_mul(8)
+            .saturating_add(table.len().saturating_mul(8))
+            .saturating_add(256),
+    );
     let mut passes = 0;
     for pass in 0..MAX_RELAX_PASSES + 2 {
         passes = pass + 1;
-        masm.buffer_mut()
-            .begin_pass(nlabels, pass >= MAX_RELAX_PASSES);
+        let buf = masm.buffer_mut();
+        if pass < MAX_RELAX_PASSES {
+            buf.begin_optimistic_pass(nlabels);
+        } else {
+            buf.begin_pass(nlabels, true);
+        }
         emit_pass(masm, prog, &plan, table_label, table.len() as u32)?;
         if plan.has_callx {
             emit_helper_table::<M>(masm, &table, table_label);
@@ -489,12 +518,16 @@ fn emit_pass<M: MacroAssembler>(
 ) -> Result<(), JitError> {
     let n = prog.len();
     let mut next_sub = 0usize;
+    // Subprogram 0 starts at position 0, so `frame` is set before the first
+    // instruction is lowered.
+    let Some(mut frame) = plan.frames.first() else {
+        return Ok(());
+    };
     for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
-        let sub = plan.subprog_of.get(pos).copied().unwrap_or(0) as usize;
-        let Some(frame) = plan.frames.get(sub) else {
-            continue;
-        };
         if plan.starts.get(next_sub) == Some(&pos) {
+            if let Some(f) = plan.frames.get(next_sub) {
+                frame = f;
+            }
             masm.buffer_mut().bind(Label::new((n + next_sub) as u32));
             masm.prologue(frame);
             next_sub += 1;
