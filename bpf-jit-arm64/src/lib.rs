@@ -788,7 +788,7 @@ impl MacroAssembler for Arm64Masm {
     fn jmp(&mut self, target: Label) -> Result<(), JitErrorKind> {
         let b = &mut self.buf;
         let e0 = b.estimate(target, 0);
-        if e0.may_shorten && e0.disp == 0 {
+        if e0.may_shorten && e0.disp == 0 && b.is_forward(target) {
             return Ok(()); // the target is the next instruction
         }
         // AArch64 displacements count from the branch itself.

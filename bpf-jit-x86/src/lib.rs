@@ -595,7 +595,7 @@ impl MacroAssembler for X86Masm {
     fn jmp(&mut self, target: Label) -> Result<(), JitErrorKind> {
         let b = &mut self.buf;
         let e0 = b.estimate(target, 0);
-        if e0.may_shorten && e0.disp == 0 {
+        if e0.may_shorten && e0.disp == 0 && b.is_forward(target) {
             return Ok(()); // the target is the next instruction
         }
         let e = b.estimate(target, 2);

@@ -74,3 +74,25 @@ fn growth_pushes_a_neighbour_out_of_short_range() {
         assert_eq!(jit.call([1, 1, 0, 0, 0]), 8);
     }
 }
+
+/// `ja -1` jumps to itself: an infinite loop (the verifier rejects it, but the
+/// JIT also compiles unverified programs). It has displacement 0 from its own
+/// label, like a jump to the next instruction, and must still be emitted as
+/// `jmp $` (`eb fe`), never left out.
+#[test]
+fn jump_to_itself_is_emitted() {
+    let prog = assemble("r0 = 0\ngoto -1\nexit").expect("assembles");
+    let helpers = HelperTable::new();
+    let code = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
+    let at = code.insn_offsets[1] as usize;
+    assert_eq!(&code.code[at..at + 2], &[0xeb, 0xfe]);
+    // A loop back over an instruction that emitted nothing (`goto +0`).
+    let prog = assemble("r0 = 0\ngoto +0\ngoto -2\nexit").expect("assembles");
+    let code = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
+    assert_eq!(
+        code.insn_offsets[1], code.insn_offsets[2],
+        "goto +0 emits nothing"
+    );
+    let at = code.insn_offsets[2] as usize;
+    assert_eq!(&code.code[at..at + 2], &[0xeb, 0xfe]);
+}

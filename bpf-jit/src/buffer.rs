@@ -149,6 +149,16 @@ impl CodeBuffer {
         self.unit_prev = self.prev.get(label.index()).copied().unwrap_or(here);
     }
 
+    /// Whether `label` comes after the current layout unit in label order
+    /// (for instruction labels: a forward target). A jump may be left out
+    /// only when its target is forward and at displacement 0; a jump to its
+    /// own instruction, or back over instructions that emitted nothing, is a
+    /// loop and must be emitted.
+    #[inline]
+    pub fn is_forward(&self, label: Label) -> bool {
+        label.0 > self.unit_label
+    }
+
     /// Whether every label sits where it sat in the previous pass (so every
     /// displacement written in this pass is exact).
     pub fn converged(&self) -> bool {
