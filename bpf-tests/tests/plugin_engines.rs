@@ -1,8 +1,9 @@
-//! Runs the bpf_conformance suite through the `bpf-conformance-plugin-multi`
-//! binary, the way the bpf_conformance runner drives a plugin (memory hex
-//! in argv[1], program hex on stdin, `r0` as `%lx` on stdout), with
-//! `--engine x86` and `--engine arm64`. Expected values are the files'
-//! own `-- result` / `-- error` sections.
+//! End-to-end tests of the `bpf-conformance-plugin` binary, driven the way
+//! the bpf_conformance runner drives a plugin (memory hex in argv[1], program
+//! hex on stdin, `r0` as `%lx` on stdout, errors on stderr with a non-zero
+//! exit): the whole suite with `--engine interp`, `x86` and `arm64`
+//! (expected values are the files' own `-- result` / `-- error` sections),
+//! hand-checked programs, and the error paths.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,14 +16,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs the plugin; `(success, stdout, stderr)`.
-fn plugin(engine: &str, mem: &[u8], prog_hex: &str) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bpf-conformance-plugin-multi"));
-    if !mem.is_empty() {
-        cmd.arg(hex(mem));
-    }
-    let mut child = cmd
-        .args(["--engine", engine])
+/// Runs the plugin with `args` and `stdin`; `(success, stdout, stderr)`.
+fn run_plugin(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bpf-conformance-plugin"))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -30,7 +27,7 @@ fn plugin(engine: &str, mem: &[u8], prog_hex: &str) -> (bool, String, String) {
         .expect("spawn plugin");
     if let Some(mut input) = child.stdin.take() {
         // The plugin may fail before reading: a broken pipe is its answer.
-        let _ = input.write_all(prog_hex.as_bytes());
+        let _ = input.write_all(stdin.as_bytes());
         let _ = input.write_all(b"\n");
     }
     let out = child.wait_with_output().expect("wait for plugin");
@@ -39,6 +36,26 @@ fn plugin(engine: &str, mem: &[u8], prog_hex: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
         String::from_utf8_lossy(&out.stderr).trim().to_string(),
     )
+}
+
+/// Runs the plugin as the runner does: memory (if any) in argv[1], then
+/// `--engine`, program on stdin.
+fn plugin(engine: &str, mem: &[u8], prog_hex: &str) -> (bool, String, String) {
+    let mem_hex = hex(mem);
+    let mut args = vec!["--engine", engine];
+    if !mem.is_empty() {
+        args.insert(0, &mem_hex);
+    }
+    run_plugin(&args, prog_hex)
+}
+
+/// Bytecode of a ubpf-syntax program as hex pairs separated by spaces.
+fn asm_hex(src: &str) -> String {
+    let prog = bpf_isa::assemble_ubpf(src).expect("test program assembles");
+    prog.to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x} "))
+        .collect()
 }
 
 /// Checks one file on `engine`; `Err` describes a mismatch.
@@ -92,6 +109,11 @@ fn all_files() -> Vec<PathBuf> {
 }
 
 #[test]
+fn plugin_interp_passes_the_whole_suite() {
+    suite("interp", &all_files());
+}
+
+#[test]
 fn plugin_x86_passes_the_whole_suite() {
     suite("x86", &all_files());
 }
@@ -101,9 +123,72 @@ fn plugin_arm64_passes_the_suite() {
     suite("arm64", &all_files());
 }
 
+/// Hand-computed results, on every engine; memory and program given as
+/// space-separated hex pairs, as the plugin also accepts.
+#[test]
+fn plugin_runs_hand_checked_programs() {
+    for engine in ["interp", "x86", "arm64"] {
+        // ldxh of bytes 2..4 of aa bb 11 22, little-endian: 0x2211.
+        let (ok, out, err) = run_plugin(
+            &["aa bb 11 22", "--engine", engine],
+            &asm_hex("ldxh %r0, [%r1+2]\nexit"),
+        );
+        assert!(ok, "{engine}: {err}");
+        assert_eq!(out, "2211", "{engine}");
+        // No memory; a 64-bit immediate printed as %lx.
+        let (ok, out, err) = run_plugin(
+            &["--engine", engine],
+            &asm_hex("lddw %r0, 0x1122334455667788\nexit"),
+        );
+        assert!(ok, "{engine}: {err}");
+        assert_eq!(out, "1122334455667788", "{engine}");
+        // Helper 5 with a nonzero argument returns; the program then returns 2.
+        let (ok, out, err) = run_plugin(
+            &["--engine", engine],
+            &asm_hex("mov %r1, -1\ncall 5\nmov %r0, 2\nexit"),
+        );
+        assert!(ok, "{engine}: {err}");
+        assert_eq!(out, "2", "{engine}");
+    }
+    // Without --engine the interpreter runs; --program replaces stdin.
+    let (ok, out, err) = run_plugin(&["--program", "b7000000070000009500000000000000"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out, "7");
+}
+
 #[test]
 fn plugin_rejects_unknown_engines() {
-    let (ok, _, err) = plugin("mips", &[], "b700000001000000 9500000000000000");
+    for engine in ["mips", "jit-x86"] {
+        let (ok, _, err) = plugin(engine, &[], "b700000001000000 9500000000000000");
+        assert!(!ok);
+        assert!(err.contains("unknown engine"), "{err}");
+    }
+}
+
+#[test]
+fn plugin_reports_errors() {
+    // Out-of-bounds load (8 bytes at offset 8 of a 4-byte memory): the
+    // interpreter reports a typed memory fault on stderr.
+    let (ok, _, err) = plugin(
+        "interp",
+        &[1, 2, 3, 4],
+        &asm_hex("ldxdw %r0, [%r1+8]\nexit"),
+    );
     assert!(!ok);
-    assert!(err.contains("unknown engine"), "{err}");
+    assert!(err.contains("memory fault"), "{err}");
+    for engine in ["interp", "x86", "arm64"] {
+        // Not hex, an odd number of digits, a truncated lddw: all rejected.
+        for bad in ["zz", "b70000000100000", "1800000001000000"] {
+            let (ok, out, err) = plugin(engine, &[], bad);
+            assert!(!ok, "{engine} accepted {bad:?}, printed {out}");
+            assert!(!err.is_empty(), "{engine}: no message for {bad:?}");
+        }
+    }
+    // Bad memory hex and unknown arguments.
+    let (ok, _, err) = run_plugin(&["a", "--engine", "interp"], "9500000000000000");
+    assert!(!ok);
+    assert!(err.contains("odd number of hex digits"), "{err}");
+    let (ok, _, err) = run_plugin(&["--frobnicate"], "9500000000000000");
+    assert!(!ok);
+    assert!(err.contains("invalid argument"), "{err}");
 }

@@ -1,11 +1,12 @@
-//! bpf_conformance plugin for every engine, the AArch64 JIT included.
+//! Plugin for the bpf_conformance runner, for every engine of the workspace.
 //!
-//! Usage: `bpf-conformance-plugin-multi [MEMORY_HEX] [--program HEX]
-//! [--engine interp|x86|arm64]` — the protocol of `bpf-vm`'s
-//! `bpf-conformance-plugin`: program bytecode as hex on standard input
-//! (one line) unless `--program` gives it, memory as hex in the first
-//! argument, `r0` printed as `%lx` on success, a message on standard error
-//! and exit status 1 on failure.
+//! Usage: `bpf-conformance-plugin [MEMORY_HEX] [--program HEX]
+//! [--engine interp|x86|arm64]` (default `interp`). The program bytecode
+//! comes as hex on standard input (one line) unless `--program` gives it;
+//! memory, if any, is the first argument. Both accept bytes as hex pairs,
+//! optionally separated by whitespace. On success the value of `r0` is
+//! printed in hex without a prefix (`%lx`); on failure a message goes to
+//! standard error and the exit status is 1.
 //!
 //! `interp` and `x86` run through `bpf_vm::LoadedProgram` with the
 //! conformance helpers. `arm64` compiles with `bpf-jit-arm64` and runs the
@@ -13,10 +14,10 @@
 //! (copied into the harness's data region), `r2` = its length, helper 5 of
 //! the conformance suite = the harness helper returning its first argument.
 //!
-//! This binary lives here rather than in `bpf-vm` because `bpf-jit-arm64`
-//! dev-depends on `bpf-vm`: a normal dependency the other way would make the
-//! runtime depend on a backend it cannot run natively, and the arm64 tests
-//! would build two copies of `bpf-jit-arm64`.
+//! This binary lives in `bpf-tests` rather than in `bpf-vm` because
+//! `bpf-jit-arm64` dev-depends on `bpf-vm`: a normal dependency the other way
+//! would make the runtime depend on a backend it cannot run natively, and the
+//! arm64 tests would build two copies of `bpf-jit-arm64`.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -89,14 +90,13 @@ fn run() -> Result<u64, String> {
         }
     }
     // Validate the engine before waiting for stdin.
-    let engine = match engine.as_str() {
-        "arm64" | "aarch64" => None,
-        other => Some(
-            other
-                .parse::<Engine>()
-                .map_err(|e| format!("{e}; this plugin also has arm64"))?,
-        ),
-    };
+    let engine =
+        match engine.as_str() {
+            "arm64" | "aarch64" => None,
+            other => Some(other.parse::<Engine>().map_err(|_| {
+                format!("unknown engine {other:?} (available: interp, x86, arm64)")
+            })?),
+        };
     let program_hex = match program_hex {
         Some(p) => p,
         None => {
