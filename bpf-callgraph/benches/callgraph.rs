@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
         jit: true,
         priv_stack: PrivStackConfig {
             prog_type: ProgType::Kprobe,
+            tracing_kind: None,
             jit_supports_private_stack: true,
             priv_stack_requested: false,
         },

@@ -9,10 +9,11 @@ pub mod stack;
 
 use cranelift_entity::entity_impl;
 
+pub use bpf_isa::ProgType;
 pub use depth::estimate_stack_depths;
 pub use error::{BuildError, Chain, Cycle, Frame, StackError};
 pub use graph::{BuildOptions, CallGraph, CallSite, EdgeKind, Subprog};
-pub use privstack::{prog_priv_stack_mode, PrivStackConfig, PrivStackMode, ProgType, TracingKind};
+pub use privstack::{prog_priv_stack_mode, PrivStackConfig, PrivStackMode, TracingKind};
 pub use render::{render_tree, to_dot};
 pub use stack::{round_up_stack_depth, StackConfig, StackReport};
 

@@ -295,6 +295,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             } else {
                 ProgType::SocketFilter
             },
+            tracing_kind: None,
             jit_supports_private_stack: c.jit_priv,
             priv_stack_requested: false,
         },

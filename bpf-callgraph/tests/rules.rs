@@ -36,6 +36,7 @@ const JIT: StackConfig = StackConfig {
     jit: true,
     priv_stack: PrivStackConfig {
         prog_type: ProgType::SocketFilter,
+        tracing_kind: None,
         jit_supports_private_stack: true,
         priv_stack_requested: false,
     },
@@ -595,10 +596,19 @@ fn first_error_in_kernel_order() {
 // ---------------------------------------------------------------- private stack
 
 fn cfg(prog_type: ProgType, requested: bool) -> StackConfig {
+    cfg_with(prog_type, None, requested)
+}
+
+fn cfg_with(
+    prog_type: ProgType,
+    tracing_kind: Option<TracingKind>,
+    requested: bool,
+) -> StackConfig {
     StackConfig {
         jit: true,
         priv_stack: PrivStackConfig {
             prog_type,
+            tracing_kind,
             jit_supports_private_stack: true,
             priv_stack_requested: requested,
         },
@@ -609,6 +619,7 @@ fn cfg(prog_type: ProgType, requested: bool) -> StackConfig {
 fn private_stack_program_types() {
     use PrivStackMode::*;
     let m = |t, req| prog_priv_stack_mode(&cfg(t, req).priv_stack);
+    let tr = |k, req| prog_priv_stack_mode(&cfg_with(ProgType::Tracing, Some(k), req).priv_stack);
     for t in [
         ProgType::Kprobe,
         ProgType::Tracepoint,
@@ -623,10 +634,13 @@ fn private_stack_program_types() {
         TracingKind::FmodRet,
         TracingKind::TpBtf,
     ] {
-        assert_eq!(m(ProgType::Tracing(k), false), Adaptive);
+        assert_eq!(tr(k, false), Adaptive);
     }
-    assert_eq!(m(ProgType::Tracing(TracingKind::Iter), false), None);
-    assert_eq!(m(ProgType::Tracing(TracingKind::Iter), true), Adaptive);
+    assert_eq!(tr(TracingKind::Iter, false), None);
+    assert_eq!(tr(TracingKind::Iter, true), Adaptive);
+    // Attach kind not known: only iterators escape the recursion check, so
+    // an unknown kind is treated like fentry.
+    assert_eq!(m(ProgType::Tracing, false), Adaptive);
     assert_eq!(m(ProgType::StructOps, false), None);
     assert_eq!(m(ProgType::StructOps, true), Adaptive);
     assert_eq!(m(ProgType::Lsm, false), None);
@@ -635,7 +649,10 @@ fn private_stack_program_types() {
         ProgType::Xdp,
         ProgType::SchedCls,
         ProgType::Syscall,
-        ProgType::Userspace,
+        ProgType::Mem,
+        // bpf_enable_priv_stack lists RAW_TRACEPOINT but not its writable variant.
+        ProgType::RawTracepointWritable,
+        ProgType::Unknown,
     ] {
         assert_eq!(m(t, true), None, "{t:?}");
     }

@@ -27,6 +27,7 @@ pub mod encode;
 pub mod error;
 pub mod insn;
 pub mod opcode;
+pub mod prog_type;
 pub mod program;
 pub mod raw;
 
@@ -36,6 +37,7 @@ pub use disasm::{fmt_insn, fmt_program, write_insn, DisasmOptions};
 pub use encode::{encode, encode_into};
 pub use error::{Error, ErrorKind};
 pub use insn::*;
+pub use prog_type::ProgType;
 pub use program::{Flow, InsnIdx, Program};
 pub use raw::RawInsn;
 

@@ -7,7 +7,7 @@ pub mod progtype;
 pub mod types;
 
 pub use error::{BtfError, BtfMapError, ObjectError};
-pub use progtype::ProgType;
+pub use progtype::{prog_type_from_section, ProgType};
 pub use types::*;
 
 impl Object {

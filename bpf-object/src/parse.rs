@@ -8,7 +8,7 @@ use object::{elf, LittleEndian as LE};
 
 use crate::btf::{kind, Btf};
 use crate::error::{BtfMapError, ObjectError};
-use crate::progtype::ProgType;
+use crate::progtype::prog_type_from_section;
 use crate::types::*;
 
 type Header = elf::FileHeader64<LE>;
@@ -849,7 +849,7 @@ impl Ctx<'_> {
         let insns = Program::decode_raw(&out).map_err(decode_err)?;
         insns.validate().map_err(decode_err)?;
         let section = self.names[entry.sec].clone();
-        let (prog_type, attach) = ProgType::from_section(&section);
+        let (prog_type, attach) = prog_type_from_section(&section);
         Ok(ObjProgram {
             name: pname.clone(),
             attach_to: attach.map(str::to_string),

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use bpf_callgraph::{
     estimate_stack_depths, render_tree, to_dot, BuildOptions, CallGraph, PrivStackConfig,
-    ProgType as CgType, StackConfig, TracingKind,
+    StackConfig, TracingKind,
 };
-use bpf_isa::Program;
-use bpf_object::{Object, ProgType};
+use bpf_isa::{ProgType, Program};
+use bpf_object::Object;
 
 use crate::files;
 
@@ -38,25 +38,19 @@ pub struct Args {
     pub interpreter: bool,
 }
 
-fn cg_type(t: ProgType) -> CgType {
-    match t {
-        ProgType::SocketFilter => CgType::SocketFilter,
-        ProgType::Kprobe => CgType::Kprobe,
-        ProgType::SchedCls => CgType::SchedCls,
-        ProgType::SchedAct => CgType::SchedAct,
-        ProgType::Tracepoint => CgType::Tracepoint,
-        ProgType::Xdp => CgType::Xdp,
-        ProgType::PerfEvent => CgType::PerfEvent,
-        ProgType::CgroupSkb => CgType::CgroupSkb,
-        ProgType::RawTracepoint | ProgType::RawTracepointWritable => CgType::RawTracepoint,
-        ProgType::Tracing => CgType::Tracing(TracingKind::Fentry),
-        ProgType::Lsm => CgType::Lsm,
-        ProgType::StructOps => CgType::StructOps,
-        ProgType::Syscall => CgType::Syscall,
-        ProgType::Mem => CgType::Userspace,
-        // Every other kernel type is outside the private-stack rules, like a socket filter.
-        _ => CgType::SocketFilter,
-    }
+/// The attach kind of a tracing program, from its section name the way
+/// libbpf reads it (`fentry/`, `fexit/`, `fmod_ret/`, `tp_btf/`, `iter/`,
+/// and their sleepable `.s` forms). `None` for anything else.
+fn tracing_kind(section: &str) -> Option<TracingKind> {
+    let (head, _) = section.split_once('/')?;
+    Some(match head.strip_suffix(".s").unwrap_or(head) {
+        "fentry" => TracingKind::Fentry,
+        "fexit" => TracingKind::Fexit,
+        "fmod_ret" => TracingKind::FmodRet,
+        "tp_btf" => TracingKind::TpBtf,
+        "iter" => TracingKind::Iter,
+        _ => return None,
+    })
 }
 
 /// Runs `bpfkit callgraph`.
@@ -84,7 +78,8 @@ pub fn run(args: &Args) -> Result<()> {
                 &title,
                 &p.insns,
                 &symbols,
-                cg_type(p.prog_type),
+                p.prog_type,
+                tracing_kind(&p.section),
                 args,
             )
             .with_context(|| format!("program `{}`", p.name))?;
@@ -100,7 +95,7 @@ pub fn run(args: &Args) -> Result<()> {
         let prog = Program::decode(&bytes)
             .with_context(|| format!("{}: not valid bytecode", args.file.display()))?;
         let title = args.file.display().to_string();
-        let ok = one(&mut out, &title, &prog, &[], CgType::Userspace, args)?;
+        let ok = one(&mut out, &title, &prog, &[], ProgType::Mem, None, args)?;
         rejected += usize::from(!ok);
     }
     files::write_stdout(&out)?;
@@ -115,7 +110,8 @@ fn one(
     title: &str,
     prog: &Program,
     symbols: &[(usize, &str)],
-    ty: CgType,
+    ty: ProgType,
+    tracing_kind: Option<TracingKind>,
     args: &Args,
 ) -> Result<bool> {
     let opts = BuildOptions {
@@ -128,6 +124,7 @@ fn one(
         jit: !args.interpreter,
         priv_stack: PrivStackConfig {
             prog_type: ty,
+            tracing_kind,
             jit_supports_private_stack: args.priv_stack,
             priv_stack_requested: false,
         },
@@ -153,4 +150,30 @@ fn one(
         out.push('\n');
     }
     Ok(report.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Section prefixes of libbpf's `section_defs` for BPF_PROG_TYPE_TRACING.
+    #[test]
+    fn tracing_kinds_from_sections() {
+        assert_eq!(
+            tracing_kind("fentry/tcp_connect"),
+            Some(TracingKind::Fentry)
+        );
+        assert_eq!(tracing_kind("fentry.s/f"), Some(TracingKind::Fentry));
+        assert_eq!(tracing_kind("fexit/f"), Some(TracingKind::Fexit));
+        assert_eq!(tracing_kind("fmod_ret/f"), Some(TracingKind::FmodRet));
+        assert_eq!(
+            tracing_kind("tp_btf/sched_switch"),
+            Some(TracingKind::TpBtf)
+        );
+        assert_eq!(tracing_kind("iter/task"), Some(TracingKind::Iter));
+        assert_eq!(tracing_kind("iter.s/task"), Some(TracingKind::Iter));
+        assert_eq!(tracing_kind("kprobe/f"), None);
+        assert_eq!(tracing_kind("fentry"), None);
+        assert_eq!(tracing_kind("xdp"), None);
+    }
 }
