@@ -16,6 +16,11 @@
 //! * [`valid_program_from`]: the same program shape with the straight-line
 //!   instructions drawn from a strategy of your choice — e.g. only ALU
 //!   instructions for an interpreter-vs-JIT comparison that must not fault.
+//! * [`runnable_program`]: programs shaped so that they verify, terminate
+//!   and do not fault, with every register's final value folded into `r0`:
+//!   the input of the JITs' differential tests against the interpreter.
+//! * [`bench_program`]: a fixed (not random) program of a given size for
+//!   compile-time benchmarks.
 //!
 //! ```
 //! use bpf_isa::arbitrary::valid_program;
@@ -362,4 +367,310 @@ fn build_program(items: Vec<Item>) -> Program {
     }
     insns.push(Insn::Exit);
     Program::from_insns(insns)
+}
+
+// ---------------------------------------------------------------------------
+// Runnable programs: the shape the interpreter-vs-JIT differential tests use.
+
+fn is_value_reg(r: Reg) -> bool {
+    r != Reg::R10
+}
+
+/// The straight-line instructions that are valid without a verifier's
+/// context: no `r10` as a value, no pointers from maps.
+fn runnable_alu() -> BoxedStrategy<Insn> {
+    any_straight_insn()
+        .prop_filter("register arithmetic only", |i| match *i {
+            Insn::Alu { dst, src, .. } => {
+                is_value_reg(dst) && !matches!(src, Source::Reg(Reg::R10))
+            }
+            Insn::Neg { dst, .. } | Insn::Endian { dst, .. } => is_value_reg(dst),
+            Insn::MovSx { dst, src, .. } => is_value_reg(dst) && is_value_reg(src),
+            Insn::LdImm64 {
+                dst,
+                src: LdImm64Src::Imm(_),
+            } => is_value_reg(dst),
+            _ => false,
+        })
+        .boxed()
+}
+
+/// `r0`..`r9`.
+fn value_reg() -> impl Strategy<Value = Reg> + Clone {
+    (0u8..10).prop_map(|n| Reg::from_u8(n).unwrap_or(Reg::R0))
+}
+
+/// Loads, stores, atomics, load-acquire and store-release on the first 64
+/// bytes of the stack (8-byte slots `r10 - 8` .. `r10 - 64`).
+fn runnable_stack_ops() -> BoxedStrategy<Insn> {
+    let size = select(&Size::ALL[..]);
+    let slot = 1i16..=8;
+    prop_oneof![
+        (size.clone(), value_reg(), slot.clone()).prop_map(|(size, dst, k)| Insn::Ldx {
+            size,
+            dst,
+            src: Reg::R10,
+            off: -8 * k
+        }),
+        (
+            select(&[Size::B, Size::H, Size::W][..]),
+            value_reg(),
+            slot.clone()
+        )
+            .prop_map(|(size, dst, k)| Insn::LdxSx {
+                size,
+                dst,
+                src: Reg::R10,
+                off: -8 * k
+            }),
+        (size.clone(), value_reg(), slot.clone()).prop_map(|(size, src, k)| Insn::Stx {
+            size,
+            dst: Reg::R10,
+            src,
+            off: -8 * k
+        }),
+        (size, any::<i32>(), slot.clone()).prop_map(|(size, imm, k)| Insn::St {
+            size,
+            dst: Reg::R10,
+            off: -8 * k,
+            imm
+        }),
+        (
+            select(&AtomicOp::ALL[..10]),
+            select(&[Size::W, Size::DW][..]),
+            value_reg(),
+            slot.clone()
+        )
+            .prop_map(|(op, size, src, k)| Insn::Atomic {
+                size,
+                op,
+                dst: Reg::R10,
+                src,
+                off: -8 * k
+            }),
+        // load-acquire: `dst` is loaded, `src` is the base.
+        (select(&Size::ALL[..]), value_reg(), slot.clone()).prop_map(|(size, dst, k)| {
+            Insn::Atomic {
+                size,
+                op: AtomicOp::LoadAcquire,
+                dst,
+                src: Reg::R10,
+                off: -8 * k,
+            }
+        }),
+        (select(&Size::ALL[..]), value_reg(), slot).prop_map(|(size, src, k)| {
+            Insn::Atomic {
+                size,
+                op: AtomicOp::StoreRelease,
+                dst: Reg::R10,
+                src,
+                off: -8 * k,
+            }
+        }),
+    ]
+    .boxed()
+}
+
+fn mov64(dst: Reg, src: Source) -> Insn {
+    Insn::Alu {
+        width: Width::W64,
+        op: AluOp::Mov,
+        dst,
+        src,
+    }
+}
+
+/// Makes a generated program runnable (see [`runnable_program`]).
+fn make_runnable(p: &Program, init: &[i32; 10]) -> Program {
+    let mut out = Vec::with_capacity(p.len() + 40);
+    for k in 1..=8 {
+        out.push(Insn::St {
+            size: Size::DW,
+            dst: Reg::R10,
+            off: -8 * k,
+            imm: 0,
+        });
+    }
+    for (n, &v) in init.iter().enumerate() {
+        out.push(mov64(
+            Reg::from_u8(n as u8).unwrap_or(Reg::R0),
+            Source::Imm(v),
+        ));
+    }
+    let last = p.len().saturating_sub(1);
+    for (n, insn) in p.insns().iter().enumerate() {
+        let mut fixed = match *insn {
+            Insn::Jmp { off, .. } | Insn::Ja { off } | Insn::MayGoto { off } if off < 0 => {
+                match *insn {
+                    Insn::Jmp {
+                        width,
+                        cond,
+                        dst,
+                        src,
+                        ..
+                    } => Insn::Jmp {
+                        width,
+                        cond,
+                        dst,
+                        src,
+                        off: 0,
+                    },
+                    _ => Insn::Ja { off: 0 },
+                }
+            }
+            Insn::JaLong { imm } if imm < 0 => Insn::JaLong { imm: 0 },
+            Insn::MayGoto { off } => Insn::Ja { off },
+            Insn::Call(CallTarget::Local(_)) => mov64(Reg::R0, Source::Imm(1)),
+            Insn::LdImm64 {
+                dst,
+                src: LdImm64Src::Func(_),
+            } => Insn::LdImm64 {
+                dst,
+                src: LdImm64Src::Imm(0x1234),
+            },
+            Insn::Exit if n == last => break,
+            other => other,
+        };
+        // r10 is never a value: comparisons against it would compare two
+        // different frame addresses, and writing it is invalid.
+        match &mut fixed {
+            Insn::Jmp { dst, src, .. } => {
+                if *dst == Reg::R10 {
+                    *dst = Reg::R0;
+                }
+                if *src == Source::Reg(Reg::R10) {
+                    *src = Source::Reg(Reg::R1);
+                }
+            }
+            Insn::LdImm64 { dst, .. } if *dst == Reg::R10 => *dst = Reg::R0,
+            _ => {}
+        }
+        out.push(fixed);
+    }
+    // Fold every register into r0 (jumps to the final exit land here).
+    for k in 1..=9u8 {
+        out.push(Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mul,
+            dst: Reg::R0,
+            src: Source::Imm(31),
+        });
+        out.push(Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Xor,
+            dst: Reg::R0,
+            src: Source::Reg(Reg::from_u8(k).unwrap_or(Reg::R0)),
+        });
+    }
+    out.push(Insn::Exit);
+    Program::from_insns(out)
+}
+
+/// Programs that a verifier would accept and that terminate without
+/// faulting, for comparing an execution engine (a JIT) with the reference
+/// interpreter: [`valid_program_from`] programs of up to `max_len`
+/// generated instructions, shaped as follows.
+///
+/// * Every register `r0`..`r9` is first set to a generated constant (so
+///   neither engine sees its own pointers), and the first 64 bytes of the
+///   stack are zeroed.
+/// * `r10` is never written or read as a value.
+/// * The straight-line instructions are the generator's own
+///   ([`any_straight_insn`]: every ALU, ALU64, `neg`, `movsx`, byte swap and
+///   `ld_imm64` immediate form) plus loads, stores, atomics, load-acquire
+///   and store-release on the first 64 bytes of the stack.
+/// * Backward jumps become jumps to the next instruction (so the program
+///   terminates); local calls, `may_goto` and `ld_imm64` function
+///   references are replaced by same-size instructions.
+/// * At the end every register is folded into `r0`, so comparing the
+///   return values compares every register's final value.
+///
+/// The programs need no context and no helpers: run them with any (or no)
+/// memory argument.
+///
+/// ```
+/// use bpf_isa::arbitrary::runnable_program;
+/// use proptest::prelude::*;
+///
+/// proptest!(|(p in runnable_program(16))| {
+///     prop_assert!(p.validate().is_ok());
+/// });
+/// ```
+pub fn runnable_program(max_len: usize) -> impl Strategy<Value = Program> {
+    let body = prop_oneof![3 => runnable_alu(), 1 => runnable_stack_ops()].boxed();
+    (valid_program_from(max_len, body), any::<[i32; 10]>())
+        .prop_map(|(p, init)| make_runnable(&p, &init))
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic benchmark programs.
+
+fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
+    Insn::Alu {
+        width,
+        op,
+        dst,
+        src,
+    }
+}
+
+/// A fixed program for compile-time benchmarks: `blocks` copies of a
+/// 15-instruction (16-slot) block mixing ALU and ALU64 operations, a stack
+/// store and load, division, an `ld_imm64`, a byte swap and one conditional
+/// forward branch that skips `skip` slots (clamped so it lands at the
+/// latest on the final `exit`), followed by `exit`.
+///
+/// Small `skip` values give branches that fit a JIT's short forms; large
+/// ones (≥ 50 or so) make branches span more than 127 bytes of native code.
+/// The result is the same for the same arguments.
+pub fn bench_program(blocks: usize, skip: i16) -> Program {
+    let mut v = Vec::with_capacity(blocks.saturating_mul(16).saturating_add(1));
+    for b in 0..blocks {
+        let k = (b % 7) as i32;
+        let room = (blocks - b).saturating_mul(16).saturating_sub(10);
+        let off = skip.min(i16::try_from(room).unwrap_or(i16::MAX)).max(0);
+        v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
+        v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
+        v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
+        v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
+        v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
+        v.push(Insn::Stx {
+            size: Size::DW,
+            dst: Reg::R10,
+            src: Reg::R0,
+            off: -8,
+        });
+        v.push(Insn::Ldx {
+            size: Size::W,
+            dst: Reg::R6,
+            src: Reg::R10,
+            off: -8,
+        });
+        v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
+        v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
+        v.push(Insn::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Sgt,
+            dst: Reg::R6,
+            src: Source::Imm(100),
+            off,
+        });
+        v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
+        v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
+        v.push(Insn::LdImm64 {
+            dst: Reg::R9,
+            src: LdImm64Src::Imm(0x1122_3344_5566_7788),
+        });
+        v.push(Insn::Endian {
+            kind: Endian::ToBe,
+            bits: 32,
+            dst: Reg::R9,
+        });
+        v.push(Insn::Neg {
+            width: Width::W64,
+            dst: Reg::R8,
+        });
+    }
+    v.push(Insn::Exit);
+    Program::from_insns(v)
 }

@@ -4,71 +4,11 @@
 //! `../shared/bench/build/*.v3.o` program (section `mem`), whose code size
 //! is printed next to the x86-64 backend's.
 
+use bpf_isa::arbitrary::bench_program;
 use bpf_isa::LdImm64Src;
-use bpf_isa::{AluOp, Insn, JmpCond, Program, Reg, Size, Source, Width};
+use bpf_isa::Program;
 use bpf_jit::{HelperTable, JitOptions};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-
-fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
-    Insn::Alu {
-        width,
-        op,
-        dst,
-        src,
-    }
-}
-
-/// `blocks` copies of a 15-instruction (16-slot) block; each block's branch
-/// skips `skip` slots (clamped to the final `exit`).
-fn program(blocks: usize, skip: i16) -> Program {
-    let mut v = Vec::with_capacity(blocks * 16 + 1);
-    for b in 0..blocks {
-        let k = (b % 7) as i32;
-        v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
-        v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
-        v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
-        v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
-        v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
-        v.push(Insn::Stx {
-            size: Size::DW,
-            dst: Reg::R10,
-            src: Reg::R0,
-            off: -8,
-        });
-        v.push(Insn::Ldx {
-            size: Size::W,
-            dst: Reg::R6,
-            src: Reg::R10,
-            off: -8,
-        });
-        v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
-        v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
-        v.push(Insn::Jmp {
-            width: Width::W64,
-            cond: JmpCond::Sgt,
-            dst: Reg::R6,
-            src: Source::Imm(100),
-            off: skip.min(((blocks - b) * 16 - 10) as i16).max(0),
-        });
-        v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
-        v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
-        v.push(Insn::LdImm64 {
-            dst: Reg::R9,
-            src: bpf_isa::LdImm64Src::Imm(0x1122_3344_5566_7788),
-        });
-        v.push(Insn::Endian {
-            kind: bpf_isa::Endian::ToBe,
-            bits: 32,
-            dst: Reg::R9,
-        });
-        v.push(Insn::Neg {
-            width: Width::W64,
-            dst: Reg::R8,
-        });
-    }
-    v.push(Insn::Exit);
-    Program::from_insns(v)
-}
 
 unsafe extern "C" fn dummy(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     0
@@ -119,8 +59,8 @@ fn bench(c: &mut Criterion) {
     let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
     let mut g = c.benchmark_group("arm64_compile");
     for (name, prog) in [
-        ("short_branches_4k", program(256, 4)),
-        ("long_branches_4k", program(256, 50)),
+        ("short_branches_4k", bench_program(256, 4)),
+        ("long_branches_4k", bench_program(256, 50)),
     ] {
         let code = bpf_jit_arm64::compile_code(&prog, &opts).expect("compiles");
         eprintln!(

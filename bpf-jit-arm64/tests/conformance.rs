@@ -10,50 +10,10 @@ mod common;
 
 use std::path::Path;
 
+use bpf_isa::asm::conformance::parse_case;
 use bpf_jit::JitErrorKind;
 use bpf_jit_arm64::Atomics;
 use common::{emulator, harness_helpers, run_mem, Region};
-
-struct Case {
-    asm: String,
-    mem: Vec<u8>,
-    result: Option<u64>,
-}
-
-fn parse(text: &str) -> Case {
-    let mut section = "";
-    let mut case = Case {
-        asm: String::new(),
-        mem: Vec::new(),
-        result: None,
-    };
-    for line in text.lines() {
-        if let Some(s) = line.strip_prefix("-- ") {
-            section = s.trim();
-            continue;
-        }
-        match section {
-            "asm" => {
-                case.asm.push_str(line);
-                case.asm.push('\n');
-            }
-            "mem" => case.mem.extend(
-                line.split_whitespace()
-                    .map(|h| u8::from_str_radix(h, 16).expect("hex byte in -- mem")),
-            ),
-            "result" if !line.trim().is_empty() => {
-                let t = line.trim();
-                let v = t.strip_prefix("0x").map_or_else(
-                    || t.parse::<u64>().expect("decimal result"),
-                    |h| u64::from_str_radix(h, 16).expect("hex result"),
-                );
-                case.result = Some(v);
-            }
-            _ => {}
-        }
-    }
-    case
-}
 
 #[test]
 fn conformance_suite_on_arm64() {
@@ -77,7 +37,14 @@ fn conformance_suite_on_arm64() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let case = parse(&std::fs::read_to_string(path).expect("readable"));
+        let text = std::fs::read_to_string(path).expect("readable");
+        let case = match parse_case(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                failed.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
         let Some(expected) = case.result else {
             skipped.push(format!("{name}: no -- result"));
             continue;

@@ -6,62 +6,12 @@ use std::path::{Path, PathBuf};
 pub mod benchprogs;
 pub mod kernel;
 
-/// One bpf_conformance test case.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConformanceCase {
-    /// The `-- asm` section (uBPF-style assembly).
-    pub asm: String,
-    /// The `-- mem` bytes.
-    pub mem: Vec<u8>,
-    /// The expected `r0` (`-- result`), if given.
-    pub result: Option<u64>,
-    /// The expected error text (`-- error`), if given.
-    pub error: Option<String>,
-}
+pub use bpf_isa::asm::conformance::ConformanceCase;
 
-/// Parses a `.data` file's text.
+/// Parses a `.data` file's text: [`bpf_isa::asm::conformance::parse_case`]
+/// with the error as text.
 pub fn parse_case(text: &str) -> Result<ConformanceCase, String> {
-    let mut case = ConformanceCase::default();
-    let mut section = String::new();
-    for line in text.lines() {
-        if let Some(name) = line.strip_prefix("-- ") {
-            section = name.trim().to_string();
-            continue;
-        }
-        if line.starts_with('#') && section.is_empty() {
-            continue;
-        }
-        match section.as_str() {
-            "asm" => {
-                case.asm.push_str(line);
-                case.asm.push('\n');
-            }
-            "mem" => {
-                for tok in line.split_whitespace() {
-                    let b = u8::from_str_radix(tok, 16)
-                        .map_err(|e| format!("bad mem byte {tok:?}: {e}"))?;
-                    case.mem.push(b);
-                }
-            }
-            "result" => {
-                let t = line.trim();
-                if !t.is_empty() {
-                    let t = t.trim_start_matches("0x");
-                    case.result = Some(
-                        u64::from_str_radix(t, 16).map_err(|e| format!("bad result {t:?}: {e}"))?,
-                    );
-                }
-            }
-            "error" => {
-                let t = line.trim();
-                if !t.is_empty() {
-                    case.error = Some(t.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(case)
+    bpf_isa::asm::conformance::parse_case(text).map_err(|e| e.to_string())
 }
 
 /// The bpf_conformance data directory (`../shared/conformance` beside the workspace).

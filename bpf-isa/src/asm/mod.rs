@@ -9,7 +9,8 @@
 //!   program, in decimal and in hexadecimal style.
 //! * [`assemble_ubpf`]: the uBPF-style mnemonics of the bpf_conformance suite
 //!   (`mov32 %r0, 0`, `ldxdw %r0, [%r10-8]`, `jne %r0, %r1, exit`), encoded
-//!   byte for byte as the suite's own assembler encodes them.
+//!   byte for byte as the suite's own assembler encodes them. The suite's
+//!   `.data` files themselves are read by [`conformance::parse_case`].
 //!
 //! Both accept labels (`name:`, alone on a line or before an instruction),
 //! jump and local-call targets given as labels or as `+N` / `-N` slot offsets,
@@ -30,6 +31,7 @@
 //! assert_eq!(err.to_string(), "line 3: unknown register r11");
 //! ```
 
+pub mod conformance;
 mod kernel;
 mod ubpf;
 
