@@ -2,7 +2,9 @@
 //! reports elements/s: ns per instruction = 1e9 / that), on the same two
 //! synthetic programs as the x86-64 bench, and on every
 //! `../shared/bench/build/*.v3.o` program (section `mem`), whose code size
-//! is printed next to the x86-64 backend's.
+//! is printed. The side-by-side size table of both backends and the kernel
+//! is `cargo run -p bpf-tests --example jit_sizes` (this crate does not
+//! depend on the x86-64 backend).
 
 use bpf_isa::arbitrary::bench_program;
 use bpf_isa::LdImm64Src;
@@ -74,22 +76,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| bpf_jit_arm64::compile_code(std::hint::black_box(&prog), &opts))
         });
     }
-    eprintln!("shared bench programs (section mem): insns, x86-64 bytes, arm64 bytes");
+    eprintln!("shared bench programs (section mem): insns, arm64 bytes");
     for (name, prog) in shared_programs() {
         let a = bpf_jit_arm64::compile_code(&prog, &opts);
-        let x = bpf_jit_x86::compile_code(&prog, &opts);
-        match (&a, &x) {
-            (Ok(a), Ok(x)) => eprintln!(
-                "  {name:12} {:5} insns  x86-64 {:6} B  arm64 {:6} B",
+        match &a {
+            Ok(a) => eprintln!(
+                "  {name:12} {:5} insns  arm64 {:6} B",
                 prog.len(),
-                x.code.len(),
                 a.code.len()
             ),
-            _ => eprintln!(
-                "  {name:12} arm64 {:?} x86-64 {:?}",
-                a.as_ref().err(),
-                x.as_ref().err()
-            ),
+            Err(e) => eprintln!("  {name:12} arm64 error: {e}"),
         }
         if a.is_ok() {
             g.throughput(Throughput::Elements(prog.len() as u64));
