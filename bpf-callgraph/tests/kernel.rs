@@ -9,139 +9,33 @@ mod common;
 
 use bpf_callgraph::*;
 use bpf_isa::Program;
+use bpf_tests::kernel;
 use common::{build, Op, Sub};
+use std::os::fd::AsRawFd;
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
-const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
-const BPF_BTF_LOAD: libc::c_long = 18;
 
-/// A minimal BTF blob: `int`, `int (void)` and one static FUNC `fN` per
-/// subprogram. The kernel wants BTF func info for tail calls in programs with
-/// subprograms and for callback references.
-fn btf_blob(n: usize) -> Vec<u8> {
-    let mut strs: Vec<u8> = b"\0int\0".to_vec();
-    let mut types: Vec<u8> = Vec::new();
-    let t = |a: u32, b: u32, c: u32, types: &mut Vec<u8>| {
-        for v in [a, b, c] {
-            types.extend_from_slice(&v.to_le_bytes());
-        }
-    };
-    t(1, 1 << 24, 4, &mut types); // [1] INT "int" size 4
-    types.extend_from_slice(&((1u32 << 24) | 32).to_le_bytes()); // signed, 32 bits
-    t(0, 13 << 24, 1, &mut types); // [2] FUNC_PROTO int (void)
-    for i in 0..n {
-        let off = strs.len() as u32;
-        strs.extend_from_slice(format!("f{i}\0").as_bytes());
-        t(off, 12 << 24, 2, &mut types); // [3 + i] FUNC "fi" static
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
-    out.extend_from_slice(&[1, 0]);
-    for v in [
-        24u32,
-        0,
-        types.len() as u32,
-        types.len() as u32,
-        strs.len() as u32,
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&types);
-    out.extend_from_slice(&strs);
-    out
-}
-
-fn load_btf(n: usize) -> Result<i32, String> {
-    let blob = btf_blob(n);
-    let mut log = vec![0u8; 1 << 16];
-    let mut a = [0u8; 128];
-    put64(&mut a, 0, blob.as_ptr() as u64);
-    put64(&mut a, 8, log.as_mut_ptr() as u64);
-    put32(&mut a, 16, blob.len() as u32);
-    put32(&mut a, 20, log.len() as u32);
-    put32(&mut a, 24, 1);
-    let (r, e) = sys_bpf(BPF_BTF_LOAD, &mut a);
-    if r < 0 {
-        let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        return Err(format!(
-            "BPF_BTF_LOAD errno {e}: {}",
-            String::from_utf8_lossy(&log[..end])
-        ));
-    }
-    Ok(r as i32)
-}
-
-fn sys_bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> (i64, i32) {
-    // SAFETY: `attr` is a valid, writable buffer of the size passed; the
-    // kernel reads and writes only within it and within the buffers whose
-    // addresses it holds, which the callers keep alive across the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    let errno = if r < 0 {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-    } else {
-        0
-    };
-    (r, errno)
-}
-
-fn put32(a: &mut [u8; 128], off: usize, v: u32) {
-    a[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put64(a: &mut [u8; 128], off: usize, v: u64) {
-    a[off..off + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn prog_array() -> Result<i32, i32> {
-    let mut a = [0u8; 128];
-    put32(&mut a, 0, BPF_MAP_TYPE_PROG_ARRAY);
-    put32(&mut a, 4, 4);
-    put32(&mut a, 8, 4);
-    put32(&mut a, 12, 1);
-    let (r, e) = sys_bpf(BPF_MAP_CREATE, &mut a);
-    if r < 0 {
-        Err(e)
-    } else {
-        Ok(r as i32)
-    }
-}
-
-/// Loads with BTF func info for the subprograms at `starts`; returns (accepted, verifier log).
+/// Loads with BTF func info for the subprograms at `starts` (the kernel
+/// wants it for tail calls in programs with subprograms and for callback
+/// references); returns (accepted, verifier log).
 fn load(p: &Program, starts: &[usize]) -> (bool, String) {
-    let btf_fd = match load_btf(starts.len()) {
+    let btf = match kernel::btf_load(&kernel::func_btf(starts.len())) {
         Ok(fd) => fd,
-        Err(e) => return (false, e),
+        Err(e) => return (false, e.to_string()),
     };
-    let func_info: Vec<u32> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &s)| [s as u32, 3 + i as u32])
-        .collect();
+    let starts: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
+    let func_info = kernel::func_infos(&starts);
     let code = p.to_bytes();
-    let license = b"GPL\0";
-    let mut log = vec![0u8; 1 << 20];
-    let mut a = [0u8; 128];
-    put32(&mut a, 0, BPF_PROG_TYPE_SOCKET_FILTER);
-    put32(&mut a, 4, (code.len() / 8) as u32);
-    put64(&mut a, 8, code.as_ptr() as u64);
-    put64(&mut a, 16, license.as_ptr() as u64);
-    put32(&mut a, 24, 1);
-    put32(&mut a, 28, log.len() as u32);
-    put64(&mut a, 32, log.as_mut_ptr() as u64);
-    put32(&mut a, 72, btf_fd as u32);
-    put32(&mut a, 76, 8);
-    put64(&mut a, 80, func_info.as_ptr() as u64);
-    put32(&mut a, 88, starts.len() as u32);
-    let (r, _) = sys_bpf(BPF_PROG_LOAD, &mut a);
-    // SAFETY: closing the BTF descriptor we loaded above.
-    unsafe { libc::close(btf_fd) };
-    if r >= 0 {
-        // SAFETY: closing the descriptor the kernel just returned to us.
-        unsafe { libc::close(r as i32) };
+    let mut load = kernel::ProgLoad::new(kernel::prog_type::SOCKET_FILTER, &code);
+    load.log_level = 1;
+    load.log_size = 1 << 20;
+    load.btf_fd = Some(btf.as_raw_fd());
+    load.func_info = &func_info;
+    match kernel::prog_load_logged(&load) {
+        Ok((_fd, log)) => (true, log),
+        Err(kernel::KernelError::Failed { log, .. }) => (false, log),
+        Err(e) => (false, e.to_string()),
     }
-    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-    (r >= 0, String::from_utf8_lossy(&log[..end]).into_owned())
 }
 
 #[derive(Debug, PartialEq, Eq, Clone)]
@@ -302,13 +196,14 @@ fn random_case(rng: &mut Rng) -> Vec<Sub> {
 
 #[test]
 fn verdicts_match_the_running_kernel() {
-    let map_fd = match prog_array() {
+    let map = match kernel::map_create(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 1, 0) {
         Ok(fd) => fd,
         Err(e) => {
-            eprintln!("SKIPPED: bpf(BPF_MAP_CREATE) failed with errno {e}; the live-kernel comparison did not run");
+            eprintln!("SKIPPED: {e}; the live-kernel comparison did not run");
             return;
         }
     };
+    let map_fd = map.as_raw_fd();
     let mut cases: Vec<(String, Vec<Sub>)> = vec![
         (
             "256+256".into(),
@@ -449,8 +344,7 @@ fn verdicts_match_the_running_kernel() {
             )),
         }
     }
-    // SAFETY: closing the map descriptor we created.
-    unsafe { libc::close(map_fd) };
+    drop(map);
     eprintln!("kernel verdicts over {} programs: {counts:?}", cases.len());
     for e in &explained {
         eprintln!("explained difference: {e}");

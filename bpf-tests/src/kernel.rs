@@ -7,6 +7,13 @@
 //! of `include/uapi/linux/bpf.h`. File descriptors are [`OwnedFd`]s and are
 //! closed when dropped.
 //!
+//! Programs with subprograms need BTF `func_info` for some features (tail
+//! calls from subprograms, callback references such as `bpf_loop`'s):
+//! [`func_btf`] builds a minimal BTF with one `FUNC` per subprogram,
+//! [`btf_load`] hands it to the kernel, [`func_infos`] pairs the subprogram
+//! starts with its type ids, and [`ProgLoad::btf_fd`] / [`ProgLoad::func_info`]
+//! pass both to `BPF_PROG_LOAD`.
+//!
 //! ```no_run
 //! use bpf_tests::kernel::{self, ProgLoad, prog_type};
 //!
@@ -35,10 +42,12 @@ pub mod prog_type {
 /// `enum bpf_cmd` values used here.
 mod cmd {
     pub const MAP_CREATE: libc::c_int = 0;
+    pub const MAP_LOOKUP_ELEM: libc::c_int = 1;
     pub const MAP_UPDATE_ELEM: libc::c_int = 2;
     pub const PROG_LOAD: libc::c_int = 5;
     pub const PROG_TEST_RUN: libc::c_int = 10;
     pub const OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+    pub const BTF_LOAD: libc::c_int = 18;
 }
 
 /// A failed `bpf()` call.
@@ -167,6 +176,120 @@ pub struct ProgLoad<'a> {
     pub name: &'a str,
     /// `fd_array`: map descriptors that `BPF_PSEUDO_MAP_IDX` references index.
     pub fd_array: &'a [RawFd],
+    /// `prog_btf_fd`: the BTF that [`func_info`](Self::func_info) refers to
+    /// (see [`btf_load`]). Ignored when `func_info` is empty.
+    pub btf_fd: Option<RawFd>,
+    /// `func_info`: one record per subprogram, sorted by instruction offset,
+    /// the first at offset 0 (see [`func_infos`]). Empty: no BTF is passed.
+    pub func_info: &'a [FuncInfo],
+}
+
+/// `struct bpf_func_info`: a subprogram's first instruction slot and the
+/// BTF id of its `FUNC` type.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncInfo {
+    /// Instruction slot (8-byte units) where the subprogram starts.
+    pub insn_off: u32,
+    /// BTF type id of the subprogram's `FUNC`.
+    pub type_id: u32,
+}
+
+/// BTF type id of the first `FUNC` in a [`func_btf`] blob; function `i` has
+/// id `FIRST_FUNC_TYPE_ID + i`.
+pub const FIRST_FUNC_TYPE_ID: u32 = 3;
+
+/// BTF kinds (`BTF_KIND_*`) used by [`func_btf`].
+const BTF_KIND_INT: u32 = 1;
+const BTF_KIND_FUNC: u32 = 12;
+const BTF_KIND_FUNC_PROTO: u32 = 13;
+
+/// A minimal BTF blob for `func_info`: `[1] int` (signed, 32 bits),
+/// `[2] int (void)` (a `FUNC_PROTO`), and `[3 + i]` one static `FUNC` named
+/// `f<i>` of type `[2]` for each `i < nfuncs`.
+///
+/// Layout from `include/uapi/linux/btf.h`: a 24-byte header (magic
+/// `0xeB9F`, version 1), the type section, then the string section.
+pub fn func_btf(nfuncs: usize) -> Vec<u8> {
+    let mut strs: Vec<u8> = b"\0int\0".to_vec();
+    // Each type: name_off, info (kind << 24 | vlen), size or type.
+    let mut words: Vec<u32> = vec![
+        1, // "int"
+        BTF_KIND_INT << 24,
+        4,
+        (1 << 24) | 32, // BTF_INT_SIGNED, offset 0, 32 bits
+        0,
+        BTF_KIND_FUNC_PROTO << 24, // no parameters
+        1,                         // returns [1]
+    ];
+    for i in 0..nfuncs {
+        words.push(u32::try_from(strs.len()).unwrap_or(u32::MAX));
+        strs.extend_from_slice(format!("f{i}\0").as_bytes());
+        words.extend_from_slice(&[BTF_KIND_FUNC << 24, 2]); // static linkage (vlen 0)
+    }
+    let type_len = u32::try_from(words.len() * 4).unwrap_or(u32::MAX);
+    let str_len = u32::try_from(strs.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(24 + words.len() * 4 + strs.len());
+    out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
+    out.extend_from_slice(&[1, 0]); // version, flags
+    for v in [24u32, 0, type_len, type_len, str_len] {
+        // hdr_len, type_off, type_len, str_off, str_len
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for w in &words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&strs);
+    out
+}
+
+/// `func_info` records for subprograms starting at the slots `starts`
+/// (ascending, the first 0), matching the types of [`func_btf`]`(starts.len())`.
+pub fn func_infos(starts: &[u32]) -> Vec<FuncInfo> {
+    (FIRST_FUNC_TYPE_ID..)
+        .zip(starts)
+        .map(|(type_id, &insn_off)| FuncInfo { insn_off, type_id })
+        .collect()
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
+    btf_log_true_size: u32,
+}
+
+/// `BPF_BTF_LOAD`: the BTF object's descriptor, or [`KernelError::Failed`]
+/// with the kernel's BTF log.
+pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, KernelError> {
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = BtfLoadAttr {
+        btf: blob.as_ptr() as u64,
+        btf_log_buf: log.as_mut_ptr() as u64,
+        btf_size: len32(blob.len(), "BTF too large")?,
+        btf_log_size: len32(log.len(), "log too large")?,
+        btf_log_level: 1,
+        ..BtfLoadAttr::default()
+    };
+    match sys_bpf(cmd::BTF_LOAD, "BPF_BTF_LOAD", &mut attr) {
+        Ok(fd) => fd_from(fd),
+        Err(KernelError::Failed { cmd, errno, .. }) => Err(KernelError::Failed {
+            cmd,
+            errno,
+            log: log_text(&log),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The NUL-terminated text at the start of a log buffer.
+fn log_text(log: &[u8]) -> String {
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    String::from_utf8_lossy(log.get(..end).unwrap_or_default()).into_owned()
 }
 
 impl<'a> ProgLoad<'a> {
@@ -181,6 +304,8 @@ impl<'a> ProgLoad<'a> {
             expected_attach_type: 0,
             name: "",
             fd_array: &[],
+            btf_fd: None,
+            func_info: &[],
         }
     }
 }
@@ -238,6 +363,19 @@ pub fn prog_load_logged(p: &ProgLoad<'_>) -> Result<(OwnedFd, String), KernelErr
     for (d, s) in name.iter_mut().zip(p.name.bytes().take(15)) {
         *d = s;
     }
+    let (btf_fd, func_info) = match (p.btf_fd, p.func_info.is_empty()) {
+        (_, true) => (0, 0),
+        (Some(fd), false) => (
+            u32::try_from(fd).map_err(|_| KernelError::BadArgument("negative BTF descriptor"))?,
+            p.func_info.as_ptr() as u64,
+        ),
+        (None, false) => {
+            return Err(KernelError::BadArgument(
+                "func_info without a BTF descriptor",
+            ))
+        }
+    };
+    let func_info_cnt = len32(p.func_info.len(), "too many func_info records")?;
     let mut log = vec![0u8; p.log_size.max(1)];
     let attempt = |level: u32, log: &mut [u8]| {
         let mut attr = ProgLoadAttr {
@@ -258,6 +396,14 @@ pub fn prog_load_logged(p: &ProgLoad<'_>) -> Result<(OwnedFd, String), KernelErr
             },
             prog_name: name,
             expected_attach_type: p.expected_attach_type,
+            prog_btf_fd: btf_fd,
+            func_info_rec_size: if func_info == 0 {
+                0
+            } else {
+                std::mem::size_of::<FuncInfo>() as u32
+            },
+            func_info,
+            func_info_cnt: if func_info == 0 { 0 } else { func_info_cnt },
             fd_array: if p.fd_array.is_empty() {
                 0
             } else {
@@ -276,22 +422,18 @@ pub fn prog_load_logged(p: &ProgLoad<'_>) -> Result<(OwnedFd, String), KernelErr
     };
     match res {
         Ok(fd) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = if level == 0 {
                 String::new()
             } else {
-                String::from_utf8_lossy(log.get(..end).unwrap_or_default()).into_owned()
+                log_text(&log)
             };
             Ok((fd_from(fd)?, text))
         }
-        Err(KernelError::Failed { cmd, errno, .. }) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            Err(KernelError::Failed {
-                cmd,
-                errno,
-                log: String::from_utf8_lossy(log.get(..end).unwrap_or_default()).into_owned(),
-            })
-        }
+        Err(KernelError::Failed { cmd, errno, .. }) => Err(KernelError::Failed {
+            cmd,
+            errno,
+            log: log_text(&log),
+        }),
         Err(e) => Err(e),
     }
 }
@@ -359,6 +501,23 @@ pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8], flags: u64) -> Result
         flags,
     };
     sys_bpf(cmd::MAP_UPDATE_ELEM, "BPF_MAP_UPDATE_ELEM", &mut attr).map(drop)
+}
+
+/// `BPF_MAP_LOOKUP_ELEM`: copies the value stored under `key` into `value`,
+/// which must be at least the map's value size (the kernel writes exactly
+/// that many bytes); empty slices are refused.
+pub fn map_lookup(map: &OwnedFd, key: &[u8], value: &mut [u8]) -> Result<(), KernelError> {
+    if key.is_empty() || value.is_empty() {
+        return Err(KernelError::BadArgument("empty key or value"));
+    }
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    sys_bpf(cmd::MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM", &mut attr).map(drop)
 }
 
 #[repr(C)]
@@ -538,13 +697,53 @@ mod tests {
     #[test]
     fn attr_layouts_match_uapi() {
         // Offsets from include/uapi/linux/bpf.h.
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_btf_fd), 72);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, func_info_rec_size), 76);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, func_info), 80);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, func_info_cnt), 88);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, fd_array), 120);
+        assert_eq!(std::mem::offset_of!(BtfLoadAttr, btf_log_level), 24);
+        assert_eq!(std::mem::size_of::<FuncInfo>(), 8);
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, log_true_size), 140);
         assert_eq!(std::mem::offset_of!(TestRunAttr, repeat), 32);
         assert_eq!(std::mem::offset_of!(TestRunAttr, batch_size), 72);
         assert_eq!(std::mem::offset_of!(RawProgInfo, verified_insns), 216);
         assert_eq!(std::mem::size_of::<RawProgInfo>(), 232);
         assert_eq!(std::mem::offset_of!(MapCreateAttr, map_extra), 64);
+    }
+
+    #[test]
+    fn func_btf_layout() {
+        // Hand-computed from include/uapi/linux/btf.h: header 24 bytes,
+        // types int (16) + proto (12) + 2 funcs (2 * 12) = 52, strings
+        // "\0int\0f0\0f1\0" = 11.
+        let b = func_btf(2);
+        assert_eq!(b.len(), 24 + 52 + 11);
+        assert_eq!(&b[..4], &[0x9f, 0xeb, 1, 0]);
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        assert_eq!(
+            (word(4), word(8), word(12), word(16), word(20)),
+            (24, 0, 52, 52, 11)
+        );
+        // [3] FUNC "f0" -> [2]: name_off 5, kind 12.
+        assert_eq!(
+            (word(24 + 28), word(24 + 32), word(24 + 36)),
+            (5, 12 << 24, 2)
+        );
+        assert_eq!(&b[24 + 52..], b"\0int\0f0\0f1\0");
+        assert_eq!(
+            func_infos(&[0, 7]),
+            [
+                FuncInfo {
+                    insn_off: 0,
+                    type_id: 3
+                },
+                FuncInfo {
+                    insn_off: 7,
+                    type_id: 4
+                }
+            ]
+        );
     }
 
     #[test]

@@ -376,62 +376,6 @@ fn tail_call_hierarchies_on_both_engines() {
 
 // ---- the live kernel ----------------------------------------------------------
 
-fn sys_bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> Result<i64, i32> {
-    // SAFETY: `attr` is a valid, writable buffer of the size passed; the
-    // kernel only touches it and the buffers whose addresses it holds, which
-    // the callers keep alive across the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(r)
-    }
-}
-
-fn put32(a: &mut [u8; 128], off: usize, v: u32) {
-    a[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put64(a: &mut [u8; 128], off: usize, v: u64) {
-    a[off..off + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// A minimal BTF blob: `[1] int`, `[2] int (void)` and `[3 + i]` one
-/// static FUNC `fi` per subprogram.
-fn btf_blob(n: usize) -> Vec<u8> {
-    let mut strs: Vec<u8> = b"\0int\0".to_vec();
-    let mut words: Vec<u32> = vec![
-        1,
-        1 << 24, // INT
-        4,
-        (1 << 24) | 32, // signed, 32 bits
-        0,
-        13 << 24, // FUNC_PROTO, no parameters
-        1,        // returns int
-    ];
-    for i in 0..n {
-        words.push(strs.len() as u32);
-        strs.extend_from_slice(format!("f{i}\0").as_bytes());
-        words.extend_from_slice(&[12 << 24, 2]); // FUNC, static, of type [2]
-    }
-    let types: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
-    out.extend_from_slice(&[1, 0]);
-    for v in [
-        24u32,
-        0,
-        types.len() as u32,
-        types.len() as u32,
-        strs.len() as u32,
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&types);
-    out.extend_from_slice(&strs);
-    out
-}
-
 /// Start slots of the subprograms: 0 and every local call target.
 fn subprog_starts(prog: &Program) -> Vec<u32> {
     let mut v = vec![0u32];
@@ -445,64 +389,17 @@ fn subprog_starts(prog: &Program) -> Vec<u32> {
     v
 }
 
-fn own(fd: i64) -> OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` is a descriptor the kernel just returned to us.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
 /// Loads `prog` as a `tc` program with BTF func info for its subprograms.
 fn kernel_load(prog: &Program) -> Result<OwnedFd, String> {
     let starts = subprog_starts(prog);
-    let blob = btf_blob(starts.len());
-    let mut log = vec![0u8; 1 << 16];
-    let mut a = [0u8; 128];
-    put64(&mut a, 0, blob.as_ptr() as u64);
-    put64(&mut a, 8, log.as_mut_ptr() as u64);
-    put32(&mut a, 16, blob.len() as u32);
-    put32(&mut a, 20, log.len() as u32);
-    put32(&mut a, 24, 1);
-    let btf = own(sys_bpf(18, &mut a).map_err(|e| format!("BTF_LOAD errno {e}"))?);
-    let func_info: Vec<u32> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &s)| [s, 3 + i as u32])
-        .collect();
+    let btf = kernel::btf_load(&kernel::func_btf(starts.len())).map_err(|e| e.to_string())?;
+    let func_info = kernel::func_infos(&starts);
     let code = prog.to_bytes();
-    let license = b"GPL\0";
-    let mut a = [0u8; 128];
-    put32(&mut a, 0, kernel::prog_type::SCHED_CLS);
-    put32(&mut a, 4, (code.len() / 8) as u32);
-    put64(&mut a, 8, code.as_ptr() as u64);
-    put64(&mut a, 16, license.as_ptr() as u64);
-    put32(&mut a, 24, 1);
-    put32(&mut a, 28, log.len() as u32);
-    put64(&mut a, 32, log.as_mut_ptr() as u64);
-    put32(&mut a, 72, btf.as_raw_fd() as u32);
-    put32(&mut a, 76, 8);
-    put64(&mut a, 80, func_info.as_ptr() as u64);
-    put32(&mut a, 88, starts.len() as u32);
-    match sys_bpf(5, &mut a) {
-        Ok(fd) => Ok(own(fd)),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            Err(format!(
-                "PROG_LOAD errno {e}: {}",
-                String::from_utf8_lossy(&log[..end])
-            ))
-        }
-    }
-}
-
-fn kernel_lookup(map: &OwnedFd, key: u32, value: &mut [u8]) -> Result<(), String> {
-    let k = key.to_le_bytes();
-    let mut a = [0u8; 128];
-    put32(&mut a, 0, map.as_raw_fd() as u32);
-    put64(&mut a, 8, k.as_ptr() as u64);
-    put64(&mut a, 16, value.as_mut_ptr() as u64);
-    sys_bpf(1, &mut a)
-        .map(drop)
-        .map_err(|e| format!("MAP_LOOKUP errno {e}"))
+    let mut load = kernel::ProgLoad::new(kernel::prog_type::SCHED_CLS, &code);
+    load.log_level = 1;
+    load.btf_fd = Some(btf.as_raw_fd());
+    load.func_info = &func_info;
+    kernel::prog_load(&load).map_err(|e| e.to_string())
 }
 
 /// Rewrites placeholder map fds to real ones.
@@ -563,7 +460,7 @@ fn run_kernel(case: &Case) -> Result<(u64, Vec<u64>), String> {
     let entry = progs.first().ok_or("no programs")?;
     let run = kernel::prog_test_run(entry, &[0u8; 64], 1).map_err(|e| e.to_string())?;
     let mut v = vec![0u8; 8 * case.counters as usize];
-    kernel_lookup(&counters, 0, &mut v)?;
+    kernel::map_lookup(&counters, &0u32.to_le_bytes(), &mut v).map_err(|e| e.to_string())?;
     Ok((u64::from(run.retval), read_counters(&v)))
 }
 

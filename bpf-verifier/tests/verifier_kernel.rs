@@ -60,96 +60,6 @@ fn corpus_maps() -> Vec<MapInfo> {
     ]
 }
 
-// ---- raw bpf(): BTF and program loads with func_info ---------------------
-
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_BTF_LOAD: libc::c_long = 18;
-
-fn sys_bpf(cmd: libc::c_long, attr: &mut [u8; 160]) -> (i64, i32) {
-    // SAFETY: `attr` is a valid, writable buffer of the size passed; the
-    // kernel only touches it and the buffers whose addresses it holds, which
-    // the callers keep alive across the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    let errno = if r < 0 {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-    } else {
-        0
-    };
-    (r, errno)
-}
-
-fn put32(a: &mut [u8; 160], off: usize, v: u32) {
-    a[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put64(a: &mut [u8; 160], off: usize, v: u64) {
-    a[off..off + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-/// A minimal BTF: `int`, `int (void)`, and one static `FUNC fN` per subprogram.
-fn btf_blob(n: usize) -> Vec<u8> {
-    let mut strs: Vec<u8> = b"\0int\0".to_vec();
-    let mut types: Vec<u8> = Vec::new();
-    let mut t = |a: u32, b: u32, c: u32| {
-        for v in [a, b, c] {
-            types.extend_from_slice(&v.to_le_bytes());
-        }
-    };
-    t(1, 1 << 24, 4); // [1] INT "int", 4 bytes
-    let mut ints = Vec::new();
-    ints.extend_from_slice(&((1u32 << 24) | 32).to_le_bytes()); // signed, 32 bits
-    let mut funcs = Vec::new();
-    for i in 0..n {
-        let off = strs.len() as u32;
-        strs.extend_from_slice(format!("f{i}\0").as_bytes());
-        for v in [off, 12 << 24, 2] {
-            funcs.extend_from_slice(&v.to_le_bytes()); // [3 + i] FUNC static -> [2]
-        }
-    }
-    types.extend_from_slice(&ints);
-    for v in [0u32, 13 << 24, 1] {
-        types.extend_from_slice(&v.to_le_bytes()); // [2] FUNC_PROTO returning int, no args
-    }
-    types.extend_from_slice(&funcs);
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xEB9F_u16.to_le_bytes());
-    out.extend_from_slice(&[1, 0]);
-    for v in [
-        24u32,
-        0,
-        types.len() as u32,
-        types.len() as u32,
-        strs.len() as u32,
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&types);
-    out.extend_from_slice(&strs);
-    out
-}
-
-fn load_btf(n: usize) -> Result<OwnedFd, String> {
-    use std::os::fd::FromRawFd;
-    let blob = btf_blob(n);
-    let mut log = vec![0u8; 1 << 16];
-    let mut a = [0u8; 160];
-    put64(&mut a, 0, blob.as_ptr() as u64);
-    put64(&mut a, 8, log.as_mut_ptr() as u64);
-    put32(&mut a, 16, blob.len() as u32);
-    put32(&mut a, 20, log.len() as u32);
-    put32(&mut a, 24, 1);
-    let (r, e) = sys_bpf(BPF_BTF_LOAD, &mut a);
-    if r < 0 {
-        let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        return Err(format!(
-            "BPF_BTF_LOAD errno {e}: {}",
-            String::from_utf8_lossy(&log[..end])
-        ));
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
-
 /// The kernel's verdict on one program.
 struct KernelVerdict {
     ok: bool,
@@ -181,48 +91,40 @@ impl KernelVerdict {
     }
 }
 
+/// Loads `prog` (with BTF `func_info` when it has subprograms) at log level
+/// 2 plus statistics.
 fn kernel_load(t: u32, prog: &Program, fds: &[i32], starts: &[u32]) -> KernelVerdict {
     let btf = if starts.len() > 1 {
-        match load_btf(starts.len()) {
+        match kernel::btf_load(&kernel::func_btf(starts.len())) {
             Ok(fd) => Some(fd),
-            Err(e) => return KernelVerdict { ok: false, log: e },
+            Err(e) => {
+                return KernelVerdict {
+                    ok: false,
+                    log: e.to_string(),
+                }
+            }
         }
     } else {
         None
     };
-    let func_info: Vec<u32> = starts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &s)| [s, 3 + i as u32])
-        .collect();
+    let func_info = if btf.is_some() {
+        kernel::func_infos(starts)
+    } else {
+        Vec::new()
+    };
     let code = prog.to_bytes();
-    let license = b"GPL\0";
     let attempt = |level: u32, size: usize| {
-        let mut log = vec![0u8; size];
-        let mut a = [0u8; 160];
-        put32(&mut a, 0, t);
-        put32(&mut a, 4, (code.len() / 8) as u32);
-        put64(&mut a, 8, code.as_ptr() as u64);
-        put64(&mut a, 16, license.as_ptr() as u64);
-        put32(&mut a, 24, level);
-        put32(&mut a, 28, log.len() as u32);
-        put64(&mut a, 32, log.as_mut_ptr() as u64);
-        if let Some(b) = &btf {
-            put32(&mut a, 72, b.as_raw_fd() as u32);
-            put32(&mut a, 76, 8);
-            put64(&mut a, 80, func_info.as_ptr() as u64);
-            put32(&mut a, 88, starts.len() as u32);
+        let mut load = kernel::ProgLoad::new(t, &code);
+        load.log_level = level;
+        load.log_size = size;
+        load.fd_array = fds;
+        load.btf_fd = btf.as_ref().map(|b| b.as_raw_fd());
+        load.func_info = &func_info;
+        match kernel::prog_load_logged(&load) {
+            Ok((_fd, log)) => (true, 0, log),
+            Err(kernel::KernelError::Failed { errno, log, .. }) => (false, errno, log),
+            Err(e) => (false, 0, e.to_string()),
         }
-        if !fds.is_empty() {
-            put64(&mut a, 120, fds.as_ptr() as u64);
-        }
-        let (r, e) = sys_bpf(BPF_PROG_LOAD, &mut a);
-        if r >= 0 {
-            // SAFETY: closing the descriptor the kernel just returned.
-            unsafe { libc::close(r as i32) };
-        }
-        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        (r >= 0, e, String::from_utf8_lossy(&log[..end]).into_owned())
     };
     // Level 2 (every instruction) plus statistics; a log too small for a
     // large program (ENOSPC) falls back to statistics only.
