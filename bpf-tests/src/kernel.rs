@@ -157,6 +157,25 @@ pub fn available() -> Result<(), KernelError> {
     prog_load(&ProgLoad::new(prog_type::SOCKET_FILTER, &insns)).map(drop)
 }
 
+/// Whether a live-kernel test should run: `true` when [`available`] says
+/// `bpf()` works. Otherwise the test is skipped with a plain `SKIPPED` line
+/// naming `what` and the reason — unless `BPFKIT_REQUIRE_TOOLS=1` is set
+/// (`cargo xtask ci` sets it), in which case this panics, so that a CI run
+/// never passes with the kernel oracle silently off.
+pub fn available_or_skip(what: &str) -> bool {
+    match available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("BPFKIT_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "{what}: the live kernel is required (BPFKIT_REQUIRE_TOOLS=1) but bpf() does not work: {e}"
+            );
+            eprintln!("SKIPPED {what}: bpf() does not work here (needs root or CAP_BPF): {e}");
+            false
+        }
+    }
+}
+
 /// Arguments of `BPF_PROG_LOAD`.
 #[derive(Clone, Debug)]
 pub struct ProgLoad<'a> {

@@ -133,11 +133,7 @@ fn category(reason: &str) -> String {
 
 #[test]
 fn kernel_agrees_with_interpreter() {
-    if let Err(e) = kernel::available() {
-        eprintln!(
-            "SKIPPED: the kernel oracle needs a working bpf() (root or CAP_BPF): {e}. \
-             Nothing was compared."
-        );
+    if !kernel::available_or_skip("conformance against the live kernel") {
         return;
     }
     let dir = conformance_dir();
@@ -247,8 +243,7 @@ fn kernel_agrees_with_interpreter() {
 /// reports about that program.
 #[test]
 fn wrapper_round_trip() {
-    if let Err(e) = kernel::available() {
-        eprintln!("SKIPPED: needs a working bpf() (root or CAP_BPF): {e}");
+    if !kernel::available_or_skip("the bpf() wrapper round trip") {
         return;
     }
     // BPF_MAP_TYPE_ARRAY, 4-byte key, 8-byte value, 1 entry.
