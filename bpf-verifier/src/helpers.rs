@@ -162,6 +162,12 @@ impl HelperTable {
             [DontCare; 5],
             RetKind::Integer,
         ));
+        t.add(proto(
+            14,
+            "bpf_get_current_pid_tgid",
+            [DontCare; 5],
+            RetKind::Integer,
+        ));
         t.add(HelperProto {
             map_types: Some(PA),
             special: Special::TailCall,

@@ -28,6 +28,9 @@ pub const BPF_FUNC_GET_PRANDOM_U32: i32 = 7;
 pub const BPF_FUNC_GET_SMP_PROCESSOR_ID: i32 = 8;
 /// `BPF_FUNC_tail_call` (executed by the interpreter itself).
 pub const BPF_FUNC_TAIL_CALL: i32 = 12;
+/// `BPF_FUNC_get_current_pid_tgid`: thread group id (the process id) in the
+/// upper 32 bits, thread id in the lower, of the thread running the program.
+pub const BPF_FUNC_GET_CURRENT_PID_TGID: i32 = 14;
 /// `BPF_FUNC_ringbuf_output`.
 pub const BPF_FUNC_RINGBUF_OUTPUT: i32 = 130;
 /// `BPF_FUNC_ringbuf_reserve`.
@@ -238,6 +241,7 @@ impl HelperRegistry {
 
     /// The kernel helpers: map lookup/update/delete (1–3), ktime_get_ns (5),
     /// trace_printk (6, to stderr), get_prandom_u32 (7), get_smp_processor_id (8),
+    /// get_current_pid_tgid (14),
     /// ringbuf output/reserve/submit/discard/query (130–134), plus the built-ins
     /// tail_call (12) and loop (181).
     pub fn kernel() -> HelperRegistry {
@@ -274,6 +278,11 @@ impl HelperRegistry {
             Ok(map.delete_prog(&key) as u64)
         });
         r.register(BPF_FUNC_KTIME_GET_NS, |_, _| Ok(ktime_ns()));
+        r.register(BPF_FUNC_GET_CURRENT_PID_TGID, |_, _| {
+            // SAFETY: getpid and gettid take no arguments and cannot fail.
+            let (tgid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+            Ok((u64::from(tgid as u32) << 32) | u64::from(tid as u32))
+        });
         r.register(BPF_FUNC_TRACE_PRINTK, move |cx, a| {
             let len = (a[1] as usize).min(1024);
             let fmt = cx.read_vec(a[0], len)?;

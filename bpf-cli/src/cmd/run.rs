@@ -411,12 +411,8 @@ fn parse_u64(s: &str) -> Option<u64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
-/// `base` plus `bpf_get_current_pid_tgid` and the `--helper-ret` overrides.
+/// `base` plus the `--helper-ret` overrides.
 fn with_extra_helpers(mut reg: HelperRegistry, args: &Args) -> Result<HelperRegistry> {
-    let pid = u64::from(std::process::id());
-    if reg.get(14).is_none() {
-        reg.register(14, move |_, _| Ok((pid << 32) | pid));
-    }
     for spec in &args.helper_ret {
         let (id, value) = spec
             .split_once('=')
