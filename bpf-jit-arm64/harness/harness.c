@@ -8,10 +8,16 @@
  *     1 WRITE u64 addr, u64 len, len bytes      -> u32 0
  *     2 READ  u64 addr, u64 len                 -> len bytes
  *     3 CALL  u64 addr, u64 a1..a5              -> u32 signal (0 = returned), u64 r0
+ *     4 CALL8 u64 addr, u64 a1..a8              -> u32 signal (0 = returned), u64 r0
+ *     5 START u64 addr, u64 a1..a5              -> u32 0 (a second thread calls
+ *           addr(a1..a5) in a loop until STOP, counting results: r0 < 16 in
+ *           counts[r0], anything else in counts[16])
+ *     6 STOP                                    -> u64 calls, u64 counts[17]
  * Regions: near code (RWX, mapped within 128 MiB of this binary's text, so
  * `bl` reaches the helpers), far code (RWX, out of `bl` range) and data (RW).
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -22,6 +28,7 @@
 
 typedef uint64_t u64;
 typedef u64 (*fn5)(u64, u64, u64, u64, u64);
+typedef u64 (*fn8)(u64, u64, u64, u64, u64, u64, u64, u64);
 
 #define MAGIC 0x62706661726d3634ull /* "bpfarm64" */
 #define REGION (4ull << 20)
@@ -71,6 +78,25 @@ static u64 h_call_callback(u64 cb, u64 arg, u64 c, u64 d, u64 e) {
   return ((fn5)cb)(arg, 10, 20, 30, 40) + 1;
 }
 
+/* a + 2b + 3c + ... + 8h: a native function of eight arguments. */
+static u64 h_weighted_sum8(u64 a, u64 b, u64 c, u64 d, u64 e, u64 f, u64 g, u64 h) {
+  return a + 2 * b + 3 * c + 4 * d + 5 * e + 6 * f + 7 * g + 8 * h;
+}
+
+/* The runner thread of START/STOP. */
+static u64 run_args[6];
+static volatile int run_stop;
+static u64 run_calls, run_counts[17];
+static void *runner(void *unused) {
+  (void)unused;
+  while (!__atomic_load_n(&run_stop, __ATOMIC_ACQUIRE)) {
+    u64 r = ((fn5)run_args[0])(run_args[1], run_args[2], run_args[3], run_args[4], run_args[5]);
+    run_counts[r < 16 ? r : 16]++;
+    run_calls++;
+  }
+  return NULL;
+}
+
 static sigjmp_buf jb;
 static void on_signal(int sig) { siglongjmp(jb, sig); }
 
@@ -92,8 +118,11 @@ int main(void) {
   int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE};
   for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 
-  u64 hello[10] = {MAGIC, (u64)near, (u64)far, (u64)data, REGION, 4,
-                   (u64)h_ret_arg1, (u64)h_weighted_sum, (u64)h_map_add, (u64)h_call_callback};
+  u64 hello[11] = {MAGIC, (u64)near, (u64)far, (u64)data, REGION, 5,
+                   (u64)h_ret_arg1, (u64)h_weighted_sum, (u64)h_map_add, (u64)h_call_callback,
+                   (u64)h_weighted_sum8};
+  pthread_t run_thread;
+  int running = 0;
   if (put(hello, sizeof hello)) return 3;
 
   for (;;) {
@@ -119,6 +148,35 @@ int main(void) {
       if (sig == 0) r0 = ((fn5)a[0])(a[1], a[2], a[3], a[4], a[5]);
       struct { uint32_t sig; uint32_t pad; u64 r0; } reply = {(uint32_t)sig, 0, r0};
       if (put(&reply, sizeof reply)) return 5;
+    } else if (op == 4) {
+      u64 a[9];
+      if (get(a, sizeof a)) return 4;
+      volatile u64 r0 = 0;
+      int sig = sigsetjmp(jb, 1);
+      if (sig == 0) r0 = ((fn8)a[0])(a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]);
+      struct { uint32_t sig; uint32_t pad; u64 r0; } reply = {(uint32_t)sig, 0, r0};
+      if (put(&reply, sizeof reply)) return 5;
+    } else if (op == 5) {
+      if (get(run_args, sizeof run_args)) return 4;
+      uint32_t ok = 1;
+      if (!running) {
+        run_stop = 0;
+        run_calls = 0;
+        memset(run_counts, 0, sizeof run_counts);
+        ok = pthread_create(&run_thread, NULL, runner, NULL) != 0;
+        running = ok == 0;
+      }
+      if (put(&ok, 4)) return 5;
+    } else if (op == 6) {
+      u64 reply[18] = {0};
+      if (running) {
+        __atomic_store_n(&run_stop, 1, __ATOMIC_RELEASE);
+        pthread_join(run_thread, NULL);
+        running = 0;
+        reply[0] = run_calls;
+        memcpy(reply + 1, run_counts, sizeof run_counts);
+      }
+      if (put(reply, sizeof reply)) return 5;
     } else {
       return 6;
     }

@@ -66,6 +66,9 @@ pub enum HarnessHelper {
     MapAdd = 2,
     /// Calls the function at `a` with `(b, 10, 20, 30, 40)`, returns its result + 1.
     CallCallback = 3,
+    /// A native function of eight arguments: returns `a + 2b + 3c + ... + 8h`
+    /// (an original function for trampolines; call it with [`Emulator::call8`]).
+    WeightedSum8 = 4,
 }
 
 /// Where the harness mapped its regions and helpers.
@@ -80,7 +83,7 @@ pub struct Layout {
     /// Size of each region in bytes.
     pub region_len: u64,
     /// Helper addresses, indexed by [`HarnessHelper`].
-    pub helpers: [u64; 4],
+    pub helpers: [u64; 5],
 }
 
 impl Layout {
@@ -154,7 +157,7 @@ pub fn harness_binary() -> Result<PathBuf, EmuError> {
     let tmp = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.tmp"));
     std::fs::write(&src, HARNESS_SOURCE)?;
     let out = Command::new(cc)
-        .args(["-O2", "-static", "-o"])
+        .args(["-O2", "-static", "-pthread", "-o"])
         .arg(&tmp)
         .arg(&src)
         .output()?;
@@ -198,15 +201,15 @@ impl Emulator {
                 far_code: 0,
                 data: 0,
                 region_len: 0,
-                helpers: [0; 4],
+                helpers: [0; 5],
             },
         };
-        let mut hello = [0u64; 10];
+        let mut hello = [0u64; 11];
         for w in &mut hello {
             *w = e.get_u64()?;
         }
-        let [magic, near, far, data, len, n, h0, h1, h2, h3] = hello;
-        if magic != MAGIC || n != 4 {
+        let [magic, near, far, data, len, n, h0, h1, h2, h3, h4] = hello;
+        if magic != MAGIC || n != 5 {
             return Err(EmuError::Protocol("bad hello"));
         }
         e.layout = Layout {
@@ -214,7 +217,7 @@ impl Emulator {
             far_code: far,
             data,
             region_len: len,
-            helpers: [h0, h1, h2, h3],
+            helpers: [h0, h1, h2, h3, h4],
         };
         Ok(e)
     }
@@ -241,6 +244,16 @@ impl Emulator {
             Ok(())
         } else {
             Err(EmuError::OutOfRange { addr, len })
+        }
+    }
+
+    /// A code address that may be called: inside a region or one of the
+    /// harness's own functions.
+    fn check_code(&self, addr: u64) -> Result<(), EmuError> {
+        if self.layout.helpers.contains(&addr) {
+            Ok(())
+        } else {
+            self.check(addr, 4)
         }
     }
 
@@ -275,13 +288,17 @@ impl Emulator {
     /// Calls the code at `addr` (a C-ABI function of five `u64`) with
     /// `args`; returns what it returned.
     pub fn call(&mut self, addr: u64, args: [u64; 5]) -> Result<u64, EmuError> {
-        self.check(addr, 4)?;
+        self.check_code(addr)?;
         self.tx.write_all(&3u32.to_le_bytes())?;
         self.tx.write_all(&addr.to_le_bytes())?;
         for a in args {
             self.tx.write_all(&a.to_le_bytes())?;
         }
         self.tx.flush()?;
+        self.reply()
+    }
+
+    fn reply(&mut self) -> Result<u64, EmuError> {
         let sig = self.get_u32()?;
         let _pad = self.get_u32()?;
         let r0 = self.get_u64()?;
@@ -290,6 +307,61 @@ impl Emulator {
         }
         Ok(r0)
     }
+
+    /// Calls the code at `addr` as a C-ABI function of eight `u64`
+    /// arguments (`x0`-`x7`); returns what it returned.
+    pub fn call8(&mut self, addr: u64, args: [u64; 8]) -> Result<u64, EmuError> {
+        self.check_code(addr)?;
+        self.tx.write_all(&4u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        self.reply()
+    }
+
+    /// Starts a second harness thread that calls `addr(args)` in a loop,
+    /// concurrently with the requests that follow (e.g. [`Emulator::write`]s
+    /// that patch the code it runs), until [`Emulator::stop_runner`].
+    /// A fault in that thread ends the harness (later requests fail with
+    /// [`EmuError::Io`]).
+    pub fn start_runner(&mut self, addr: u64, args: [u64; 5]) -> Result<(), EmuError> {
+        self.check_code(addr)?;
+        self.tx.write_all(&5u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        match self.get_u32()? {
+            0 => Ok(()),
+            _ => Err(EmuError::Protocol("runner already running or not started")),
+        }
+    }
+
+    /// Stops the runner thread and returns what it saw: the number of
+    /// calls, and how many returned each value `0..16` (index 16: any
+    /// other value). All zero when no runner was running.
+    pub fn stop_runner(&mut self) -> Result<RunnerCounts, EmuError> {
+        self.tx.write_all(&6u32.to_le_bytes())?;
+        self.tx.flush()?;
+        let calls = self.get_u64()?;
+        let mut counts = [0u64; 17];
+        for c in &mut counts {
+            *c = self.get_u64()?;
+        }
+        Ok(RunnerCounts { calls, counts })
+    }
+}
+
+/// What the runner thread of [`Emulator::start_runner`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunnerCounts {
+    /// Calls made.
+    pub calls: u64,
+    /// `counts[v]`: calls that returned `v` (`v < 16`); `counts[16]`: the rest.
+    pub counts: [u64; 17],
 }
 
 impl Drop for Emulator {

@@ -10,7 +10,7 @@ mod common;
 
 use bpf_isa::{assemble, LdImm64Src};
 use bpf_jit::{HelperTable, JitOptions, PROG_ARRAY_SLOTS_OFFSET};
-use bpf_jit_arm64::emu::Emulator;
+use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
 use bpf_jit_arm64::Atomics;
 use common::{compile_at, emulator, harness_helpers, region_base, Region};
 
@@ -319,4 +319,26 @@ fn failed_tail_calls_fall_through() {
     t.emu.write(far, &code.code).expect("write");
     t.set_slot(1, far);
     assert_eq!(t.emu.call(p, [99, 0, 0, 0, 0]).expect("runs"), 100);
+}
+
+/// The harness's eight-argument call and its concurrent runner thread (used
+/// by the trampoline and direct-tail-call tests).
+#[test]
+fn harness_call8_and_runner_thread() {
+    let Some(mut emu) = common::emulator("harness call8/runner") else {
+        return;
+    };
+    let f = emu.layout().helper(HarnessHelper::WeightedSum8);
+    let r = emu.call8(f, [1, 2, 3, 4, 5, 6, 7, 8]).expect("call8");
+    // 1 + 4 + 9 + 16 + 25 + 36 + 49 + 64, computed by hand.
+    assert_eq!(r, 204);
+    // The runner calls ReturnArg1(7, ...) until stopped: every result is 7.
+    let g = emu.layout().helper(HarnessHelper::ReturnArg1);
+    emu.start_runner(g, [7, 0, 0, 0, 0]).expect("start");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let seen = emu.stop_runner().expect("stop");
+    assert!(seen.calls > 0, "{seen:?}");
+    assert_eq!(seen.counts[7], seen.calls, "{seen:?}");
+    // The harness is still usable afterwards.
+    assert_eq!(emu.call(g, [9, 0, 0, 0, 0]).expect("call"), 9);
 }
