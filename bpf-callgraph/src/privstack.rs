@@ -102,3 +102,19 @@ pub fn prog_priv_stack_mode(cfg: &PrivStackConfig) -> PrivStackMode {
 pub const fn frame_wants_priv_stack(rounded_size: u32) -> bool {
     rounded_size >= BPF_PRIV_STACK_MIN_SIZE
 }
+
+/// Why a JIT that keeps every frame on a private region (bpf-jit's
+/// `JitOptions::private_stack`) cannot compile this program: the first
+/// callback subprogram (target of an `ld_imm64` function reference), if any.
+///
+/// Such a subprogram is entered from a helper (`bpf_loop`, …) with the
+/// native C ABI and five arguments, so nobody hands it the address of its
+/// frame in the private region. Tail calls and bpf-to-bpf calls are fine
+/// there (unlike the kernel's per-CPU private stack, which excludes tail
+/// calls): the JIT passes the frame address along both.
+pub fn jit_private_stack_blocker(cg: &crate::CallGraph) -> Option<crate::SubprogId> {
+    cg.subprogs()
+        .iter()
+        .find(|(_, s)| s.is_callback)
+        .map(|(id, _)| id)
+}

@@ -26,6 +26,9 @@ struct Listing {
     labels: Vec<String>,
     /// Index into `native` of the first line of each prologue.
     prologues: Vec<usize>,
+    /// `; patch site: …` comments and the index into `native` of the line
+    /// they announce.
+    patches: Vec<(String, usize)>,
 }
 
 fn parse(text: &str) -> Listing {
@@ -33,7 +36,9 @@ fn parse(text: &str) -> Listing {
     let mut cur: Option<usize> = None;
     let mut want_prologue = false;
     for line in text.lines().skip(1) {
-        if let Some(rest) = line.strip_prefix("    ") {
+        if let Some(rest) = line.strip_prefix("    ; patch site: ") {
+            l.patches.push((rest.to_string(), l.native.len()));
+        } else if let Some(rest) = line.strip_prefix("    ") {
             let (off, rest) = rest.split_once(":  ").expect("native line has `off:  `");
             let off = u32::from_str_radix(off, 16).expect("hex offset");
             let hex = rest.get(..30).unwrap_or(rest).trim();
@@ -293,4 +298,63 @@ fn errors_are_clean() {
     assert_fails_with(&o, "no program named `nosuch`");
     let o = bpfkit(["dump", "xlated", obj.to_str().unwrap(), "--arch", "arm64"]);
     assert_fails_with(&o, "--arch applies to `dump jited` only");
+}
+
+/// `r2 = map[fd:1]; r3 = 0; call 12; r0 = 1; exit` as raw bytecode.
+fn const_tail_call() -> std::path::PathBuf {
+    let p = scratch("dump_jited_tail_call.bin");
+    std::fs::write(
+        &p,
+        [
+            0x18, 0x12, 0, 0, 1, 0, 0, 0, // r2 = map[fd:1] (src 1 = BPF_PSEUDO_MAP_FD)
+            0, 0, 0, 0, 0, 0, 0, 0, // (second slot)
+            0xb7, 0x03, 0, 0, 0, 0, 0, 0, // r3 = 0
+            0x85, 0, 0, 0, 12, 0, 0, 0, // call 12 (bpf_tail_call)
+            0xb7, 0, 0, 0, 1, 0, 0, 0, // r0 = 1
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn x86_direct_tail_call_patch_sites_are_marked() {
+    let o = bpfkit(["dump", "jited", const_tail_call().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l = parse(&stdout(&o));
+    let kinds: Vec<&str> = l
+        .patches
+        .iter()
+        .map(|(t, _)| t.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["bypass", "target", "literal", "stub"],
+        "{:?}",
+        l.patches
+    );
+    for (text, _) in &l.patches {
+        assert!(text.ends_with("(slot 3, index 0)"), "{text}");
+    }
+    // The bypass is a 5-byte `jmp rel32` (e9) to the code of slot 4
+    // (`r0 = 1`), the target the 5-byte nop 0f 1f 44 00 00, both inside
+    // one aligned 8-byte word.
+    let out = l.native[l.under[&4][0]].0;
+    let (_, bypass) = l.patches[0];
+    let (off, bytes, text) = &l.native[bypass];
+    assert_eq!(bytes.len(), 5);
+    assert_eq!(bytes[0], 0xe9);
+    assert_eq!(
+        i64::from(*off) + 5 + i64::from(i32::from_le_bytes(bytes[1..5].try_into().unwrap())),
+        i64::from(out),
+        "{text}"
+    );
+    assert!(off % 8 <= 3);
+    let (_, target) = l.patches[1];
+    let (off, bytes, _) = &l.native[target];
+    assert_eq!(bytes, &[0x0f, 0x1f, 0x44, 0x00, 0x00]);
+    assert!(off % 8 <= 3);
+    // Both lie in the code of the tail call (slot 3).
+    assert!(l.under[&3].contains(&bypass) && l.under[&3].contains(&target));
 }

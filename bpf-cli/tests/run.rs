@@ -389,3 +389,37 @@ fn engines_reject_what_they_do_not_support_yet() {
     let o = bpfkit(["run", &oob, "--engine", "arm64"]);
     assert_fails_with(&o, "signal");
 }
+
+#[test]
+fn private_stack_on_both_jits() {
+    // The expected values are those above, worked out by hand; with
+    // `--private-stack` the frames live in a guarded region instead.
+    let bytes = b"hello, bpf";
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    let data = data_file("private-mem.bin", bytes);
+    // Stores 7 at r10 - 8 and 9 at r10 - 512 (the bottom of a 512-byte
+    // frame), reads both back: 7 + 9 = 16.
+    let stack = data_file(
+        "private-stack.s",
+        b"mov %r1, 7\nstxdw [%r10-8], %r1\nmov %r1, 9\nstxdw [%r10-512], %r1\n\
+          ldxdw %r0, [%r10-8]\nldxdw %r2, [%r10-512]\nadd %r0, %r2\nexit\n",
+    );
+    for engine in ["x86", "arm64"] {
+        let mem = example("mem.o");
+        assert_eq!(
+            r0_on(
+                engine,
+                &[&mem, "--section", "mem", "--data", &data, "--private-stack"]
+            ),
+            Some(sum ^ fnv1a(bytes)),
+            "mem.o on {engine} with a private stack"
+        );
+        assert_eq!(
+            r0_on(engine, &[&stack, "--private-stack"]),
+            Some(16),
+            "stack program on {engine} with a private stack"
+        );
+    }
+    let o = bpfkit(["run", &stack, "--private-stack"]);
+    assert_fails_with(&o, "--private-stack needs a JIT engine");
+}

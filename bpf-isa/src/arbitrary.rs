@@ -21,6 +21,9 @@
 //!   the input of the JITs' differential tests against the interpreter.
 //! * [`bench_program`]: a fixed (not random) program of a given size for
 //!   compile-time benchmarks.
+//! * [`calls::CallCases`]: a deterministic stream of program sets with
+//!   bpf-to-bpf calls, tail calls through a program array and an array map,
+//!   for the JITs' differential tests of calls against the interpreter.
 //!
 //! ```
 //! use bpf_isa::arbitrary::valid_program;
@@ -30,6 +33,8 @@
 //!     prop_assert!(p.validate().is_ok());
 //! });
 //! ```
+
+pub mod calls;
 
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

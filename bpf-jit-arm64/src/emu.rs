@@ -2,13 +2,13 @@
 //! (`harness/harness.c`, built on first use with `aarch64-linux-gnu-gcc
 //! -static`) runs under `qemu-aarch64` and executes requests from this
 //! process over a pipe: write bytes into its memory, read them back, call
-//! an address with five arguments.
+//! an address with five or eight arguments, time a loop of calls.
 //!
 //! The harness maps three 4 MiB regions and reports their addresses: *near*
 //! code (read+write+exec, within ±128 MiB of the harness's own text, so
 //! compiled code reaches its helpers with `bl`), *far* code (out of `bl`
 //! range: helper calls must be `movz/movk` + `blr`) and *data*. It offers
-//! four helpers ([`HarnessHelper`]). A program that faults (e.g. a bad
+//! six helpers ([`HarnessHelper`]). A program that faults (e.g. a bad
 //! load) is reported as [`EmuError::Fault`] with the signal number; the
 //! harness stays usable.
 //!
@@ -69,7 +69,25 @@ pub enum HarnessHelper {
     /// A native function of eight arguments: returns `a + 2b + 3c + ... + 8h`
     /// (an original function for trampolines; call it with [`Emulator::call8`]).
     WeightedSum8 = 4,
+    /// `bpf_map_lookup_elem` on an array map (`a`: the map, `b`: pointer to
+    /// a `u32` key): the map is laid out as [`ARRAY_MAP_VALUES_OFFSET`]
+    /// bytes of header (`u32 max_entries`, `u32 value_size`, padding) and
+    /// then the values, each padded to a multiple of 8 bytes; returns the
+    /// address of value `key`, or 0 when `key >= max_entries`.
+    ArrayLookup = 5,
 }
+
+/// Byte offset of `max_entries` (a `u32`) in the array-map block that
+/// [`HarnessHelper::ArrayLookup`] reads.
+pub const ARRAY_MAP_MAX_ENTRIES_OFFSET: u64 = 0;
+/// Byte offset of `value_size` (a `u32`) in that block.
+pub const ARRAY_MAP_VALUE_SIZE_OFFSET: u64 = 4;
+/// Byte offset of value 0 in that block; value `k` is at
+/// `ARRAY_MAP_VALUES_OFFSET + k * round_up(value_size, 8)`.
+pub const ARRAY_MAP_VALUES_OFFSET: u64 = 16;
+
+/// Number of helpers the harness offers (the length of [`Layout::helpers`]).
+pub const HARNESS_HELPERS: usize = 6;
 
 /// Where the harness mapped its regions and helpers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +101,7 @@ pub struct Layout {
     /// Size of each region in bytes.
     pub region_len: u64,
     /// Helper addresses, indexed by [`HarnessHelper`].
-    pub helpers: [u64; 5],
+    pub helpers: [u64; HARNESS_HELPERS],
 }
 
 impl Layout {
@@ -201,15 +219,15 @@ impl Emulator {
                 far_code: 0,
                 data: 0,
                 region_len: 0,
-                helpers: [0; 5],
+                helpers: [0; HARNESS_HELPERS],
             },
         };
-        let mut hello = [0u64; 11];
+        let mut hello = [0u64; 6 + HARNESS_HELPERS];
         for w in &mut hello {
             *w = e.get_u64()?;
         }
-        let [magic, near, far, data, len, n, h0, h1, h2, h3, h4] = hello;
-        if magic != MAGIC || n != 5 {
+        let [magic, near, far, data, len, n, h0, h1, h2, h3, h4, h5] = hello;
+        if magic != MAGIC || n != HARNESS_HELPERS as u64 {
             return Err(EmuError::Protocol("bad hello"));
         }
         e.layout = Layout {
@@ -217,7 +235,7 @@ impl Emulator {
             far_code: far,
             data,
             region_len: len,
-            helpers: [h0, h1, h2, h3, h4],
+            helpers: [h0, h1, h2, h3, h4, h5],
         };
         Ok(e)
     }
@@ -314,6 +332,22 @@ impl Emulator {
         self.check_code(addr)?;
         self.tx.write_all(&4u32.to_le_bytes())?;
         self.tx.write_all(&addr.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        self.reply()
+    }
+
+    /// Calls the code at `addr` (a C-ABI function of eight `u64`) `iters`
+    /// times with `args` and returns the nanoseconds the loop took, by the
+    /// harness's `CLOCK_MONOTONIC` (under qemu: emulated time per call,
+    /// loop overhead included).
+    pub fn bench8(&mut self, addr: u64, iters: u64, args: [u64; 8]) -> Result<u64, EmuError> {
+        self.check_code(addr)?;
+        self.tx.write_all(&7u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        self.tx.write_all(&iters.to_le_bytes())?;
         for a in args {
             self.tx.write_all(&a.to_le_bytes())?;
         }

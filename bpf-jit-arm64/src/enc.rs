@@ -34,6 +34,8 @@ impl XReg {
     pub const X3: XReg = XReg(3);
     /// `x4`.
     pub const X4: XReg = XReg(4);
+    /// `x5`.
+    pub const X5: XReg = XReg(5);
     /// `x7`.
     pub const X7: XReg = XReg(7);
     /// `x9`.
@@ -502,6 +504,11 @@ pub fn ldp_off(b: &mut CodeBuffer, t1: XReg, t2: XReg, rn: XReg, off: i32) {
 /// `str xt, [sp, #-16]!`.
 pub fn str_pre16(b: &mut CodeBuffer, t: XReg) {
     emit(b, 0xf81f_0fe0 | t.num());
+}
+
+/// `ldr xt, [sp], #16`.
+pub fn ldr_post16(b: &mut CodeBuffer, t: XReg) {
+    emit(b, 0xf841_07e0 | t.num());
 }
 
 /// `ldr xt, [rn, #off]` for small signed `off` (picks `ldr` or `ldur`).

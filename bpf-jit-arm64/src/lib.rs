@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod direct;
 pub mod emu;
 pub mod enc;
 #[cfg(test)]
 mod tests;
+pub mod trampoline;
 
 use bpf_isa::{Program, Reg as BpfReg, Size};
 use bpf_jit::{
@@ -42,6 +44,11 @@ pub const TMP_ADDR: XReg = XReg::X11;
 /// Carries the tail-call counter (a value up to 33, or a pointer to it)
 /// from a `bl`/`br` to the callee's frame setup (x86-64: `rax`).
 pub const TCC: XReg = XReg::X12;
+/// Incoming-frame register of private-stack code ([`FrameInfo::private_stack`]):
+/// the sixth AAPCS64 argument register, no eBPF register's home. It holds
+/// the address just above the callee's frame in the private region at
+/// every private-stack entry (native call, bpf-to-bpf call, tail call).
+pub const FIN: XReg = XReg::X5;
 /// Status register of the LL/SC store-exclusive.
 pub const TMP_STATUS: XReg = XReg::X13;
 
@@ -214,6 +221,27 @@ impl Arm64Masm {
         enc::ldp_post16(b, XReg::FP, XReg::LR);
     }
 
+    /// Before a call out of a private-stack frame: the callee's incoming
+    /// frame address, `r10 - stack_depth`, in [`FIN`].
+    fn pass_frame(&mut self, frame: &FrameInfo) {
+        if !frame.private_stack {
+            return;
+        }
+        let d = frame.stack_depth;
+        let r10 = REG_MAP[10];
+        if d < 4096 {
+            enc::add_sub_imm(self.b(), Sf::X, true, false, FIN, r10, d, false);
+        } else if d < 1 << 24 {
+            enc::add_sub_imm(self.b(), Sf::X, true, false, FIN, r10, d >> 12, true);
+            if d & 0xfff != 0 {
+                enc::add_sub_imm(self.b(), Sf::X, true, false, FIN, FIN, d & 0xfff, false);
+            }
+        } else {
+            self.mov_imm(TMP2, u64::from(d));
+            enc::add_sub_reg(self.b(), Sf::X, AddSub::Sub, FIN, r10, TMP2);
+        }
+    }
+
     /// Before a bpf-to-bpf call from a tail-call-reachable frame: [`TCC`] =
     /// the counter pointer, which the callee's frame setup saves.
     fn load_tcc_ptr(&mut self, frame: &FrameInfo) {
@@ -379,7 +407,11 @@ impl MacroAssembler for Arm64Masm {
                 _ => {}
             }
         }
-        if frame.saves(BpfReg::R10) {
+        if frame.private_stack {
+            // r10 = the incoming frame address (the top of this frame in
+            // the private region); the driver always marks r10 saved here.
+            enc::mov(b, Sf::X, REG_MAP[10], FIN);
+        } else if frame.saves(BpfReg::R10) {
             // r10 = the top of the eBPF stack.
             enc::mov_sp(b, REG_MAP[10], XReg::SP);
             let d = frame.stack_depth;
@@ -853,7 +885,43 @@ impl MacroAssembler for Arm64Masm {
         Ok(())
     }
 
+    fn call_helper_preserving(&mut self, addr: u64, preserve: u16) -> Result<(), JitErrorKind> {
+        // bpf_fastcall: AAPCS64 lets the helper clobber x0-x18, which hold
+        // r0 (x7) and r1-r5 (x0-x4). Push the ones to keep in pairs (SP
+        // stays 16-byte aligned), call, take the result, pop in reverse.
+        let mut saved = [XReg::X0; 6];
+        let mut n = 0;
+        for (i, r) in REG_MAP.iter().take(6).enumerate() {
+            if preserve & (1 << i) != 0 {
+                if let Some(slot) = saved.get_mut(n) {
+                    *slot = *r;
+                    n += 1;
+                }
+            }
+        }
+        let saved = saved.get(..n).unwrap_or(&[]);
+        for pair in saved.chunks(2) {
+            match *pair {
+                [a, c] => enc::stp_pre16(self.b(), a, c),
+                [a] => enc::str_pre16(self.b(), a),
+                _ => {}
+            }
+        }
+        self.call_helper(addr)?;
+        // `call_helper` ended with `mov x7, x0`: restoring x7 afterwards
+        // keeps r0 for a helper that returns nothing.
+        for pair in saved.chunks(2).rev() {
+            match *pair {
+                [a, c] => enc::ldp_post16(self.b(), a, c),
+                [a] => enc::ldr_post16(self.b(), a),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn call_local(&mut self, target: Label, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        self.pass_frame(frame);
         self.load_tcc_ptr(frame);
         let d = self.buf.estimate(target, 4).disp + 4;
         if !enc::fits_imm26(d) {
@@ -918,6 +986,11 @@ impl MacroAssembler for Arm64Masm {
         // (*tcc_ptr)++
         enc::add_sub_imm(b, Sf::X, false, false, TMP2, TMP2, 1, false);
         enc::ldst_uimm(b, 3, LdSt::Store, TMP2, TMP_ADDR, 0);
+        if frame.private_stack {
+            // The target's frame takes this one's place: its incoming
+            // frame address is this frame's r10.
+            enc::mov(self.b(), Sf::X, FIN, REG_MAP[10]);
+        }
         // Tear the frame down, x12 = the counter slot, enter past the head.
         self.unwind(frame);
         let b = &mut self.buf;
@@ -936,6 +1009,13 @@ impl MacroAssembler for Arm64Masm {
         self.patch_here(out2);
         self.patch_here(out3);
         Ok(())
+    }
+
+    fn tail_call_direct(
+        &mut self,
+        frame: &FrameInfo,
+    ) -> Result<Option<bpf_jit::SiteLayout>, JitErrorKind> {
+        self.emit_tail_call_direct(frame)
     }
 
     fn call_indirect(
@@ -972,6 +1052,7 @@ impl MacroAssembler for Arm64Masm {
             enc::ldr_x_lsl3(self.b(), TMP1, TMP2, TMP1);
             self.patch_here(direct);
         }
+        self.pass_frame(frame);
         self.load_tcc_ptr(frame);
         enc::blr(self.b(), TMP1);
         enc::mov(self.b(), Sf::X, REG_MAP[0], XReg::X0);
@@ -1020,5 +1101,5 @@ pub fn compile_code_with(
 #[cfg(target_arch = "aarch64")]
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<bpf_jit::JitProgram, JitError> {
     let code = compile_code(prog, opts)?;
-    bpf_jit::JitProgram::new(&code, Arm64Masm::PAD_BYTE)
+    bpf_jit::JitProgram::new_patchable(&code, Arm64Masm::PAD_BYTE, &direct::ARM64_SITE_CODEC)
 }

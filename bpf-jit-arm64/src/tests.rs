@@ -47,6 +47,7 @@ fn frame(kind: EntryKind, depth: u32, saved: &[BpfReg], tc: bool) -> FrameInfo {
         stack_depth: depth,
         callee_saved: saved.iter().fold(0, |m, r| m | 1 << r.num()),
         tail_call_reachable: tc,
+        private_stack: false,
     }
 }
 
@@ -1000,6 +1001,12 @@ fn sequences() -> Vec<(fn() -> Arm64Masm, Row)> {
         (lse_masm, r(|m| { { let a = m.address(x(25), -8); m.store_release(Size::DW, a, x(7)).unwrap() }; }, "2b 23 00 d1 67 fd 9f c8", "sub x11, x25, #8; stlr x7, [x11]")),
         (lse_masm, r(|m| { m.call_helper(0x1122_3344_5566_7788).unwrap(); }, "09 f1 8e d2 c9 ac aa f2 89 68 c6 f2 49 24 e2 f2 20 01 3f d6 e7 03 00 aa", "mov x9, #30600; movk x9, #21862, lsl #16; movk x9, #13124, lsl #32; movk x9, #4386, lsl #48; blr x9; mov x7, x0")),
         (near_masm, r(|m| { m.call_helper(0x4100_0000).unwrap(); }, "00 00 40 94 e7 03 00 aa", "bl 0x1000000; mov x7, x0")),
+        // bpf_fastcall: r1-r5 (x0-x4) pushed in pairs around the call, popped in reverse.
+        (lse_masm, r(|m| { m.call_helper_preserving(0x1122_3344_5566_7788, 0b11_1110).unwrap(); }, "e0 07 bf a9 e2 0f bf a9 e4 0f 1f f8 09 f1 8e d2 c9 ac aa f2 89 68 c6 f2 49 24 e2 f2 20 01 3f d6 e7 03 00 aa e4 07 41 f8 e2 0f c1 a8 e0 07 c1 a8", "stp x0, x1, [sp, #-16]!; stp x2, x3, [sp, #-16]!; str x4, [sp, #-16]!; mov x9, #30600; movk x9, #21862, lsl #16; movk x9, #13124, lsl #32; movk x9, #4386, lsl #48; blr x9; mov x7, x0; ldr x4, [sp], #16; ldp x2, x3, [sp], #16; ldp x0, x1, [sp], #16")),
+        // A void helper keeps r0 (x7): restored after the result move.
+        (near_masm, r(|m| { m.call_helper_preserving(0x4100_0000, 0b1).unwrap(); }, "e7 0f 1f f8 ff ff 3f 94 e7 03 00 aa e7 07 41 f8", "str x7, [sp, #-16]!; bl 0x1000000; mov x7, x0; ldr x7, [sp], #16")),
+        // An empty mask is a plain call.
+        (near_masm, r(|m| { m.call_helper_preserving(0x4100_0000, 0).unwrap(); }, "00 00 40 94 e7 03 00 aa", "bl 0x1000000; mov x7, x0")),
         (lse_masm, r(|m| { m.call_local(Label::new(0), &frame(EntryKind::Main, 512, &[], true)).unwrap(); }, "ac 83 5f f8 01 00 00 94 e7 03 00 aa", "ldur x12, [x29, #-8]; bl 0x8; mov x7, x0")),
         (lse_masm, r(|m| { m.jmp(Label::new(0)).unwrap(); }, "01 00 00 14", "b 0x4")),
         (lse_masm, r(|m| { m.branch(IntCmpKind::GtU, OperandSize::S64, x(1), RegImm::Reg(x(2)), Label::new(0)).unwrap(); }, "3f 00 02 eb 49 00 00 54 01 00 00 14", "cmp x1, x2; b.ls 0xc; b 0xc")),
@@ -1010,6 +1017,9 @@ fn sequences() -> Vec<(fn() -> Arm64Masm, Row)> {
         (lse_masm, r(|m| { m.branch(IntCmpKind::LtS, OperandSize::S64, x(1), RegImm::Imm(7), Label::new(0)).unwrap(); }, "3f 1c 00 f1 4a 00 00 54 01 00 00 14", "cmp x1, #7; b.ge 0xc; b 0xc")),
         (lse_masm, r(|m| { m.load_label_address(x(1), Label::new(0)).unwrap(); }, "21 00 00 10", "adr x1, #4")),
         (lse_masm, r(|m| { m.call_indirect(x(1), Label::new(0), 5, &frame(EntryKind::Main, 512, &[], true)).unwrap(); }, "e9 03 01 aa 3f 15 00 f1 62 00 00 54 2a 00 00 10 49 79 69 f8 ac 83 5f f8 20 01 3f d6 e7 03 00 aa", "mov x9, x1; cmp x9, #5; b.hs 0x14; adr x10, #4; ldr x9, [x10, x9, lsl #3]; ldur x12, [x29, #-8]; blr x9; mov x7, x0")),
+        // Trampolines (crate::trampoline): 2 arguments, Replace, a far entry program and a near original (image at 0x4000_0000); 8 arguments, Observe, position independent.
+        (lse_masm, r(|m| { let mut t = crate::trampoline::Arm64Trampoline::new(2, Some(0x4100_0000), crate::trampoline::TrampolineMode::Replace).unwrap(); t.attach_entry(0x12_3456_789a_bcd0); t.emit_into(b(m), Some(0x4000_0000)).unwrap(); }, "fd 7b bf a9 fd 03 00 91 ff 83 00 d1 e0 03 00 f9 e1 07 00 f9 ff 0b 00 f9 e0 03 00 91 10 9a 97 d2 50 13 af f2 d0 8a c6 f2 50 02 e0 f2 00 02 3f d6 e0 0b 00 f9 e0 03 40 f9 e1 07 40 f9 f1 ff 3f 94 e0 0b 00 f9 e0 0b 40 f9 bf 03 00 91 fd 7b c1 a8 c0 03 5f d6", "stp x29, x30, [sp, #-16]!; mov x29, sp; sub sp, sp, #32; str x0, [sp]; str x1, [sp, #8]; str xzr, [sp, #16]; mov x0, sp; mov x16, #48336; movk x16, #30874, lsl #16; movk x16, #13398, lsl #32; movk x16, #18, lsl #48; blr x16; str x0, [sp, #16]; ldr x0, [sp]; ldr x1, [sp, #8]; bl 0x1000000; str x0, [sp, #16]; ldr x0, [sp, #16]; mov sp, x29; ldp x29, x30, [sp], #16; ret")),
+        (lse_masm, r(|m| { let mut t = crate::trampoline::Arm64Trampoline::new(8, Some(0x40_0000), crate::trampoline::TrampolineMode::Observe).unwrap(); t.attach_exit(0x1_0000); t.emit_into(b(m), None).unwrap(); }, "fd 7b bf a9 fd 03 00 91 ff 43 01 d1 e0 03 00 f9 e1 07 00 f9 e2 0b 00 f9 e3 0f 00 f9 e4 13 00 f9 e5 17 00 f9 e6 1b 00 f9 e7 1f 00 f9 ff 23 00 f9 e0 03 40 f9 e1 07 40 f9 e2 0b 40 f9 e3 0f 40 f9 e4 13 40 f9 e5 17 40 f9 e6 1b 40 f9 e7 1f 40 f9 10 08 a0 d2 00 02 3f d6 e0 23 00 f9 e0 03 00 91 30 00 a0 d2 00 02 3f d6 e0 23 40 f9 bf 03 00 91 fd 7b c1 a8 c0 03 5f d6", "stp x29, x30, [sp, #-16]!; mov x29, sp; sub sp, sp, #80; str x0, [sp]; str x1, [sp, #8]; str x2, [sp, #16]; str x3, [sp, #24]; str x4, [sp, #32]; str x5, [sp, #40]; str x6, [sp, #48]; str x7, [sp, #56]; str xzr, [sp, #64]; ldr x0, [sp]; ldr x1, [sp, #8]; ldr x2, [sp, #16]; ldr x3, [sp, #24]; ldr x4, [sp, #32]; ldr x5, [sp, #40]; ldr x6, [sp, #48]; ldr x7, [sp, #56]; mov x16, #4194304; blr x16; str x0, [sp, #64]; mov x0, sp; mov x16, #65536; blr x16; ldr x0, [sp, #64]; mov sp, x29; ldp x29, x30, [sp], #16; ret")),
     ]
 }
 

@@ -51,6 +51,32 @@ proptest! {
     }
 }
 
+fn private_cases() -> u32 {
+    cases().min(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: private_cases(), max_local_rejects: 10_000_000, ..ProptestConfig::default() })]
+
+    /// The same programs with every frame on a private stack (guards
+    /// checked after each run by `run_mem_private`).
+    #[test]
+    fn arm64_jit_on_a_private_stack_matches_interpreter(prog in runnable_program(48), llsc in any::<bool>()) {
+        let mut guard = emu().lock().unwrap_or_else(|e| e.into_inner());
+        let Some(emu) = guard.as_mut() else {
+            return Ok(());
+        };
+        let vm = bpf_vm::Interpreter::new(&prog).map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
+        let mut mem = [0u8; 8];
+        let want = vm.run_mem(&mut mem).map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
+        let helpers = HelperTable::new();
+        let atomics = if llsc { Atomics::LlSc } else { Atomics::Lse };
+        let (got, _) = common::run_mem_private(emu, &prog, &helpers, common::Region::Near, atomics, &[0u8; 8])
+            .map_err(TestCaseError::fail)?;
+        prop_assert_eq!(got, want, "{:?} program:\n{}", atomics, bpf_isa::fmt_program(&prog, &Default::default()));
+    }
+}
+
 #[test]
 fn emulator_is_present_or_skip_is_reported() {
     // Not a silent skip: with the tools installed (CI installs them) the

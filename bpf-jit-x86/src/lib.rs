@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod direct;
 pub mod enc;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,12 @@ pub const REG_MAP: [Gpr; 11] = [
     Gpr::R15, // r9: callee-saved
     Gpr::RBP, // r10: frame pointer
 ];
+
+/// Incoming-frame register of private-stack code ([`FrameInfo::private_stack`]):
+/// the sixth SysV argument register, no eBPF register's home. It holds the
+/// address just above the callee's frame in the private region at every
+/// private-stack entry (native call, bpf-to-bpf call, tail call).
+pub const FIN: Gpr = Gpr::R9;
 
 /// Scratch register for temporaries inside one lowered instruction (the kernel's `AUX_REG`).
 pub const AUX: Gpr = Gpr::R11;
@@ -188,8 +195,10 @@ impl MacroAssembler for X86Masm {
     fn frame_setup(&mut self, frame: &FrameInfo) {
         let b = self.b();
         enc::push(b, Gpr::RBP);
-        enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
-        enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(frame_pad(frame)));
+        if !frame.private_stack {
+            enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
+            enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(frame_pad(frame)));
+        }
         if frame.tail_call_reachable {
             if frame.kind == EntryKind::Main {
                 // rax <= MAX_TAIL_CALL_CNT: a counter value (0 from the head,
@@ -214,17 +223,19 @@ impl MacroAssembler for X86Masm {
                 enc::push(b, REG_MAP[r.idx()]);
             }
         }
+        if frame.private_stack {
+            // The alignment pad goes below the pushes; r10 = the incoming
+            // frame address (the top of this frame in the private region).
+            if frame_pad(frame) != 0 {
+                enc::alu_ri(b, Sz::Q, Alu1::Sub, Gpr::RSP, 8);
+            }
+            enc::mov_rr(b, Sz::Q, Gpr::RBP, FIN);
+        }
     }
 
     fn frame_restore_and_return(&mut self, frame: &FrameInfo) {
-        let b = self.b();
-        for r in SAVED.iter().rev() {
-            if frame.saves(*r) {
-                enc::pop(b, REG_MAP[r.idx()]);
-            }
-        }
-        enc::leave(b);
-        enc::ret(b);
+        self.unwind_frame(frame, false);
+        enc::ret(self.b());
     }
 
     // ---- moves ----------------------------------------------------------------
@@ -633,11 +644,18 @@ impl MacroAssembler for X86Masm {
     }
 
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind> {
-        let keep = self
-            .fastcall
-            .iter()
-            .find(|e| e.0 == addr)
-            .map_or(0, |e| e.1);
+        self.call_helper_preserving(addr, 0)
+    }
+
+    fn call_helper_preserving(&mut self, addr: u64, preserve: u16) -> Result<(), JitErrorKind> {
+        // The driver's mask (from the helper table) and any declared with
+        // `preserve_around_helper`.
+        let keep = preserve
+            | self
+                .fastcall
+                .iter()
+                .find(|e| e.0 == addr)
+                .map_or(0, |e| e.1);
         // bpf_fastcall: save what the helper may clobber but must preserve,
         // keeping rsp 16-byte aligned at the call.
         let mut saved = [Gpr::RAX; 6];
@@ -671,6 +689,7 @@ impl MacroAssembler for X86Masm {
     }
 
     fn call_local(&mut self, target: Label, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        self.pass_frame(frame)?;
         self.load_tcc_ptr(frame)?;
         let d = rel32(self.buf.estimate(target, 5).disp)?;
         enc::call_rel(self.b(), d);
@@ -741,23 +760,29 @@ impl MacroAssembler for X86Masm {
             },
             AUX,
         );
+        if frame.private_stack {
+            // The target's frame takes this one's place: its incoming
+            // frame address is this frame's r10.
+            enc::mov_rr(b, Sz::Q, FIN, Gpr::RBP);
+        }
         // Unwind: callee-saved registers, the pointer slot, then the counter
         // slot into rax (a main frame's counter value, a subprogram's copy of
         // the pointer), the frame.
-        for r in SAVED.iter().rev() {
-            if frame.saves(*r) {
-                enc::pop(b, REG_MAP[r.idx()]);
-            }
-        }
-        enc::pop(b, Gpr::RAX);
-        enc::pop(b, Gpr::RAX);
-        enc::leave(b);
+        self.unwind_frame(frame, true);
+        let b = &mut self.buf;
         enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RCX, TAIL_CALL_ENTRY_OFFSET as i32);
         enc::jmp_r(b, Gpr::RCX);
         self.patch_here(out1);
         self.patch_here(out2);
         self.patch_here(out3);
         Ok(())
+    }
+
+    fn tail_call_direct(
+        &mut self,
+        frame: &FrameInfo,
+    ) -> Result<Option<bpf_jit::SiteLayout>, JitErrorKind> {
+        self.emit_tail_call_direct(frame)
     }
 
     fn call_indirect(
@@ -782,6 +807,7 @@ impl MacroAssembler for X86Masm {
                 self.patch_here(direct);
             }
         }
+        self.pass_frame(frame)?;
         self.load_tcc_ptr(frame)?;
         enc::call_r(self.b(), AUX);
         Ok(())
@@ -795,6 +821,49 @@ impl MacroAssembler for X86Masm {
 }
 
 impl X86Masm {
+    /// Restores what the frame setup saved, leaving `rsp` at the return
+    /// address and `rbp` the caller's. For a tail call (`tail`), the
+    /// counter slot of a tail-call-reachable frame ends up in `rax` (a main
+    /// frame's counter value, a subprogram's copy of the pointer); for a
+    /// return, `rax` (eBPF `r0`) is left alone.
+    fn unwind_frame(&mut self, frame: &FrameInfo, tail: bool) {
+        let b = self.b();
+        if frame.private_stack && frame_pad(frame) != 0 {
+            enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RSP, 8);
+        }
+        for r in SAVED.iter().rev() {
+            if frame.saves(*r) {
+                enc::pop(b, REG_MAP[r.idx()]);
+            }
+        }
+        if tail && frame.tail_call_reachable {
+            enc::pop(b, Gpr::RAX);
+            enc::pop(b, Gpr::RAX);
+        } else if frame.private_stack && frame.tail_call_reachable {
+            // The two counter words, above the pushes (`leave` skips them
+            // on the native stack).
+            enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RSP, 16);
+        }
+        if frame.private_stack {
+            enc::pop(b, Gpr::RBP);
+        } else {
+            enc::leave(b);
+        }
+    }
+
+    /// Before a call out of a private-stack frame: the callee's incoming
+    /// frame address, `r10 - stack_depth`, in [`FIN`].
+    fn pass_frame(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
+        if frame.private_stack {
+            let d = i32::try_from(frame.stack_depth).map_err(|_| JitErrorKind::ImageTooLarge)?;
+            enc::mov_rr(self.b(), Sz::Q, FIN, Gpr::RBP);
+            if d != 0 {
+                enc::alu_ri(self.b(), Sz::Q, Alu1::Sub, FIN, d);
+            }
+        }
+        Ok(())
+    }
+
     /// Before a bpf-to-bpf call from a tail-call-reachable frame: `rax` =
     /// the counter pointer, which the callee's prologue saves.
     fn load_tcc_ptr(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
@@ -818,8 +887,18 @@ fn frame_pad(frame: &FrameInfo) -> u32 {
     }
 }
 
-/// The slot holding the tail-call counter pointer: `[rbp - (depth + pad + 16)]`.
+/// The slot holding the tail-call counter pointer: `[rbp - (depth + pad +
+/// 16)]`, or on a private stack (where `rbp` points into the private
+/// region) `[rsp + pad + 8 * pushes]`, right above the callee-saved pushes
+/// (`rsp` is at the bottom of the frame wherever this is read).
 pub fn tcc_ptr_mem(frame: &FrameInfo) -> Result<Mem, JitErrorKind> {
+    if frame.private_stack {
+        let pushes = SAVED.iter().filter(|r| frame.saves(**r)).count() as i32;
+        return Ok(Mem {
+            base: Gpr::RSP,
+            disp: frame_pad(frame) as i32 + 8 * pushes,
+        });
+    }
     let off = frame
         .stack_depth
         .checked_add(frame_pad(frame) + 16)
@@ -845,5 +924,6 @@ pub fn compile_code(prog: &Program, opts: &JitOptions<'_>) -> Result<CompiledCod
 /// Compiles `prog` and maps it executable.
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<JitProgram, JitError> {
     let code = compile_code(prog, opts)?;
-    JitProgram::new(&code, X86Masm::PAD_BYTE)
+    // Direct tail-call sites (if any) stay patchable through a writable alias.
+    JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
 }

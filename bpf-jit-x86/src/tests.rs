@@ -681,6 +681,7 @@ fn frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
         stack_depth,
         callee_saved: regs.iter().fold(0, |m, r| m | (1 << r.num())),
         tail_call_reachable: false,
+        private_stack: false,
     }
 }
 
@@ -688,6 +689,13 @@ fn tc_frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
     FrameInfo {
         tail_call_reachable: true,
         ..frame(kind, stack_depth, regs)
+    }
+}
+
+fn priv_frame(f: FrameInfo) -> FrameInfo {
+    FrameInfo {
+        private_stack: true,
+        ..f
     }
 }
 
@@ -699,6 +707,30 @@ fn tc_frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
 fn sequences() -> Vec<Row> {
     use BpfReg::*;
     vec![
+        // Private stack: no native eBPF stack; r10 = r9 after the pushes.
+        r(
+            |m| m.prologue(&priv_frame(tc_frame(EntryKind::Main, 512, &[R6, R7]))),
+            "0f 1f 44 00 00 31 c0 55 48 83 f8 21 77 06 50 48 89 e0 eb 01 50 50 53 41 55 4c 89 cd",
+            "nop dword ptr [rax + rax]; xor eax, eax; push rbp; cmp rax, 33; ja 20; push rax; mov rax, rsp; jmp 21; push rax; push rax; push rbx; push r13; mov rbp, r9",
+        ),
+        r(
+            // One push: the alignment pad goes below it.
+            |m| m.prologue(&priv_frame(frame(EntryKind::Subprog, 64, &[R9]))),
+            "0f 1f 44 00 00 66 90 55 41 57 48 83 ec 08 4c 89 cd",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; push r15; sub rsp, 8; mov rbp, r9",
+        ),
+        r(
+            // The counter words are skipped, rax (r0) kept.
+            |m| m.epilogue(&priv_frame(tc_frame(EntryKind::Main, 512, &[R6, R7]))),
+            "41 5d 5b 48 83 c4 10 5d c3",
+            "pop r13; pop rbx; add rsp, 16; pop rbp; ret",
+        ),
+        r(
+            // Counter pointer above the two pushes; r9 = this frame's r10.
+            |m| m.tail_call(&priv_frame(tc_frame(EntryKind::Main, 512, &[R6, R7]))).unwrap(),
+            "44 8b 1e 44 39 da 73 36 48 8b 44 24 10 4c 8b 18 49 83 fb 21 73 28 89 d1 48 c1 e1 03 48 01 f1 48 8b 49 08 48 85 c9 74 16 49 83 c3 01 4c 89 18 49 89 e9 41 5d 5b 58 58 5d 48 83 c1 07 ff e1",
+            "mov r11d, dword ptr [rsi]; cmp edx, r11d; jae 62; mov rax, qword ptr [rsp + 16]; mov r11, qword ptr [rax]; cmp r11, 33; jae 62; mov ecx, edx; shl rcx, 3; add rcx, rsi; mov rcx, qword ptr [rcx + 8]; test rcx, rcx; je 62; add r11, 1; mov qword ptr [rax], r11; mov r9, rbp; pop r13; pop rbx; pop rax; pop rax; pop rbp; add rcx, 7; jmp rcx",
+        ),
         r(
             // A main program that never tail calls: no counter.
             |m| m.prologue(&frame(EntryKind::Main, 512, &[R6, R7])),

@@ -126,6 +126,11 @@ pub enum TrampolineError {
     /// [`Trampoline::detach`] of an id that is not attached.
     #[error("attachment {0} is not attached")]
     NotAttached(u64),
+    /// The program was compiled for a private stack
+    /// ([`JitProgram::private_stack`]): it needs its region's top as a
+    /// sixth argument, and a trampoline calls programs with `r1` only.
+    #[error("a program compiled for a private stack cannot be attached to a trampoline")]
+    PrivateStack,
     /// Mapping the image executable failed, or it outgrew the frame offsets.
     #[error(transparent)]
     Jit(#[from] JitError),
@@ -334,6 +339,9 @@ impl Trampoline {
         side: Side,
         prog: Arc<JitProgram>,
     ) -> Result<AttachId, TrampolineError> {
+        if prog.private_stack() {
+            return Err(TrampolineError::PrivateStack);
+        }
         let id = AttachId(self.next_id);
         let mut attached = self.attached.clone();
         attached.push(Attachment { id, side, prog });

@@ -53,3 +53,22 @@ fn ordinary_helper_clobbers_r1_to_r5() {
     // Without the declaration the helper's writes show: 7 + 1 + 2 + 3 + 4 + 5.
     assert_eq!(run(None), 22);
 }
+
+/// The same through the shared plumbing: the preserve mask registered with
+/// the helper ([`HelperTable::insert_fastcall`]) reaches the backend via the
+/// driver, without declaring anything on the backend itself.
+#[test]
+fn helper_table_mask_reaches_the_backend() {
+    let prog = assemble(PROG).expect("assembles");
+    for (mask, want) in [
+        (0b11_1110u16, 172u64),
+        (0b1000, 7 + 1 + 2 + 33 + 4 + 5),
+        (0, 22),
+    ] {
+        let mut helpers = HelperTable::new();
+        helpers.insert_fastcall(1, clobbering_helper, mask);
+        let jit = bpf_jit_x86::compile(&prog, &JitOptions::new(&helpers)).expect("compiles");
+        // SAFETY: the program only calls the helper above.
+        assert_eq!(unsafe { jit.call([0; 5]) }, want, "mask {mask:#b}");
+    }
+}

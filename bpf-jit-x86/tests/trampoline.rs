@@ -516,3 +516,19 @@ fn emit_table_prologue_epilogue() {
         );
     }
 }
+
+#[test]
+fn private_stack_programs_are_refused() {
+    let prog = bpf_isa::assemble("r0 = 1\nexit").expect("assembles");
+    let helpers = HelperTable::new();
+    let opts = JitOptions::new(&helpers).with_private_stack(true);
+    let p = Arc::new(bpf_jit_x86::compile(&prog, &opts).expect("compiles"));
+    let mut t = Trampoline::new(1, None, TrampolineMode::Observe).unwrap();
+    assert!(matches!(
+        t.attach_entry(p),
+        Err(TrampolineError::PrivateStack)
+    ));
+    // The same program on the native stack attaches.
+    t.attach_entry(jit("r0 = 1\nexit"))
+        .expect("native-stack program attaches");
+}

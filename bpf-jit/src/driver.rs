@@ -14,6 +14,7 @@ use crate::masm::{
     AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
     RegImm, RmwKind, ShiftKind,
 };
+use crate::patch::DirectTailCall;
 
 /// The native signature of a helper: five `u64` arguments (eBPF `r1`-`r5`),
 /// one `u64` result (eBPF `r0`).
@@ -29,6 +30,9 @@ pub type HelperFn = unsafe extern "C" fn(u64, u64, u64, u64, u64) -> u64;
 pub struct HelperTable {
     /// Sorted by id.
     entries: Vec<(i32, HelperEntry)>,
+    /// `bpf_fastcall` helpers: id and the eBPF registers (bit `i` for `ri`,
+    /// `r0`-`r5`) calls to it must leave intact. Sorted by id; no zero masks.
+    preserve: Vec<(i32, u16)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +58,19 @@ impl HelperTable {
 
     /// Registers (or replaces) helper `id`.
     pub fn insert(&mut self, id: i32, f: HelperFn) -> &mut HelperTable {
+        self.set_preserve(id, 0);
+        self.put(id, HelperEntry::Fn(f))
+    }
+
+    /// Registers (or replaces) helper `id` as a `bpf_fastcall` function:
+    /// compiled calls to it leave the eBPF registers in `preserve` intact
+    /// (bit `i` for `ri`; only `r0`-`r5` count, the others survive every
+    /// call anyway), whatever the native function does to them. This is
+    /// what makes a program whose spill/fill brackets around the call were
+    /// removed (`bpf_verifier::nocsr`) correct: pass the registers the
+    /// helper neither takes nor returns.
+    pub fn insert_fastcall(&mut self, id: i32, f: HelperFn, preserve: u16) -> &mut HelperTable {
+        self.set_preserve(id, preserve);
         self.put(id, HelperEntry::Fn(f))
     }
 
@@ -62,7 +79,51 @@ impl HelperTable {
     /// process: cross-compiled code run under an emulator). The code calls
     /// it with the native C ABI, as [`HelperFn`].
     pub fn insert_address(&mut self, id: i32, addr: u64) -> &mut HelperTable {
+        self.set_preserve(id, 0);
         self.put(id, HelperEntry::Addr(addr))
+    }
+
+    /// [`HelperTable::insert_address`] for a `bpf_fastcall` function whose
+    /// calls must leave the eBPF registers in `preserve` intact (see
+    /// [`HelperTable::insert_fastcall`]).
+    pub fn insert_address_fastcall(
+        &mut self,
+        id: i32,
+        addr: u64,
+        preserve: u16,
+    ) -> &mut HelperTable {
+        self.set_preserve(id, preserve);
+        self.put(id, HelperEntry::Addr(addr))
+    }
+
+    /// Sets (or, with 0, clears) the registers calls to helper `id` must
+    /// preserve, without changing its function (see
+    /// [`HelperTable::insert_fastcall`]). Bits above `r5` are dropped.
+    pub fn set_preserve(&mut self, id: i32, preserve: u16) -> &mut HelperTable {
+        let preserve = preserve & PRESERVABLE;
+        match self.preserve.binary_search_by_key(&id, |e| e.0) {
+            Ok(i) if preserve == 0 => {
+                self.preserve.remove(i);
+            }
+            Ok(i) => {
+                if let Some(e) = self.preserve.get_mut(i) {
+                    e.1 = preserve;
+                }
+            }
+            Err(_) if preserve == 0 => {}
+            Err(i) => self.preserve.insert(i, (id, preserve)),
+        }
+        self
+    }
+
+    /// The registers calls to helper `id` must preserve (bit `i` for `ri`;
+    /// 0 for an ordinary helper, which may clobber `r0`-`r5`).
+    pub fn preserve_mask(&self, id: i32) -> u16 {
+        self.preserve
+            .binary_search_by_key(&id, |e| e.0)
+            .ok()
+            .and_then(|i| self.preserve.get(i))
+            .map_or(0, |e| e.1)
     }
 
     fn put(&mut self, id: i32, e: HelperEntry) -> &mut HelperTable {
@@ -110,6 +171,10 @@ impl HelperTable {
 /// [`JitErrorKind::UnresolvedLdImm64`].
 pub type LdImm64Resolver<'a> = &'a dyn Fn(usize, LdImm64Src) -> Option<u64>;
 
+/// The registers a `bpf_fastcall` preserve mask can name: `r0`-`r5` (bit
+/// `i` for `ri`).
+pub const PRESERVABLE: u16 = 0b11_1111;
+
 /// Helper id of `bpf_tail_call`.
 pub const TAIL_CALL_HELPER: i32 = 12;
 
@@ -138,6 +203,21 @@ pub struct JitOptions<'a> {
     /// it, or for subprograms past its end, every frame gets
     /// [`DEFAULT_STACK_DEPTH`] bytes.
     pub stack_depths: Option<&'a [u32]>,
+    /// Put every frame's eBPF stack in a private region supplied by the
+    /// caller instead of on the native stack (see [`FrameInfo::private_stack`]).
+    /// The main entry is then called as `entry(r1, r2, r3, r4, r5, top)`
+    /// where `top` (16-byte aligned) is the address just above a region of
+    /// at least the size the runtime derives from
+    /// [`CompiledCode::private_stack_bytes`]; the region grows downward.
+    /// Programs with callback subprograms are refused
+    /// ([`JitErrorKind::PrivateStack`]). Off by default.
+    pub private_stack: bool,
+    /// Compile tail calls whose prog array and index are constant
+    /// ([`crate::tailsite`]) to patchable direct jumps
+    /// ([`crate::patch`]; listed in [`CompiledCode::direct_tail_calls`]).
+    /// Such a site takes no tail call until its image is registered with
+    /// the array ([`crate::JitProgram::attach`]). Off by default.
+    pub direct_tail_calls: bool,
 }
 
 impl<'a> JitOptions<'a> {
@@ -147,7 +227,21 @@ impl<'a> JitOptions<'a> {
             helpers,
             ld_imm64: None,
             stack_depths: None,
+            private_stack: false,
+            direct_tail_calls: false,
         }
+    }
+
+    /// With (`true`) or without direct tail calls (see [`JitOptions::direct_tail_calls`]).
+    pub fn with_direct_tail_calls(mut self, on: bool) -> JitOptions<'a> {
+        self.direct_tail_calls = on;
+        self
+    }
+
+    /// With (`true`) or without the private stack (see [`JitOptions::private_stack`]).
+    pub fn with_private_stack(mut self, on: bool) -> JitOptions<'a> {
+        self.private_stack = on;
+        self
     }
 
     /// With a resolver of `ld_imm64` pseudo sources.
@@ -169,6 +263,8 @@ impl core::fmt::Debug for JitOptions<'_> {
             .field("helpers", &self.helpers.len())
             .field("ld_imm64", &self.ld_imm64.is_some())
             .field("stack_depths", &self.stack_depths)
+            .field("private_stack", &self.private_stack)
+            .field("direct_tail_calls", &self.direct_tail_calls)
             .finish()
     }
 }
@@ -187,6 +283,19 @@ pub struct CompiledCode {
     pub insn_offsets: Vec<u32>,
     /// Number of layout passes it took.
     pub passes: u32,
+    /// With [`JitOptions::private_stack`]: bytes of private region one
+    /// invocation of the main program needs without tail calls (the
+    /// deepest bpf-to-bpf call chain's sum of rounded frame depths); 0 when
+    /// compiled for the native stack. A tail call replaces the calling
+    /// frame but may come from deep in a chain, so a runtime sizes the
+    /// region as `(MAX_TAIL_CALL_CNT + 1)` times the largest value among
+    /// the programs an invocation can reach.
+    pub private_stack_bytes: u32,
+    /// Compiled with [`JitOptions::private_stack`].
+    pub private_stack: bool,
+    /// The direct tail-call sites (with [`JitOptions::direct_tail_calls`]),
+    /// ascending by position.
+    pub direct_tail_calls: Vec<DirectTailCall>,
 }
 
 /// Positions in [`Program::insns`] where subprograms start, from
@@ -273,6 +382,15 @@ struct Plan {
     starts: Vec<usize>,
     /// Whether the program has a `callx` (the image then ends with a helper table).
     has_callx: bool,
+    /// See [`CompiledCode::private_stack_bytes`].
+    private_stack_bytes: u32,
+    /// Helper calls to `bpf_fastcall` helpers: position and preserve mask,
+    /// ascending by position.
+    fastcall_calls: Vec<(usize, u16)>,
+    /// Direct tail calls: position, array value, index; ascending.
+    direct: Vec<(usize, u64, u32)>,
+    /// The direct sites the current pass emitted.
+    direct_sites: core::cell::RefCell<Vec<DirectTailCall>>,
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
@@ -288,7 +406,19 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         (n + s) as u64
     };
     let mut aux = vec![0u64; n];
+    let mut fastcall_calls = Vec::new();
     let mut frames = Vec::with_capacity(starts.len());
+    if opts.private_stack {
+        // A callback is entered from a helper, which cannot pass the
+        // incoming-frame register.
+        if let Some(cb) = bpf_callgraph::privstack::jit_private_stack_blocker(&cg) {
+            let slot = cg.subprog(cb).map_or(0, |s| s.start.slot());
+            return Err(JitError::at(
+                slot,
+                JitErrorKind::PrivateStack("callback subprogram"),
+            ));
+        }
+    }
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
         let mut used = 0u16;
@@ -319,7 +449,13 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     0
                 }
                 Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
-                    Some(a) => a,
+                    Some(a) => {
+                        let keep = opts.helpers.preserve_mask(id);
+                        if keep != 0 {
+                            fastcall_calls.push((pos, keep));
+                        }
+                        a
+                    }
                     None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
                 },
                 Insn::LdImm64 {
@@ -381,17 +517,62 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             },
             stack_depth: depth,
             // r6-r9 and r10 (a frame whose code never names r10 need
-            // not set it up: AArch64 then skips saving x25).
-            callee_saved: used & 0b111_1100_0000,
+            // not set it up: AArch64 then skips saving x25). On a private
+            // stack r10 is always set: calls derive their callee's
+            // incoming frame address from it.
+            callee_saved: (used & 0b111_1100_0000) | if opts.private_stack { 1 << 10 } else { 0 },
             tail_call_reachable,
+            private_stack: opts.private_stack,
         });
     }
+    let private_stack_bytes = if opts.private_stack {
+        chain_bytes(&cg, &frames).ok_or(JitError::program(JitErrorKind::PrivateStack(
+            "frames too large",
+        )))?
+    } else {
+        0
+    };
+    let direct = if opts.direct_tail_calls {
+        let key = |pos: usize, _src: LdImm64Src| aux.get(pos).copied();
+        crate::tailsite::const_tail_calls(prog, &starts, &key)
+            .into_iter()
+            .map(|c| (c.pos, c.key, c.index))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Plan {
         aux,
         frames,
         starts,
         has_callx,
+        private_stack_bytes,
+        fastcall_calls,
+        direct,
+        direct_sites: core::cell::RefCell::new(Vec::new()),
     })
+}
+
+/// The deepest bpf-to-bpf call chain from the main program: the largest
+/// sum of rounded frame depths along a path of calls (`None` on overflow).
+/// Callees come before their callers in the call graph's post-order.
+fn chain_bytes(cg: &CallGraph, frames: &[FrameInfo]) -> Option<u32> {
+    let mut chain = vec![0u32; frames.len()];
+    for &id in cg.post_order() {
+        let i = id.as_u32() as usize;
+        let mut deepest = 0u32;
+        for site in cg.sites_of(id) {
+            if site.kind == bpf_callgraph::EdgeKind::Call {
+                let callee = site.callee.as_u32() as usize;
+                deepest = deepest.max(chain.get(callee).copied().unwrap_or(0));
+            }
+        }
+        let own = frames.get(i).map_or(0, |f| f.stack_depth);
+        if let Some(c) = chain.get_mut(i) {
+            *c = own.checked_add(deepest)?;
+        }
+    }
+    chain.first().copied()
 }
 
 /// Compiles `prog` with backend `masm`.
@@ -457,6 +638,9 @@ pub fn compile<M: MacroAssembler>(
                 subprog_starts: plan.starts,
                 insn_offsets,
                 passes,
+                private_stack_bytes: plan.private_stack_bytes,
+                private_stack: opts.private_stack,
+                direct_tail_calls: plan.direct_sites.take(),
             });
         }
     }
@@ -523,6 +707,11 @@ fn emit_pass<M: MacroAssembler>(
     let Some(mut frame) = plan.frames.first() else {
         return Ok(());
     };
+    // Cursor into `plan.fastcall_calls` (ascending positions).
+    let mut fastcalls = plan.fastcall_calls.iter().peekable();
+    // Cursor into `plan.direct` (ascending positions).
+    let mut direct = plan.direct.iter().peekable();
+    plan.direct_sites.borrow_mut().clear();
     for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
         if plan.starts.get(next_sub) == Some(&pos) {
             if let Some(f) = plan.frames.get(next_sub) {
@@ -537,10 +726,43 @@ fn emit_pass<M: MacroAssembler>(
         if masm.buffer().offset() > i32::MAX as u32 / 2 {
             return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
         }
-        lower(masm, insn, aux, frame, table, table_len)
-            .map_err(|k| JitError::at(slot as usize, k))?;
+        if let Some(&(_, array, index)) = direct.next_if(|e| e.0 == pos) {
+            let site = (pos, slot as usize, array, index);
+            emit_direct_tail_call(masm, plan, frame, site)
+                .map_err(|k| JitError::at(slot as usize, k))?;
+            continue;
+        }
+        let lowered = match fastcalls.next_if(|e| e.0 == pos) {
+            // A call to a `bpf_fastcall` helper (plan: only helper calls).
+            Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
+            None => lower(masm, insn, aux, frame, table, table_len),
+        };
+        lowered.map_err(|k| JitError::at(slot as usize, k))?;
     }
     Ok(())
+}
+
+/// A tail call with a constant array and index: the backend's direct form
+/// (recorded in the plan) or, without one, the indirect sequence.
+fn emit_direct_tail_call<M: MacroAssembler>(
+    masm: &mut M,
+    plan: &Plan,
+    frame: &FrameInfo,
+    (pos, slot, array, index): (usize, usize, u64, u32),
+) -> Result<(), JitErrorKind> {
+    match masm.tail_call_direct(frame)? {
+        Some(layout) => {
+            plan.direct_sites.borrow_mut().push(DirectTailCall {
+                pos,
+                slot,
+                array,
+                index,
+                layout,
+            });
+            Ok(())
+        }
+        None => masm.tail_call(frame),
+    }
 }
 
 /// Lowers one instruction. `aux` is its branch label, helper address or
@@ -861,6 +1083,35 @@ mod tests {
         let plan = plan(&p, &opts).unwrap();
         assert_eq!(plan.frames[0].callee_saved, 1 << 7);
         assert_eq!(plan.frames[0].stack_depth, 32);
+    }
+
+    #[test]
+    fn private_stack_bytes_follow_the_deepest_chain() {
+        // main (20 -> 32 bytes) calls a (64) and b (16); a calls b. By
+        // hand: the deepest chain is main -> a -> b = 32 + 64 + 16 = 112,
+        // not the sum of all frames (128).
+        let p = bpf_isa::assemble(
+            "call pc a
+             call pc b
+             exit
+           a:
+             call pc b
+             exit
+           b:
+             exit",
+        )
+        .unwrap();
+        let helpers = HelperTable::new();
+        let depths = [20u32, 64, 16];
+        let opts = JitOptions::new(&helpers).with_stack_depths(&depths);
+        assert_eq!(plan(&p, &opts).unwrap().private_stack_bytes, 0);
+        let plan = plan(&p, &opts.with_private_stack(true)).unwrap();
+        assert_eq!(plan.private_stack_bytes, 112);
+        // r10 is always set up on a private stack (calls derive from it).
+        assert!(plan
+            .frames
+            .iter()
+            .all(|f| f.private_stack && f.saves(Reg::R10)));
     }
 
     #[test]

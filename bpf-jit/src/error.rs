@@ -45,6 +45,12 @@ pub enum JitErrorKind {
     /// `mmap`/`mprotect` failed (the OS error number).
     #[error("executable memory: os error {0}")]
     Memory(i32),
+    /// A private stack was requested for a program that cannot have one:
+    /// it has a callback subprogram (an `ld_imm64` function reference),
+    /// which a helper such as `bpf_loop` calls without the incoming-frame
+    /// register, or its frames do not fit the private region's size type.
+    #[error("private stack not possible: {0}")]
+    PrivateStack(&'static str),
 }
 
 /// A JIT error: the instruction's slot index (as the kernel counts slots;

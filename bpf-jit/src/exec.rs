@@ -5,6 +5,7 @@ use core::ptr::NonNull;
 
 use crate::driver::CompiledCode;
 use crate::error::{JitError, JitErrorKind};
+use crate::patch::RwAlias;
 
 /// A page-aligned read+exec mapping holding one image.
 #[derive(Debug)]
@@ -117,20 +118,167 @@ impl Drop for ExecMemory {
     }
 }
 
+impl ExecMemory {
+    /// Maps `code` executable as [`ExecMemory::new`] does, plus a second,
+    /// read+write view of the same pages ([`RwAlias`]) through which direct
+    /// tail-call sites are patched while the code runs.
+    ///
+    /// The pages come from a `memfd` mapped twice (`MAP_SHARED`): once
+    /// read+exec (this value, the only view that is executed) and once
+    /// read+write (the alias, never executable), so no mapping is ever
+    /// writable and executable at once and the running pages never lose
+    /// their execute permission (as an `mprotect` to read+write would do,
+    /// crashing every thread executing them).
+    pub fn new_patchable(code: &[u8], pad: u8) -> Result<(ExecMemory, RwAlias), JitError> {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let page = usize::try_from(page)
+            .ok()
+            .filter(|&p| p > 0)
+            .unwrap_or(4096);
+        let map_len = code
+            .len()
+            .max(1)
+            .checked_next_multiple_of(page)
+            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        let len = libc::off_t::try_from(map_len)
+            .map_err(|_| JitError::program(JitErrorKind::ImageTooLarge))?;
+        // SAFETY: the name is a NUL-terminated string.
+        let fd = unsafe { libc::memfd_create(c"bpf-jit".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_error());
+        }
+        // Closes the descriptor on every exit path (the mappings keep the pages).
+        struct Fd(libc::c_int);
+        impl Drop for Fd {
+            fn drop(&mut self) {
+                // SAFETY: closing a descriptor this guard owns.
+                unsafe { libc::close(self.0) };
+            }
+        }
+        let fd = Fd(fd);
+        // SAFETY: resizing a memfd this function owns.
+        if unsafe { libc::ftruncate(fd.0, len) } != 0 {
+            return Err(os_error());
+        }
+        let map = |prot| {
+            // SAFETY: a shared mapping of the memfd at an address of the kernel's choosing.
+            let p = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    map_len,
+                    prot,
+                    libc::MAP_SHARED,
+                    fd.0,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                Err(os_error())
+            } else {
+                NonNull::new(p.cast::<u8>()).ok_or_else(os_error)
+            }
+        };
+        let rw = map(libc::PROT_READ | libc::PROT_WRITE)?;
+        // SAFETY: `rw` is a fresh mapping of `map_len` bytes owned from here on.
+        let alias = unsafe { RwAlias::from_raw(rw, map_len, 0) };
+        // SAFETY: the alias is `map_len >= code.len()` writable bytes nothing else uses yet.
+        unsafe {
+            core::ptr::copy_nonoverlapping(code.as_ptr(), rw.as_ptr(), code.len());
+            core::ptr::write_bytes(rw.as_ptr().add(code.len()), pad, map_len - code.len());
+        }
+        let rx = map(libc::PROT_READ | libc::PROT_EXEC)?;
+        let mem = ExecMemory {
+            ptr: rx,
+            map_len,
+            code_len: code.len(),
+        };
+        #[cfg(target_arch = "aarch64")]
+        {
+            extern "C" {
+                fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
+            }
+            // SAFETY: the range is the executable view just mapped.
+            unsafe {
+                __clear_cache(
+                    rx.as_ptr().cast(),
+                    rx.as_ptr().cast::<libc::c_char>().add(map_len),
+                );
+            }
+        }
+        // SAFETY: the same mapping, now with its executable view's address.
+        let alias = unsafe { alias.with_rx(rx.as_ptr() as u64) };
+        Ok((mem, alias))
+    }
+}
+
 /// A compiled, executable program: the image and its subprogram entries.
 #[derive(Debug)]
 pub struct JitProgram {
+    /// Direct tail-call sites and the writable alias (see
+    /// [`JitProgram::new_patchable`]); declared first so that it is
+    /// released before the executable view is unmapped.
+    patch: Option<std::sync::Arc<crate::patch::PatchImage>>,
     mem: ExecMemory,
     entries: Vec<u32>,
+    private_stack_bytes: u32,
+    private_stack: bool,
 }
 
 impl JitProgram {
     /// Makes `code` executable, padding with the backend's `pad` byte.
     pub fn new(code: &CompiledCode, pad: u8) -> Result<JitProgram, JitError> {
         Ok(JitProgram {
+            patch: None,
             mem: ExecMemory::new(&code.code, pad)?,
             entries: code.entries.clone(),
+            private_stack_bytes: code.private_stack_bytes,
+            private_stack: code.private_stack,
         })
+    }
+
+    /// Makes `code` executable as [`JitProgram::new`], keeping its direct
+    /// tail-call sites ([`CompiledCode::direct_tail_calls`]) patchable
+    /// through a writable alias ([`ExecMemory::new_patchable`]) with the
+    /// backend's `codec`. Without direct sites this is [`JitProgram::new`].
+    /// Register the sites with each prog array they name through
+    /// [`JitProgram::attach`].
+    pub fn new_patchable(
+        code: &CompiledCode,
+        pad: u8,
+        codec: &'static dyn crate::patch::SiteCodec,
+    ) -> Result<JitProgram, JitError> {
+        if code.direct_tail_calls.is_empty() {
+            return JitProgram::new(code, pad);
+        }
+        let (mem, alias) = ExecMemory::new_patchable(&code.code, pad)?;
+        // The other fields as `new` sets them; its plain mapping is replaced.
+        let mut p = JitProgram::new(code, pad)?;
+        p.mem = mem;
+        p.patch = Some(std::sync::Arc::new(crate::patch::PatchImage {
+            alias,
+            sites: code.direct_tail_calls.clone(),
+            codec,
+        }));
+        Ok(p)
+    }
+
+    /// The direct tail-call sites (empty unless built with
+    /// [`JitProgram::new_patchable`]).
+    pub fn direct_tail_calls(&self) -> &[crate::patch::DirectTailCall] {
+        self.patch.as_ref().map_or(&[], |p| p.sites())
+    }
+
+    /// Registers this program's direct tail-call sites that name `array`
+    /// with it and patches them to the array's current contents; from then
+    /// on [`JitProgArray::set`](crate::JitProgArray::set) keeps them in step
+    /// with the slot. The array holds the sites weakly: dropping the
+    /// program unregisters them. Returns the number of sites registered.
+    pub fn attach(&self, array: &crate::JitProgArray) -> Result<usize, crate::patch::PatchError> {
+        match &self.patch {
+            Some(p) => array.register(p),
+            None => Ok(0),
+        }
     }
 
     /// The executable image.
@@ -141,6 +289,39 @@ impl JitProgram {
     /// Byte offset of each subprogram's entry.
     pub fn entries(&self) -> &[u32] {
         &self.entries
+    }
+
+    /// Whether it was compiled for a private stack
+    /// ([`JitOptions::private_stack`](crate::JitOptions::private_stack)):
+    /// then it must be run with [`JitProgram::call_with_stack`].
+    pub fn private_stack(&self) -> bool {
+        self.private_stack
+    }
+
+    /// See [`CompiledCode::private_stack_bytes`] (0 on the native stack).
+    pub fn private_stack_bytes(&self) -> u32 {
+        self.private_stack_bytes
+    }
+
+    /// Runs the main program of a private-stack image with `r1`-`r5` =
+    /// `args` and its eBPF frames below `stack_top` (the native entry's
+    /// sixth argument), returning `r0`.
+    ///
+    /// # Safety
+    ///
+    /// As [`JitProgram::call`]; in addition `stack_top` must be 16-byte
+    /// aligned and the end of writable memory at least as large as the
+    /// program needs (see [`CompiledCode::private_stack_bytes`]) for the
+    /// whole run, used by nothing else meanwhile.
+    pub unsafe fn call_with_stack(&self, args: [u64; 5], stack_top: u64) -> u64 {
+        // SAFETY: the image starts with the main entry, a native C-ABI
+        // function; a private-stack entry reads a sixth u64 argument (the
+        // region's top); the caller guarantees the rest.
+        unsafe {
+            let f: extern "C" fn(u64, u64, u64, u64, u64, u64) -> u64 =
+                core::mem::transmute(self.mem.as_ptr());
+            f(args[0], args[1], args[2], args[3], args[4], stack_top)
+        }
     }
 
     /// Runs the main program with `r1`-`r5` = `args`, returning `r0`.

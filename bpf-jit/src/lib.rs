@@ -5,18 +5,24 @@ pub mod driver;
 pub mod error;
 pub mod exec;
 pub mod masm;
+pub mod patch;
 pub mod progarray;
+pub mod tailsite;
 
 pub use buffer::{BranchEstimate, CodeBuffer, Label};
 pub use driver::{
     compile, subprogram_starts, CompiledCode, HelperFn, HelperTable, JitOptions, LdImm64Resolver,
-    DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES, TAIL_CALL_HELPER,
+    DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES, PRESERVABLE, TAIL_CALL_HELPER,
 };
 pub use error::{JitError, JitErrorKind};
 pub use exec::{ExecMemory, JitProgram};
 pub use masm::{
     AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
     RegImm, RmwKind, ShiftKind,
+};
+pub use patch::{
+    update_site, CodeWriter, DirectTailCall, PatchError, PatchErrorKind, PatchImage, PatchKind,
+    RwAlias, SiteCodec, SiteLayout,
 };
 pub use progarray::{
     JitProgArray, SlotOutOfRange, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET,

@@ -207,6 +207,13 @@ pub struct FrameInfo {
     /// `tail_call_reachable`): the frame keeps the pointer to the
     /// invocation's tail-call counter and passes it on to its callees.
     pub tail_call_reachable: bool,
+    /// The eBPF stack lives in a private region instead of the native
+    /// stack (see [`crate::driver::JitOptions::private_stack`]): the frame
+    /// setup points `r10` at the incoming-frame register (the sixth native
+    /// argument register: x86-64 `r9`, AArch64 `x5`) instead of carving
+    /// `stack_depth` bytes out of the native stack; calls and tail calls
+    /// pass the callee its incoming frame address in that register.
+    pub private_stack: bool,
 }
 
 impl FrameInfo {
@@ -266,7 +273,10 @@ pub trait MacroAssembler {
     /// into a counter slot of its own), and saves the callee-saved registers
     /// `frame` lists. The stack pointer must be aligned as the native C ABI
     /// requires for calls afterwards. Code entering at the tail-call entry
-    /// offset runs exactly this.
+    /// offset runs exactly this. With [`FrameInfo::private_stack`], `r10` is
+    /// instead the incoming-frame register's value (the top of this frame
+    /// in the private region) and no eBPF stack is taken from the native
+    /// stack.
     fn frame_setup(&mut self, frame: &FrameInfo);
 
     /// Undoes [`MacroAssembler::frame_setup`] and returns to the caller with
@@ -421,10 +431,29 @@ pub trait MacroAssembler {
     /// five arguments; `r0` receives the result, `r1`-`r5` are clobbered.
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind>;
 
+    /// [`MacroAssembler::call_helper`] for a `bpf_fastcall` helper: the
+    /// eBPF registers in `preserve` (bit `i` for `ri`, `r0`-`r5`) hold the
+    /// same values after the call as before, whatever the native function
+    /// does to their machine registers (`r0` is only in the mask for a
+    /// helper returning nothing). The default handles an empty mask with
+    /// `call_helper` and refuses any other, so a backend that does not
+    /// implement it never runs a rewritten program unsoundly.
+    fn call_helper_preserving(&mut self, addr: u64, preserve: u16) -> Result<(), JitErrorKind> {
+        if preserve & crate::driver::PRESERVABLE == 0 {
+            self.call_helper(addr)
+        } else {
+            Err(JitErrorKind::Unsupported(
+                "bpf_fastcall register preservation",
+            ))
+        }
+    }
+
     /// Calls the subprogram entered at `target` (bpf-to-bpf call): same
     /// register convention as [`MacroAssembler::call_helper`]. When the
     /// calling `frame` is `tail_call_reachable`, the callee receives the
-    /// pointer to the tail-call counter (x86-64: in `rax`).
+    /// pointer to the tail-call counter (x86-64: in `rax`). With
+    /// [`FrameInfo::private_stack`], the callee's incoming frame address is
+    /// the caller's `r10 - stack_depth`, passed in the incoming-frame register.
     fn call_local(&mut self, target: Label, frame: &FrameInfo) -> Result<(), JitErrorKind>;
 
     /// `dst` = the absolute address of `target` (an `ld_imm64` of a BPF
@@ -441,10 +470,32 @@ pub trait MacroAssembler {
     /// callee-saved registers and the caller's frame pointer) and jump to
     /// the slot's program past its fixed head, passing on the counter (as a
     /// value from a main program's frame, as the pointer from a subprogram's).
+    /// With [`FrameInfo::private_stack`], the target's incoming frame
+    /// address is this frame's own (its `r10`), so the target's frame takes
+    /// exactly the torn-down frame's place in the private region.
     /// The default refuses it.
     fn tail_call(&mut self, frame: &FrameInfo) -> Result<(), JitErrorKind> {
         let _ = frame;
         Err(JitErrorKind::Unsupported("tail call"))
+    }
+
+    /// The direct form of [`MacroAssembler::tail_call`] for a site whose
+    /// array and index are constant (see [`crate::patch`] for the sequence
+    /// and how it is patched): if the counter is already
+    /// [`MAX_TAIL_CALL_CNT`](crate::MAX_TAIL_CALL_CNT) fall through; a
+    /// patchable bypass (emitted as a jump to the end of the sequence);
+    /// increment the counter; tear the frame down as `tail_call` does; a
+    /// patchable target (emitted as a no-op that is never executed: the
+    /// bypass is on until the target has been written). Each patchable
+    /// instruction must be writable with one aligned single-copy-atomic
+    /// store. Returns the parts' offsets, or `None` (having emitted
+    /// nothing) when the backend has no direct form; the default.
+    fn tail_call_direct(
+        &mut self,
+        frame: &FrameInfo,
+    ) -> Result<Option<crate::patch::SiteLayout>, JitErrorKind> {
+        let _ = frame;
+        Ok(None)
     }
 
     /// `callx reg`: calls what the register holds — a helper id below

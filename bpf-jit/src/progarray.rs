@@ -16,9 +16,24 @@
 //! backend's tail-call entry offset.
 //!
 //! The table does not own the programs: whoever fills a slot must keep the
-//! program's image mapped for as long as any code may still jump to it.
+//! program's image mapped for as long as any code may still jump to it —
+//! with direct tail calls ([`crate::patch`]) that includes a program that
+//! was *removed* from the slot, until no run that started before the
+//! removal is still in flight (a removed site keeps its target).
+//!
+//! # Direct tail-call sites
+//!
+//! Programs whose direct sites name this table register them
+//! ([`crate::JitProgram::attach`]); [`JitProgArray::set`] then patches every
+//! registered site of the slot, under the table's lock, following
+//! [`crate::patch::update_site`]. Registrations are weak: a dropped program
+//! is skipped and forgotten (its sites are never written again; a patch in
+//! progress keeps its writable alias alive, never the executable view).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crate::patch::{PatchError, PatchImage};
 
 /// Byte offset of `max_entries` (a `u32`) in the table.
 pub const PROG_ARRAY_MAX_ENTRIES_OFFSET: i32 = 0;
@@ -43,6 +58,8 @@ pub const MAX_TAIL_CALL_CNT: u32 = 33;
 pub struct JitProgArray {
     /// Word 0: `max_entries`; words 1..: slot addresses.
     words: Box<[AtomicU64]>,
+    /// Registered direct sites: slot index, image, site number in the image.
+    sites: Mutex<Vec<(u32, Weak<PatchImage>, usize)>>,
 }
 
 /// A slot index at or past `max_entries`.
@@ -61,7 +78,46 @@ impl JitProgArray {
         let words = (0..=u64::from(max_entries))
             .map(|i| AtomicU64::new(if i == 0 { u64::from(max_entries) } else { 0 }))
             .collect();
-        JitProgArray { words }
+        JitProgArray {
+            words,
+            sites: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock_sites(&self) -> MutexGuard<'_, Vec<(u32, Weak<PatchImage>, usize)>> {
+        self.sites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `image`'s direct sites that name this table and patches
+    /// them to the slots' current contents (see the module docs). Sites
+    /// whose index is past `max_entries` are not registered: their bypass
+    /// stays on, as a tail call through an out-of-range index fails.
+    pub fn register(&self, image: &Arc<PatchImage>) -> Result<usize, PatchError> {
+        let me = self.as_ptr();
+        let mut sites = self.lock_sites();
+        sites.retain(|s| s.1.strong_count() > 0);
+        let mut n = 0;
+        for (i, site) in image.sites().iter().enumerate() {
+            if site.array != me {
+                continue;
+            }
+            let Some(current) = self.get(site.index) else {
+                continue;
+            };
+            image.validate(i)?;
+            image.update(i, 0, current)?;
+            sites.push((site.index, Arc::downgrade(image), i));
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Number of live registered direct sites.
+    pub fn registered_sites(&self) -> usize {
+        self.lock_sites()
+            .iter()
+            .filter(|s| s.1.strong_count() > 0)
+            .count()
     }
 
     /// The address compiled code receives as the map (`r2` of a tail call).
@@ -74,13 +130,27 @@ impl JitProgArray {
         (self.words.len() - 1) as u32
     }
 
-    /// Sets slot `index` to a program's entry address (0 clears it).
+    /// Sets slot `index` to a program's entry address (0 clears it), then
+    /// patches every registered direct site of the slot.
     pub fn set(&self, index: u32, entry: u64) -> Result<(), SlotOutOfRange> {
         let w = self.words.get(index as usize + 1).ok_or(SlotOutOfRange {
             index,
             max_entries: self.max_entries(),
         })?;
-        w.store(entry, Ordering::Release);
+        let mut sites = self.lock_sites();
+        let old = w.swap(entry, Ordering::AcqRel);
+        sites.retain(|(i, img, site)| {
+            let Some(img) = img.upgrade() else {
+                return false;
+            };
+            if *i == index {
+                // Offsets were validated at registration and the alias
+                // covers the whole image, so a write cannot fail; a site
+                // that did fail is dropped rather than left half-known.
+                return img.update(*site, old, entry).is_ok();
+            }
+            true
+        });
         Ok(())
     }
 

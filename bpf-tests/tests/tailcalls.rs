@@ -287,8 +287,9 @@ fn counters_def(n: u32) -> MapDef {
     }
 }
 
-/// Runs `case` on `engine`: (r0, counters).
-fn run_vm(case: &Case, engine: Engine) -> Result<(u64, Vec<u64>), String> {
+/// Runs `case` on `engine` (JIT frames on a private stack with
+/// `private`): (r0, counters).
+fn run_vm(case: &Case, engine: Engine, private: bool) -> Result<(u64, Vec<u64>), String> {
     let counters = Map::new(counters_def(case.counters)).map_err(|e| e.to_string())?;
     let arrays: Vec<(i32, Arc<Map>)> = case
         .prog_arrays
@@ -299,7 +300,9 @@ fn run_vm(case: &Case, engine: Engine) -> Result<(u64, Vec<u64>), String> {
     let mut loaded = Vec::new();
     for part in case.parts {
         let prog = assemble(part.asm).map_err(|e| format!("{}: {e}", case.name))?;
-        let mut b = LoadedProgram::builder(&prog, engine).map(2, counters.clone());
+        let mut b = LoadedProgram::builder(&prog, engine)
+            .map(2, counters.clone())
+            .private_stack(private);
         for (fd, m) in &arrays {
             b = b.map(*fd, m.clone());
         }
@@ -345,12 +348,27 @@ fn read_counters(v: &[u8]) -> Vec<u64> {
         .collect()
 }
 
+/// Engines to compare: the interpreter, the x86-64 JIT with native
+/// frames and with frames on a private stack.
+fn configs() -> Vec<(Engine, bool, String)> {
+    let mut v = Vec::new();
+    for e in Engine::available() {
+        v.push((e, false, e.to_string()));
+        if e == Engine::X86 {
+            v.push((e, true, format!("{e} (private stack)")));
+        }
+    }
+    v
+}
+
 #[test]
 fn tail_call_hierarchies_on_both_engines() {
     let mut failures = Vec::new();
     for case in CASES {
-        for engine in Engine::available() {
-            match run_vm(case, engine) {
+        for (engine, private, label) in configs() {
+            let engine_kind = engine;
+            let engine = label;
+            match run_vm(case, engine_kind, private) {
                 Ok((r0, counts)) => {
                     eprintln!(
                         "{} on {engine}: r0 = {r0}, counters = {counts:?}",
@@ -488,8 +506,10 @@ fn tail_call_hierarchies_match_the_live_kernel() {
                 case.name, case.retval, case.expected
             ));
         }
-        for engine in Engine::available() {
-            match run_vm(case, engine) {
+        for (engine, private, label) in configs() {
+            let engine_kind = engine;
+            let engine = label;
+            match run_vm(case, engine_kind, private) {
                 Ok(v) if v == k => {}
                 Ok(v) => failures.push(format!("{} on {engine}: {v:?}, kernel {k:?}", case.name)),
                 Err(e) => failures.push(e),

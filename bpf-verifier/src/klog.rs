@@ -105,6 +105,7 @@ pub(crate) fn insn_text(out: &mut String, raw: &RawInsn, next: Option<&RawInsn>,
                 0x8 if s == 1 => write!(out, "call pc{imm:+}"),
                 0x8 => write!(out, "call {helper}#{imm}"),
                 0x9 => write!(out, "exit"),
+                0xe if class == 5 && s == 0 => write!(out, "may_goto pc{off:+}"),
                 _ if x => write!(out, "if {p}{d} {jop} {p}{s} goto pc{off:+}"),
                 _ => write!(out, "if {p}{d} {jop} {:#x} goto pc{off:+}", imm),
             }
@@ -162,6 +163,8 @@ pub(crate) fn scratched(raw: &RawInsn) -> u16 {
         _ => match raw.code >> 4 {
             0x8 => 0x3f,
             0x0 | 0x9 => 0,
+            // may_goto
+            0xe if raw.code & 7 == 5 => 0,
             _ => bit(d) | if x { bit(s) } else { 0 },
         },
     }

@@ -17,6 +17,9 @@ use crate::reg::RegType;
 use crate::state::State;
 use crate::verifier::Env;
 
+/// r1-r5, the argument registers.
+const ARGS: u16 = 0b11_1110;
+
 /// Most frames a state can have.
 pub(crate) const MAX_FRAMES: usize = 8;
 
@@ -86,7 +89,7 @@ impl Bt {
         idx: u32,
         subseq: Option<u32>,
         h: &Hist,
-        has_cb: bool,
+        calls_cb: &[bool],
     ) -> Result<(), Unsupported> {
         let stack_slot = (h.stack != Hist::NO_STACK)
             .then_some(((h.stack >> 8) as usize, (h.stack & 0xff) as usize));
@@ -170,13 +173,15 @@ impl Bt {
             }
             Insn::Call(CallTarget::Helper(_)) => {
                 if subseq.is_some_and(|s| s != idx + 1) {
-                    // Entered a callback: its arguments are not the caller's registers.
-                    if self.regs[self.frame] != 0 || self.stack[self.frame] != 0 {
+                    // Entered a callback: its r1-r5 were set by the helper,
+                    // not by the caller's instructions.
+                    if self.regs[self.frame] & !ARGS != 0 || self.stack[self.frame] != 0 {
                         return Err(Unsupported);
                     }
                     if self.frame == 0 {
                         return Err(Unsupported);
                     }
+                    self.regs[self.frame] = 0;
                     self.frame -= 1;
                     return Ok(());
                 }
@@ -200,11 +205,18 @@ impl Bt {
                 self.regs[self.frame] |= callee;
             }
             Insn::Exit => {
-                if has_cb || self.frame + 1 >= MAX_FRAMES {
-                    if !self.is_empty() {
-                        return Err(Unsupported);
-                    }
+                if self.frame + 1 >= MAX_FRAMES {
+                    return Err(Unsupported);
+                }
+                let to_cb_call = subseq.is_some_and(|s| calls_cb.get(s as usize) == Some(&true));
+                if to_cb_call {
+                    // A callback returning to the helper that calls it: the
+                    // caller's r1-r5 there are the helper's arguments again
+                    // and r0 is not the callback's.
+                    self.regs[self.frame] &= !(ARGS | 1);
                     self.frame += 1;
+                    self.regs[self.frame] = 0;
+                    self.stack[self.frame] = 0;
                     return Ok(());
                 }
                 // Entering the callee backwards: r0 is the callee's.
@@ -296,13 +308,22 @@ impl Env<'_> {
         self.backtrack(bt);
     }
 
+    /// Marks stack slot `spi` of frame `frame` of `st` precise along the current path.
+    pub(crate) fn mark_slot_precise(&mut self, st: &State, frame: usize, spi: usize) {
+        if !self.opts.privileged {
+            return;
+        }
+        let mut bt = Bt::new(st.frames.len().saturating_sub(1));
+        bt.set_slot(frame, spi);
+        self.backtrack(bt);
+    }
+
     /// Walks the current path backwards from its last instruction, marking
     /// what `bt` traces precise in the checkpoints on the way.
     pub(crate) fn backtrack(&mut self, mut bt: Bt) {
         if bt.is_empty() {
             return;
         }
-        let has_cb = self.has_callbacks;
         // The current segment first, then each checkpoint's.
         let mut subseq: Option<u32> = Some(self.cur_pc as u32);
         let mut node = self.parent;
@@ -321,7 +342,10 @@ impl Env<'_> {
                     failed = true;
                     break;
                 };
-                if bt.step(insn, h.idx, subseq, h, has_cb).is_err() {
+                if bt
+                    .step(insn, h.idx, subseq, h, &self.calls_callback)
+                    .is_err()
+                {
                     failed = true;
                     break;
                 }

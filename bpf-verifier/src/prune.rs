@@ -18,10 +18,10 @@ use crate::state::State;
 
 /// A mapping of old ids to new ids that must stay one-to-one.
 #[derive(Default)]
-struct IdMap(SmallVec<[(u32, u32); 16]>);
+pub(crate) struct IdMap(SmallVec<[(u32, u32); 16]>);
 
 impl IdMap {
-    fn check(&mut self, old: u32, cur: u32) -> bool {
+    pub(crate) fn check(&mut self, old: u32, cur: u32) -> bool {
         if old == 0 && cur == 0 {
             return true;
         }
@@ -124,10 +124,10 @@ pub(crate) fn states_equal_defs(
         {
             return false;
         }
-        if let (Some(a), Some(b)) = (&fo.callback, &fc.callback) {
-            if !reg_includes(&a.ctx, &b.ctx, &cfg, &mut ids) {
-                return false;
-            }
+        // A state that entered more callback iterations from this frame's
+        // call does not include one that entered fewer (kernel `func_states_equal`).
+        if fo.callback_depth > fc.callback_depth {
+            return false;
         }
         let lregs = live.regs.get(fi).copied().unwrap_or(u16::MAX);
         for (i, (ro, rc)) in fo.regs.iter().zip(&fc.regs).enumerate() {
@@ -281,6 +281,52 @@ fn slot_includes(o: &StackSlot, c: &StackSlot, cfg: &Cfg, ids: &mut IdMap) -> bo
     })
 }
 
+/// Whether two registers are the same up to id renaming (kernel `regs_exact`).
+fn regs_exact(old: &RegState, cur: &RegState, ids: &mut IdMap) -> bool {
+    old.ty == cur.ty
+        && old.off == cur.off
+        && old.var == cur.var
+        && old.map == cur.map
+        && old.range == cur.range
+        && old.frameno == cur.frameno
+        && old.ringbuf == cur.ringbuf
+        && ids.check(old.id, cur.id)
+        && ids.check(old.ref_obj_id, cur.ref_obj_id)
+}
+
+/// Forgets the value of `cur` if it is an imprecise scalar that changed
+/// since `old` (kernel `maybe_widen_reg`).
+fn maybe_widen(old: &RegState, cur: &mut RegState, ids: &mut IdMap) {
+    if old.ty != RegType::Scalar || cur.ty != RegType::Scalar {
+        return;
+    }
+    if old.precise || cur.precise || regs_exact(old, cur, ids) {
+        return;
+    }
+    *cur = RegState::unknown();
+}
+
+/// Widening of imprecise scalars between two iterations of a loop (kernel
+/// `widen_imprecise_scalars`): every register and spilled scalar of `cur`
+/// that neither state has marked precise and that differs from its value in
+/// `old`, the state of the previous iteration at the same instruction with
+/// the same call chain, becomes an unknown scalar, so that the iterations
+/// converge unless the value matters.
+pub(crate) fn widen_imprecise_scalars(old: &State, cur: &mut State) {
+    let mut ids = IdMap::default();
+    for (fo, fc) in old.frames.iter().zip(cur.frames.iter_mut()).rev() {
+        for (ro, rc) in fo.regs.iter().zip(fc.regs.iter_mut()) {
+            maybe_widen(ro, rc, &mut ids);
+        }
+        for (so, sc) in fo.stack.slots().iter().zip(fc.stack.slots_mut()) {
+            let spilled = |s: &StackSlot| s.kinds.first() == Some(&ByteKind::Spill);
+            if spilled(so) && spilled(sc) {
+                maybe_widen(&so.spilled, &mut sc.spilled, &mut ids);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,11 +337,47 @@ mod tests {
         let mut s = State {
             frames: SmallVec::new(),
             refs: SmallVec::new(),
+            callback_unroll_depth: 0,
+            may_goto_depth: 0,
         };
         let mut f = Frame::new(0, u32::MAX, 0);
         f.regs[1] = r1;
         s.frames.push(f);
         s
+    }
+
+    #[test]
+    fn widening_forgets_changed_imprecise_scalars() {
+        // r1: imprecise, changed 0 -> 1: forgotten.
+        let old = st(RegState::constant(0));
+        let mut cur = st(RegState::constant(1));
+        widen_imprecise_scalars(&old, &mut cur);
+        assert_eq!(cur.frames[0].regs[1], RegState::unknown());
+        // Unchanged: kept.
+        let mut same = st(RegState::constant(0));
+        widen_imprecise_scalars(&old, &mut same);
+        assert_eq!(same.frames[0].regs[1].var.const_value(), Some(0));
+        // Precise in the old state: kept.
+        let mut p = RegState::constant(0);
+        p.precise = true;
+        let mut cur = st(RegState::constant(1));
+        widen_imprecise_scalars(&st(p), &mut cur);
+        assert_eq!(cur.frames[0].regs[1].var.const_value(), Some(1));
+        // Not a scalar on both sides: kept.
+        let mut cur = st(RegState::pointer(RegType::Ctx));
+        widen_imprecise_scalars(&old, &mut cur);
+        assert_eq!(cur.frames[0].regs[1].ty, RegType::Ctx);
+        // Spilled scalars at the start of a slot are widened too.
+        let mut old = st(RegState::NOT_INIT);
+        let mut cur = st(RegState::NOT_INIT);
+        for (s, v) in [(&mut old, 0u64), (&mut cur, 5)] {
+            let slot = s.frames[0].stack.slot_mut(0);
+            slot.kinds = [ByteKind::Spill; 8];
+            slot.spilled = RegState::constant(v);
+        }
+        widen_imprecise_scalars(&old, &mut cur);
+        let sp = cur.frames[0].stack.slot(0).map(|s| s.spilled);
+        assert_eq!(sp, Some(RegState::unknown()));
     }
 
     #[test]

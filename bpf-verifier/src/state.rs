@@ -26,6 +26,9 @@ pub struct Frame {
     pub subprog: u32,
     /// Set for bpf_loop callback frames.
     pub callback: Option<CallbackFrame>,
+    /// Callback iterations entered from the `bpf_loop` call this frame is
+    /// at (kernel `callback_depth`; bounded by the iteration count).
+    pub callback_depth: u32,
 }
 
 impl Frame {
@@ -39,6 +42,7 @@ impl Frame {
             callsite,
             subprog,
             callback: None,
+            callback_depth: 0,
         }
     }
 }
@@ -50,6 +54,11 @@ pub struct State {
     pub frames: SmallVec<[Frame; 1]>,
     /// Acquired references: (id, slot of the acquiring instruction).
     pub refs: SmallVec<[(u32, u32); 2]>,
+    /// Callback iterations entered on this path (kernel
+    /// `callback_unroll_depth`; states that differ in it are not an infinite loop).
+    pub callback_unroll_depth: u32,
+    /// `may_goto` iterations taken on this path (kernel `may_goto_depth`).
+    pub may_goto_depth: u32,
 }
 
 impl State {

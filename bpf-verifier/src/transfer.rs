@@ -160,12 +160,17 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
         Insn::Ja { off } => Ok(Next::Goto((next as i64 + off as i64) as usize)),
         Insn::JaLong { imm } => Ok(Next::Goto((next as i64 + imm as i64) as usize)),
         Insn::MayGoto { off } => {
-            // Either outcome is possible.
-            let other = Box::new(st.clone());
+            // As the kernel: the path goes on at the target (the hidden
+            // counter ran out); the fall-through, one more iteration, waits
+            // with its imprecise scalars widened against the previous
+            // iteration's, and converges in `Env::visit`.
+            let mut body = st.clone();
+            body.may_goto_depth = body.may_goto_depth.saturating_add(1);
+            env.widen_loop_state(&mut body, pc);
             Ok(Next::Fork {
-                pc: next,
-                other,
-                other_pc: (next as i64 + off as i64) as usize,
+                pc: (next as i64 + off as i64) as usize,
+                other: Box::new(body),
+                other_pc: next,
             })
         }
         Insn::Jmp {
@@ -189,10 +194,11 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             )
         }
         Insn::Call(CallTarget::Helper(id)) => match helper_call(env, st, pc, id)? {
-            Some((zero_iter, cb_start)) => Ok(Next::Fork {
-                pc: cb_start,
-                other: Box::new(zero_iter),
-                other_pc: next,
+            // The path goes on after the call; the callback iteration waits.
+            Some((cb_state, cb_start)) => Ok(Next::Fork {
+                pc: next,
+                other: Box::new(cb_state),
+                other_pc: cb_start,
             }),
             None => Ok(Next::Goto(next)),
         },
@@ -1012,8 +1018,57 @@ fn check_size_arg(
     Ok(r.var.umax)
 }
 
-/// A helper call; for `bpf_loop`, `Some((state without iterations, callback start))`
-/// with `st` entering the callback.
+/// `bpf_map_lookup_elem`.
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+
+/// The key a `bpf_map_lookup_elem` key argument `key` points to when it is
+/// known (kernel `get_constant_map_key`): privileged only, for array and
+/// per-CPU array maps, the key on the stack at a constant offset, either
+/// `key_size` known-zero bytes or a scalar spill of exactly `key_size` bytes
+/// at the start of an 8-byte slot holding a constant (that slot becomes
+/// precise). The value is the spilled register's full 64 bits.
+fn constant_map_key(
+    env: &mut Env<'_>,
+    st: &State,
+    key: &RegState,
+    map_type: u32,
+    key_size: u32,
+) -> Option<u64> {
+    use crate::platform::map_type as mt;
+    use crate::stack::ByteKind;
+    if !env.opts.privileged || !matches!(map_type, mt::ARRAY | mt::PERCPU_ARRAY) {
+        return None;
+    }
+    if key.ty != RegType::Stack {
+        return None;
+    }
+    let off = i64::from(key.off).checked_add(key.var.const_value()? as i64)?;
+    if !(-512..0).contains(&off) {
+        return None;
+    }
+    let spi = ((-off - 1) / 8) as usize;
+    // Byte index of the key's first byte within its slot (by address).
+    let first = (off + 8 * (spi as i64 + 1)) as usize;
+    let slot = st.frames.get(key.frameno as usize)?.stack.slot(spi)?;
+    let tail = slot.kinds.get(first..)?;
+    let run = |k: ByteKind| tail.iter().take_while(|&&b| b == k).count() as u32;
+    if run(ByteKind::Zero) >= key_size {
+        return Some(0);
+    }
+    if slot.kinds.first() != Some(&ByteKind::Spill) || slot.spilled.ty != RegType::Scalar {
+        return None;
+    }
+    if run(ByteKind::Spill) != key_size {
+        return None;
+    }
+    let v = slot.spilled.var.const_value()?;
+    env.mark_slot_precise(st, key.frameno as usize, spi);
+    // The kernel compares the value as a signed 64-bit number.
+    (v as i64 >= 0).then_some(v)
+}
+
+/// A helper call; for `bpf_loop` with iterations left, `Some((state
+/// entering the callback, callback start))` besides `st` after the call.
 fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Option<(State, usize)>> {
     let Some(proto) = env.opts.helpers.get(id).cloned() else {
         return Err(env.err(pc, K::HelperCall, format!("invalid func unknown#{id}")));
@@ -1028,6 +1083,7 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
     let mut alloc_size = 0u32;
     let mut release: Option<u32> = None;
     let mut callback: Option<(u32, RegState)> = None;
+    let mut const_key: Option<u64> = None;
     for (i, kind) in proto.args.iter().enumerate() {
         let regno = i + 1;
         let r = regs[regno];
@@ -1083,6 +1139,9 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
                     m.value_size
                 };
                 crate::check::check_helper_mem(env, st, pc, regno, size as u64, false, false)?;
+                if *kind == ArgKind::MapKey && id == HELPER_MAP_LOOKUP_ELEM {
+                    const_key = constant_map_key(env, st, &r, m.map_type, m.key_size);
+                }
             }
             ArgKind::ReadMem | ArgKind::WriteMem => {
                 let size_reg = regs.get(regno + 1).copied().unwrap_or(RegState::NOT_INIT);
@@ -1183,34 +1242,42 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
             }
         });
     }
+    let mut cb_entry = None;
     if proto.special == Special::Loop {
         if let Some((start, ctx)) = callback {
-            // Enter the callback: a new frame with r1 = index, r2 = ctx.
-            let frameno = st.frames.len() as u32;
-            if st.frames.len() >= MAX_CALL_FRAMES {
-                return Err(env.err(
-                    pc,
-                    K::Call,
-                    format!(
-                        "the call stack of {} frames is too deep",
-                        st.frames.len() + 1
-                    ),
-                ));
+            // As the kernel: the callback is visited again and again, each
+            // exit returning to this call, until an iteration's state lies
+            // within an earlier one's (see `Env::visit`) or the iteration
+            // count (r1, hence precise) is used up. The flags must be 0.
+            if regs[4].is_const(0) {
+                env.mark_precise(st, 4);
             }
-            for r in 1..=5 {
-                st.cur_mut().regs[r] = RegState::NOT_INIT;
+            env.mark_precise(st, 1);
+            let depth = st.cur().callback_depth;
+            if u64::from(depth) < regs[1].var.umax {
+                let frameno = st.frames.len() as u32;
+                if st.frames.len() >= MAX_CALL_FRAMES {
+                    return Err(env.err(
+                        pc,
+                        K::Call,
+                        format!(
+                            "the call stack of {} frames is too deep",
+                            st.frames.len() + 1
+                        ),
+                    ));
+                }
+                // Enter the callback: a new frame with r1 = index, r2 = ctx.
+                let mut entry = st.clone();
+                entry.cur_mut().callback_depth = depth + 1;
+                entry.callback_unroll_depth += 1;
+                let mut f = Frame::new(frameno, pc as u32, start);
+                f.regs[1] = RegState::unknown();
+                f.regs[2] = ctx;
+                f.callback = Some(CallbackFrame { ctx });
+                entry.frames.push(f);
+                cb_entry = Some((entry, start as usize));
             }
-            st.cur_mut().regs[0] = RegState::unknown();
-            let mut f = Frame::new(frameno, pc as u32, start);
-            f.regs[1] = RegState::unknown();
-            f.regs[2] = ctx;
-            f.callback = Some(CallbackFrame { ctx });
-            // The callback runs zero or more times: model the call and continue there;
-            // the return to the caller is taken at the callback's exit.
-            let mut zero_iter = st.clone();
-            zero_iter.cur_mut().regs[0] = RegState::unknown();
-            st.frames.push(f);
-            return Ok(Some((zero_iter, start as usize)));
+            st.cur_mut().callback_depth = 0;
         }
     }
     for r in 1..=5 {
@@ -1220,10 +1287,19 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
         RetKind::Integer => RegState::unknown(),
         RetKind::Void => RegState::NOT_INIT,
         RetKind::MapValueOrNull => {
-            let mut r = RegState::pointer(RegType::MapValueOrNull);
-            r.map = map.unwrap_or(0);
-            r.id = env.new_id();
-            r
+            let map = map.unwrap_or(0);
+            let max_entries = env.opts.maps.get(map as usize).map_or(0, |m| m.max_entries);
+            if const_key.is_some_and(|k| k < u64::from(max_entries)) {
+                // A constant in-bounds key of an array map: never NULL.
+                let mut r = RegState::pointer(RegType::MapValue);
+                r.map = map;
+                r
+            } else {
+                let mut r = RegState::pointer(RegType::MapValueOrNull);
+                r.map = map;
+                r.id = env.new_id();
+                r
+            }
         }
         RetKind::RingbufMemOrNull => {
             let mut r = RegState::pointer(RegType::MemOrNull);
@@ -1237,7 +1313,7 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
         }
     };
     st.cur_mut().regs[0] = r0;
-    Ok(None)
+    Ok(cb_entry)
 }
 
 fn local_call(env: &mut Env<'_>, st: &mut State, pc: usize, target: u32) -> R<()> {
@@ -1276,29 +1352,25 @@ fn exit(env: &mut Env<'_>, st: &mut State, pc: usize) -> R<Next> {
                 "cannot return stack pointer to the caller".into(),
             ));
         }
-        if let Some(cb) = &callee.callback {
+        if callee.callback.is_some() {
             if r0.ty == RegType::NotInit {
                 return Err(env.err(pc, K::UninitRegister, "R0 !read_ok".into()));
             }
             if r0.ty != RegType::Scalar {
                 return Err(env.err(pc, K::ReturnValue, "R0 not a scalar value".into()));
             }
+            // The return value's range is relied on: it must be precise.
+            st.frames.push(callee);
+            env.mark_precise(st, 0);
+            st.frames.pop();
             if r0.var.smin < 0 || r0.var.smax > 1 {
                 return Err(env.err(pc, K::ReturnValue, format!("At callback return the register R0 has smin={} smax={} should have been in [0, 1]", r0.var.smin, r0.var.smax)));
             }
-            // Another iteration may follow: re-enter the callback with the updated caller state.
-            let mut again = st.clone();
-            let mut f = Frame::new(again.frames.len() as u32, callsite as u32, callee.subprog);
-            f.regs[1] = RegState::unknown();
-            f.regs[2] = cb.ctx;
-            f.callback = Some(cb.clone());
-            again.frames.push(f);
-            st.cur_mut().regs[0] = RegState::unknown();
-            return Ok(Next::Fork {
-                pc: callsite + 1,
-                other: Box::new(again),
-                other_pc: callee.subprog as usize,
-            });
+            // Back to the calling helper, which may run another iteration;
+            // what changed in imprecise scalars since the previous
+            // iteration is forgotten so that the iterations converge.
+            env.widen_loop_state(st, callsite);
+            return Ok(Next::Goto(callsite));
         }
         let fr = st.cur_mut();
         fr.regs[0] = r0;

@@ -47,6 +47,9 @@ pub(crate) struct Pending {
     pub(crate) parent: Option<u32>,
     pub(crate) from: usize,
     pub(crate) hist: Vec<Hist>,
+    /// Log length when the path was pushed (level 1 cuts the log back to
+    /// it when the path is popped, as the kernel's `pop_stack`).
+    pub(crate) log_pos: usize,
 }
 
 /// Where an instruction sends the current path.
@@ -73,7 +76,9 @@ pub(crate) struct Env<'a> {
     /// Explored states per slot (indices into `explored`).
     pub(crate) at: Vec<SmallVec<[u32; 2]>>,
     pub(crate) prune_point: Vec<bool>,
-    pub(crate) callback_entry: Vec<bool>,
+    /// Helper calls that call a callback (`bpf_loop`): forced checkpoints
+    /// where callback iterations are compared (kernel `calls_callback`).
+    pub(crate) calls_callback: Vec<bool>,
     pub(crate) stack: Vec<Pending>,
     pub(crate) processed: u64,
     pub(crate) total_states: u64,
@@ -92,8 +97,6 @@ pub(crate) struct Env<'a> {
     pub(crate) cur_pc: usize,
     /// Spill or fill of the instruction being processed, for `hist`.
     pub(crate) cur_stack: u16,
-    /// The program passes callbacks (precision backtracking stops at them).
-    pub(crate) has_callbacks: bool,
     /// Registers live before each slot.
     live_regs: Vec<u16>,
     /// The raw instructions (level 2 log only).
@@ -119,8 +122,7 @@ impl<'a> Env<'a> {
     pub(crate) fn new(prog: &'a Program, opts: &'a Options, subprog_starts: Vec<u32>) -> Env<'a> {
         let n = prog.slot_len();
         let mut prune_point = vec![false; n];
-        let mut callback_entry = vec![false; n];
-        let mut has_callbacks = false;
+        let mut calls_callback = vec![false; n];
         for (idx, insn) in prog.iter() {
             let pc = idx.slot();
             let next = pc + insn.slots();
@@ -144,16 +146,24 @@ impl<'a> Env<'a> {
                     mark(pc);
                     mark((pc as i64 + 1 + off as i64) as usize);
                 }
+                Insn::Call(CallTarget::Helper(id))
+                    if opts
+                        .helpers
+                        .get(id)
+                        .is_some_and(|p| p.special == crate::helpers::Special::Loop) =>
+                {
+                    mark(next);
+                    mark(pc);
+                    if let Some(c) = calls_callback.get_mut(pc) {
+                        *c = true;
+                    }
+                }
                 Insn::Call(_) => mark(next),
                 Insn::LdImm64 {
                     src: bpf_isa::LdImm64Src::Func(off),
                     ..
                 } => {
-                    has_callbacks = true;
                     let t = (pc as i64 + 1 + off as i64) as usize;
-                    if let Some(p) = callback_entry.get_mut(t) {
-                        *p = true;
-                    }
                     mark(next);
                     mark(pc);
                     mark(t);
@@ -169,7 +179,7 @@ impl<'a> Env<'a> {
             explored: Vec::new(),
             at: vec![SmallVec::new(); n],
             prune_point,
-            callback_entry,
+            calls_callback,
             stack: Vec::new(),
             processed: 0,
             total_states: 0,
@@ -182,9 +192,8 @@ impl<'a> Env<'a> {
             hist: Vec::new(),
             cur_pc: 0,
             cur_stack: Hist::NO_STACK,
-            has_callbacks,
             live_regs: liveness::live_regs(prog, &opts.helpers),
-            raw: if opts.log_level >= 2 {
+            raw: if opts.log_level >= 1 {
                 prog.to_raw()
             } else {
                 Vec::new()
@@ -259,9 +268,9 @@ impl<'a> Env<'a> {
             self.prog.get(InsnIdx::from_u32(pc as u32)),
             Some(Insn::MayGoto { .. })
         );
-        // Callback entries and may_goto are forced checkpoints compared by range.
-        let is_cb_entry = self.callback_entry.get(pc).copied().unwrap_or(false) || is_may_goto;
-        let force = is_cb_entry;
+        let calls_cb = self.calls_callback.get(pc).copied().unwrap_or(false);
+        // Callback-calling helpers and may_goto are forced checkpoints.
+        let force = calls_cb || is_may_goto;
         let mut add_new = force
             || (self.jmps_processed - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
         let list: SmallVec<[u32; 8]> = self
@@ -293,14 +302,44 @@ impl<'a> Env<'a> {
                     stack: &stack,
                     privileged,
                 };
-                if is_cb_entry {
-                    hit = states_equal(&e.state, cur, Mode::RangeWithin, &live);
-                } else if states_equal(&e.state, cur, Mode::Exact, &live) {
-                    return Err(self.err(
+                // Loops whose iterations the kernel bounds otherwise (the
+                // hidden may_goto counter, the callback iteration count)
+                // converge when an iteration's state lies within an earlier
+                // one's ranges.
+                let mut mismatch = 0u64;
+                if is_may_goto && e.state.may_goto_depth != cur.may_goto_depth || calls_cb {
+                    hit = states_equal_defs(
+                        &e.state,
+                        cur,
+                        Mode::RangeWithin,
+                        &live,
+                        Some(&mut mismatch),
+                    );
+                }
+                if hit {
+                    if mismatch != 0 {
+                        self.account_defs(pc, cur, mismatch);
+                    }
+                } else if calls_cb {
+                    // Not converged yet: another iteration, not an infinite loop.
+                } else if e.state.may_goto_depth == cur.may_goto_depth
+                    && e.state.callback_unroll_depth == cur.callback_unroll_depth
+                    && states_equal(&e.state, cur, Mode::Exact, &live)
+                {
+                    let old = (self.opts.log_level > 0).then(|| e.state.clone());
+                    let err = self.err(
                         pc,
                         ErrorKind::InfiniteLoop,
                         format!("infinite loop detected at insn {pc}"),
-                    ));
+                    );
+                    if let Some(old) = old {
+                        // Both states follow the message, as in the kernel.
+                        self.log.push_str("cur state:");
+                        self.log_state(cur);
+                        self.log.push_str("old state:");
+                        self.log_state(&old);
+                    }
+                    return Err(err);
                 }
                 if !hit
                     && !force
@@ -484,6 +523,36 @@ impl<'a> Env<'a> {
         self.backtrack(bt);
     }
 
+    /// Widens the imprecise scalars of `cur`, a path starting another loop
+    /// iteration at the instruction at `pc`, against the latest checkpoint
+    /// at `pc` on the path with the same call chain, other than one made at
+    /// this very step (kernel `find_prev_entry` and `widen_imprecise_scalars`).
+    pub(crate) fn widen_loop_state(&self, cur: &mut State, pc: usize) {
+        let mut node = self.parent;
+        let mut first = true;
+        while let Some(i) = node {
+            let Some(e) = self.explored.get(i as usize) else {
+                return;
+            };
+            if std::mem::take(&mut first) && self.hist.is_empty() && e.pc as usize == pc {
+                // The checkpoint of the current step itself.
+                node = e.parent;
+                continue;
+            }
+            let same_chain = e.state.frames.len() == cur.frames.len()
+                && e.state
+                    .frames
+                    .iter()
+                    .zip(&cur.frames)
+                    .all(|(a, b)| a.callsite == b.callsite);
+            if e.pc as usize == pc && same_chain {
+                crate::prune::widen_imprecise_scalars(&e.state, cur);
+                return;
+            }
+            node = e.parent;
+        }
+    }
+
     /// Runs the exploration from `init`.
     pub(crate) fn run(&mut self, init: State) -> Result<(), VerifierError> {
         self.stack.push(Pending {
@@ -492,6 +561,7 @@ impl<'a> Env<'a> {
             parent: None,
             from: usize::MAX,
             hist: Vec::new(),
+            log_pos: 0,
         });
         while let Some(p) = self.stack.pop() {
             let Pending {
@@ -500,6 +570,7 @@ impl<'a> Env<'a> {
                 parent,
                 from,
                 hist,
+                log_pos,
             } = p;
             self.parent = parent;
             self.hist = hist;
@@ -514,6 +585,14 @@ impl<'a> Env<'a> {
                     let _ = write!(self.log, "{pc}:");
                     self.log_state(&cur);
                 }
+            } else if self.opts.log_level == 1 {
+                // Level 1 keeps the trace of the current path only: the
+                // log goes back to where this path branched off.
+                if from != usize::MAX {
+                    self.log.truncate(log_pos.min(self.log.len()));
+                }
+                let _ = write!(self.log, "{pc}:");
+                self.log_state(&cur);
             }
             loop {
                 self.processed += 1;
@@ -540,12 +619,13 @@ impl<'a> Env<'a> {
                 };
                 let line_start = self.log.len();
                 let mut mem_slot = None;
-                if self.opts.log_level >= 2 {
+                if self.opts.log_level >= 1 {
                     mem_slot = self.stack_slot_of(pc, &cur);
                     let _ = write!(self.log, "{pc}: ");
                     self.log_insn(pc);
                     self.log.push('\n');
                 }
+                let insn_end = self.log.len();
                 if let Some(a) = self.aux.get_mut(pc) {
                     a.seen = true;
                 }
@@ -568,7 +648,7 @@ impl<'a> Env<'a> {
                     idx: pc as u32,
                     stack: self.cur_stack,
                 });
-                if self.opts.log_level >= 2 && !matches!(step, Next::End) {
+                if self.opts.log_level >= 1 && !matches!(step, Next::End) {
                     self.log_after(pc, line_start, &cur, mem_slot);
                 }
                 match step {
@@ -595,6 +675,7 @@ impl<'a> Env<'a> {
                             parent: self.parent,
                             from: pc,
                             hist: self.hist.clone(),
+                            log_pos: insn_end,
                         });
                         pc = t;
                     }
@@ -808,6 +889,10 @@ impl<'a> Env<'a> {
     pub(crate) fn finish(self) -> VerifiedProgram {
         let mut log = self.log;
         let max_states = self.max_states;
+        if self.opts.log_level == 1 {
+            // Level 1 logs nothing but the stats of an accepted program.
+            log.clear();
+        }
         if self.opts.log_level > 0 {
             let _ = writeln!(
                 log,
@@ -846,6 +931,8 @@ pub(crate) fn initial_state(opts: &Options) -> State {
     State {
         frames,
         refs: SmallVec::new(),
+        callback_unroll_depth: 0,
+        may_goto_depth: 0,
     }
 }
 

@@ -57,6 +57,7 @@ fn corpus_maps() -> Vec<MapInfo> {
             bpf_verifier::platform::BPF_F_RDONLY_PROG,
         ),
         m("perf", 4, 4, 4, 4, 0),
+        m("pcpu_array", 6, 4, 8, 2, 0),
     ]
 }
 
@@ -207,6 +208,12 @@ fn run_case(c: &Case, tally: &mut Tally) {
     let kreason = if kv.ok { String::new() } else { kv.reason() };
     if std::env::var_os("BPF_CORPUS_LOG").is_some() {
         eprintln!("--- kernel log of {}:\n{}", c.name, kv.log);
+        let mut o2 = opts.clone();
+        o2.log_level = 2;
+        match verify(&c.prog, &o2) {
+            Ok(v) => eprintln!("--- our log of {}:\n{}", c.name, v.log),
+            Err(e) => eprintln!("--- ours rejects {}: {e:?}", c.name),
+        }
     }
     let oreason = ours
         .as_ref()

@@ -50,7 +50,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bpf_isa::{LdImm64Src, Program};
@@ -176,6 +176,9 @@ pub struct LoadBuilder<'p> {
     maps_by_idx: Vec<Arc<Map>>,
     limit: Option<u64>,
     stack_depths: Option<Vec<u32>>,
+    private_stack: bool,
+    /// `bpf_fastcall` helpers: id and preserve mask, by id.
+    fastcall: BTreeMap<i32, u16>,
 }
 
 impl<'p> LoadBuilder<'p> {
@@ -207,6 +210,37 @@ impl<'p> LoadBuilder<'p> {
     /// the verifier; by default every frame gets 512 bytes.
     pub fn stack_depths(mut self, depths: Vec<u32>) -> Self {
         self.stack_depths = Some(depths);
+        self
+    }
+
+    /// JIT only: declares helper `id` `bpf_fastcall`: compiled calls to it
+    /// leave the eBPF registers in `preserve` (bit `i` for `ri`, `r0`-`r5`)
+    /// intact, so a program whose spills and fills around the call were
+    /// removed (`bpf_verifier::nocsr`) stays correct. A mask of 0 makes it an
+    /// ordinary helper again. By default the builder declares
+    /// [`FASTCALL_HELPERS`](crate::helpers::FASTCALL_HELPERS); pass the
+    /// entries of the verifier's fastcall table for platform additions.
+    /// (The interpreter preserves `r1`-`r5` around every helper call.)
+    pub fn fastcall(mut self, id: i32, preserve: u16) -> Self {
+        if preserve == 0 {
+            self.fastcall.remove(&id);
+        } else {
+            self.fastcall.insert(id, preserve);
+        }
+        self
+    }
+
+    /// JIT only: keep the program's eBPF frames in a private region instead
+    /// of on the thread's native stack (`bpf_jit::JitOptions::private_stack`).
+    /// Each run takes a region from a per-thread pool (a run nested inside
+    /// a helper takes the next one), sized for the deepest call chain of
+    /// every private-stack program loaded so far times 34 levels of tail
+    /// calls, with guard words on both sides that are checked after the run
+    /// ([`VmError::PrivateStackOverflow`]). Programs with callback
+    /// subprograms are refused; programs with and without a private stack
+    /// cannot share a program array. Off by default; ignored by the interpreter.
+    pub fn private_stack(mut self, on: bool) -> Self {
+        self.private_stack = on;
         self
     }
 
@@ -255,7 +289,8 @@ impl<'p> LoadBuilder<'p> {
             let id = id as i32;
             if let Some(f) = self.helpers.get(id) {
                 *slot = Some(f);
-                table.insert(id, *tramp);
+                let keep = self.fastcall.get(&id).copied().unwrap_or(0);
+                table.insert_fastcall(id, *tramp, keep);
             } else if builtins && id == BPF_FUNC_LOOP {
                 table.insert(id, *tramp);
             }
@@ -313,6 +348,10 @@ impl<'p> LoadBuilder<'p> {
         if let Some(d) = &self.stack_depths {
             opts = opts.with_stack_depths(d);
         }
+        opts = opts.with_private_stack(self.private_stack);
+        // Tail calls through a constant array and index become patchable
+        // direct jumps, kept in step with the slot by the array (below).
+        opts = opts.with_direct_tail_calls(true);
         let code = match bpf_jit_x86::compile(self.prog, &opts) {
             Ok(c) => c,
             Err(e) => {
@@ -330,6 +369,29 @@ impl<'p> LoadBuilder<'p> {
         };
         let maps = used.into_inner().unwrap_or_default();
         let prog_arrays = arrays.into_inner().unwrap_or_default();
+        if prog_arrays
+            .iter()
+            .any(|a| !a.claim_stack_kind(self.private_stack))
+        {
+            return Err(VmError::Unsupported {
+                insn: 0,
+                what: "a program array shared by native-stack and private-stack programs",
+            });
+        }
+        // Register the direct tail-call sites with their arrays (which then
+        // patch them on every slot change; a replaced or cleared target is
+        // retired until no compiled run is in flight, so a thread already
+        // past a site's bypass still finds mapped code at its target).
+        for a in &prog_arrays {
+            code.attach(a.jit_table())
+                .map_err(|e| VmError::Unsupported {
+                    insn: e.slot,
+                    what: "direct tail call site",
+                })?;
+        }
+        if self.private_stack {
+            PRIVATE_CHAIN_MAX.fetch_max(code.private_stack_bytes(), Ordering::SeqCst);
+        }
         Ok(LoadedProgram {
             inner: Inner::Jit(Arc::new(JitProg {
                 code,
@@ -353,6 +415,8 @@ impl LoadedProgram {
             maps_by_idx: Vec::new(),
             limit: None,
             stack_depths: None,
+            private_stack: false,
+            fastcall: crate::helpers::FASTCALL_HELPERS.iter().copied().collect(),
         }
     }
 
@@ -563,6 +627,106 @@ impl Drop for RunGuard {
     }
 }
 
+// ---- private stacks -------------------------------------------------------------
+//
+// A private-stack program's frames live in a region of the run's own: the
+// entry is called with the region's top as sixth argument. Each thread keeps
+// a stack of regions; a run takes the one at its nesting depth (a program
+// run from inside a helper of another run takes the next), so runs allocate
+// only when they nest deeper, or need more room, than any before.
+
+/// Largest `private_stack_bytes` of any private-stack program loaded so far.
+static PRIVATE_CHAIN_MAX: AtomicU32 = AtomicU32::new(0);
+
+/// Guard bytes on each side of a private region.
+pub const PRIVATE_STACK_GUARD_BYTES: usize = 32;
+/// The pattern the guard words hold.
+const GUARD_WORD: u64 = 0x5ca1_ab1e_dead_beef;
+const GUARD_WORDS: usize = PRIVATE_STACK_GUARD_BYTES / 8;
+
+/// Bytes of private region one run needs: every level of tail calls
+/// (`MAX_TAIL_CALL_CNT + 1`) may stack the largest chain of frames.
+pub fn private_stack_region_bytes() -> usize {
+    let chain = PRIVATE_CHAIN_MAX.load(Ordering::SeqCst) as usize;
+    chain.saturating_mul(bpf_jit::MAX_TAIL_CALL_CNT as usize + 1)
+}
+
+thread_local! {
+    /// Regions of this thread, by nesting depth (16-byte units).
+    static REGIONS: RefCell<Vec<Box<[u128]>>> = const { RefCell::new(Vec::new()) };
+    /// Private-stack runs in progress on this thread.
+    static REGION_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One run's region: words `[0, GUARD_WORDS)` and the last `GUARD_WORDS`
+/// are guards; the program's frames lie in between, below `top`.
+struct RegionLease {
+    base: *mut u64,
+    words: usize,
+}
+
+impl RegionLease {
+    fn take(need: usize) -> RegionLease {
+        let depth = REGION_DEPTH.with(|d| {
+            let v = d.get();
+            d.set(v + 1);
+            v
+        });
+        let units = (need + 2 * PRIVATE_STACK_GUARD_BYTES).div_ceil(16);
+        REGIONS.with(|r| {
+            let mut r = r.borrow_mut();
+            while r.len() <= depth {
+                r.push(Box::default());
+            }
+            let mut lease = RegionLease {
+                base: std::ptr::null_mut(),
+                words: 0,
+            };
+            if let Some(slot) = r.get_mut(depth) {
+                if slot.len() < units {
+                    *slot = vec![0u128; units].into_boxed_slice();
+                }
+                // The boxed slice stays put while the vector grows (nested runs).
+                lease.base = slot.as_mut_ptr().cast::<u64>();
+                lease.words = slot.len() * 2;
+            }
+            lease
+        })
+    }
+
+    /// Writes the guard words; returns the region's top (16-byte aligned).
+    fn arm(&self) -> u64 {
+        // SAFETY: `base` points at `words` (>= 2 * GUARD_WORDS) u64 this lease owns.
+        unsafe {
+            for i in 0..GUARD_WORDS {
+                self.base.add(i).write(GUARD_WORD);
+                self.base.add(self.words - 1 - i).write(GUARD_WORD);
+            }
+            self.base.add(self.words - GUARD_WORDS) as u64
+        }
+    }
+
+    /// Which guard, if any, the run overwrote.
+    fn check(&self) -> Option<&'static str> {
+        // SAFETY: as in `arm`.
+        unsafe {
+            if (0..GUARD_WORDS).any(|i| self.base.add(i).read() != GUARD_WORD) {
+                return Some("below");
+            }
+            if (0..GUARD_WORDS).any(|i| self.base.add(self.words - 1 - i).read() != GUARD_WORD) {
+                return Some("above");
+            }
+        }
+        None
+    }
+}
+
+impl Drop for RegionLease {
+    fn drop(&mut self) {
+        REGION_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
 /// # Safety
 /// The program must be safe to run with `args` (see [`LoadedProgram::run_mem`]).
 unsafe fn run_jit(j: &JitProg, args: [u64; 5]) -> Result<u64, VmError> {
@@ -577,11 +741,28 @@ unsafe fn run_jit(j: &JitProg, args: [u64; 5]) -> Result<u64, VmError> {
     let in_flight = InFlight::enter();
     let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
     let guard = RunGuard { prev };
+    let lease = j
+        .code
+        .private_stack()
+        .then(|| RegionLease::take(private_stack_region_bytes()));
     // SAFETY: the caller guarantees the program is safe for `args`; the run
     // state outlives the call and is only reached through `RUN` meanwhile.
-    let r0 = unsafe { j.code.call(args) };
+    // A private-stack program gets a region of its own, as large as any
+    // program reachable from it (through program arrays) needs: all of
+    // them are private-stack programs, loaded before the run.
+    let r0 = unsafe {
+        match &lease {
+            Some(l) => j.code.call_with_stack(args, l.arm()),
+            None => j.code.call(args),
+        }
+    };
+    let overflow = lease.as_ref().and_then(RegionLease::check);
+    drop(lease);
     drop(guard);
     drop(in_flight);
+    if let Some(side) = overflow {
+        return Err(VmError::PrivateStackOverflow { side });
+    }
     match st.error.take() {
         Some(e) => Err(e),
         None => Ok(r0),

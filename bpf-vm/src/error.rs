@@ -101,6 +101,13 @@ pub enum VmError {
     /// The JIT could not compile the program.
     #[error("jit: {0}")]
     Jit(bpf_jit::JitError),
+    /// A private-stack run wrote past its region: the guard words `side`
+    /// (`"below"` or `"above"`) the region were overwritten.
+    #[error("private stack overflow: guard {side} the region overwritten")]
+    PrivateStackOverflow {
+        /// Which guard.
+        side: &'static str,
+    },
     /// A helper reported an error that stops the program.
     #[error("insn {insn}: helper {id} failed: {message}")]
     Helper {
@@ -119,6 +126,7 @@ impl VmError {
         match self {
             VmError::Invalid(e) => Some(e.index),
             VmError::Jit(e) => e.index,
+            VmError::PrivateStackOverflow { .. } => None,
             VmError::UnknownMap { insn, .. }
             | VmError::BadMapValue { insn, .. }
             | VmError::UnknownHelper { insn, .. }

@@ -26,6 +26,19 @@ pub const BPF_FUNC_TRACE_PRINTK: i32 = 6;
 pub const BPF_FUNC_GET_PRANDOM_U32: i32 = 7;
 /// `BPF_FUNC_get_smp_processor_id`.
 pub const BPF_FUNC_GET_SMP_PROCESSOR_ID: i32 = 8;
+/// The `bpf_fastcall` helpers of Linux 6.18 (the list
+/// `bpf_verifier::fastcall::FastcallTable::linux` holds) with the eBPF
+/// registers a call to each must leave intact: bit `i` for `ri`, the
+/// caller-saved `r0`-`r5` that are neither an argument nor the result.
+/// [`LoadBuilder`](crate::LoadBuilder) registers them for the JIT engine by
+/// default (the interpreter never touches `r1`-`r5` in a helper call), so
+/// programs whose spill/fill brackets around these calls were removed run
+/// correctly on every engine.
+pub const FASTCALL_HELPERS: &[(i32, u16)] = &[
+    // bpf_get_smp_processor_id(void) -> u32: clobbers r0 only.
+    (BPF_FUNC_GET_SMP_PROCESSOR_ID, 0b11_1110),
+];
+
 /// `BPF_FUNC_tail_call` (executed by the interpreter itself).
 pub const BPF_FUNC_TAIL_CALL: i32 = 12;
 /// `BPF_FUNC_get_current_pid_tgid`: thread group id (the process id) in the

@@ -11,7 +11,7 @@ use object::{Object, ObjectSection, SectionKind};
 use crate::util::{cargo, display, files_with_ext, run};
 
 /// The fuzz targets under `fuzz/fuzz_targets/`.
-pub const TARGETS: &[&str] = &["decode", "assemble", "elf", "verify"];
+pub const TARGETS: &[&str] = &["decode", "assemble", "elf", "verify", "nocsr"];
 
 /// Runs one fuzz target for `seconds` seconds, passing `extra` on to libFuzzer.
 pub fn fuzz(root: &Path, target: &str, seconds: u64, extra: &[String]) -> Result<()> {
@@ -164,6 +164,24 @@ fn write_seeds(root: &Path, target: &str, corpus: &Path) -> Result<usize> {
             for s in files_with_ext(&root.join("examples"), "s")? {
                 let bytes = fs::read(&s).with_context(|| format!("reading {}", s.display()))?;
                 put(stem(&s), &bytes)?;
+            }
+        }
+        "nocsr" => {
+            // (op, arg) block pairs (see fuzz_targets/nocsr.rs): full and
+            // partial brackets, a loop and a skip around brackets, stray
+            // reads and writes, an escaping stack pointer.
+            let seeds: [&[u8]; 5] = [
+                &[0x00, 0x1f, 0x03, 0x01],
+                &[0xf0, 0x03, 0x00, 0x07, 0x03, 0x02],
+                &[0xe0, 0x01, 0x00, 0x25, 0x06, 0x08, 0x04, 0x09],
+                &[0x00, 0x03, 0x08, 0x00, 0x00, 0x44, 0x07, 0x10, 0x05, 0x18],
+                &[
+                    0x00, 0x1f, 0x02, 0x81, 0xf1, 0x02, 0x01, 0x9f, 0x03, 0x04, 0xe0, 0x00, 0x00,
+                    0x0c, 0x06, 0xc0, 0x00, 0x31, 0x09, 0x55,
+                ],
+            ];
+            for (i, b) in seeds.iter().enumerate() {
+                put(format!("blocks{i}"), b)?;
             }
         }
         _ => {}

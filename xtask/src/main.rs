@@ -16,7 +16,7 @@ const USAGE: &str = "usage:
   cargo xtask ci [--keep-going]           run every CI step (stops at the first failure
                                           unless --keep-going)
   cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER_ARGS]
-                                          run a fuzz target (decode | assemble | elf), default 60 s
+                                          run a fuzz target (decode | assemble | elf | verify | nocsr), default 60 s
   cargo xtask build-examples              compile examples/*.c with clang-19 -target bpf";
 
 fn main() {

@@ -89,6 +89,11 @@ pub struct Args {
     /// and the registers it changed.
     #[arg(long)]
     pub trace: bool,
+    /// JIT engines: keep the program's eBPF frames in a private region
+    /// (guard words checked after every run) instead of on the native
+    /// stack. Programs with callbacks (`bpf_loop`) are refused.
+    #[arg(long = "private-stack")]
+    pub private_stack: bool,
 }
 
 /// How `r1` is set up.
@@ -130,6 +135,22 @@ impl EngineChoice {
 struct Arm64Prog {
     emu: Emulator,
     entry: u64,
+    /// With `--private-stack`: the region's top and size in the data region.
+    private: Option<(u64, u64)>,
+}
+
+/// Where `--private-stack` puts the AArch64 region: this far into the
+/// emulator's data region (the program's data comes first).
+const ARM64_PRIVATE_OFFSET: u64 = 2 << 20;
+/// Guard bytes on each side of the AArch64 private region.
+const ARM64_GUARD: usize = 32;
+/// The guard pattern.
+const ARM64_GUARD_WORD: u64 = 0x5ca1_ab1e_dead_beef;
+
+fn arm64_guard() -> Vec<u8> {
+    (0..ARM64_GUARD / 8)
+        .flat_map(|_| ARM64_GUARD_WORD.to_le_bytes())
+        .collect()
 }
 
 /// The loaded program, per engine.
@@ -157,6 +178,9 @@ pub fn run(args: &Args) -> Result<()> {
     let engine = EngineChoice::parse(&args.engine)?;
     if args.trace && engine != EngineChoice::Interp {
         bail!("--trace needs `--engine interp`");
+    }
+    if args.private_stack && engine == EngineChoice::Interp {
+        bail!("--private-stack needs a JIT engine (`--engine x86` or `arm64`)");
     }
     if engine == EngineChoice::X86 && !cfg!(target_arch = "x86_64") {
         bail!("engine `x86` runs native code and needs an x86-64 host");
@@ -186,7 +210,7 @@ pub fn run(args: &Args) -> Result<()> {
                 if !args.helper_ret.is_empty() {
                     bail!("--helper-ret: engine `arm64` does not call helpers yet");
                 }
-                load_arm64(&prog, conformance)?
+                load_arm64(&prog, conformance, args.private_stack)?
             }
             _ => {
                 let reg = with_extra_helpers(
@@ -197,6 +221,7 @@ pub fn run(args: &Args) -> Result<()> {
                     Vm::X86(
                         LoadedProgram::builder(&prog, Engine::X86)
                             .helpers(reg)
+                            .private_stack(args.private_stack)
                             .build()?,
                     )
                 } else {
@@ -285,10 +310,29 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
             let p = &mut *p;
             let base = p.emu.layout().data;
             p.emu.write(base, &data).context("arm64 emulator")?;
-            return p
+            let Some((top, bytes)) = p.private else {
+                return p
+                    .emu
+                    .call(p.entry, [base, data.len() as u64, 0, 0, 0])
+                    .context("arm64 emulator: the program failed");
+            };
+            if data.len() as u64 > ARM64_PRIVATE_OFFSET {
+                bail!("--private-stack on arm64: data larger than 2 MiB");
+            }
+            let guard = arm64_guard();
+            let below = top - bytes - ARM64_GUARD as u64;
+            p.emu.write(below, &guard).context("arm64 emulator")?;
+            p.emu.write(top, &guard).context("arm64 emulator")?;
+            let r0 = p
                 .emu
-                .call(p.entry, [base, data.len() as u64, 0, 0, 0])
-                .context("arm64 emulator: the program failed");
+                .call8(p.entry, [base, data.len() as u64, 0, 0, 0, top, 0, 0])
+                .context("arm64 emulator: the program failed")?;
+            let intact = p.emu.read(below, ARM64_GUARD).context("arm64 emulator")? == guard
+                && p.emu.read(top, ARM64_GUARD).context("arm64 emulator")? == guard;
+            if !intact {
+                bail!("private stack overflow: a guard word around the region was overwritten");
+            }
+            return Ok(r0);
         }
     };
     let r = match (l.ctx, tracer) {
@@ -305,7 +349,7 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
 /// Compiles `prog` for AArch64 into a fresh emulator. Only programs without
 /// maps and helpers (helper 5 of the conformance suite, for `.data` files,
 /// excepted) are supported for now.
-fn load_arm64(prog: &Program, conformance: bool) -> Result<Vm> {
+fn load_arm64(prog: &Program, conformance: bool, private_stack: bool) -> Result<Vm> {
     for (idx, insn) in prog.iter() {
         match insn {
             Insn::LdImm64 {
@@ -337,11 +381,21 @@ fn load_arm64(prog: &Program, conformance: bool) -> Result<Vm> {
         atomics: Atomics::Lse,
         image_base: Some(layout.near_code),
     };
-    let code = bpf_jit_arm64::compile_code_with(prog, &JitOptions::new(&helpers), &arm)
+    let opts = JitOptions::new(&helpers).with_private_stack(private_stack);
+    let code = bpf_jit_arm64::compile_code_with(prog, &opts, &arm)
         .map_err(|e| anyhow!("engine `arm64`: {e}"))?;
+    // Room for every level of tail calls, as the x86 runtime sizes it.
+    let bytes = u64::from(code.private_stack_bytes) * (u64::from(bpf_jit::MAX_TAIL_CALL_CNT) + 1);
+    let private = private_stack.then(|| {
+        (
+            layout.data + ARM64_PRIVATE_OFFSET + ARM64_GUARD as u64 + bytes,
+            bytes,
+        )
+    });
     let mut p = Arm64Prog {
         emu,
         entry: layout.near_code,
+        private,
     };
     p.emu
         .write(layout.near_code, &code.code)
@@ -485,7 +539,7 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
             bail!("--helper-ret: engine `arm64` does not call helpers yet");
         }
         return Ok(Loaded {
-            vm: load_arm64(&prog.insns, false)
+            vm: load_arm64(&prog.insns, false, args.private_stack)
                 .with_context(|| format!("program `{}`", prog.name))?,
             ctx,
             data,
@@ -531,6 +585,7 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
         LoadedProgram::builder(&p.insns, Engine::X86)
             .helpers(helpers.clone())
             .fd_array(maps.clone())
+            .private_stack(args.private_stack)
             .build()
             .with_context(|| format!("program `{}`", p.name))
     };

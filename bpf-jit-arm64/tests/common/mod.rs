@@ -88,3 +88,67 @@ pub fn run_mem(
     let after = emu.read(data, mem.len()).map_err(|e| e.to_string())?;
     Ok((r0, after))
 }
+
+/// Private-stack region for [`run_mem_private`]: offset in the data region
+/// of its lower guard, and the guard size on each side.
+pub const PRIVATE_REGION_OFFSET: u64 = 2 << 20;
+/// Guard bytes on each side of the private region.
+pub const PRIVATE_GUARD: u64 = 32;
+/// The pattern the guard words hold.
+pub const GUARD_WORD: u64 = 0x5ca1_ab1e_dead_beef;
+
+/// Writes guards around a private region of `bytes` (16-byte multiple) in
+/// the data region; returns its top (the entry's sixth argument).
+pub fn arm_private_region(emu: &mut Emulator, bytes: u64) -> Result<u64, String> {
+    let lo = emu.layout().data + PRIVATE_REGION_OFFSET;
+    let guard: Vec<u8> = (0..PRIVATE_GUARD / 8)
+        .flat_map(|_| GUARD_WORD.to_le_bytes())
+        .collect();
+    let top = lo + PRIVATE_GUARD + bytes;
+    emu.write(lo, &guard).map_err(|e| e.to_string())?;
+    emu.write(top, &guard).map_err(|e| e.to_string())?;
+    Ok(top)
+}
+
+/// Whether both guards around the region armed with `top` are intact.
+pub fn private_guards_intact(emu: &mut Emulator, top: u64, bytes: u64) -> Result<bool, String> {
+    let guard: Vec<u8> = (0..PRIVATE_GUARD / 8)
+        .flat_map(|_| GUARD_WORD.to_le_bytes())
+        .collect();
+    let below = emu
+        .read(top - bytes - PRIVATE_GUARD, PRIVATE_GUARD as usize)
+        .map_err(|e| e.to_string())?;
+    let above = emu
+        .read(top, PRIVATE_GUARD as usize)
+        .map_err(|e| e.to_string())?;
+    Ok(below == guard && above == guard)
+}
+
+/// As [`run_mem`], with the program's frames on a private stack: a region
+/// of `(MAX_TAIL_CALL_CNT + 1) * private_stack_bytes` in the data region,
+/// guards checked after the run (an overwritten guard is an error).
+pub fn run_mem_private(
+    emu: &mut Emulator,
+    prog: &Program,
+    helpers: &HelperTable,
+    region: Region,
+    atomics: Atomics,
+    mem: &[u8],
+) -> Result<(u64, Vec<u8>), String> {
+    let base = region_base(emu, region, 0);
+    let opts = JitOptions::new(helpers).with_private_stack(true);
+    let code = compile_at(prog, &opts, base, atomics)?;
+    emu.write(base, &code.code).map_err(|e| e.to_string())?;
+    let bytes = u64::from(code.private_stack_bytes) * (u64::from(bpf_jit::MAX_TAIL_CALL_CNT) + 1);
+    let top = arm_private_region(emu, bytes)?;
+    let data = emu.layout().data;
+    emu.write(data, mem).map_err(|e| e.to_string())?;
+    let r0 = emu
+        .call8(base, [data, mem.len() as u64, 0, 0, 0, top, 0, 0])
+        .map_err(|e| e.to_string())?;
+    if !private_guards_intact(emu, top, bytes)? {
+        return Err("private stack guard overwritten".into());
+    }
+    let after = emu.read(data, mem.len()).map_err(|e| e.to_string())?;
+    Ok((r0, after))
+}

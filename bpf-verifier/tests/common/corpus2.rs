@@ -5,7 +5,8 @@
 //! bpf2bpf calls, callbacks, loops, unreachable code, division, atomics,
 //! `ld_abs`, pointer arithmetic and scalar bounds. Maps as in `corpus.rs`,
 //! plus 4 = array (key 4, value 64, 4 entries), 5 = read-only array
-//! (`BPF_F_RDONLY_PROG`, value 8), 6 = perf event array.
+//! (`BPF_F_RDONLY_PROG`, value 8), 6 = perf event array, 7 = per-CPU array
+//! (key 4, value 8, 2 entries).
 
 /// `(name, kernel prog type, program text)`.
 pub const CORPUS2: &[(&str, u32, &str)] = &[
@@ -215,4 +216,41 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("pkt_ptr_spill_keeps_range", 6, "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 8\nif r4 > r3 goto +3\n*(u64 *)(r10 - 8) = r2\nr5 = *(u64 *)(r10 - 8)\nr0 = *(u64 *)(r5 + 0)\nr0 = 2\nexit"),
     ("pkt_huge_const", 6, "r2 = *(u32 *)(r1 + 0)\nr2 += 0x10000\nr0 = 2\nexit"),
     ("pkt_neg_const_access", 6, "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 8\nif r4 > r3 goto +1\nr0 = *(u8 *)(r2 - 1)\nr0 = 2\nexit"),
+    // --- constant-key array lookups (kernel get_constant_map_key) ---
+    ("ckey_zero_bytes_fp4", 1, "r1 = 0\n*(u32 *)(r10 - 4) = r1\nr2 = r10\nr2 += -4\nr1 = map[idx:1]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_misc_bytes_fp4", 1, "r1 = 1\n*(u32 *)(r10 - 4) = r1\nr2 = r10\nr2 += -4\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_spill32_in_bounds", 1, "r1 = 3\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_spill32_out_of_bounds", 1, "r1 = 4\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_spill32_oob_1entry", 1, "r1 = 1\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:1]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_spill64_zero", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:1]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_st_imm_slot_start", 1, "*(u32 *)(r10 - 8) = 2\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_st_imm_zero_fp4", 1, "*(u32 *)(r10 - 4) = 0\nr2 = r10\nr2 += -4\nr1 = map[idx:1]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_st_imm64_zero", 1, "*(u64 *)(r10 - 8) = 0\nr2 = r10\nr2 += -8\nr1 = map[idx:1]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_negative", 1, "r1 = -1\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_wide_const", 1, "r1 = 0x100000000 ll\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_not_const", 1, "r1 = *(u32 *)(r1 + 0)\nr1 &= 1\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_in_map_value", 1, "r1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nif r0 == 0 goto +6\n*(u32 *)(r0 + 0) = 0\nr2 = r0\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_percpu_array", 1, "r1 = 1\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:7]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_percpu_array_oob", 1, "r1 = 2\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:7]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_hash", 1, "r1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:0]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_rdonly_array", 1, "r1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:5]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_precise_join", 1, "r6 = *(u32 *)(r1 + 0)\nr1 = 5\nif r6 == 0 goto +1\nr1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_precise_join_ok", 1, "r6 = *(u32 *)(r1 + 0)\nr1 = 3\nif r6 == 0 goto +1\nr1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_caller_stack", 1, "r1 = 0\n*(u32 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\ncall pc+2\nr0 = 0\nexit\nr2 = r1\nr1 = map[idx:1]\ncall 1\nr0 = *(u32 *)(r0 + 0)\nr0 = 0\nexit"),
+    ("ckey_null_branch_dead", 1, "r1 = 0\n*(u32 *)(r10 - 8) = r1\nr2 = r10\nr2 += -8\nr1 = map[idx:1]\ncall 1\nif r0 != 0 goto +2\nr0 = *(u64 *)(r9 + 0)\nexit\nr0 = 0\nexit"),
+    ("ckey_offset_in_slot", 1, "r1 = 0\n*(u64 *)(r10 - 16) = r1\nr1 = 1\n*(u32 *)(r10 - 12) = r1\nr2 = r10\nr2 += -12\nr1 = map[idx:4]\ncall 1\nr0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit"),
+    // --- callback iterations and may_goto loops (widening, convergence) ---
+    ("loop_zero_iters_bad_cb", 1, "r1 = 0\nr2 = subprog[cb]\nr3 = 0\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r0 = *(u64 *)(r1 + 0)\nr0 = 0\nexit"),
+    ("loop_cb_one_iter_ok", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = 1\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nif r3 != 0 goto +4\nr3 = 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit\nr0 = *(u64 *)(r9 + 0)\nexit"),
+    ("loop_cb_second_iter_bad", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = 2\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nif r3 != 0 goto +4\nr3 = 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit\nr0 = *(u64 *)(r9 + 0)\nexit"),
+    ("loop_cb_many_iters_bad", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = 1000\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nif r3 != 0 goto +4\nr3 = 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit\nr0 = *(u64 *)(r9 + 0)\nexit"),
+    ("loop_cb_nr_from_ctx_bad", 1, "r6 = *(u32 *)(r1 + 0)\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = r6\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nif r3 != 0 goto +4\nr3 = 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit\nr0 = *(u64 *)(r9 + 0)\nexit"),
+    ("loop_cb_counter_imprecise", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\n*(u64 *)(r10 - 16) = r1\nr1 = 50\nr2 = subprog[cb]\nr3 = r10\nr3 += -16\nr4 = 0\ncall 181\nr0 = *(u64 *)(r10 - 16)\nr1 = *(u64 *)(r10 - 8)\nr0 += r1\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nr3 += r1\n*(u64 *)(r2 + 0) = r3\nr4 = *(u64 *)(r2 + 8)\nr4 += 1\n*(u64 *)(r2 + 8) = r4\nr0 = 0\nexit"),
+    ("loop_cb_counter_indexes_stack", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = 4\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nr4 = r10\nr4 += -64\nr4 += r3\nr5 = 0\n*(u8 *)(r4 + 0) = r5\nr3 += 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit"),
+    ("loop_cb_counter_indexes_stack_oob", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = 600\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r3 = *(u64 *)(r2 + 0)\nr4 = r10\nr4 += -64\nr4 += r3\nr5 = 0\n*(u8 *)(r4 + 0) = r5\nr3 += 1\n*(u64 *)(r2 + 0) = r3\nr0 = 0\nexit"),
+    ("may_goto_stack_counter", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nmay_goto +4\nr1 = *(u64 *)(r10 - 8)\nr1 += 1\n*(u64 *)(r10 - 8) = r1\ngoto -5\nr0 = *(u64 *)(r10 - 8)\nexit"),
+    ("may_goto_bounded_index", 1, "r6 = 0\nmay_goto +8\nif r6 > 7 goto +7\nr1 = r10\nr1 += -16\nr1 += r6\nr2 = 0\n*(u8 *)(r1 + 0) = r2\nr6 += 1\ngoto -9\nr0 = 0\nexit"),
+    ("may_goto_bounded_index_oob", 1, "r6 = 0\nmay_goto +8\nif r6 > 16 goto +7\nr1 = r10\nr1 += -16\nr1 += r6\nr2 = 0\n*(u8 *)(r1 + 0) = r2\nr6 += 1\ngoto -9\nr0 = 0\nexit"),
+    ("may_goto_nested", 1, "r0 = 0\nr6 = 0\nmay_goto +6\nr7 = 0\nmay_goto +2\nr7 += 1\ngoto -3\nr6 += r7\ngoto -7\nr0 = r6\nexit"),
+    ("may_goto_body_bad_second_iter", 1, "r6 = 0\nmay_goto +3\nif r6 != 0 goto +4\nr6 = 1\ngoto -4\nr0 = 0\nexit\nr0 = *(u64 *)(r9 + 0)\nexit"),
 ];

@@ -261,9 +261,35 @@ pub struct ProgArray {
 pub(crate) struct ProgArrayShared {
     slots: RwLock<Vec<Option<LoadedProgram>>>,
     jit: bpf_jit::JitProgArray,
+    /// Stack kind of the compiled programs that use it (tail call through
+    /// it or sit in its slots): 0 not yet known, 1 native stack, 2 private
+    /// stack. A tail call keeps the caller's kind of frame, so the kinds
+    /// must not mix (the first compiled user decides, as the kernel's
+    /// program-array owner does for program types).
+    stack_kind: std::sync::atomic::AtomicU8,
 }
 
 impl ProgArrayShared {
+    /// The table compiled code reads (and direct tail-call sites register with).
+    pub(crate) fn jit_table(&self) -> &bpf_jit::JitProgArray {
+        &self.jit
+    }
+
+    /// Records that a compiled program with (`private`) or without a
+    /// private stack uses this array; `false` if the array already belongs
+    /// to the other kind.
+    pub(crate) fn claim_stack_kind(&self, private: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        let want = if private { 2 } else { 1 };
+        match self
+            .stack_kind
+            .compare_exchange(0, want, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(have) => have == want,
+        }
+    }
+
     /// The handle programs load for this array (`ld_imm64`) and pass to
     /// `bpf_tail_call`: the address of the compiled table, for both engines.
     pub(crate) fn handle(&self) -> u64 {
@@ -290,6 +316,13 @@ impl ProgArrayShared {
         let old = {
             let mut g = self.slots.write().map_err(|_| MapError::Invalid)?;
             let slot = g.get_mut(idx as usize).ok_or(MapError::TooBig)?;
+            if let Some(j) = prog.as_ref().and_then(|p| p.jit()) {
+                if !self.claim_stack_kind(j.code().private_stack()) {
+                    // Native-stack and private-stack programs cannot tail
+                    // call each other.
+                    return Err(MapError::Invalid);
+                }
+            }
             let entry = prog
                 .as_ref()
                 .and_then(|p| p.jit())
@@ -319,6 +352,7 @@ impl ProgArray {
             shared: Arc::new(ProgArrayShared {
                 slots: RwLock::new(vec![None; n as usize]),
                 jit: bpf_jit::JitProgArray::new(n),
+                stack_kind: std::sync::atomic::AtomicU8::new(0),
             }),
         }
     }
@@ -341,7 +375,11 @@ impl ProgArray {
     /// Puts `prog` in slot `idx` (or clears it with `None`) for both engines:
     /// an interpreted program becomes the interpreter's tail-call target, a
     /// compiled one the compiled code's. A compiled program replaced here is
-    /// freed once no compiled run is in flight.
+    /// freed once no compiled run is in flight. Compiled programs with and
+    /// without a private stack cannot share an array (a tail call keeps
+    /// the caller's kind of frame): the first compiled program that uses
+    /// it decides, a program of the other kind is refused with
+    /// [`MapError::Invalid`].
     pub fn set_program(&self, idx: u32, prog: Option<&LoadedProgram>) -> Result<(), MapError> {
         self.shared.set_slot(idx, prog.cloned())
     }

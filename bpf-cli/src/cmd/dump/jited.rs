@@ -23,6 +23,13 @@
 //! loads [`MAP_BASE`]` + (idx << 32) + off` (the eBPF line above says which
 //! helper or map it is). Frames use the JIT's default stack depth.
 //!
+//! Tail calls through a constant array and index are compiled as the
+//! runtime compiles them, as patchable direct sites; each patchable part
+//! is announced by a comment line before the native line holding it:
+//! `; patch site: bypass (slot S, index I)`, `; patch site: target …`
+//! (and, on x86-64, the far-target `literal`, 8 data bytes the decoder
+//! shows as instructions, and its `stub`).
+//!
 //! x86-64 is decoded in-process with `iced-x86` (Intel syntax). AArch64 is
 //! decoded by LLVM: the image is wrapped in an ELF file with `llvm-objcopy`
 //! and listed with `llvm-objdump --triple=aarch64 -D -z -j .data`; there is no built-in
@@ -149,7 +156,9 @@ fn compile(prog: &Program, arch: Arch) -> Result<CompiledCode> {
         helpers.insert_address(id, HELPER_BASE + id as u64);
     }
     let resolve = |_slot: usize, src: LdImm64Src| placeholder(src);
-    let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
+    let opts = JitOptions::new(&helpers)
+        .with_ld_imm64(&resolve)
+        .with_direct_tail_calls(true);
     let code = match arch {
         Arch::X86 => bpf_jit_x86::compile_code(prog, &opts),
         Arch::Arm64 => bpf_jit_arm64::compile_code(prog, &opts),
@@ -212,6 +221,19 @@ fn interleave(
             Event::Insn(pos),
         ));
     }
+    // Patchable parts of direct tail-call sites, ascending by offset.
+    let mut marks: Vec<(u32, &'static str, usize, u32)> = code
+        .direct_tail_calls
+        .iter()
+        .flat_map(|d| {
+            d.layout
+                .parts()
+                .into_iter()
+                .map(move |(off, kind)| (off, kind.name(), d.slot, d.index))
+        })
+        .collect();
+    marks.sort_unstable_by_key(|m| m.0);
+    let mut marks = marks.into_iter().peekable();
     let mut ev = events.iter().peekable();
     let heading = |out: &mut String, e: &Event| match *e {
         Event::Entry(k) => {
@@ -242,6 +264,9 @@ fn interleave(
     for line in native {
         while let Some((_, e)) = ev.next_if(|(off, _)| *off <= line.off) {
             heading(out, e);
+        }
+        while let Some((_, kind, slot, index)) = marks.next_if(|m| m.0 < line.off + line.len) {
+            let _ = writeln!(out, "    ; patch site: {kind} (slot {slot}, index {index})");
         }
         let bytes = code
             .code
