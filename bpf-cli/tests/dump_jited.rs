@@ -358,3 +358,37 @@ fn x86_direct_tail_call_patch_sites_are_marked() {
     // Both lie in the code of the tail call (slot 3).
     assert!(l.under[&3].contains(&bypass) && l.under[&3].contains(&target));
 }
+
+/// `--blind-seed`: the immediate 0x12345678 of `r0 = 0x12345678` no longer
+/// appears in the native bytes (it does without blinding); two seeds give
+/// different code.
+#[test]
+fn blinding_hides_the_immediate() {
+    let p = scratch("dump_jited_blind.bin");
+    std::fs::write(
+        &p,
+        [
+            0xb7, 0, 0, 0, 0x78, 0x56, 0x34, 0x12, // r0 = 0x12345678
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    let bytes_of = |extra: &[&str]| -> Vec<u8> {
+        let mut args = vec!["dump", "jited", p.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = bpfkit(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        parse(&stdout(&o))
+            .native
+            .into_iter()
+            .flat_map(|n| n.1)
+            .collect()
+    };
+    let has = |code: &[u8]| code.windows(4).any(|w| w == [0x78, 0x56, 0x34, 0x12]);
+    assert!(has(&bytes_of(&[])));
+    let a = bytes_of(&["--blind-seed", "1"]);
+    let b = bytes_of(&["--blind-seed", "2"]);
+    assert!(!has(&a) && !has(&b));
+    assert_ne!(a, b);
+    assert!(!has(&bytes_of(&["--blind"])));
+}

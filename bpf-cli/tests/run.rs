@@ -324,12 +324,19 @@ fn every_engine_computes_the_same_r0() {
 }
 
 #[test]
-fn x86_engine_has_maps_helpers_globals_and_xdp() {
+fn jit_engines_have_maps_helpers_globals_and_xdp() {
+    for engine in ["x86", "arm64"] {
+        jit_engine_has_maps_helpers_globals_and_xdp(engine);
+    }
+}
+
+fn jit_engine_has_maps_helpers_globals_and_xdp(engine: &str) {
     // XDP_PASS is 2 in the UAPI.
     let pkt = data_file("engines-pkt.bin", &[0u8; 64]);
     assert_eq!(
-        r0_on("x86", &[&example("xdp_pass.o"), "--data", &pkt]),
-        Some(2)
+        r0_on(engine, &[&example("xdp_pass.o"), "--data", &pkt]),
+        Some(2),
+        "xdp_pass.o on {engine}"
     );
     // As in `globals_start_from_their_initial_values`: pid 42 takes
     // call_count from 7 to 8 and returns 0, on every one of 3 runs.
@@ -338,7 +345,7 @@ fn x86_engine_has_maps_helpers_globals_and_xdp() {
         "--prog",
         "trace_open",
         "--engine",
-        "x86",
+        engine,
         "--helper-ret",
         "14=0x2a0000002a",
         "--repeat",
@@ -348,9 +355,17 @@ fn x86_engine_has_maps_helpers_globals_and_xdp() {
         "--read-global",
         "target_pid",
     ]);
-    assert_eq!(v["r0"].as_u64(), Some(0), "{v}");
-    assert_eq!(v["globals"]["call_count"].as_u64(), Some(8), "{v}");
-    assert_eq!(v["globals"]["target_pid"].as_u64(), Some(42), "{v}");
+    assert_eq!(v["r0"].as_u64(), Some(0), "{engine}: {v}");
+    assert_eq!(
+        v["globals"]["call_count"].as_u64(),
+        Some(8),
+        "{engine}: {v}"
+    );
+    assert_eq!(
+        v["globals"]["target_pid"].as_u64(),
+        Some(42),
+        "{engine}: {v}"
+    );
 }
 
 #[test]
@@ -367,7 +382,7 @@ fn engines_reject_what_they_do_not_support_yet() {
         "x86",
     ]);
     assert_fails_with(&o, "socket-filter/tc");
-    // arm64: no maps, helpers or packet contexts yet.
+    // arm64 with --private-stack: no maps, helpers or packet contexts.
     let o = bpfkit([
         "run",
         &example("global_data.o"),
@@ -375,13 +390,29 @@ fn engines_reject_what_they_do_not_support_yet() {
         "trace_open",
         "--engine",
         "arm64",
+        "--private-stack",
     ]);
     assert_fails_with(&o, "helper calls");
-    let o = bpfkit(["run", &example("xdp_pass.o"), "--engine", "arm64"]);
-    assert_fails_with(&o, "engine `arm64` runs only");
+    let o = bpfkit([
+        "run",
+        &example("xdp_pass.o"),
+        "--engine",
+        "arm64",
+        "--private-stack",
+    ]);
+    assert_fails_with(&o, "runs only `r1` = data");
     let asm = data_file("engines-helper.s", b"call 14\nexit\n");
-    let o = bpfkit(["run", &asm, "--engine", "arm64"]);
+    let o = bpfkit(["run", &asm, "--engine", "arm64", "--private-stack"]);
     assert_fails_with(&o, "insn0: helper calls (here helper 14)");
+    let o = bpfkit([
+        "run",
+        &example("tail_calls.o"),
+        "--prog",
+        "dispatch",
+        "--engine",
+        "arm64",
+    ]);
+    assert_fails_with(&o, "socket-filter/tc");
     let o = bpfkit(["run", &asm, "--engine", "x86", "--trace"]);
     assert_fails_with(&o, "--trace needs");
     // A fault in emulated code is an error, not a crash: a NULL load.

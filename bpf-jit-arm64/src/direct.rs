@@ -66,10 +66,6 @@ impl Arm64Masm {
                 "tail call in a frame without counter",
             ));
         }
-        if frame.private_stack {
-            // Private-stack frames keep the indirect sequence.
-            return Ok(None);
-        }
         let b = &mut self.buf;
         enc::ldr_x(b, TMP_ADDR, XReg::FP, TCC_PTR_OFFSET);
         enc::ldr_x(b, TMP2, TMP_ADDR, 0);
@@ -90,6 +86,11 @@ impl Arm64Masm {
         let b = &mut self.buf;
         enc::add_sub_imm(b, Sf::X, false, false, TMP2, TMP2, 1, false);
         enc::ldst_uimm(b, 3, LdSt::Store, TMP2, TMP_ADDR, 0);
+        if frame.private_stack {
+            // As in the indirect sequence: the target's frame takes this
+            // one's place in the private region.
+            enc::mov(&mut self.buf, Sf::X, crate::FIN, crate::REG_MAP[10]);
+        }
         self.unwind(frame);
         let target = self.buf.offset();
         // The literal follows `ldr` + `br` (+ one `udf` to align it).

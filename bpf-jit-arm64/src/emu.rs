@@ -8,9 +8,19 @@
 //! code (read+write+exec, within ±128 MiB of the harness's own text, so
 //! compiled code reaches its helpers with `bl`), *far* code (out of `bl`
 //! range: helper calls must be `movz/movk` + `blr`) and *data*. It offers
-//! six helpers ([`HarnessHelper`]). A program that faults (e.g. a bad
+//! seven helpers ([`HarnessHelper`]). A program that faults (e.g. a bad
 //! load) is reported as [`EmuError::Fault`] with the signal number; the
 //! harness stays usable.
+//!
+//! Upcalls let emulated code call back into this process: a stub
+//! ([`upcall_stub`]) written into a code region enters the harness's
+//! `upcall` function, which sends the stub's id and arguments to the host;
+//! [`Emulator::call_with_upcalls`] runs a handler for each and returns its
+//! value to the code (the handler may make nested calls meanwhile).
+//! [`Emulator::map_shared`] maps a file (e.g. a `memfd` the host has mapped
+//! too) at the same address in the harness, so both processes share
+//! memory at identical addresses, and [`Emulator::call_on_stack`] runs code
+//! on a stack there (so upcalls can reach the code's stack).
 //!
 //! Needs `qemu-aarch64` (Debian: `qemu-user`) and `aarch64-linux-gnu-gcc`
 //! (Debian: `gcc-aarch64-linux-gnu`, `libc6-dev-arm64-cross`).
@@ -45,6 +55,9 @@ pub enum EmuError {
     /// The called code raised a signal (SIGSEGV 11, SIGILL 4, SIGBUS 7, ...).
     #[error("emulated code raised signal {0}")]
     Fault(u32),
+    /// The harness could not map shared memory (its errno).
+    #[error("the harness could not map the shared memory (errno {0})")]
+    Map(u32),
     /// An address range outside the harness's regions.
     #[error("address range {addr:#x}+{len} outside the harness's regions")]
     OutOfRange {
@@ -75,6 +88,17 @@ pub enum HarnessHelper {
     /// then the values, each padded to a multiple of 8 bytes; returns the
     /// address of value `key`, or 0 when `key >= max_entries`.
     ArrayLookup = 5,
+    /// A `ld_abs`/`ld_ind` packet-load function ([`bpf_jit::JitOptions::ld_abs`]):
+    /// `a` points at `{u64 data; u64 len}`; returns the `c` (1, 2 or 4)
+    /// big-endian bytes at the signed 32-bit offset `b` as a number, or
+    /// `-14` (`-EFAULT`) when they are not all inside the packet.
+    SkbLoad = 6,
+    /// The upcall entry: not a helper to call directly, but the target of
+    /// the stubs [`upcall_stub`] encodes (`x5` = an id): it hands
+    /// `x0`-`x4` and the id to the host's handler of
+    /// [`Emulator::call_with_upcalls`] / [`Emulator::call_on_stack`] and
+    /// returns the handler's value.
+    Upcall = 7,
 }
 
 /// Byte offset of `max_entries` (a `u32`) in the array-map block that
@@ -87,7 +111,7 @@ pub const ARRAY_MAP_VALUE_SIZE_OFFSET: u64 = 4;
 pub const ARRAY_MAP_VALUES_OFFSET: u64 = 16;
 
 /// Number of helpers the harness offers (the length of [`Layout::helpers`]).
-pub const HARNESS_HELPERS: usize = 6;
+pub const HARNESS_HELPERS: usize = 8;
 
 /// Where the harness mapped its regions and helpers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +151,46 @@ pub struct Emulator {
     tx: BufWriter<ChildStdin>,
     rx: BufReader<ChildStdout>,
     layout: Layout,
+    /// Ranges mapped with [`Emulator::map_shared`]: `(start, len)`.
+    shared: Vec<(u64, u64)>,
+}
+
+/// What the harness sends in place of a call's reply when the called code
+/// enters an upcall stub.
+const UPCALL_KIND: u32 = 0xffff_ffff;
+
+/// The host side of upcalls: called with the emulator (for nested calls,
+/// reads and writes), the stub's id and the arguments `x0`-`x4`; its value
+/// is what the upcall returns to the emulated code.
+pub type UpcallHandler<'a> = dyn FnMut(&mut Emulator, u32, [u64; 5]) -> u64 + 'a;
+
+/// Bytes of one stub made by [`upcall_stub`].
+pub const UPCALL_STUB_BYTES: usize = 24;
+
+/// A position-independent AArch64 stub that enters the harness's upcall
+/// function (`upcall`: [`HarnessHelper::Upcall`]) with id `id`:
+/// `movz x5, #id; movz x9, #upcall[15:0]; movk x9, ... (lsl 16, 32, 48);
+/// br x9`. Written anywhere executable, its address serves as a helper's
+/// address for compiled code: a call to it becomes an upcall with
+/// `x0`-`x4` as arguments.
+pub fn upcall_stub(id: u16, upcall: u64) -> [u8; UPCALL_STUB_BYTES] {
+    const MOVZ_X: u32 = 0xd280_0000;
+    const MOVK_X: u32 = 0xf280_0000;
+    const BR_X9: u32 = 0xd61f_0120;
+    let half = |hw: u32| ((upcall >> (16 * hw)) & 0xffff) as u32;
+    let words = [
+        MOVZ_X | u32::from(id) << 5 | 5,
+        MOVZ_X | half(0) << 5 | 9,
+        MOVK_X | 1 << 21 | half(1) << 5 | 9,
+        MOVK_X | 2 << 21 | half(2) << 5 | 9,
+        MOVK_X | 3 << 21 | half(3) << 5 | 9,
+        BR_X9,
+    ];
+    let mut out = [0u8; UPCALL_STUB_BYTES];
+    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 fn find_tool(names: &[&'static str]) -> Result<&'static str, EmuError> {
@@ -170,9 +234,13 @@ pub fn harness_binary() -> Result<PathBuf, EmuError> {
     }
     let cc = find_tool(&["aarch64-linux-gnu-gcc"])?;
     std::fs::create_dir_all(&dir)?;
+    // Unique per process and per call: threads of one process (parallel
+    // tests) may build at the same time.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let pid = std::process::id();
-    let src = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.c"));
-    let tmp = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.tmp"));
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let src = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.{n}.c"));
+    let tmp = dir.join(format!("bpfkit-arm64-harness-{hash:016x}.{pid}.{n}.tmp"));
     std::fs::write(&src, HARNESS_SOURCE)?;
     let out = Command::new(cc)
         .args(["-O2", "-static", "-pthread", "-o"])
@@ -221,12 +289,13 @@ impl Emulator {
                 region_len: 0,
                 helpers: [0; HARNESS_HELPERS],
             },
+            shared: Vec::new(),
         };
         let mut hello = [0u64; 6 + HARNESS_HELPERS];
         for w in &mut hello {
             *w = e.get_u64()?;
         }
-        let [magic, near, far, data, len, n, h0, h1, h2, h3, h4, h5] = hello;
+        let [magic, near, far, data, len, n, h0, h1, h2, h3, h4, h5, h6, h7] = hello;
         if magic != MAGIC || n != HARNESS_HELPERS as u64 {
             return Err(EmuError::Protocol("bad hello"));
         }
@@ -235,7 +304,7 @@ impl Emulator {
             far_code: far,
             data,
             region_len: len,
-            helpers: [h0, h1, h2, h3, h4, h5],
+            helpers: [h0, h1, h2, h3, h4, h5, h6, h7],
         };
         Ok(e)
     }
@@ -258,7 +327,12 @@ impl Emulator {
     }
 
     fn check(&self, addr: u64, len: u64) -> Result<(), EmuError> {
-        if self.layout.contains(addr, len) {
+        let in_shared = addr.checked_add(len).is_some_and(|end| {
+            self.shared
+                .iter()
+                .any(|&(s, l)| addr >= s && end <= s.saturating_add(l))
+        });
+        if in_shared || self.layout.contains(addr, len) {
             Ok(())
         } else {
             Err(EmuError::OutOfRange { addr, len })
@@ -316,14 +390,107 @@ impl Emulator {
         self.reply()
     }
 
-    fn reply(&mut self) -> Result<u64, EmuError> {
-        let sig = self.get_u32()?;
-        let _pad = self.get_u32()?;
-        let r0 = self.get_u64()?;
-        if sig != 0 {
-            return Err(EmuError::Fault(sig));
+    /// A call's reply; upcalls on the way are handled by `h`.
+    fn reply_with(&mut self, h: &mut UpcallHandler<'_>) -> Result<u64, EmuError> {
+        loop {
+            let sig = self.get_u32()?;
+            if sig == UPCALL_KIND {
+                let id = self.get_u32()?;
+                let mut a = [0u64; 5];
+                for x in &mut a {
+                    *x = self.get_u64()?;
+                }
+                let r = h(self, id, a);
+                self.tx.write_all(&11u32.to_le_bytes())?;
+                self.tx.write_all(&r.to_le_bytes())?;
+                self.tx.flush()?;
+                continue;
+            }
+            let _pad = self.get_u32()?;
+            let r0 = self.get_u64()?;
+            if sig != 0 {
+                return Err(EmuError::Fault(sig));
+            }
+            return Ok(r0);
         }
-        Ok(r0)
+    }
+
+    /// A call's reply; an upcall on the way (code that entered an upcall
+    /// stub without a handler) returns 0.
+    fn reply(&mut self) -> Result<u64, EmuError> {
+        self.reply_with(&mut |_, _, _| 0)
+    }
+
+    /// Like [`Emulator::call`], with upcalls: each time the code enters an
+    /// upcall stub ([`upcall_stub`]), `h` runs with the stub's id and the
+    /// arguments, and may itself call into the emulator (nested calls run
+    /// on the current emulated stack); its value is returned to the code.
+    pub fn call_with_upcalls(
+        &mut self,
+        addr: u64,
+        args: [u64; 5],
+        h: &mut UpcallHandler<'_>,
+    ) -> Result<u64, EmuError> {
+        self.check_code(addr)?;
+        self.tx.write_all(&3u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        self.reply_with(h)
+    }
+
+    /// Like [`Emulator::call_with_upcalls`], with the stack pointer set to
+    /// `sp` (16-byte aligned, the top of a stack the caller provides, e.g.
+    /// in a [`Emulator::map_shared`] range) for the duration of the call.
+    pub fn call_on_stack(
+        &mut self,
+        addr: u64,
+        sp: u64,
+        args: [u64; 5],
+        h: &mut UpcallHandler<'_>,
+    ) -> Result<u64, EmuError> {
+        self.check_code(addr)?;
+        if !sp.is_multiple_of(16) {
+            return Err(EmuError::Protocol("stack pointer not 16-byte aligned"));
+        }
+        self.tx.write_all(&10u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        self.tx.write_all(&sp.to_le_bytes())?;
+        for a in args {
+            self.tx.write_all(&a.to_le_bytes())?;
+        }
+        self.tx.flush()?;
+        self.reply_with(h)
+    }
+
+    /// Maps the file at `path` (in the harness's view of the file system:
+    /// e.g. `/proc/<host pid>/fd/<n>` of a `memfd` the host has mapped at
+    /// `addr`) shared, read+write, at exactly `addr` in the harness, for
+    /// `len` bytes. Afterwards the range is open to [`Emulator::read`],
+    /// [`Emulator::write`] and calls, and memory written by either process
+    /// is seen by the other at the same address. Fails with
+    /// [`EmuError::Map`] (the harness's errno) if the range is taken.
+    pub fn map_shared(&mut self, addr: u64, len: u64, path: &Path) -> Result<(), EmuError> {
+        use std::os::unix::ffi::OsStrExt;
+        let p = path.as_os_str().as_bytes();
+        if p.len() >= 256 {
+            return Err(EmuError::Protocol("shared-memory path too long"));
+        }
+        self.tx.write_all(&9u32.to_le_bytes())?;
+        self.tx.write_all(&addr.to_le_bytes())?;
+        self.tx.write_all(&len.to_le_bytes())?;
+        self.tx.write_all(&(p.len() as u64).to_le_bytes())?;
+        self.tx.write_all(p)?;
+        self.tx.flush()?;
+        match self.get_u32()? {
+            0 => {
+                self.shared.push((addr, len));
+                Ok(())
+            }
+            errno => Err(EmuError::Map(errno)),
+        }
     }
 
     /// Calls the code at `addr` as a C-ABI function of eight `u64`
@@ -357,7 +524,7 @@ impl Emulator {
 
     /// Starts a second harness thread that calls `addr(args)` in a loop,
     /// concurrently with the requests that follow (e.g. [`Emulator::write`]s
-    /// that patch the code it runs), until [`Emulator::stop_runner`].
+    /// that patch the code it runs), until [`Emulator::stop_runner`] (at least once).
     /// A fault in that thread ends the harness (later requests fail with
     /// [`EmuError::Io`]).
     pub fn start_runner(&mut self, addr: u64, args: [u64; 5]) -> Result<(), EmuError> {

@@ -48,6 +48,8 @@ impl XReg {
     pub const X12: XReg = XReg(12);
     /// `x13`.
     pub const X13: XReg = XReg(13);
+    /// `x14`.
+    pub const X14: XReg = XReg(14);
     /// `x19`.
     pub const X19: XReg = XReg(19);
     /// `x20`.

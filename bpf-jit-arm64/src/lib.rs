@@ -51,6 +51,10 @@ pub const TCC: XReg = XReg::X12;
 pub const FIN: XReg = XReg::X5;
 /// Status register of the LL/SC store-exclusive.
 pub const TMP_STATUS: XReg = XReg::X13;
+/// The hidden register `AX` ([`MacroAssembler::ax_reg`]: `may_goto`'s
+/// budget and blinded constants). Caller-saved and used by nothing else,
+/// so no method clobbers it before reading its operands.
+pub const AX: XReg = XReg::X14;
 
 /// Bytes from an entry to the end of its fixed-size head (`nop` + `mov
 /// x12, #0` or `nop`): where a tail call enters a program, with the
@@ -355,6 +359,11 @@ impl MacroAssembler for Arm64Masm {
     #[inline]
     fn address(&mut self, base: XReg, off: i32) -> Mem {
         Mem { base, off }
+    }
+
+    #[inline]
+    fn ax_reg(&self) -> Option<XReg> {
+        Some(AX)
     }
 
     // ---- frame ----------------------------------------------------------------

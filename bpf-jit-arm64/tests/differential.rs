@@ -77,6 +77,31 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases().min(1000), max_local_rejects: 10_000_000, ..ProptestConfig::default() })]
+
+    /// The same programs compiled with constant blinding (a key per case).
+    #[test]
+    fn blinded_arm64_jit_matches_interpreter(prog in runnable_program(48), seed in any::<u64>()) {
+        let mut guard = emu().lock().unwrap_or_else(|e| e.into_inner());
+        let Some(emu) = guard.as_mut() else {
+            return Ok(());
+        };
+        let vm = bpf_vm::Interpreter::new(&prog).map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
+        let mut mem = [0u8; 8];
+        let want = vm.run_mem(&mut mem).map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
+        let helpers = HelperTable::new();
+        let base = common::region_base(emu, common::Region::Near, 0);
+        let opts = bpf_jit::JitOptions::new(&helpers).with_blinding(seed);
+        let code = common::compile_at(&prog, &opts, base, Atomics::Lse).map_err(TestCaseError::fail)?;
+        emu.write(base, &code.code).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let data = emu.layout().data;
+        emu.write(data, &[0u8; 8]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = emu.call(base, [data, 8, 0, 0, 0]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(got, want, "seed {:#x} program:\n{}", seed, bpf_isa::fmt_program(&prog, &Default::default()));
+    }
+}
+
 #[test]
 fn emulator_is_present_or_skip_is_reported() {
     // Not a silent skip: with the tools installed (CI installs them) the

@@ -2,10 +2,15 @@
 //! call scenario (entry -> subprogram -> tail call back into entry, with
 //! live stack markers at every level) gives the same result on the native
 //! stack and on a private region, equal to the value computed by hand, and
-//! leaves the region's guard words intact.
+//! leaves the region's guard words intact — also when the tail call is a
+//! patched direct site.
 
 use bpf_isa::{assemble, LdImm64Src};
-use bpf_jit::{JitOptions, MAX_TAIL_CALL_CNT, PROG_ARRAY_SLOTS_OFFSET};
+use bpf_jit::{
+    update_site, CodeWriter, JitOptions, PatchErrorKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_SLOTS_OFFSET,
+};
+use bpf_jit_arm64::direct::ARM64_SITE_CODEC;
+use bpf_jit_arm64::emu::Emulator;
 use bpf_jit_arm64::Atomics;
 
 mod common;
@@ -85,14 +90,25 @@ fn recursion_through_tail_calls_on_native_and_private_stacks() {
     };
     let depths = [64u32, 32];
     let mut results = Vec::new();
-    for (k, private) in [(0u64, false), (1, true)] {
+    // Native stack; private stack; private stack with the tail call as a
+    // patched direct site.
+    for (k, private, direct) in [(0u64, false, false), (1, true, false), (2, true, true)] {
         let opts = JitOptions::new(&h)
             .with_ld_imm64(&resolve)
             .with_stack_depths(&depths)
-            .with_private_stack(private);
+            .with_private_stack(private)
+            .with_direct_tail_calls(direct);
         let base = region_base(&emu, Region::Near, k << 16);
         let code = compile_at(&prog, &opts, base, Atomics::Lse).expect("compiles");
         emu.write(base, &code.code).expect("code");
+        assert_eq!(code.direct_tail_calls.len(), usize::from(direct));
+        for site in &code.direct_tail_calls {
+            let mut w = PlainWriter {
+                emu: &mut emu,
+                base,
+            };
+            update_site(&ARM64_SITE_CODEC, &mut w, site, 0, base).expect("patched");
+        }
         // One-slot prog array holding the program itself.
         let mut arr = 1u64.to_le_bytes().to_vec();
         arr.resize(PROG_ARRAY_SLOTS_OFFSET as usize + 8, 0);
@@ -117,6 +133,41 @@ fn recursion_through_tail_calls_on_native_and_private_stacks() {
     }
     assert_eq!(results[0], (expected(), LEVELS), "native stack");
     assert_eq!(results[1], (expected(), LEVELS), "private stack");
+    assert_eq!(
+        results[2],
+        (expected(), LEVELS),
+        "private stack, direct site"
+    );
+}
+
+/// Patches code with plain harness writes (nothing runs meanwhile).
+struct PlainWriter<'a> {
+    emu: &'a mut Emulator,
+    base: u64,
+}
+
+impl CodeWriter for PlainWriter<'_> {
+    fn base(&self) -> u64 {
+        self.base
+    }
+    fn read(&mut self, offset: u32, len: u8) -> Result<u64, PatchErrorKind> {
+        let b = self
+            .emu
+            .read(self.base + u64::from(offset), usize::from(len.min(8)))
+            .map_err(|e| PatchErrorKind::Writer(e.to_string()))?;
+        let mut w = [0u8; 8];
+        w[..b.len()].copy_from_slice(&b);
+        Ok(u64::from_le_bytes(w))
+    }
+    fn write(&mut self, offset: u32, len: u8, value: u64) -> Result<(), PatchErrorKind> {
+        let bytes = value.to_le_bytes();
+        self.emu
+            .write(
+                self.base + u64::from(offset),
+                &bytes[..usize::from(len.min(8))],
+            )
+            .map_err(|e| PatchErrorKind::Writer(e.to_string()))
+    }
 }
 
 #[test]

@@ -80,11 +80,6 @@ impl X86Masm {
                 "tail call in a frame without counter",
             ));
         }
-        if frame.private_stack {
-            // Private-stack frames keep the indirect sequence (their
-            // counter and frame hand-over differ; not patched yet).
-            return Ok(None);
-        }
         let tcc = tcc_ptr_mem(frame)?;
         let b = &mut self.buf;
         enc::load(b, Sz::Q, Gpr::RAX, tcc);
@@ -102,6 +97,11 @@ impl X86Masm {
         let b = &mut self.buf;
         enc::alu_ri(b, Sz::Q, Alu1::Add, AUX, 1);
         enc::store(b, Sz::Q, counter, AUX);
+        if frame.private_stack {
+            // As in the indirect sequence: the target's frame takes this
+            // one's place in the private region.
+            enc::mov_rr(&mut self.buf, Sz::Q, crate::FIN, Gpr::RBP);
+        }
         // The same unwind as the indirect sequence: callee-saved registers,
         // the counter pointer, the counter slot into rax, the frame.
         self.unwind_frame(frame, true);

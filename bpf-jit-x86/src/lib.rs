@@ -40,7 +40,10 @@ pub const FIN: Gpr = Gpr::R9;
 
 /// Scratch register for temporaries inside one lowered instruction (the kernel's `AUX_REG`).
 pub const AUX: Gpr = Gpr::R11;
-/// Second scratch register (saves `rax` around the fetch-op loops).
+/// Second scratch register (saves `rax` around the fetch-op loops). It is
+/// also the hidden register `AX` ([`MacroAssembler::ax_reg`], as in the
+/// kernel's x86-64 JIT): methods that take register operands must not use
+/// it as a temporary.
 pub const AUX2: Gpr = Gpr::R10;
 
 /// Bytes from an entry to the end of its fixed-size head (`nop5` + `xor eax, eax`
@@ -178,6 +181,11 @@ impl MacroAssembler for X86Masm {
     #[inline]
     fn address(&mut self, base: Gpr, off: i32) -> Mem {
         Mem { base, disp: off }
+    }
+
+    #[inline]
+    fn ax_reg(&self) -> Option<Gpr> {
+        Some(AUX2)
     }
 
     // ---- frame ----------------------------------------------------------------
@@ -386,10 +394,11 @@ impl MacroAssembler for X86Masm {
         let s = sz(size);
         let signed = matches!(kind, DivKind::DivS | DivKind::RemS);
         let rem = matches!(kind, DivKind::RemU | DivKind::RemS);
-        // The divisor is used in place unless it is dst, rax or rdx (all
-        // about to change); then it goes to AUX first.
+        // The divisor is used in place unless it is dst, rax, rdx or AUX2
+        // (all about to change; AUX2 is the hidden AX of blinded divisors);
+        // then it goes to AUX first.
         let (runtime_checks, divisor) = match rhs {
-            RegImm::Reg(r) if r != dst && r != Gpr::RAX && r != Gpr::RDX => (true, r),
+            RegImm::Reg(r) if r != dst && r != Gpr::RAX && r != Gpr::RDX && r != AUX2 => (true, r),
             RegImm::Reg(r) => {
                 enc::mov_rr(self.b(), Sz::Q, AUX, r);
                 (true, AUX)

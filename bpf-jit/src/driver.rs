@@ -171,6 +171,12 @@ impl HelperTable {
 /// [`JitErrorKind::UnresolvedLdImm64`].
 pub type LdImm64Resolver<'a> = &'a dyn Fn(usize, LdImm64Src) -> Option<u64>;
 
+/// Resolves a kfunc call (`call kfunc#btf_id`, with `off` selecting the
+/// module BTF, 0 for vmlinux) to the address of a native function called
+/// with the C ABI as helpers are ([`HelperFn`]). `None` fails the
+/// compilation naming the call.
+pub type KfuncResolver<'a> = &'a dyn Fn(i32, i16) -> Option<u64>;
+
 /// The registers a `bpf_fastcall` preserve mask can name: `r0`-`r5` (bit
 /// `i` for `ri`).
 pub const PRESERVABLE: u16 = 0b11_1111;
@@ -218,7 +224,48 @@ pub struct JitOptions<'a> {
     /// Such a site takes no tail call until its image is registered with
     /// the array ([`crate::JitProgram::attach`]). Off by default.
     pub direct_tail_calls: bool,
+    /// Constant blinding (the kernel's `bpf_jit_blind_constants`): with a
+    /// seed, every immediate of the program (ALU and jump immediates but
+    /// shift amounts, `st` immediates, `ld_imm64` values, `ld_abs`/`ld_ind`
+    /// offsets) is loaded into the backend's hidden register
+    /// ([`MacroAssembler::ax_reg`]) as `imm ^ key` and recovered with
+    /// `^ key`, then used as a register operand, so that no
+    /// program-chosen immediate appears in the image. Each instruction
+    /// gets its own 32-bit key, derived from the seed and its position;
+    /// pass a fresh random seed per compilation ([`random_blinding_seed`]).
+    /// `None` (default): off.
+    pub blind_constants: Option<u64>,
+    /// The native function `ld_abs`/`ld_ind` (legacy packet loads) call,
+    /// as a [`HelperFn`] address: `f(ctx, offset, size)`, with `ctx` = eBPF
+    /// `r6`, `offset` whose low 32 bits are the signed packet offset (the
+    /// immediate, or `src + imm`), and `size` 1, 2 or 4. It returns the
+    /// loaded bytes as a host-order number (network order converted, as
+    /// the kernel's `bpf_skb_load_helper_*`), or a negative value when the
+    /// load fails, which ends the program with `r0 = 0`. `r1`-`r5` are
+    /// clobbered. Without it such instructions are refused; they are only
+    /// allowed in the main subprogram (the kernel forbids them in programs
+    /// with bpf-to-bpf calls).
+    pub ld_abs: Option<u64>,
+    /// Resolver of kfunc calls; without one they are refused.
+    pub kfuncs: Option<KfuncResolver<'a>>,
 }
+
+/// A seed for [`JitOptions::blind_constants`] that differs from one call
+/// to the next (std's randomly keyed hasher over a counter and the time).
+pub fn random_blinding_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    h.write_u64(now);
+    h.finish()
+}
+
+/// `BPF_MAX_LOOPS`: the `may_goto` budget each frame starts with.
+pub const MAY_GOTO_BUDGET: u32 = 8 * 1024 * 1024;
 
 impl<'a> JitOptions<'a> {
     /// Options with `helpers`, no resolver and default stack depths.
@@ -229,7 +276,35 @@ impl<'a> JitOptions<'a> {
             stack_depths: None,
             private_stack: false,
             direct_tail_calls: false,
+            blind_constants: None,
+            ld_abs: None,
+            kfuncs: None,
         }
+    }
+
+    /// With constant blinding keyed by `seed` (see [`JitOptions::blind_constants`]).
+    pub fn with_blinding(mut self, seed: u64) -> JitOptions<'a> {
+        self.blind_constants = Some(seed);
+        self
+    }
+
+    /// With a resolver of kfunc calls (see [`KfuncResolver`]).
+    pub fn with_kfuncs(mut self, resolver: KfuncResolver<'a>) -> JitOptions<'a> {
+        self.kfuncs = Some(resolver);
+        self
+    }
+
+    /// With the packet-load function of `ld_abs`/`ld_ind` (see [`JitOptions::ld_abs`]).
+    pub fn with_ld_abs(mut self, f: HelperFn) -> JitOptions<'a> {
+        self.ld_abs = Some(f as usize as u64);
+        self
+    }
+
+    /// [`JitOptions::with_ld_abs`] with a raw code address in the address
+    /// space the code will run in (e.g. under an emulator).
+    pub fn with_ld_abs_address(mut self, addr: u64) -> JitOptions<'a> {
+        self.ld_abs = Some(addr);
+        self
     }
 
     /// With (`true`) or without direct tail calls (see [`JitOptions::direct_tail_calls`]).
@@ -265,6 +340,9 @@ impl core::fmt::Debug for JitOptions<'_> {
             .field("stack_depths", &self.stack_depths)
             .field("private_stack", &self.private_stack)
             .field("direct_tail_calls", &self.direct_tail_calls)
+            .field("blind_constants", &self.blind_constants.is_some())
+            .field("ld_abs", &self.ld_abs.is_some())
+            .field("kfuncs", &self.kfuncs.is_some())
             .finish()
     }
 }
@@ -391,14 +469,31 @@ struct Plan {
     direct: Vec<(usize, u64, u32)>,
     /// The direct sites the current pass emitted.
     direct_sites: core::cell::RefCell<Vec<DirectTailCall>>,
+    /// Per subprogram: offset from `r10` of its `may_goto` budget slot
+    /// (below the program's stack), when it has a `may_goto`.
+    may_goto_slots: Vec<Option<i32>>,
+    /// `ld_abs`/`ld_ind` function address, when the program has one.
+    ld_abs: Option<u64>,
+    /// Constant-blinding seed.
+    blind: Option<u64>,
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
     let insns = prog.insns();
     let slots = prog.starts();
     let n = insns.len();
-    let cg = call_graph(prog)?;
-    let starts = starts_of(prog, &cg)?;
+    // A program without calls, function references or tail calls is one
+    // subprogram that no tail call reaches: no call graph needed (the
+    // checks below still bound every jump and the fall-through).
+    let cg = if needs_call_graph(insns) {
+        Some(call_graph(prog)?)
+    } else {
+        None
+    };
+    let starts = match &cg {
+        Some(cg) => starts_of(prog, cg)?,
+        None => vec![0],
+    };
     let mut has_callx = false;
     let entry_label = |pos: usize| -> u64 {
         // Subprogram entry labels follow the per-instruction labels.
@@ -411,7 +506,9 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
     if opts.private_stack {
         // A callback is entered from a helper, which cannot pass the
         // incoming-frame register.
-        if let Some(cb) = bpf_callgraph::privstack::jit_private_stack_blocker(&cg) {
+        if let Some((cg, cb)) = cg.as_ref().and_then(|cg| {
+            bpf_callgraph::privstack::jit_private_stack_blocker(cg).map(|cb| (cg, cb))
+        }) {
             let slot = cg.subprog(cb).map_or(0, |s| s.start.slot());
             return Err(JitError::at(
                 slot,
@@ -419,15 +516,36 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             ));
         }
     }
+    let mut may_goto_slots = Vec::with_capacity(starts.len());
+    let mut ld_abs = None;
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
         let mut used = 0u16;
+        let mut has_may_goto = false;
         for pos in begin..end {
             let (Some(insn), Some(&slot)) = (insns.get(pos), slots.get(pos)) else {
                 continue;
             };
             let slot = slot as usize;
             used |= regs_named(insn);
+            match *insn {
+                Insn::MayGoto { .. } => has_may_goto = true,
+                Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                    if s != 0 {
+                        return Err(JitError::at(
+                            slot,
+                            JitErrorKind::Unsupported("ld_abs/ld_ind outside the main subprogram"),
+                        ));
+                    }
+                    ld_abs = Some(opts.ld_abs.ok_or(JitError::at(
+                        slot,
+                        JitErrorKind::Unsupported("ld_abs/ld_ind without JitOptions::ld_abs"),
+                    ))?);
+                    // The context is read from r6.
+                    used |= 1 << 6;
+                }
+                _ => {}
+            }
             let value = match *insn {
                 Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Jmp { .. } | Insn::MayGoto { .. } => {
                     let off = insn.branch_offset().unwrap_or(0);
@@ -448,6 +566,13 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     has_callx = true;
                     0
                 }
+                Insn::Call(CallTarget::Kfunc { btf_id, off }) => opts
+                    .kfuncs
+                    .and_then(|r| r(btf_id, off))
+                    .ok_or(JitError::at(
+                        slot,
+                        JitErrorKind::Unsupported("unresolved kfunc"),
+                    ))?,
                 Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
                     Some(a) => {
                         let keep = opts.helpers.preserve_mask(id);
@@ -494,11 +619,25 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             .stack_depths
             .and_then(|d| d.get(s).copied())
             .unwrap_or(DEFAULT_STACK_DEPTH);
-        let depth = depth
+        let mut depth = depth
             .checked_add(15)
             .map(|d| d & !15)
             .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-        let info = cg.subprogs().values().nth(s);
+        if has_may_goto {
+            // The kernel's hidden 8-byte budget slot, below the program's
+            // stack (16 bytes keep the frame aligned).
+            let off = depth
+                .checked_add(8)
+                .and_then(|o| i32::try_from(o).ok())
+                .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+            may_goto_slots.push(Some(-off));
+            depth = depth
+                .checked_add(16)
+                .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        } else {
+            may_goto_slots.push(None);
+        }
+        let info = cg.as_ref().and_then(|cg| cg.subprogs().values().nth(s));
         let tail_call_reachable = info.is_some_and(|i| i.tail_call_reachable);
         if tail_call_reachable && s != 0 && info.is_some_and(|i| i.is_callback) {
             // A callback is entered from a helper, which cannot hand it the
@@ -520,13 +659,23 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             // not set it up: AArch64 then skips saving x25). On a private
             // stack r10 is always set: calls derive their callee's
             // incoming frame address from it.
-            callee_saved: (used & 0b111_1100_0000) | if opts.private_stack { 1 << 10 } else { 0 },
+            // The may_goto slot is addressed from r10.
+            callee_saved: (used & 0b111_1100_0000)
+                | if opts.private_stack || has_may_goto {
+                    1 << 10
+                } else {
+                    0
+                },
             tail_call_reachable,
             private_stack: opts.private_stack,
         });
     }
     let private_stack_bytes = if opts.private_stack {
-        chain_bytes(&cg, &frames).ok_or(JitError::program(JitErrorKind::PrivateStack(
+        match &cg {
+            Some(cg) => chain_bytes(cg, &frames),
+            None => frames.first().map(|f| f.stack_depth),
+        }
+        .ok_or(JitError::program(JitErrorKind::PrivateStack(
             "frames too large",
         )))?
     } else {
@@ -550,6 +699,26 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         fastcall_calls,
         direct,
         direct_sites: core::cell::RefCell::new(Vec::new()),
+        may_goto_slots,
+        ld_abs,
+        blind: opts.blind_constants,
+    })
+}
+
+/// Whether `insns` has a bpf-to-bpf call, a function reference, a tail
+/// call or a `callx`: anything that makes a program more than one
+/// subprogram or a frame tail-call reachable.
+fn needs_call_graph(insns: &[Insn]) -> bool {
+    insns.iter().any(|i| {
+        matches!(
+            i,
+            Insn::Call(CallTarget::Local(_) | CallTarget::Helper(TAIL_CALL_HELPER))
+                | Insn::CallReg { .. }
+                | Insn::LdImm64 {
+                    src: LdImm64Src::Func(_),
+                    ..
+                }
+        )
     })
 }
 
@@ -598,7 +767,24 @@ pub fn compile<M: MacroAssembler>(
     } else {
         Vec::new()
     };
-    let nlabels = n + plan.starts.len() + 1;
+    // ... and the `ld_abs` failure exit.
+    let nlabels = n + plan.starts.len() + 2;
+    if masm.ax_reg().is_none() {
+        if plan.blind.is_some() {
+            return Err(JitError::program(JitErrorKind::Unsupported(
+                "constant blinding (no hidden register)",
+            )));
+        }
+        if plan.may_goto_slots.iter().any(Option::is_some) {
+            let slot = prog
+                .insns()
+                .iter()
+                .zip(prog.starts())
+                .find(|(i, _)| matches!(i, Insn::MayGoto { .. }))
+                .map_or(0, |(_, &s)| s as usize);
+            return Err(JitError::at(slot, JitErrorKind::Unsupported("may_goto")));
+        }
+    }
     let buf = masm.buffer_mut();
     buf.reset();
     // Room for the whole image up front (most instructions lower to at
@@ -719,6 +905,13 @@ fn emit_pass<M: MacroAssembler>(
             }
             masm.buffer_mut().bind(Label::new((n + next_sub) as u32));
             masm.prologue(frame);
+            if let Some(Some(off)) = plan.may_goto_slots.get(next_sub) {
+                // The frame's may_goto budget (`BPF_MAX_LOOPS`).
+                let r10 = masm.reg(Reg::R10);
+                let a = masm.address(r10, *off);
+                masm.store(Size::DW, a, RegImm::Imm(MAY_GOTO_BUDGET as i32))
+                    .map_err(|k| JitError::at(slot as usize, k))?;
+            }
             next_sub += 1;
         }
         masm.buffer_mut().bind(Label::new(pos as u32));
@@ -732,14 +925,220 @@ fn emit_pass<M: MacroAssembler>(
                 .map_err(|k| JitError::at(slot as usize, k))?;
             continue;
         }
+        let key = plan.blind.map(|seed| blind_key(seed, pos));
+        let mg_slot = next_sub
+            .checked_sub(1)
+            .and_then(|s| plan.may_goto_slots.get(s).copied().flatten());
         let lowered = match fastcalls.next_if(|e| e.0 == pos) {
             // A call to a `bpf_fastcall` helper (plan: only helper calls).
             Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
-            None => lower(masm, insn, aux, frame, table, table_len),
+            None => match lower_extra(masm, insn, aux, mg_slot, plan, n, key) {
+                Ok(true) => Ok(()),
+                Ok(false) => lower(masm, insn, aux, frame, table, table_len),
+                Err(k) => Err(k),
+            },
         };
         lowered.map_err(|k| JitError::at(slot as usize, k))?;
     }
+    if plan.ld_abs.is_some() {
+        // The failure exit of ld_abs/ld_ind (main subprogram only): r0 = 0
+        // and return from the main frame.
+        masm.buffer_mut()
+            .bind(Label::new((n + plan.starts.len() + 1) as u32));
+        let r0 = masm.reg(Reg::R0);
+        masm.mov_imm(r0, 0);
+        if let Some(main) = plan.frames.first() {
+            masm.epilogue(main);
+        }
+    }
     Ok(())
+}
+
+/// The 64-bit blinding key material of the instruction at `pos`
+/// (splitmix64 of the seed and the position): the same in every layout
+/// pass, different per instruction and per seed.
+fn blind_key(seed: u64, pos: usize) -> u64 {
+    let mut z = seed.wrapping_add(
+        (pos as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `ax = imm` (sign-extended for `S64`, zero-extended for `S32`) without
+/// `imm` in the code: `ax = imm ^ key; ax ^= key` (the kernel's blinding
+/// form).
+fn blinded_imm<M: MacroAssembler>(masm: &mut M, size: OperandSize, ax: M::Reg, imm: i32, key: u32) {
+    let x = imm ^ key as i32;
+    let v = match size {
+        OperandSize::S32 => u64::from(x as u32),
+        OperandSize::S64 => x as i64 as u64,
+    };
+    masm.mov_imm(ax, v);
+    masm.alu(AluKind::Xor, size, ax, ax, RegImm::Imm(key as i32));
+}
+
+/// Whether an ALU immediate is blinded: not shift amounts (small, as the
+/// kernel leaves them) nor `mov 0` (kept as the backend's zeroing idiom).
+fn blindable(op: AluOp, imm: i32) -> bool {
+    match op {
+        AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => false,
+        AluOp::Mov => imm != 0,
+        _ => true,
+    }
+}
+
+/// `dst = dst op rhs` for the ALU operations (not `mov`).
+fn alu_op<M: MacroAssembler>(
+    masm: &mut M,
+    op: AluOp,
+    size: OperandSize,
+    d: M::Reg,
+    rhs: RegImm<M::Reg>,
+) {
+    match op {
+        AluOp::Mov => {}
+        AluOp::Add => masm.alu(AluKind::Add, size, d, d, rhs),
+        AluOp::Sub => masm.alu(AluKind::Sub, size, d, d, rhs),
+        AluOp::Mul => masm.alu(AluKind::Mul, size, d, d, rhs),
+        AluOp::And => masm.alu(AluKind::And, size, d, d, rhs),
+        AluOp::Or => masm.alu(AluKind::Or, size, d, d, rhs),
+        AluOp::Xor => masm.alu(AluKind::Xor, size, d, d, rhs),
+        AluOp::Lsh => masm.shift(ShiftKind::Shl, size, d, d, rhs),
+        AluOp::Rsh => masm.shift(ShiftKind::ShrU, size, d, d, rhs),
+        AluOp::Arsh => masm.shift(ShiftKind::ShrS, size, d, d, rhs),
+        AluOp::Div => masm.div_rem(DivKind::DivU, size, d, d, rhs),
+        AluOp::SDiv => masm.div_rem(DivKind::DivS, size, d, d, rhs),
+        AluOp::Mod => masm.div_rem(DivKind::RemU, size, d, d, rhs),
+        AluOp::SMod => masm.div_rem(DivKind::RemS, size, d, d, rhs),
+    }
+}
+
+/// Lowers what [`lower`] does not: `may_goto`, `ld_abs`/`ld_ind`, and,
+/// with a blinding `key`, the instructions with an immediate operand.
+/// Returns `false` (having emitted nothing) for everything else.
+fn lower_extra<M: MacroAssembler>(
+    masm: &mut M,
+    insn: &Insn,
+    aux: u64,
+    may_goto_slot: Option<i32>,
+    plan: &Plan,
+    n: usize,
+    key: Option<u64>,
+) -> Result<bool, JitErrorKind> {
+    let label = Label::new(aux as u32);
+    let ax = masm.ax_reg();
+    match (*insn, key, ax) {
+        (Insn::MayGoto { .. }, _, Some(ax)) => {
+            // The kernel's rewrite: if (slot == 0) goto target; slot -= 1.
+            let off =
+                may_goto_slot.ok_or(JitErrorKind::Unsupported("may_goto without budget slot"))?;
+            let r10 = masm.reg(Reg::R10);
+            let a = masm.address(r10, off);
+            masm.load(Size::DW, false, ax, a)?;
+            masm.branch(IntCmpKind::Eq, OperandSize::S64, ax, RegImm::Imm(0), label)?;
+            masm.alu(AluKind::Sub, OperandSize::S64, ax, ax, RegImm::Imm(1));
+            let a = masm.address(r10, off);
+            masm.store(Size::DW, a, RegImm::Reg(ax))?;
+        }
+        (Insn::LdAbs { size, imm }, _, _) | (Insn::LdInd { size, imm, .. }, _, _) => {
+            let f = plan
+                .ld_abs
+                .ok_or(JitErrorKind::Unsupported("ld_abs/ld_ind"))?;
+            let (r1, r2, r3) = (masm.reg(Reg::R1), masm.reg(Reg::R2), masm.reg(Reg::R3));
+            // r2 = offset first: the ld_ind source may be r1.
+            if let Insn::LdInd { src, .. } = *insn {
+                let s = masm.reg(src);
+                masm.mov(OperandSize::S64, r2, s);
+                match (key, ax) {
+                    (Some(k), Some(ax)) if imm != 0 => {
+                        blinded_imm(masm, OperandSize::S64, ax, imm, k as u32);
+                        masm.alu(AluKind::Add, OperandSize::S64, r2, r2, RegImm::Reg(ax));
+                    }
+                    _ if imm != 0 => {
+                        masm.alu(AluKind::Add, OperandSize::S64, r2, r2, RegImm::Imm(imm))
+                    }
+                    _ => {}
+                }
+            } else if let Some(k) = key {
+                blinded_imm(masm, OperandSize::S64, r2, imm, k as u32);
+            } else {
+                masm.mov_imm(r2, imm as i64 as u64);
+            }
+            let r6 = masm.reg(Reg::R6);
+            masm.mov(OperandSize::S64, r1, r6);
+            masm.mov_imm(r3, u64::from(size.bytes()));
+            masm.call_helper(f)?;
+            let r0 = masm.reg(Reg::R0);
+            let exit = Label::new((n + plan.starts.len() + 1) as u32);
+            masm.branch(IntCmpKind::LtS, OperandSize::S64, r0, RegImm::Imm(0), exit)?;
+        }
+        (
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src: Source::Imm(imm),
+            },
+            Some(k),
+            Some(ax),
+        ) if blindable(op, imm) => {
+            let size = OperandSize::of(width);
+            let d = masm.reg(dst);
+            blinded_imm(masm, size, ax, imm, k as u32);
+            if op == AluOp::Mov {
+                masm.mov(size, d, ax);
+            } else {
+                alu_op(masm, op, size, d, RegImm::Reg(ax));
+            }
+        }
+        (
+            Insn::Jmp {
+                width,
+                cond,
+                dst,
+                src: Source::Imm(imm),
+                ..
+            },
+            Some(k),
+            Some(ax),
+        ) => {
+            let size = OperandSize::of(width);
+            let l = masm.reg(dst);
+            blinded_imm(masm, size, ax, imm, k as u32);
+            masm.branch(IntCmpKind::of(cond), size, l, RegImm::Reg(ax), label)?;
+        }
+        (
+            Insn::St {
+                size,
+                dst,
+                off,
+                imm,
+            },
+            Some(k),
+            Some(ax),
+        ) => {
+            blinded_imm(masm, OperandSize::S64, ax, imm, k as u32);
+            let b = masm.reg(dst);
+            let a = masm.address(b, i32::from(off));
+            masm.store(size, a, RegImm::Reg(ax))?;
+        }
+        (Insn::LdImm64 { dst, src }, Some(k), Some(ax)) if !matches!(src, LdImm64Src::Func(_)) => {
+            // dst = hi << 32 | lo, each half through its own key.
+            let d = masm.reg(dst);
+            let (hi, lo) = ((aux >> 32) as u32 as i32, aux as u32 as i32);
+            blinded_imm(masm, OperandSize::S32, ax, hi, (k >> 32) as u32);
+            masm.shift(ShiftKind::Shl, OperandSize::S64, ax, ax, RegImm::Imm(32));
+            masm.mov(OperandSize::S64, d, ax);
+            blinded_imm(masm, OperandSize::S32, ax, lo, k as u32);
+            masm.alu(AluKind::Or, OperandSize::S64, d, d, RegImm::Reg(ax));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// A tail call with a constant array and index: the backend's direct form
@@ -865,9 +1264,8 @@ fn lower<M: MacroAssembler>(
         Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => masm.tail_call(frame)?,
         Insn::Call(CallTarget::Helper(_)) => masm.call_helper(aux)?,
         Insn::Call(CallTarget::Local(_)) => masm.call_local(label, frame)?,
-        Insn::Call(CallTarget::Kfunc { .. }) => {
-            return Err(JitErrorKind::Unsupported("kfunc call"))
-        }
+        // A kfunc is called as a helper is (address from the plan's resolver).
+        Insn::Call(CallTarget::Kfunc { .. }) => masm.call_helper(aux)?,
         Insn::CallReg { reg } => {
             let r = masm.reg(reg);
             masm.call_indirect(r, table, table_len, frame)?
@@ -1083,6 +1481,40 @@ mod tests {
         let plan = plan(&p, &opts).unwrap();
         assert_eq!(plan.frames[0].callee_saved, 1 << 7);
         assert_eq!(plan.frames[0].stack_depth, 32);
+    }
+
+    #[test]
+    fn may_goto_gets_a_budget_slot_below_the_stack() {
+        // Depth 20 rounds to 32; the kernel's hidden 8-byte slot goes right
+        // below it (r10 - 40), and the frame grows by 16 to stay aligned.
+        // The subprogram without may_goto keeps its depth and no slot.
+        let p = bpf_isa::assemble(
+            "call pc f
+           l:
+             may_goto out
+             goto l
+           out:
+             exit
+           f:
+             exit",
+        )
+        .unwrap();
+        let helpers = HelperTable::new();
+        let depths = [20u32, 64];
+        let opts = JitOptions::new(&helpers).with_stack_depths(&depths);
+        let plan = plan(&p, &opts).unwrap();
+        assert_eq!(plan.may_goto_slots, vec![Some(-40), None]);
+        assert_eq!(plan.frames[0].stack_depth, 48);
+        assert_eq!(plan.frames[1].stack_depth, 64);
+        assert!(plan.frames[0].saves(Reg::R10));
+        assert!(!plan.frames[1].saves(Reg::R10));
+    }
+
+    #[test]
+    fn blind_keys_differ_by_position_and_seed() {
+        assert_ne!(blind_key(1, 0), blind_key(1, 1));
+        assert_ne!(blind_key(1, 0), blind_key(2, 0));
+        assert_eq!(blind_key(1, 5), blind_key(1, 5));
     }
 
     #[test]

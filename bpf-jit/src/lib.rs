@@ -11,8 +11,9 @@ pub mod tailsite;
 
 pub use buffer::{BranchEstimate, CodeBuffer, Label};
 pub use driver::{
-    compile, subprogram_starts, CompiledCode, HelperFn, HelperTable, JitOptions, LdImm64Resolver,
-    DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES, PRESERVABLE, TAIL_CALL_HELPER,
+    compile, random_blinding_seed, subprogram_starts, CompiledCode, HelperFn, HelperTable,
+    JitOptions, KfuncResolver, LdImm64Resolver, DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES,
+    MAY_GOTO_BUDGET, PRESERVABLE, TAIL_CALL_HELPER,
 };
 pub use error::{JitError, JitErrorKind};
 pub use exec::{ExecMemory, JitProgram};

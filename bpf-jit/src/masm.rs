@@ -257,6 +257,19 @@ pub trait MacroAssembler {
     /// access that uses it.
     fn address(&mut self, base: Self::Reg, off: i32) -> Self::Address;
 
+    /// The kernel's hidden register `AX`: a native register that holds no
+    /// eBPF register, through which the driver lowers `may_goto` (the
+    /// loop-budget slot is loaded, tested, decremented and stored through
+    /// it) and blinds constants (see [`crate::JitOptions::blind_constants`]).
+    /// It lives only within the lowering of one instruction and is never
+    /// live across a call. Every method must accept it as an operand: none
+    /// may use it as an internal temporary, and [`MacroAssembler::address`]
+    /// must not clobber it. `None` (the default): the backend has none, and
+    /// the driver refuses `may_goto` and constant blinding.
+    fn ax_reg(&self) -> Option<Self::Reg> {
+        None
+    }
+
     // ---- frame ----------------------------------------------------------------
 
     /// The fixed-size start of every entry, before the frame is set up: on

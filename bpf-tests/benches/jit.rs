@@ -3,7 +3,10 @@
 //! Per `../shared/bench/` program, one criterion group (`run/<prog>`) with
 //! ns/run of:
 //! - `bpfkit-x86`: our JIT through `bpf-vm` (`Engine::X86`, the `mem` entry
-//!   on `packet.bin`);
+//!   on `packet.bin`), with the frame sizes `bpf-verifier` computes for the
+//!   program (as the kernel's JIT gets them from its verifier; 512 bytes
+//!   per frame if ours rejects it). These programs call no helper, so
+//!   `bpf-vm` runs them as a plain native call, as rbpf's raw entry does;
 //! - `kernel-jit`: the kernel's JIT, `BPF_PROG_TEST_RUN` of the `xdp` entry
 //!   with `repeat` = the iteration count criterion asks for; the time is the
 //!   kernel's own per-run mean (`duration`) times that count, so syscall
@@ -95,8 +98,17 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
     let p = benchprogs::load(name).unwrap_or_else(|err| panic!("{err}"));
     let mut g = c.benchmark_group(format!("run/{name}"));
 
-    // Ours, x86-64 JIT.
-    let ours = LoadedProgram::builder(&p.mem, Engine::X86)
+    // Ours, x86-64 JIT, with the verifier's stack depths when it accepts
+    // the program.
+    let kind = bpf_verifier::ProgKind::Mem {
+        size: packet.len() as u32,
+    };
+    let mut builder = LoadedProgram::builder(&p.mem, Engine::X86);
+    match bpf_verifier::verify(&p.mem, &bpf_verifier::Options::new(kind)) {
+        Ok(vp) => builder = builder.stack_depths(vp.stack_depth),
+        Err(err) => eprintln!("{name}: our verifier rejects it ({err}); 512-byte frames"),
+    }
+    let ours = builder
         .build()
         .unwrap_or_else(|err| panic!("{name}: x86 JIT: {err}"));
     let mut mem = packet.to_vec();

@@ -349,13 +349,29 @@ fn read_counters(v: &[u8]) -> Vec<u64> {
 }
 
 /// Engines to compare: the interpreter, the x86-64 JIT with native
-/// frames and with frames on a private stack.
+/// frames and with frames on a private stack, and the AArch64 engine under
+/// qemu-user (when its tools are installed: required under
+/// `BPFKIT_REQUIRE_TOOLS=1`; its shared arena is enabled here, before
+/// [`run_vm`] creates the maps).
 fn configs() -> Vec<(Engine, bool, String)> {
     let mut v = Vec::new();
     for e in Engine::available() {
         v.push((e, false, e.to_string()));
         if e == Engine::X86 {
             v.push((e, true, format!("{e} (private stack)")));
+        }
+    }
+    match bpf_jit_arm64::emu::tools_available()
+        .map_err(|e| e.to_string())
+        .and_then(|()| bpf_vm::shared::enable().map_err(|e| e.to_string()))
+    {
+        Ok(_) => v.push((Engine::Arm64, false, Engine::Arm64.to_string())),
+        Err(e) => {
+            assert!(
+                std::env::var("BPFKIT_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "arm64 emulation required (BPFKIT_REQUIRE_TOOLS=1): {e}"
+            );
+            eprintln!("SKIPPED tail-call hierarchies on arm64: {e}");
         }
     }
     v

@@ -281,7 +281,13 @@ fn stack_access(
             K::MemoryAccess,
             format!(
                 "misaligned stack access off {}+{}+{} size {size}",
-                reg.var.var_off,
+                // The kernel's `tnum_strn` (6.18) prints a constant as a
+                // number: decimal up to U16_MAX, hex above.
+                match reg.var.var_off.is_const().then_some(reg.var.var_off.value) {
+                    Some(c) if c <= 0xffff => c.to_string(),
+                    Some(c) => format!("{c:#x}"),
+                    None => reg.var.var_off.to_string(),
+                },
                 reg.off,
                 off - reg.off as i64
             ),

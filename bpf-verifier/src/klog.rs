@@ -159,6 +159,10 @@ pub(crate) fn scratched(raw: &RawInsn) -> u16 {
     match raw.code & 7 {
         4 | 7 => bit(d) | if x { bit(s) } else { 0 },
         1 | 3 => bit(d) | bit(s),
+        // LD_ABS / LD_IND: r6 read, r0-r5 reset (and the index register).
+        0 if matches!(raw.code & 0xe0, 0x20 | 0x40) => {
+            0x7f | if raw.code & 0xe0 == 0x40 { bit(s) } else { 0 }
+        }
         2 | 0 => bit(d),
         _ => match raw.code >> 4 {
             0x8 => 0x3f,

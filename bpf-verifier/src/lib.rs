@@ -45,6 +45,7 @@ mod liveness;
 mod precision;
 mod transfer;
 mod verifier;
+mod zext;
 
 use bpf_isa::Program;
 
@@ -79,9 +80,48 @@ pub struct InsnAux {
     pub ctx_access: bool,
     /// For a load, store or atomic: some path reached it (its base type was recorded).
     pub mem_access_seen: bool,
-    /// The instruction's 32-bit result needs explicit zero extension (always
-    /// `true` for 32-bit ALU results in this stage: no analysis yet).
+    /// The instruction defines a register by its low 32 bits only (a 32-bit
+    /// ALU operation, a 1-, 2- or 4-byte load, ...) and some verified
+    /// continuation may read all 64 bits of that value before overwriting
+    /// it: a JIT whose 32-bit operations leave the upper half undefined
+    /// must zero-extend here (the kernel's `zext_dst`; see the `zext`
+    /// module notes in the README).
     pub zext_needed: bool,
+    /// For a `call bpf_tail_call` reached on some path: the program array
+    /// and index it uses, when the same on every path (the kernel's
+    /// `map_ptr_state` / `map_key_state`). `None` elsewhere.
+    pub tail_call: Option<TailCallAux>,
+}
+
+/// What all verified paths agree on at one `bpf_tail_call` site, for a JIT
+/// that emits a direct tail call (the kernel's `record_func_map` and
+/// `record_func_key`). A JIT may jump straight to the program in slot `key`
+/// of map `map_index` only when both are `Some`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailCallAux {
+    /// The program array's index in [`Options::maps`]; `None` ("poisoned")
+    /// when paths pass different maps.
+    pub map_index: Option<u32>,
+    /// The index into the program array (`r3`); `None` ("poisoned") unless
+    /// it is the same constant, below the map's `max_entries`, on every path.
+    pub key: Option<u32>,
+}
+
+impl TailCallAux {
+    /// Joins what one more path passes (`map`, and `key` when it is a
+    /// constant below `max_entries`) into what earlier paths agreed on.
+    pub fn join(prev: Option<TailCallAux>, map: u32, key: Option<u32>) -> TailCallAux {
+        match prev {
+            None => TailCallAux {
+                map_index: Some(map),
+                key,
+            },
+            Some(t) => TailCallAux {
+                map_index: t.map_index.filter(|&m| m == map),
+                key: t.key.filter(|&k| Some(k) == key),
+            },
+        }
+    }
 }
 
 impl InsnAux {
@@ -116,6 +156,9 @@ pub struct VerifiedProgram {
     pub max_states_per_insn: u64,
     /// The log (empty at level 0).
     pub log: String,
+    /// The program type it was verified as (decides, e.g., which helpers
+    /// are `bpf_fastcall`, see [`fastcall::FastcallTable`]).
+    pub prog_kind: ProgKind,
 }
 
 impl VerifiedProgram {
@@ -140,6 +183,79 @@ pub fn verify_with_log(
     prog: &Program,
     opts: &Options,
 ) -> Result<VerifiedProgram, (VerifierError, String)> {
+    let (vp, cg) = explore(prog, opts)?;
+    check_call_chains(&cg, &vp.stack_depth, opts, &vp.log)?;
+    Ok(vp)
+}
+
+/// The combined stack depth along call chains (the kernel's
+/// `check_max_stack_depth`), with per-subprogram depths `depth` (parallel
+/// to the call graph's subprograms). `log` is the log of the accepted
+/// exploration, ending with its stats line.
+pub(crate) fn check_call_chains(
+    cg: &bpf_callgraph::CallGraph,
+    depth: &[u32],
+    opts: &Options,
+    log: &str,
+) -> Result<(), (VerifierError, String)> {
+    let mut depths = cranelift_entity::SecondaryMap::new();
+    for (i, id) in cg.subprogs().keys().enumerate() {
+        depths[id] = depth.get(i).copied().unwrap_or(0);
+    }
+    let Err(e) = cg.check_stack(&depths, &stack_config(opts)) else {
+        return Ok(());
+    };
+    let err = VerifierError::new(e.index(), ErrorKind::MemoryAccess, e.to_string());
+    let mut out = String::new();
+    if opts.log_level > 0 {
+        // The message goes before the stats line.
+        let body = log.trim_end_matches('\n');
+        let (head, stats) = body.rsplit_once('\n').unwrap_or(("", body));
+        if !head.is_empty() {
+            out.push_str(head);
+            out.push('\n');
+        }
+        // The kernel's sentence, without our index prefix and chain suffix.
+        let msg = err.message.as_str();
+        let msg = msg
+            .strip_prefix("insn ")
+            .and_then(|m| m.split_once(": ").map(|x| x.1))
+            .unwrap_or(msg);
+        let msg = msg.split("; chain: ").next().unwrap_or(msg);
+        out.push_str(msg);
+        out.push('\n');
+        out.push_str(stats);
+        out.push('\n');
+    }
+    Err((err, out))
+}
+
+/// The stack-check settings for `opts`: JIT rounding, and the private-stack
+/// inputs of the kernel's `bpf_enable_priv_stack` (program type, JIT
+/// support; tracing attach kinds and struct_ops requests are not program
+/// kinds here).
+pub(crate) fn stack_config(opts: &Options) -> bpf_callgraph::StackConfig {
+    bpf_callgraph::StackConfig {
+        jit: true,
+        priv_stack: match opts.prog.prog_type() {
+            Some(prog_type) => bpf_callgraph::PrivStackConfig {
+                prog_type,
+                tracing_kind: None,
+                jit_supports_private_stack: opts.jit_private_stack,
+                priv_stack_requested: false,
+            },
+            // A userspace program has no kernel private stack.
+            None => bpf_callgraph::PrivStackConfig::default(),
+        },
+    }
+}
+
+/// Verification up to (not including) the combined stack-depth check of
+/// call chains, which [`nocsr`] runs after its rewrite as the kernel does.
+pub(crate) fn explore(
+    prog: &Program,
+    opts: &Options,
+) -> Result<(VerifiedProgram, bpf_callgraph::CallGraph), (VerifierError, String)> {
     let fail = |e: VerifierError| {
         let log = if opts.log_level > 0 {
             format!(
@@ -159,18 +275,30 @@ pub fn verify_with_log(
         )));
     }
     if let Err(e) = prog.validate() {
+        // The kernel's wording where it has one.
+        let msg = match e.kind {
+            bpf_isa::ErrorKind::JumpOutOfRange { target, .. } => {
+                format!("jump out of range from insn {} to {target}", e.index)
+            }
+            bpf_isa::ErrorKind::JumpIntoLdImm64 { target } => {
+                format!("jump into the middle of ldimm64 insn {}", target - 1)
+            }
+            ref k => k.to_string(),
+        };
         return Err(fail(VerifierError::new(
             e.index,
             ErrorKind::ControlFlow,
-            e.kind.to_string(),
+            msg,
         )));
     }
     let cg = bpf_callgraph::CallGraph::build(prog).map_err(|e| {
-        fail(VerifierError::new(
-            e.index(),
-            ErrorKind::ControlFlow,
-            e.to_string(),
-        ))
+        let msg = match e {
+            bpf_callgraph::BuildError::LastInsnNotExit { .. } => {
+                "last insn is not an exit or jmp".to_string()
+            }
+            ref e => e.to_string(),
+        };
+        fail(VerifierError::new(e.index(), ErrorKind::ControlFlow, msg))
     })?;
     let starts: Vec<u32> = cg
         .subprogs()
@@ -193,37 +321,9 @@ pub fn verify_with_log(
     let init = verifier::initial_state(opts);
     match env.run(init) {
         Ok(()) => {
-            // Combined stack depth along call chains.
-            let mut depths = cranelift_entity::SecondaryMap::new();
-            for (i, id) in cg.subprogs().keys().enumerate() {
-                depths[id] = env.depth.get(i).copied().unwrap_or(0);
-            }
-            if let Err(e) = cg.check_stack(
-                &depths,
-                &bpf_callgraph::StackConfig {
-                    jit: true,
-                    ..Default::default()
-                },
-            ) {
-                return Err(fail(VerifierError::new(
-                    e.index(),
-                    ErrorKind::MemoryAccess,
-                    e.to_string(),
-                )));
-            }
             let mut out = env.finish();
-            for (idx, insn) in prog.iter() {
-                if let Some(a) = out.aux.get_mut(idx.slot()) {
-                    a.zext_needed = matches!(
-                        insn,
-                        bpf_isa::Insn::Alu {
-                            width: bpf_isa::Width::W32,
-                            ..
-                        }
-                    );
-                }
-            }
-            Ok(out)
+            zext::analyse(prog, &opts.helpers, &mut out.aux);
+            Ok((out, cg))
         }
         Err(e) => {
             let mut log = std::mem::take(&mut env.log);

@@ -201,14 +201,29 @@ fn is_fill(insn: &Insn) -> Option<(Reg, i16)> {
 /// position `c - i` spills and `c + i` fills the same register at the same
 /// 8-byte-aligned offset, and the register is preserved by the call and
 /// not already used by an inner pair (the kernel's shape, without its
-/// constraint on the offsets).
+/// constraint on the offsets). Every table entry counts, whatever its
+/// [`FastcallScope`](crate::fastcall::FastcallScope); [`find_pairs_for`]
+/// applies the scopes.
 pub fn find_pairs(prog: &Program, table: &FastcallTable) -> Vec<Pair> {
+    pairs_with(prog, |t| table.lookup(t))
+}
+
+/// [`find_pairs`] for a program of type `kind`: only calls to functions
+/// that are fastcall for that type ([`FastcallTable::lookup_for`]).
+pub fn find_pairs_for(prog: &Program, table: &FastcallTable, kind: crate::ProgKind) -> Vec<Pair> {
+    pairs_with(prog, |t| table.lookup_for(t, kind))
+}
+
+fn pairs_with<'t>(
+    prog: &Program,
+    lookup: impl Fn(&CallTarget) -> Option<&'t crate::fastcall::FastcallFn>,
+) -> Vec<Pair> {
     let insns = prog.insns();
     let starts = prog.starts();
     let mut out = Vec::new();
     for (c, insn) in insns.iter().enumerate() {
         let Insn::Call(target) = insn else { continue };
-        let Some(f) = table.lookup(target) else {
+        let Some(f) = lookup(target) else {
             continue;
         };
         let mut allowed = f.preserves();
@@ -272,7 +287,8 @@ fn entry_points(prog: &Program, subprog_starts: &[u32]) -> Vec<bool> {
     t
 }
 
-/// Decides each pair of [`find_pairs`] from the verifier's facts.
+/// Decides each pair of [`find_pairs_for`] (the verified program's type
+/// selects the table entries that hold) from the verifier's facts.
 pub fn decide(vp: &VerifiedProgram, table: &FastcallTable) -> Vec<Decision> {
     let entries = entry_points(&vp.prog, &vp.subprog_starts);
     // Spills restored by more than one fill: another fill would read a
@@ -285,7 +301,7 @@ pub fn decide(vp: &VerifiedProgram, table: &FastcallTable) -> Vec<Decision> {
             }
         }
     }
-    find_pairs(&vp.prog, table)
+    find_pairs_for(&vp.prog, table, vp.prog_kind)
         .into_iter()
         .map(|pair| {
             let keep = decide_pair(vp, &entries, &fills_of, &pair);
@@ -315,6 +331,29 @@ fn decide_pair(vp: &VerifiedProgram, entries: &[bool], fills_of: &[u32], p: &Pai
         return Some(Keep::OtherFill);
     }
     None
+}
+
+/// Verifies `prog`, removes the removable fastcall spill/fill pairs, and
+/// only then checks the combined stack depth of call chains against the
+/// 512-byte limit with the reduced depths, in the kernel's order
+/// (`bpf_check` runs `remove_fastcall_spills_fills` before
+/// `check_max_stack_depth`): a program over the limit only because of
+/// brackets the rewrite removes is accepted here, while [`crate::verify`]
+/// (no rewrite) rejects it.
+pub fn verify_and_remove_fastcall_spills(
+    prog: &Program,
+    opts: &crate::Options,
+    table: &FastcallTable,
+) -> Result<(VerifiedProgram, NocsrOutcome), crate::VerifierError> {
+    let (vp, cg) = crate::explore(prog, opts).map_err(|(e, _)| e)?;
+    let out = remove_fastcall_spills(&vp, table).map_err(|e| {
+        let index = match e {
+            NocsrError::BadBranch { index } | NocsrError::Invalid { index, .. } => index,
+        };
+        crate::VerifierError::new(index, crate::ErrorKind::ControlFlow, e.to_string())
+    })?;
+    crate::check_call_chains(&cg, &out.stack_depth, opts, &vp.log).map_err(|(e, _)| e)?;
+    Ok((vp, out))
 }
 
 /// Decides every pair and deletes the removable ones (see the module docs).

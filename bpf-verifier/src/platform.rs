@@ -40,6 +40,40 @@ impl ProgKind {
         }
     }
 
+    /// The kernel program type, `None` for [`ProgKind::Mem`].
+    pub const fn prog_type(self) -> Option<bpf_isa::ProgType> {
+        use bpf_isa::ProgType as T;
+        match self {
+            ProgKind::SocketFilter => Some(T::SocketFilter),
+            ProgKind::Kprobe => Some(T::Kprobe),
+            ProgKind::SchedCls => Some(T::SchedCls),
+            ProgKind::Tracepoint => Some(T::Tracepoint),
+            ProgKind::Xdp => Some(T::Xdp),
+            ProgKind::RawTracepoint => Some(T::RawTracepoint),
+            ProgKind::Mem { .. } => None,
+        }
+    }
+
+    /// Whether Linux (6.18) gives this program type a prototype of helper
+    /// `id` that carries `allow_fastcall`, making calls to it `bpf_fastcall`.
+    /// Only `bpf_get_smp_processor_id` (8) has such a prototype,
+    /// `bpf_get_smp_processor_id_proto`, which the tracing types
+    /// (`bpf_tracing_func_proto`: kprobe, tracepoint, raw tracepoint) and
+    /// tc, XDP and LWT (`net/core/filter.c`) hand out. Socket filters fall
+    /// back to `bpf_base_func_proto`, whose `bpf_get_raw_smp_processor_id_proto`
+    /// has no `allow_fastcall`. `false` for [`ProgKind::Mem`] (no kernel).
+    pub const fn kernel_fastcall_helper(self, id: i32) -> bool {
+        id == 8
+            && matches!(
+                self,
+                ProgKind::Kprobe
+                    | ProgKind::Tracepoint
+                    | ProgKind::RawTracepoint
+                    | ProgKind::SchedCls
+                    | ProgKind::Xdp
+            )
+    }
+
     /// Whether packet pointers can be dereferenced (`may_access_direct_pkt_data`, read).
     pub const fn direct_packet_read(self) -> bool {
         matches!(self, ProgKind::SchedCls | ProgKind::Xdp)
@@ -126,12 +160,21 @@ pub struct Options {
     /// Root's semantics (pointer leaks, uninitialised stack reads and
     /// bounded loops allowed). `false`: the unprivileged rules.
     pub privileged: bool,
-    /// Log level: 0 none, 1 errors and statistics, 2 every instruction.
+    /// Log level: 0 none; 1 the statistics, and for a rejected program the
+    /// trace of the failing path and the reason (as the kernel keeps it);
+    /// 2 every processed instruction of every path.
     pub log_level: u32,
     /// The helpers and their prototypes.
     pub helpers: HelperTable,
     /// Processed-instruction limit.
     pub insn_limit: u64,
+    /// The JIT that will run the program supports the kernel's per-CPU
+    /// private stacks (kernel: `bpf_jit_supports_private_stack`, true for
+    /// x86-64 and arm64 in 6.18). Then, for the program types of
+    /// [`bpf_callgraph::prog_priv_stack_mode`] without tail calls, frames
+    /// of at least 64 bytes do not count towards the 512-byte combined
+    /// stack limit of a call chain (see [`bpf_callgraph::stack`]).
+    pub jit_private_stack: bool,
 }
 
 impl Options {
@@ -145,6 +188,7 @@ impl Options {
             log_level: 0,
             helpers: HelperTable::kernel(),
             insn_limit: BPF_COMPLEXITY_LIMIT_INSNS,
+            jit_private_stack: true,
         }
     }
 

@@ -228,9 +228,9 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                     "BPF_LD_[ABS|IND] instructions not allowed for this program type".into(),
                 ));
             }
-            if let Insn::LdInd { src, .. } = *insn {
-                read_reg(env, st, pc, src)?;
-            }
+            // The kernel's order (`check_ld_abs`): r6 readable, r6 the
+            // context, then the index register.
+            read_reg(env, st, pc, bpf_isa::Reg::R6)?;
             let r6 = st.cur().regs[6];
             if r6.ty != RegType::Ctx {
                 return Err(env.err(
@@ -238,6 +238,9 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                     K::MemoryAccess,
                     "at the time of BPF_LD_ABS|IND R6 != pointer to skb".into(),
                 ));
+            }
+            if let Insn::LdInd { src, .. } = *insn {
+                read_reg(env, st, pc, src)?;
             }
             // Kernel `check_ld_abs` -> `check_ptr_off_reg`: the context pointer
             // must be unmodified.
@@ -441,7 +444,20 @@ fn alu(
     check_dst(env, pc, dst)?;
     if op == AluOp::Mov {
         let v = if w32 {
-            if srcv.ty == RegType::Scalar {
+            if srcv.ty == RegType::Scalar && srcv.var.umax <= u64::from(u32::MAX) {
+                // The value fits in 32 bits: a plain copy, linked to the
+                // source as the 64-bit move does (the kernel's
+                // `is_src_reg_u32` case).
+                let mut v = srcv;
+                if let Source::Reg(r) = src {
+                    if v.id == 0 && !v.var.is_const() {
+                        v.id = env.new_id();
+                        set(st, r, v);
+                    }
+                }
+                v.var = v.var.zext32();
+                v
+            } else if srcv.ty == RegType::Scalar {
                 RegState::scalar(srcv.var.zext32())
             } else if env.opts.privileged {
                 RegState::scalar(Scalar::unknown_u32())
@@ -1067,6 +1083,27 @@ fn constant_map_key(
     (v as i64 >= 0).then_some(v)
 }
 
+/// Records the program array and index of the `bpf_tail_call` at `pc` on
+/// this path (kernel `record_func_map` / `record_func_key`). A constant
+/// index below the map's `max_entries` is recorded for a direct tail call,
+/// so it must be precise; any other index poisons the site's key.
+fn record_tail_call(env: &mut Env<'_>, st: &mut State, pc: usize, map: Option<u32>, r3: &RegState) {
+    let Some(map) = map else {
+        return;
+    };
+    let max = env.opts.maps.get(map as usize).map_or(0, |m| m.max_entries);
+    let key = match r3.var.const_value() {
+        Some(v) if r3.ty == RegType::Scalar && v < u64::from(max) => Some(v as u32),
+        _ => None,
+    };
+    if key.is_some() {
+        env.mark_precise(st, 3);
+    }
+    if let Some(a) = env.aux.get_mut(pc) {
+        a.tail_call = Some(crate::TailCallAux::join(a.tail_call, map, key));
+    }
+}
+
 /// A helper call; for `bpf_loop` with iterations left, `Some((state
 /// entering the callback, callback start))` besides `st` after the call.
 fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Option<(State, usize)>> {
@@ -1074,11 +1111,6 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
         return Err(env.err(pc, K::HelperCall, format!("invalid func unknown#{id}")));
     };
     let regs = st.cur().regs;
-    if proto.special == Special::TailCall && regs[3].ty == RegType::Scalar && regs[3].var.is_const()
-    {
-        // A constant tail-call index is recorded for the rewrite: it must be precise.
-        env.mark_precise(st, 3);
-    }
     let mut map: Option<u32> = None;
     let mut alloc_size = 0u32;
     let mut release: Option<u32> = None;
@@ -1229,6 +1261,9 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
             }
         }
     }
+    if proto.special == Special::TailCall {
+        record_tail_call(env, st, pc, map, &regs[3]);
+    }
     if let Some(rid) = release {
         st.refs.retain(|(i, _)| *i != rid);
         let privileged = env.opts.privileged;
@@ -1353,9 +1388,7 @@ fn exit(env: &mut Env<'_>, st: &mut State, pc: usize) -> R<Next> {
             ));
         }
         if callee.callback.is_some() {
-            if r0.ty == RegType::NotInit {
-                return Err(env.err(pc, K::UninitRegister, "R0 !read_ok".into()));
-            }
+            // Also for an unset r0 (the kernel's `prepare_func_exit`).
             if r0.ty != RegType::Scalar {
                 return Err(env.err(pc, K::ReturnValue, "R0 not a scalar value".into()));
             }

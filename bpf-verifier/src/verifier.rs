@@ -368,7 +368,7 @@ impl<'a> Env<'a> {
                     e.hit += 1;
                 }
                 self.propagate_precision(i, cur, &regs, &stack);
-                self.max_states = self.max_states.max(states_cnt);
+                // The kernel counts `max_states_per_insn` on misses only.
                 if self.opts.log_level >= 2 {
                     let _ = writeln!(self.log, "{pc}: safe");
                 }
@@ -642,6 +642,16 @@ impl<'a> Env<'a> {
                     self.jmps_processed += 1;
                 }
                 self.cur_stack = Hist::NO_STACK;
+                let depth_before = cur.frames.len();
+                let callee_line =
+                    if self.opts.log_level >= 1 && depth_before > 1 && matches!(insn, Insn::Exit) {
+                        let start = self.log.len();
+                        self.log_frame(&cur, depth_before - 1);
+                        let line = self.log.split_off(start);
+                        Some(line)
+                    } else {
+                        None
+                    };
                 let step = crate::transfer::step(self, &mut cur, pc, &insn)?;
                 self.stack_live.commit(pc);
                 self.hist.push(Hist {
@@ -649,7 +659,27 @@ impl<'a> Env<'a> {
                     stack: self.cur_stack,
                 });
                 if self.opts.log_level >= 1 && !matches!(step, Next::End) {
-                    self.log_after(pc, line_start, &cur, mem_slot);
+                    let n = cur.frames.len();
+                    if let (Next::Goto(t), Insn::Call(CallTarget::Local(_)), true) =
+                        (&step, insn, n == depth_before + 1)
+                    {
+                        // The kernel's `check_func_call` prints both frames,
+                        // then the callee's state at its first instruction.
+                        self.log.push_str("caller:\n");
+                        self.log_frame_masked(&cur, n - 2, !0b11_1111);
+                        self.log.push_str("callee:\n");
+                        self.log_frame(&cur, n - 1);
+                        let _ = write!(self.log, "{t}:");
+                        self.log_state(&cur);
+                    } else if let (Next::Goto(t), Some(line)) = (&step, &callee_line) {
+                        // `prepare_func_exit`.
+                        self.log.push_str("returning from callee:\n");
+                        self.log.push_str(line);
+                        let _ = writeln!(self.log, "to caller at {t}:");
+                        self.log_state(&cur);
+                    } else {
+                        self.log_after(pc, line_start, &cur, mem_slot);
+                    }
                 }
                 match step {
                     Next::Goto(t) => pc = t,
@@ -789,29 +819,30 @@ impl<'a> Env<'a> {
         let mask = crate::klog::scratched(&raw);
         let mut s = String::new();
         let fr = st.cur();
+        let fi = st.frames.len().saturating_sub(1);
         for (i, r) in fr.regs.iter().enumerate() {
             if r.ty == RegType::NotInit || mask & (1 << i) == 0 {
                 continue;
             }
             let _ = write!(s, " R{i}=");
-            let _ = fmt_reg(&mut s, r, self.opts);
+            self.fmt_reg_in(&mut s, r, fi);
         }
         if let Some(sl) = slot.and_then(|i| fr.stack.slots().get(i).map(|x| (i, x))) {
             let (i, slot) = sl;
             if !slot.is_invalid() {
                 let off = -8 * (i as i64 + 1);
                 let _ = write!(s, " fp{off}=");
-                if slot.is_full_spill() {
-                    let _ = fmt_reg(&mut s, &slot.spilled, self.opts);
-                } else {
-                    for k in slot.kinds.iter().rev() {
-                        s.push(k.log_char());
-                    }
-                }
+                self.fmt_slot(&mut s, slot, fi);
             }
         }
         if s.is_empty() {
             return;
+        }
+        if fi > 0 {
+            s.insert_str(0, &format!(" frame{fi}:"));
+        }
+        if fr.callback.is_some() {
+            s.push_str(" cb");
         }
         let line_len = self.log.len() - line_start;
         let only_insn_line = line_len > 0
@@ -833,29 +864,77 @@ impl<'a> Env<'a> {
         self.log.push('\n');
     }
 
-    fn log_state(&mut self, st: &State) {
-        let mut s = String::new();
-        let fr = st.cur();
-        for (i, r) in fr.regs.iter().enumerate() {
-            if r.ty == RegType::NotInit {
-                continue;
-            }
-            let _ = write!(s, " R{i}=");
-            let _ = fmt_reg(&mut s, r, self.opts);
+    /// A register of frame `fi`: a pointer to another frame's stack names
+    /// that frame (`fp[0]-8`), as the kernel prints it.
+    fn fmt_reg_in(&self, s: &mut String, r: &RegState, fi: usize) {
+        let start = s.len();
+        let _ = fmt_reg(s, r, self.opts);
+        if r.ty == RegType::Stack
+            && r.frameno as usize != fi
+            && s.get(start..).is_some_and(|t| t.starts_with("fp"))
+        {
+            s.insert_str(start + 2, &format!("[{}]", r.frameno));
         }
-        for (i, slot) in fr.stack.slots().iter().enumerate() {
-            if slot.is_invalid() {
+    }
+
+    /// A stack slot's contents: a spilled register, or one character per
+    /// byte (highest address first). A narrow spill of a scalar at the
+    /// slot's low bytes prints the other bytes' characters and then the
+    /// spilled value (`mmmm0`), as Linux 6.18 does.
+    fn fmt_slot(&self, s: &mut String, slot: &crate::stack::StackSlot, fi: usize) {
+        if slot.is_full_spill() {
+            self.fmt_reg_in(s, &slot.spilled, fi);
+            return;
+        }
+        let low_is_spill = slot.kinds.first() == Some(&crate::stack::ByteKind::Spill);
+        for k in slot.kinds.iter().rev() {
+            if low_is_spill && *k == crate::stack::ByteKind::Spill {
                 continue;
             }
-            let off = -8 * (i as i64 + 1);
-            if slot.is_full_spill() {
-                let _ = write!(s, " fp{off}=");
-                let _ = fmt_reg(&mut s, &slot.spilled, self.opts);
-            } else {
-                let _ = write!(s, " fp{off}=");
-                for k in slot.kinds.iter().rev() {
-                    s.push(k.log_char());
+            s.push(k.log_char());
+        }
+        if low_is_spill {
+            self.fmt_reg_in(s, &slot.spilled, fi);
+        }
+    }
+
+    /// The whole current frame of `st` on one line (after what is already
+    /// on the line).
+    fn log_state(&mut self, st: &State) {
+        let fi = st.frames.len().saturating_sub(1);
+        self.log_frame(st, fi);
+    }
+
+    /// Every register and stack slot of frame `fi` of `st`, as the kernel's
+    /// `print_verifier_state` prints them, and a newline.
+    fn log_frame(&mut self, st: &State, fi: usize) {
+        self.log_frame_masked(st, fi, u16::MAX);
+    }
+
+    /// [`Self::log_frame`] with only the registers in `mask`.
+    fn log_frame_masked(&mut self, st: &State, fi: usize, mask: u16) {
+        let mut s = String::new();
+        if let Some(fr) = st.frames.get(fi) {
+            if fi > 0 {
+                let _ = write!(s, " frame{fi}:");
+            }
+            for (i, r) in fr.regs.iter().enumerate() {
+                if r.ty == RegType::NotInit || mask & (1 << i) == 0 {
+                    continue;
                 }
+                let _ = write!(s, " R{i}=");
+                self.fmt_reg_in(&mut s, r, fi);
+            }
+            for (i, slot) in fr.stack.slots().iter().enumerate() {
+                if slot.is_invalid() {
+                    continue;
+                }
+                let off = -8 * (i as i64 + 1);
+                let _ = write!(s, " fp{off}=");
+                self.fmt_slot(&mut s, slot, fi);
+            }
+            if fr.callback.is_some() {
+                s.push_str(" cb");
             }
         }
         let _ = writeln!(self.log, "{s}");
@@ -910,6 +989,7 @@ impl<'a> Env<'a> {
             peak_states: self.peak_states,
             max_states_per_insn: max_states,
             log,
+            prog_kind: self.opts.prog,
         }
     }
 }

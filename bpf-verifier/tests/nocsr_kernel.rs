@@ -372,3 +372,57 @@ fn beyond_kernel_cases() {
         check(c);
     }
 }
+
+/// `bpf_get_smp_processor_id` is `bpf_fastcall` only where the program
+/// type's helper prototype carries `allow_fastcall`:
+/// `bpf_get_smp_processor_id_proto`, which the tracing types
+/// (`bpf_tracing_func_proto`), tc and XDP (`net/core/filter.c`) hand out;
+/// socket filters get `bpf_get_raw_smp_processor_id_proto` from
+/// `bpf_base_func_proto`, without it. The same bracketed program is loaded
+/// as each type; the kernel's xlated output decides whether the pairs
+/// went, and ours must agree.
+#[test]
+fn helper_8_fastcall_per_program_type() {
+    if !bpf_tests::kernel::available_or_skip("bpf_fastcall per program type on the live kernel") {
+        return;
+    }
+    let src = "r1 = 7\nr2 = 9\n*(u64 *)(r10 - 8) = r2\n*(u64 *)(r10 - 16) = r1\ncall 8\nr1 = *(u64 *)(r10 - 16)\nr2 = *(u64 *)(r10 - 8)\nr0 = r1\nr0 += r2\nexit";
+    let prog = assemble(src).expect("assembles");
+    // (kind, kernel type id, pairs the kernel source says go)
+    let kinds = [
+        (ProgKind::SocketFilter, 1u32, 0usize),
+        (ProgKind::SchedCls, 3, 2),
+        (ProgKind::Xdp, 6, 2),
+        (ProgKind::Kprobe, 2, 2),
+        (ProgKind::Tracepoint, 5, 2),
+        (ProgKind::RawTracepoint, 17, 2),
+    ];
+    let spills = |raw: &[RawInsn]| {
+        raw.iter()
+            .filter(|r| r.code == 0x7b && r.dst == 10 && (r.off == -8 || r.off == -16))
+            .count()
+    };
+    for (kind, ty, expect) in kinds {
+        let name = format!("fastcall_h8_{ty}");
+        let bytes = prog.to_bytes();
+        let mut load = ProgLoad::new(ty, &bytes);
+        load.name = &name;
+        let fd = prog_load(&load).unwrap_or_else(|e| panic!("{name}: kernel rejects: {e:?}"));
+        let kx = canon_kernel(&prog_info(&fd).expect("prog_info").xlated);
+        let kernel_removed = 2 - spills(&kx);
+        let vp = verify(&prog, &Options::new(kind)).expect("we accept");
+        let out = remove_fastcall_spills(&vp, &FastcallTable::linux()).expect("rewrite");
+        eprintln!(
+            "helper 8 in {kind:?}: kernel removes {kernel_removed}, we remove {}",
+            out.removed_pairs()
+        );
+        assert_eq!(kernel_removed, expect, "{kind:?}: the kernel's answer");
+        assert_eq!(out.removed_pairs(), kernel_removed, "{kind:?}: ours");
+        assert_eq!(canon_ours(&out.prog), kx, "{kind:?}: ours vs kernel xlated");
+        // A platform registration removes the pairs whatever the type.
+        let mut t = FastcallTable::linux();
+        t.add_helper(8, "bpf_get_smp_processor_id", 0, true);
+        let all = remove_fastcall_spills(&vp, &t).expect("rewrite");
+        assert_eq!(all.removed_pairs(), 2, "{kind:?}: registered everywhere");
+    }
+}

@@ -1,6 +1,8 @@
 //! The verifier log at level 1 against the live kernel's: every hand-written
 //! socket-filter program of the corpus that uses no map is loaded into the
-//! running kernel with `log_level` 1 and verified by us at level 1; the logs
+//! running kernel with `log_level` 1 (and BTF `func_info` when it has
+//! subprograms, as the corpus differential loads it) and verified by us at
+//! level 1; the logs
 //! are compared line by line up to and including the stats line (only the
 //! kernel's `verification time` line is dropped; it is not printed at level
 //! 1 anyway).
@@ -15,6 +17,8 @@
 
 mod common;
 
+use std::os::fd::AsRawFd;
+
 use bpf_tests::kernel;
 use bpf_verifier::{verify_with_log, Options, ProgKind};
 
@@ -27,11 +31,58 @@ const EXACT: &[&str] = &[
     "skb_len",
     "shift32_32",
     "unreachable",
+    "jump_oob",
+    "jump_into_ld64",
+    "fallthrough_end",
+    "stack_misaligned",
+    "stack_ptr_clobbered",
+    "stack_var_off_oob",
+    "ld_abs_no_r6",
+    "loop_never_exits",
+    "may_goto_bounded_index_oob",
+    "call_r6_not_passed",
+    "call_r1_clobbered",
+    "call_stack_oob_caller",
+    "call_deep_stack",
+    "loop_ok",
+    "loop_bad_ret",
+    "loop_cb_uninit_ret",
+    "loop_cb_second_iter_bad",
+    "level1_second_path_fails",
+    "level1_first_path_fails",
+    "level1_fail_after_call_returns",
 ];
 
-/// Identical logs over the whole sample, at least (measured: see the report
-/// the test prints).
-const MIN_EXACT: usize = 6;
+/// Programs for this comparison only (socket filters), shaped to exercise
+/// how the level-1 log is cut back when a path ends.
+const EXTRA: &[(&str, u32, &str)] = &[
+    // The fall-through path exits; the pushed branch then fails: the log
+    // keeps the branch's instruction line (cut where the kernel cut it) and
+    // continues with the popped path's state.
+    (
+        "level1_second_path_fails",
+        1,
+        "r0 = 0\nr2 = *(u32 *)(r1 + 0)\nif r2 == 0 goto +1\nexit\nr0 = *(u64 *)(r9 + 0)\nexit",
+    ),
+    // The fall-through path fails first: nothing is cut.
+    (
+        "level1_first_path_fails",
+        1,
+        "r0 = 0\nr2 = *(u32 *)(r1 + 0)\nif r2 == 0 goto +1\nr0 = *(u64 *)(r9 + 0)\nexit",
+    ),
+    // Two branches, a subprogram call on the failing path.
+    (
+        "level1_fail_after_call_returns",
+        1,
+        "r6 = *(u32 *)(r1 + 0)\nif r6 > 7 goto +2\nr0 = 0\nexit\nr1 = r6\ncall pc+2\nr0 = *(u64 *)(r0 + 0)\nexit\nw0 = w1\nexit",
+    ),
+];
+
+/// Identical logs over the whole sample, at least (measured: 189 of 198
+/// on Linux 6.18; the others: peak-state counts of `may_goto` loops, two
+/// programs too complex for the 1 MiB kernel log window, and messages we
+/// word differently).
+const MIN_EXACT: usize = 189;
 
 fn normalise(log: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -55,7 +106,8 @@ fn log_level1_matches_kernel() {
     let all = common::corpus::CORPUS
         .iter()
         .chain(common::corpus::CORPUS_EXTRA)
-        .chain(common::corpus2::CORPUS2);
+        .chain(common::corpus2::CORPUS2)
+        .chain(EXTRA);
     let only = std::env::var("BPF_LOG1_FILTER").ok();
     let mut sample = 0usize;
     let mut exact = 0usize;
@@ -72,9 +124,29 @@ fn log_level1_matches_kernel() {
             continue;
         };
         let code = prog.to_bytes();
+        // With BTF `func_info` when there are subprograms, as the corpus
+        // differential loads them (our verifier assumes it: the kernel
+        // wants it for callbacks and for LD_ABS / tail calls in subprograms).
+        let starts: Vec<u32> = bpf_callgraph::CallGraph::build(&prog)
+            .map(|cg| {
+                cg.subprogs()
+                    .values()
+                    .map(|s| s.start.slot() as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let btf = (starts.len() > 1)
+            .then(|| kernel::btf_load(&kernel::func_btf(starts.len())).expect("btf_load"));
+        let func_info = if btf.is_some() {
+            kernel::func_infos(&starts)
+        } else {
+            Vec::new()
+        };
         let mut load = kernel::ProgLoad::new(t, &code);
         load.log_level = 1;
         load.log_size = 1 << 20;
+        load.btf_fd = btf.as_ref().map(|b| b.as_raw_fd());
+        load.func_info = &func_info;
         let klog = match kernel::prog_load_logged(&load) {
             Ok((_fd, log)) => log,
             Err(kernel::KernelError::Failed { log, .. }) => log,
@@ -122,22 +194,4 @@ fn log_level1_matches_kernel() {
             "only {exact} identical level-1 logs (expected at least {MIN_EXACT})"
         );
     }
-}
-
-#[test]
-fn scratch_kernel_log1() {
-    let Ok(text) = std::env::var("G_TEXT") else {
-        return;
-    };
-    let prog = bpf_isa::assemble(&text.replace(';', "\n")).unwrap();
-    let code = prog.to_bytes();
-    let mut load = kernel::ProgLoad::new(1, &code);
-    load.log_level = 1;
-    load.log_size = 1 << 20;
-    let klog = match kernel::prog_load_logged(&load) {
-        Ok((_fd, log)) => log,
-        Err(kernel::KernelError::Failed { log, .. }) => log,
-        Err(e) => panic!("{e}"),
-    };
-    eprintln!("{klog:?}\n{klog}");
 }

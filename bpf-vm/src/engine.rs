@@ -1,6 +1,6 @@
-//! Execution engines: the reference interpreter or the x86-64 JIT, chosen
-//! when a program is loaded, with the same maps, helpers, contexts and
-//! program arrays.
+//! Execution engines: the reference interpreter, the x86-64 JIT or the
+//! AArch64 JIT (under qemu-user), chosen when a program is loaded, with the
+//! same maps, helpers, contexts and program arrays.
 //!
 //! ```
 //! use bpf_vm::{Engine, LoadedProgram};
@@ -47,13 +47,42 @@
 //!   unverified code. So the JIT engine copies the packet into a buffer in
 //!   the low 2 GiB of the address space (`MAP_32BIT`), where a 32-bit field
 //!   holds the whole pointer, runs, and copies the packet back.
+//!
+//! # The AArch64 engine
+//!
+//! [`Engine::Arm64`] runs AArch64 code in the qemu-user harness of
+//! `bpf_jit_arm64::emu`, a separate process: one emulator per process
+//! (behind a mutex; runs from several threads take turns), started on the
+//! first load. It reaches this process's runtime as follows.
+//!
+//! * **Shared memory.** [`crate::shared::enable`] creates a `memfd` arena
+//!   mapped below 4 GiB at the same address in this process and in the
+//!   emulator. Map storage, AArch64 program-array tables, each run's copy
+//!   of its memory / packet (and `xdp_md`) and the runs' stack are
+//!   allocated there, so map-value pointers, stack keys and the packet are
+//!   the same addresses on both sides. Maps must be created after the
+//!   arena is enabled (a load referring to an array or program array
+//!   outside it is refused).
+//! * **Helpers** are upcalls: helper id `n` is a stub in the emulator's
+//!   code region that sends `n` and `r1`-`r5` to this process, which runs
+//!   the [`HelperRegistry`] closure exactly as the x86-64 trampolines do
+//!   (same run state, map handles, error recording) and returns `r0`.
+//!   `ld_abs`/`ld_ind` are an upcall too.
+//! * **bpf_loop**: the host-side helper calls the callback's address in
+//!   the emulator (a nested call served by the upcall in progress).
+//! * **Tail calls** read the program array's AArch64 table in the arena;
+//!   [`ProgArray::set_program`](crate::maps::ProgArray::set_program) writes
+//!   an AArch64 program's emulator entry there (direct tail calls are off).
+//! * **Not supported**: private stacks, a run started from inside another
+//!   AArch64 run (e.g. from a helper), freeing code (the emulator's 4 MiB
+//!   code region is a bump allocator).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bpf_isa::{LdImm64Src, Program};
+use bpf_isa::{CallTarget, Insn, LdImm64Src, Program};
 use bpf_jit::{HelperTable, JitOptions, JitProgram};
 
 use crate::context::XdpMd;
@@ -64,6 +93,9 @@ use crate::maps::{errno, Map, ProgArrayShared};
 use crate::mem::MemState;
 use crate::BPF_MAX_LOOPS;
 
+mod arm64;
+pub use arm64::Arm64Prog;
+
 /// Which engine runs a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Engine {
@@ -71,6 +103,13 @@ pub enum Engine {
     Interp,
     /// The x86-64 JIT (`bpf-jit-x86`): native code, unchecked.
     X86,
+    /// The AArch64 JIT (`bpf-jit-arm64`), run under qemu-user in a helper
+    /// process (see [the module docs](crate::engine#the-aarch64-engine)):
+    /// unchecked within that process, with this process's maps and
+    /// helpers. Not in [`Engine::available`] (it needs `qemu-aarch64` and
+    /// `aarch64-linux-gnu-gcc`; loading fails with [`VmError::Emulator`]
+    /// when they are missing).
+    Arm64,
 }
 
 impl Engine {
@@ -83,11 +122,12 @@ impl Engine {
         }
     }
 
-    /// The engine's command-line name (`interp`, `x86`).
+    /// The engine's command-line name (`interp`, `x86`, `arm64`).
     pub fn name(self) -> &'static str {
         match self {
             Engine::Interp => "interp",
             Engine::X86 => "x86",
+            Engine::Arm64 => "arm64",
         }
     }
 }
@@ -99,7 +139,10 @@ impl std::str::FromStr for Engine {
         match s {
             "interp" | "interpreter" => Ok(Engine::Interp),
             "x86" | "x86_64" | "x86-64" | "jit" => Ok(Engine::X86),
-            other => Err(format!("unknown engine {other:?} (available: interp, x86)")),
+            "arm64" | "aarch64" => Ok(Engine::Arm64),
+            other => Err(format!(
+                "unknown engine {other:?} (available: interp, x86, arm64)"
+            )),
         }
     }
 }
@@ -123,6 +166,26 @@ pub struct JitProg {
     prog_arrays: Vec<Arc<ProgArrayShared>>,
     helpers: Box<[Option<Arc<HelperFn>>]>,
     builtins: bool,
+    /// The code calls nothing outside its own image (no helper, kfunc,
+    /// `callx`, tail call or packet-load routine) and runs on the native
+    /// stack: it never reaches the run state or a program-array slot, so a
+    /// run is a plain native call (see [`calls_out`]).
+    self_contained: bool,
+}
+
+/// Whether `prog` has an instruction whose compiled code may leave the
+/// image: a helper or kfunc call (tail calls included), `callx`, or a
+/// legacy packet load.
+fn calls_out(prog: &Program) -> bool {
+    prog.insns().iter().any(|i| {
+        matches!(
+            i,
+            Insn::Call(CallTarget::Helper(_) | CallTarget::Kfunc { .. })
+                | Insn::CallReg { .. }
+                | Insn::LdAbs { .. }
+                | Insn::LdInd { .. }
+        )
+    })
 }
 
 impl std::fmt::Debug for JitProg {
@@ -150,6 +213,7 @@ impl JitProg {
 enum Inner {
     Interp(Arc<Interpreter>),
     Jit(Arc<JitProg>),
+    Arm64(Arc<Arm64Prog>),
 }
 
 /// A loaded program, run by the engine chosen at load time.
@@ -163,6 +227,7 @@ impl std::fmt::Debug for LoadedProgram {
         match &self.inner {
             Inner::Interp(i) => f.debug_tuple("LoadedProgram").field(i).finish(),
             Inner::Jit(j) => f.debug_tuple("LoadedProgram").field(j).finish(),
+            Inner::Arm64(a) => f.debug_tuple("LoadedProgram").field(a).finish(),
         }
     }
 }
@@ -179,6 +244,8 @@ pub struct LoadBuilder<'p> {
     private_stack: bool,
     /// `bpf_fastcall` helpers: id and preserve mask, by id.
     fastcall: BTreeMap<i32, u16>,
+    /// Constant-blinding seed for the JIT.
+    blind: Option<u64>,
 }
 
 impl<'p> LoadBuilder<'p> {
@@ -244,6 +311,15 @@ impl<'p> LoadBuilder<'p> {
         self
     }
 
+    /// Compiles with constant blinding keyed by `seed`
+    /// (`bpf_jit::JitOptions::blind_constants`; `None`: off, the default;
+    /// `bpf_jit::random_blinding_seed` gives a fresh key). Ignored by the
+    /// interpreter.
+    pub fn blind_constants(mut self, seed: Option<u64>) -> Self {
+        self.blind = seed;
+        self
+    }
+
     fn lookup(&self, fd: i32, is_idx: bool) -> Option<Arc<Map>> {
         if is_idx {
             usize::try_from(fd)
@@ -271,6 +347,7 @@ impl<'p> LoadBuilder<'p> {
                 })
             }
             Engine::X86 => self.build_jit(),
+            Engine::Arm64 => arm64::build(self),
         }
     }
 
@@ -344,11 +421,14 @@ impl<'p> LoadBuilder<'p> {
             }
             Some(value)
         };
-        let mut opts = JitOptions::new(&table).with_ld_imm64(&resolve);
+        let mut opts = JitOptions::new(&table)
+            .with_ld_imm64(&resolve)
+            .with_ld_abs(jit_ld_abs);
         if let Some(d) = &self.stack_depths {
             opts = opts.with_stack_depths(d);
         }
         opts = opts.with_private_stack(self.private_stack);
+        opts.blind_constants = self.blind;
         // Tail calls through a constant array and index become patchable
         // direct jumps, kept in step with the slot by the array (below).
         opts = opts.with_direct_tail_calls(true);
@@ -399,6 +479,7 @@ impl<'p> LoadBuilder<'p> {
                 prog_arrays,
                 helpers: helpers.into_boxed_slice(),
                 builtins,
+                self_contained: !self.private_stack && !calls_out(self.prog),
             })),
         })
     }
@@ -416,6 +497,7 @@ impl LoadedProgram {
             limit: None,
             stack_depths: None,
             private_stack: false,
+            blind: None,
             fastcall: crate::helpers::FASTCALL_HELPERS.iter().copied().collect(),
         }
     }
@@ -433,6 +515,7 @@ impl LoadedProgram {
         match self.inner {
             Inner::Interp(_) => Engine::Interp,
             Inner::Jit(_) => Engine::X86,
+            Inner::Arm64(_) => Engine::Arm64,
         }
     }
 
@@ -440,7 +523,7 @@ impl LoadedProgram {
     pub fn interpreter(&self) -> Option<&Arc<Interpreter>> {
         match &self.inner {
             Inner::Interp(i) => Some(i),
-            Inner::Jit(_) => None,
+            Inner::Jit(_) | Inner::Arm64(_) => None,
         }
     }
 
@@ -448,7 +531,15 @@ impl LoadedProgram {
     pub fn jit(&self) -> Option<&Arc<JitProg>> {
         match &self.inner {
             Inner::Jit(j) => Some(j),
-            Inner::Interp(_) => None,
+            Inner::Interp(_) | Inner::Arm64(_) => None,
+        }
+    }
+
+    /// The program compiled for AArch64, for [`Engine::Arm64`].
+    pub fn arm64(&self) -> Option<&Arc<Arm64Prog>> {
+        match &self.inner {
+            Inner::Arm64(a) => Some(a),
+            Inner::Interp(_) | Inner::Jit(_) => None,
         }
     }
 
@@ -464,9 +555,15 @@ impl LoadedProgram {
             Inner::Interp(i) => i.run_mem(mem),
             Inner::Jit(j) => {
                 let args = [mem.as_mut_ptr() as u64, mem.len() as u64, 0, 0, 0];
+                let pkt = if mem.is_empty() {
+                    (0, 0)
+                } else {
+                    (args[0], args[1])
+                };
                 // SAFETY: forwarded to the caller.
-                unsafe { run_jit(j, args) }
+                unsafe { run_jit(j, args, pkt) }
             }
+            Inner::Arm64(a) => arm64::run(a, mem, None),
         }
     }
 
@@ -479,6 +576,7 @@ impl LoadedProgram {
             Inner::Interp(i) => i.run_xdp(packet, md),
             // SAFETY: forwarded to the caller.
             Inner::Jit(j) => unsafe { run_jit_xdp(j, packet, md) },
+            Inner::Arm64(a) => arm64::run(a, packet, Some(md)),
         }
     }
 }
@@ -488,14 +586,19 @@ impl LoadedProgram {
 /// The state of one compiled run, reachable from helper trampolines.
 struct RunState {
     mem: MemState,
-    /// The entry program (alive for the whole run: the caller holds it).
-    entry: *const JitProg,
+    /// The entry program's maps and program arrays (alive for the whole
+    /// run: the caller holds the program).
+    entry_maps: *const [Arc<Map>],
+    entry_arrays: *const [Arc<ProgArrayShared>],
     helpers: *const [Option<Arc<HelperFn>>],
     builtins: bool,
     /// Maps of tail-called programs that helpers were passed (found through
     /// the entry's program arrays), kept for the rest of the run.
     extra: Vec<Arc<Map>>,
     error: Option<VmError>,
+    /// The packet `ld_abs`/`ld_ind` read ([`jit_ld_abs`]): address and
+    /// length (the interpreter's for the same run).
+    pkt: (u64, u64),
 }
 
 thread_local! {
@@ -586,15 +689,15 @@ impl Drop for InFlight {
 /// The map behind `handle` among the maps of the programs reachable from
 /// `entry` through program-array slots (or waiting in the retire list):
 /// the maps a tail-called program may pass to a helper.
-fn reachable_map(entry: &JitProg, handle: u64) -> Option<Arc<Map>> {
+fn reachable_map(entry_arrays: &[Arc<ProgArrayShared>], handle: u64) -> Option<Arc<Map>> {
     let mut seen: Vec<*const ProgArrayShared> = Vec::new();
-    let mut todo: Vec<Arc<ProgArrayShared>> = entry.prog_arrays.clone();
-    let check = |j: &JitProg| {
-        j.maps
-            .iter()
+    let mut todo: Vec<Arc<ProgArrayShared>> = entry_arrays.to_vec();
+    let find = |maps: &[Arc<Map>]| {
+        maps.iter()
             .find(|m| Arc::as_ptr(m) as u64 == handle)
             .cloned()
     };
+    let check = |j: &JitProg| find(&j.maps);
     while let Some(pa) = todo.pop() {
         if seen.contains(&Arc::as_ptr(&pa)) {
             continue;
@@ -606,6 +709,12 @@ fn reachable_map(entry: &JitProg, handle: u64) -> Option<Arc<Map>> {
                     return Some(m);
                 }
                 todo.extend(j.prog_arrays.iter().cloned());
+            }
+            if let Some(a) = p.arm64() {
+                if let Some(m) = find(&a.maps) {
+                    return Some(m);
+                }
+                todo.extend(a.prog_arrays.iter().cloned());
             }
         }
     }
@@ -729,14 +838,22 @@ impl Drop for RegionLease {
 
 /// # Safety
 /// The program must be safe to run with `args` (see [`LoadedProgram::run_mem`]).
-unsafe fn run_jit(j: &JitProg, args: [u64; 5]) -> Result<u64, VmError> {
+unsafe fn run_jit(j: &JitProg, args: [u64; 5], pkt: (u64, u64)) -> Result<u64, VmError> {
+    if j.self_contained {
+        // Nothing in the code reads the run state or a program-array slot:
+        // no state to publish, no in-flight count to keep.
+        // SAFETY: forwarded to the caller.
+        return Ok(unsafe { j.code.call(args) });
+    }
     let mut st = RunState {
         mem: MemState::new(0, 0),
-        entry: j as *const JitProg,
+        entry_maps: &*j.maps as *const [Arc<Map>],
+        entry_arrays: &*j.prog_arrays as *const [Arc<ProgArrayShared>],
         helpers: &*j.helpers as *const [Option<Arc<HelperFn>>],
         builtins: j.builtins,
         extra: Vec::new(),
         error: None,
+        pkt,
     };
     let in_flight = InFlight::enter();
     let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
@@ -853,7 +970,7 @@ unsafe fn run_jit_xdp(j: &JitProg, packet: &mut [u8], md: &XdpMd) -> Result<u64,
         std::ptr::copy_nonoverlapping(packet.as_ptr(), buf.ptr.add(XDP_CTX_ROOM), packet.len());
     }
     // SAFETY: forwarded to the caller; r1 points at the context.
-    let r = unsafe { run_jit(j, [buf.ptr as u64, 0, 0, 0, 0]) };
+    let r = unsafe { run_jit(j, [buf.ptr as u64, 0, 0, 0, 0], (data, packet.len() as u64)) };
     // SAFETY: as above.
     unsafe {
         std::ptr::copy_nonoverlapping(buf.ptr.add(XDP_CTX_ROOM), packet.as_mut_ptr(), packet.len())
@@ -863,6 +980,33 @@ unsafe fn run_jit_xdp(j: &JitProg, packet: &mut [u8], md: &XdpMd) -> Result<u64,
 }
 
 // ---- helper trampolines ---------------------------------------------------------
+
+/// The `ld_abs`/`ld_ind` routine of compiled programs
+/// ([`bpf_jit::JitOptions::ld_abs`]): `size` bytes at the signed 32-bit
+/// offset `off` of the run's packet, big-endian to a host number, or
+/// `-EFAULT` when they are not all inside it (the program then returns 0,
+/// as the interpreter's run does). The context argument is not needed:
+/// the packet is the run's.
+unsafe extern "C" fn jit_ld_abs(_ctx: u64, off: u64, size: u64, _: u64, _: u64) -> u64 {
+    const EFAULT: u64 = -14i64 as u64;
+    let p = RUN.with(|r| r.get());
+    if p.is_null() {
+        return EFAULT;
+    }
+    // SAFETY: `p` is the state of the run executing on this thread (set by
+    // `run_jit` for the duration of the native call); read only.
+    let (ptr, len) = unsafe { (*p).pkt };
+    let Ok(off) = u64::try_from(off as u32 as i32) else {
+        return EFAULT;
+    };
+    if size > 4 || off.saturating_add(size) > len {
+        return EFAULT;
+    }
+    // SAFETY: `[ptr + off, ptr + off + size)` lies in the run's packet,
+    // which the caller of the run lent for its duration.
+    let bytes = unsafe { std::slice::from_raw_parts((ptr + off) as *const u8, size as usize) };
+    bytes.iter().fold(0u64, |v, &b| v << 8 | u64::from(b))
+}
 
 /// The native entry of helper `ID` for compiled code.
 unsafe extern "C" fn trampoline<const ID: usize>(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
@@ -918,6 +1062,12 @@ static TRAMPOLINES: std::sync::LazyLock<Vec<Tramp>> =
     std::sync::LazyLock::new(|| TRAMPOLINE_ROWS.iter().flatten().copied().collect());
 
 fn dispatch(id: usize, args: [u64; 5]) -> u64 {
+    dispatch_in(id, args, None)
+}
+
+/// A helper call of the run on this thread; `emu`: the AArch64 engine's
+/// emulator, whose code the run executes (for `bpf_loop` callbacks).
+fn dispatch_in(id: usize, args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::Emulator>) -> u64 {
     let p = RUN.with(|r| r.get());
     if p.is_null() {
         return 0;
@@ -934,7 +1084,10 @@ fn dispatch(id: usize, args: [u64; 5]) -> u64 {
         (st.builtins, helpers.get(id).cloned().flatten())
     };
     if builtins && id == BPF_FUNC_LOOP as usize {
-        return bpf_loop(args);
+        return match emu {
+            Some(e) => arm64::bpf_loop(e, args),
+            None => bpf_loop(args),
+        };
     }
     // SAFETY: as above; this is the only live reference until return.
     let st = unsafe { &mut *p };
@@ -943,17 +1096,17 @@ fn dispatch(id: usize, args: [u64; 5]) -> u64 {
         return 0;
     };
     // SAFETY: the entry program outlives the run (its caller holds it).
-    let entry = unsafe { &*st.entry };
+    let (entry_maps, entry_arrays) = unsafe { (&*st.entry_maps, &*st.entry_arrays) };
     let has = |maps: &[Arc<Map>]| maps.iter().any(|m| Arc::as_ptr(m) as u64 == args[0]);
-    let maps: &[Arc<Map>] = if has(&entry.maps) {
-        &entry.maps
+    let maps: &[Arc<Map>] = if has(entry_maps) {
+        entry_maps
     } else if has(&st.extra) {
         &st.extra
-    } else if let Some(m) = reachable_map(entry, args[0]) {
+    } else if let Some(m) = reachable_map(entry_arrays, args[0]) {
         st.extra.push(m);
         &st.extra
     } else {
-        &entry.maps
+        entry_maps
     };
     let mut cx = HelperCtx {
         checked: false,

@@ -101,6 +101,10 @@ pub enum VmError {
     /// The JIT could not compile the program.
     #[error("jit: {0}")]
     Jit(bpf_jit::JitError),
+    /// The AArch64 engine's emulator failed (missing tools, a fault in
+    /// the emulated code, a broken pipe, no shared arena).
+    #[error("arm64 engine: {0}")]
+    Emulator(String),
     /// A private-stack run wrote past its region: the guard words `side`
     /// (`"below"` or `"above"`) the region were overwritten.
     #[error("private stack overflow: guard {side} the region overwritten")]
@@ -126,7 +130,7 @@ impl VmError {
         match self {
             VmError::Invalid(e) => Some(e.index),
             VmError::Jit(e) => e.index,
-            VmError::PrivateStackOverflow { .. } => None,
+            VmError::PrivateStackOverflow { .. } | VmError::Emulator(_) => None,
             VmError::UnknownMap { insn, .. }
             | VmError::BadMapValue { insn, .. }
             | VmError::UnknownHelper { insn, .. }

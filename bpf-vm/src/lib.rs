@@ -35,6 +35,7 @@ pub mod helpers;
 pub mod interp;
 pub mod maps;
 mod mem;
+pub mod shared;
 
 pub use context::{SkbMd, XdpMd};
 pub use engine::{Engine, LoadBuilder, LoadedProgram};

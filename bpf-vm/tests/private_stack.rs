@@ -122,6 +122,9 @@ fn private_stack_program_reports_its_chain() {
     assert!(code.private_stack());
     // Entry 64 + sub 20 rounded up to 32.
     assert_eq!(code.private_stack_bytes(), 96);
+    // The tail call's r2/r3 are constant: the scenario runs through a
+    // patchable direct site on the private stack too.
+    assert_eq!(code.direct_tail_calls().len(), 1);
 }
 
 #[test]

@@ -54,6 +54,13 @@ pub struct Args {
     /// Target of `dump jited` (default x86).
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
+    /// `dump jited`: compile with constant blinding (a random key).
+    #[arg(long)]
+    pub blind: bool,
+    /// `dump jited`: compile with constant blinding keyed by SEED
+    /// (reproducible listings).
+    #[arg(long, value_name = "SEED")]
+    pub blind_seed: Option<u64>,
 }
 
 fn kind_of(t: ProgType) -> ProgKind {
@@ -72,6 +79,9 @@ pub fn run(args: &Args) -> Result<()> {
     match args.what {
         What::Jited => return jited::run(args),
         What::Xlated if args.arch.is_some() => bail!("--arch applies to `dump jited` only"),
+        What::Xlated if args.blind || args.blind_seed.is_some() => {
+            bail!("--blind applies to `dump jited` only")
+        }
         What::Xlated => {}
     }
     let bytes = files::read(&args.file)?;

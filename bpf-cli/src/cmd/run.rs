@@ -9,11 +9,15 @@
 //!   maps, helpers, program arrays and global data as the interpreter, for
 //!   `mem` and XDP contexts (not yet `struct __sk_buff` ones). The code runs
 //!   natively and unchecked: only for programs you trust to be memory-safe.
-//! * `arm64`: the AArch64 JIT, run in the qemu-user harness of
-//!   `bpf_jit_arm64::emu` (a separate process: a fault is an error, never a
-//!   crash of `bpfkit`). For now only `r1` = data, `r2` = length programs
+//! * `arm64`: the AArch64 JIT through [`bpf_vm::Engine::Arm64`], run in the
+//!   qemu-user harness of `bpf_jit_arm64::emu` (a separate process: a fault
+//!   is an error, never a crash of `bpfkit`), with the same maps, helpers,
+//!   program arrays and global data as the other engines (they live in a
+//!   memory arena shared with the emulator), for `mem` and XDP contexts.
+//!   The time per run includes the round trips to the emulator. With
+//!   `--private-stack` it runs only `r1` = data, `r2` = length programs
 //!   without maps and helpers (helper 5 of a bpf_conformance `.data` file
-//!   excepted); the time per run includes the round trip to the emulator.
+//!   excepted), directly in the harness.
 //!
 //! * An ELF object: the program is chosen with `--prog` / `--section` (or is
 //!   the only one). Its maps are created empty, global data (`.data`,
@@ -63,8 +67,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub prog: Option<String>,
     /// Execution engine: `interp` (checked interpreter), `x86` (x86-64 JIT,
-    /// native and unchecked), `arm64` (AArch64 JIT under qemu-user; `mem`
-    /// programs without maps or helpers).
+    /// native and unchecked), `arm64` (AArch64 JIT under qemu-user).
     #[arg(long, default_value = "interp")]
     pub engine: String,
     /// Input bytes: the packet, or the memory `r1` points to (default: none).
@@ -129,6 +132,15 @@ impl EngineChoice {
             other => bail!("engine `{other}` is not available; use `interp`, `x86` or `arm64`"),
         }
     }
+
+    /// The `bpf_vm` JIT engine it names (`None`: the interpreter).
+    fn jit(self) -> Option<Engine> {
+        match self {
+            EngineChoice::Interp => None,
+            EngineChoice::X86 => Some(Engine::X86),
+            EngineChoice::Arm64 => Some(Engine::Arm64),
+        }
+    }
 }
 
 /// A program compiled for AArch64 and written into a running emulator.
@@ -156,7 +168,8 @@ fn arm64_guard() -> Vec<u8> {
 /// The loaded program, per engine.
 enum Vm {
     Interp(Interpreter),
-    X86(LoadedProgram),
+    /// A program of `bpf_vm`'s JIT engines (`x86`, `arm64`).
+    Jit(LoadedProgram),
     Arm64(RefCell<Arm64Prog>),
 }
 
@@ -206,7 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
             helpers = Some(HelperRegistry::conformance());
         }
         let vm = match engine {
-            EngineChoice::Arm64 => {
+            EngineChoice::Arm64 if args.private_stack => {
                 if !args.helper_ret.is_empty() {
                     bail!("--helper-ret: engine `arm64` does not call helpers yet");
                 }
@@ -217,13 +230,18 @@ pub fn run(args: &Args) -> Result<()> {
                     helpers.take().unwrap_or_else(HelperRegistry::kernel),
                     args,
                 )?;
-                if engine == EngineChoice::X86 {
-                    Vm::X86(
-                        LoadedProgram::builder(&prog, Engine::X86)
-                            .helpers(reg)
-                            .private_stack(args.private_stack)
-                            .build()?,
-                    )
+                if let Some(jit) = engine.jit() {
+                    let mut b = LoadedProgram::builder(&prog, jit)
+                        .helpers(reg)
+                        .private_stack(args.private_stack);
+                    let kind = bpf_verifier::ProgKind::Mem {
+                        size: u32::try_from(data.as_ref().unwrap_or(&mem).len())
+                            .unwrap_or(u32::MAX),
+                    };
+                    if let Some(d) = verified_stack_depths(&prog, kind, Vec::new()) {
+                        b = b.stack_depths(d);
+                    }
+                    Vm::Jit(b.build()?)
                 } else {
                     Vm::Interp(Interpreter::builder(&prog).helpers(reg).build()?)
                 }
@@ -289,16 +307,20 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
     let mut data = l.data.clone();
     let vm = match &l.vm {
         Vm::Interp(vm) => vm,
-        Vm::X86(vm) => {
-            // SAFETY: not checked — `--engine x86` is documented as running
-            // the program as native code, for programs the user trusts to be
-            // memory-safe on this input (as the kernel's verifier would
-            // establish). The data buffer and context live across the call.
+        Vm::Jit(vm) => {
+            // SAFETY: not checked — `--engine x86` / `arm64` are documented
+            // as running the program as unchecked machine code, for programs
+            // the user trusts to be memory-safe on this input (as the
+            // kernel's verifier would establish). The data buffer and
+            // context live across the call.
             let r = unsafe {
                 match l.ctx {
                     Ctx::Mem => vm.run_mem(&mut data),
                     Ctx::Xdp => vm.run_xdp(&mut data, &XdpMd::default()),
-                    Ctx::Skb => bail!("engine `x86`: socket-filter/tc contexts are not supported"),
+                    Ctx::Skb => bail!(
+                        "engine `{}`: socket-filter/tc contexts are not supported",
+                        vm.engine()
+                    ),
                 }
             };
             return Ok(r?);
@@ -346,9 +368,9 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
     Ok(r?)
 }
 
-/// Compiles `prog` for AArch64 into a fresh emulator. Only programs without
-/// maps and helpers (helper 5 of the conformance suite, for `.data` files,
-/// excepted) are supported for now.
+/// Compiles `prog` for AArch64 into a fresh emulator, for `--private-stack`
+/// (which [`Engine::Arm64`] does not offer): only programs without maps and
+/// helpers (helper 5 of the conformance suite, for `.data` files, excepted).
 fn load_arm64(prog: &Program, conformance: bool, private_stack: bool) -> Result<Vm> {
     for (idx, insn) in prog.iter() {
         match insn {
@@ -508,6 +530,20 @@ fn select<'o>(obj: &'o Object, args: &Args) -> Result<&'o ObjProgram> {
     }
 }
 
+/// The stack bytes per subprogram our verifier computes for `prog` (what
+/// the kernel's JIT sizes its frames by), or `None` when it rejects the
+/// program: the JIT then gives every frame the default 512 bytes.
+fn verified_stack_depths(
+    prog: &Program,
+    kind: bpf_verifier::ProgKind,
+    maps: Vec<bpf_verifier::MapInfo>,
+) -> Option<Vec<u32>> {
+    let opts = bpf_verifier::Options::new(kind).with_maps(maps);
+    bpf_verifier::verify(prog, &opts)
+        .ok()
+        .map(|vp| vp.stack_depth)
+}
+
 fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -> Result<Loaded> {
     let obj = Object::parse(bytes)
         .with_context(|| format!("{}: not a usable BPF object", args.file.display()))?;
@@ -519,24 +555,28 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
         }
         _ => Ctx::Mem,
     };
+    let old_arm64 = engine == EngineChoice::Arm64 && args.private_stack;
     match (engine, ctx) {
-        (EngineChoice::X86, Ctx::Skb) => bail!(
-            "engine `x86` does not run socket-filter/tc programs (`struct __sk_buff`) yet; \
-             use `--engine interp`"
+        (EngineChoice::X86 | EngineChoice::Arm64, Ctx::Skb) => bail!(
+            "engine `{}` does not run socket-filter/tc programs (`struct __sk_buff`) yet; \
+             use `--engine interp`",
+            args.engine
         ),
-        (EngineChoice::Arm64, Ctx::Mem) => {}
-        (EngineChoice::Arm64, _) => bail!(
-            "engine `arm64` runs only `r1` = data, `r2` = length programs (e.g. section `mem`) \
-             for now; use `--engine interp` or `x86`"
+        (EngineChoice::Arm64, Ctx::Xdp) if old_arm64 => bail!(
+            "engine `arm64` with --private-stack runs only `r1` = data, `r2` = length \
+             programs (e.g. section `mem`); use `--engine interp` or `x86`"
         ),
         _ => {}
     }
-    if engine == EngineChoice::Arm64 {
+    if old_arm64 {
         if !args.prog_array.is_empty() || !args.read_global.is_empty() {
-            bail!("engine `arm64` does not support maps (--prog-array, --read-global) yet");
+            bail!(
+                "engine `arm64` with --private-stack does not support maps \
+                 (--prog-array, --read-global)"
+            );
         }
         if !args.helper_ret.is_empty() {
-            bail!("--helper-ret: engine `arm64` does not call helpers yet");
+            bail!("--helper-ret: engine `arm64` with --private-stack does not call helpers");
         }
         return Ok(Loaded {
             vm: load_arm64(&prog.insns, false, args.private_stack)
@@ -549,6 +589,11 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
         });
     }
 
+    if engine == EngineChoice::Arm64 {
+        // The arm64 engine reaches only maps in the shared arena: enable
+        // it before the maps are created.
+        bpf_vm::shared::enable().context("engine `arm64`")?;
+    }
     // One runtime map per object map, in object order (the fd_array).
     let mut maps = Vec::with_capacity(obj.maps.len());
     let mut resets = Vec::new();
@@ -581,17 +626,35 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
             .build()
             .with_context(|| format!("program `{}`", p.name))
     };
-    let build_x86 = |p: &ObjProgram| -> Result<LoadedProgram> {
-        LoadedProgram::builder(&p.insns, Engine::X86)
+    let map_infos: Vec<bpf_verifier::MapInfo> = obj
+        .maps
+        .iter()
+        .map(|m| bpf_verifier::MapInfo {
+            name: m.name.clone(),
+            map_type: m.map_type,
+            key_size: m.key_size,
+            value_size: m.value_size,
+            max_entries: m.max_entries,
+            flags: m.flags,
+            fd: None,
+        })
+        .collect();
+    let data_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    let build_jit = |p: &ObjProgram, jit: Engine| -> Result<LoadedProgram> {
+        let mut b = LoadedProgram::builder(&p.insns, jit)
             .helpers(helpers.clone())
             .fd_array(maps.clone())
-            .private_stack(args.private_stack)
-            .build()
-            .with_context(|| format!("program `{}`", p.name))
+            .private_stack(args.private_stack);
+        if let Some(kind) = super::verify::kind_of(p.prog_type, data_len) {
+            if let Some(d) = verified_stack_depths(&p.insns, kind, map_infos.clone()) {
+                b = b.stack_depths(d);
+            }
+        }
+        b.build().with_context(|| format!("program `{}`", p.name))
     };
-    let vm = match engine {
-        EngineChoice::X86 => Vm::X86(build_x86(prog)?),
-        _ => Vm::Interp(build(prog)?),
+    let vm = match engine.jit() {
+        Some(jit) => Vm::Jit(build_jit(prog, jit)?),
+        None => Vm::Interp(build(prog)?),
     };
 
     for spec in &args.prog_array {
@@ -618,9 +681,9 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
             let target = obj
                 .program(pname.trim())
                 .ok_or_else(|| anyhow!("--prog-array: no program named `{pname}`"))?;
-            let r = match engine {
-                EngineChoice::X86 => pa.set_program(idx, Some(&build_x86(target)?)),
-                _ => pa.set(idx, Some(Arc::new(build(target)?))),
+            let r = match engine.jit() {
+                Some(jit) => pa.set_program(idx, Some(&build_jit(target, jit)?)),
+                None => pa.set(idx, Some(Arc::new(build(target)?))),
             };
             r.map_err(|e| anyhow!("--prog-array {name}[{idx}]: {e}"))?;
         }

@@ -56,7 +56,9 @@ struct Row {
     log: String,
 }
 
-fn kind_of(t: ProgType, mem_size: u32) -> Option<ProgKind> {
+/// The verifier's program kind for an object program of type `t` (`mem`
+/// programs get `mem_size` bytes); `None` for types it does not model.
+pub(crate) fn kind_of(t: ProgType, mem_size: u32) -> Option<ProgKind> {
     Some(match t {
         ProgType::SocketFilter => ProgKind::SocketFilter,
         ProgType::Kprobe => ProgKind::Kprobe,

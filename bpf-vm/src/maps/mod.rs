@@ -180,25 +180,44 @@ pub fn set_current_cpu(cpu: u32) {
 }
 
 /// Zeroed, 8-byte aligned storage with interior mutability: programs write it
-/// through raw pointers while it is shared.
+/// through raw pointers while it is shared. Allocated from the shared arena
+/// ([`crate::shared`]) when it is enabled (so AArch64 programs in the
+/// emulator reach it), else on the heap.
 pub(crate) struct Storage {
     words: Box<[AtomicU64]>,
+    /// `(address, size class)` of an arena block (then `words` is empty).
+    arena: Option<(u64, u8)>,
+    bytes: usize,
 }
 
 impl Storage {
     pub fn zeroed(bytes: usize) -> Storage {
         let n = bytes.div_ceil(8);
+        if n > 0 {
+            if let Some(block) = crate::shared::alloc(n * 8) {
+                return Storage {
+                    words: Box::default(),
+                    arena: Some(block),
+                    bytes: n * 8,
+                };
+            }
+        }
         Storage {
             words: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            arena: None,
+            bytes: n * 8,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.words.len() * 8
+        self.bytes
     }
 
     pub fn ptr(&self) -> *mut u8 {
-        self.words.as_ptr() as *mut u8
+        match self.arena {
+            Some((addr, _)) => addr as *mut u8,
+            None => self.words.as_ptr() as *mut u8,
+        }
     }
 
     /// Copies `out.len()` bytes starting at `off` out (bounds-checked).
@@ -220,6 +239,14 @@ impl Storage {
         // SAFETY: range checked above; writes through the interior-mutable words.
         unsafe { std::ptr::copy(data.as_ptr(), self.ptr().add(off), data.len()) };
         true
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Some((addr, class)) = self.arena {
+            crate::shared::free(addr, class);
+        }
     }
 }
 
@@ -261,6 +288,10 @@ pub struct ProgArray {
 pub(crate) struct ProgArrayShared {
     slots: RwLock<Vec<Option<LoadedProgram>>>,
     jit: bpf_jit::JitProgArray,
+    /// The same table for AArch64 programs (emulator entry addresses), in
+    /// the shared arena ([`crate::shared`]); present when the arena was
+    /// enabled before the array was created.
+    a64: Option<Storage>,
     /// Stack kind of the compiled programs that use it (tail call through
     /// it or sit in its slots): 0 not yet known, 1 native stack, 2 private
     /// stack. A tail call keeps the caller's kind of frame, so the kinds
@@ -288,6 +319,12 @@ impl ProgArrayShared {
             Ok(_) => true,
             Err(have) => have == want,
         }
+    }
+
+    /// The address of the AArch64 table (`max_entries`, then the slots'
+    /// emulator entry addresses), if the array lives in the shared arena.
+    pub(crate) fn a64_handle(&self) -> Option<u64> {
+        self.a64.as_ref().map(|t| t.ptr() as u64)
     }
 
     /// The handle programs load for this array (`ld_imm64`) and pass to
@@ -323,12 +360,35 @@ impl ProgArrayShared {
                     return Err(MapError::Invalid);
                 }
             }
+            if prog.as_ref().is_some_and(|p| p.arm64().is_some()) {
+                if self.a64.is_none() {
+                    // Created before the shared arena: AArch64 code cannot read it.
+                    return Err(MapError::Invalid);
+                }
+                if !self.claim_stack_kind(false) {
+                    return Err(MapError::Invalid);
+                }
+            }
             let entry = prog
                 .as_ref()
                 .and_then(|p| p.jit())
                 .map_or(0, |j| j.entry_address());
-            // Unlink from the compiled table before the old program is retired.
+            let a64_entry = prog
+                .as_ref()
+                .and_then(|p| p.arm64())
+                .map_or(0, |a| a.entry_address());
+            // Unlink from the compiled tables before the old program is retired.
             self.jit.set(idx, entry).map_err(|_| MapError::TooBig)?;
+            if let Some(t) = &self.a64 {
+                let off = (bpf_jit::PROG_ARRAY_SLOTS_OFFSET as usize)
+                    .saturating_add((idx as usize).saturating_mul(8));
+                let slot = t.ptr().wrapping_add(off).cast::<AtomicU64>();
+                if off.saturating_add(8) <= t.len() {
+                    // SAFETY: an 8-aligned word inside the table (checked);
+                    // AArch64 code reads it in the emulator meanwhile.
+                    unsafe { (*slot).store(a64_entry, Ordering::SeqCst) };
+                }
+            }
             std::mem::replace(slot, prog)
         };
         if let Some(old) = old {
@@ -346,12 +406,26 @@ impl ProgArrayShared {
     }
 }
 
+/// An AArch64 program-array table of `n` slots in the shared arena, if enabled.
+fn a64_table(n: u32) -> Option<Storage> {
+    crate::shared::arena()?;
+    let slots = bpf_jit::PROG_ARRAY_SLOTS_OFFSET as usize;
+    let t = Storage::zeroed(slots + 8 * n as usize);
+    if !crate::shared::contains(t.ptr() as u64, t.len() as u64) {
+        return None;
+    }
+    let off = bpf_jit::PROG_ARRAY_MAX_ENTRIES_OFFSET as usize;
+    t.write(off, &n.to_le_bytes());
+    Some(t)
+}
+
 impl ProgArray {
     fn new(n: u32) -> ProgArray {
         ProgArray {
             shared: Arc::new(ProgArrayShared {
                 slots: RwLock::new(vec![None; n as usize]),
                 jit: bpf_jit::JitProgArray::new(n),
+                a64: a64_table(n),
                 stack_kind: std::sync::atomic::AtomicU8::new(0),
             }),
         }

@@ -21,7 +21,9 @@
 //! load time are placeholders: helper `id` is called at
 //! [`HELPER_BASE`]` + id`, and the `ld_imm64` of map `idx` (value at `off`)
 //! loads [`MAP_BASE`]` + (idx << 32) + off` (the eBPF line above says which
-//! helper or map it is). Frames use the JIT's default stack depth.
+//! helper or map it is); `ld_abs`/`ld_ind` call [`LD_ABS_ADDR`]. Frames
+//! use the JIT's default stack depth. `--blind` (random key) or
+//! `--blind-seed SEED` compiles with constant blinding.
 //!
 //! Tail calls through a constant array and index are compiled as the
 //! runtime compiles them, as patchable direct sites; each patchable part
@@ -51,6 +53,8 @@ use crate::files;
 pub const HELPER_BASE: u64 = 0x0000_7fff_0000_0000;
 /// Placeholder address of map 0 in the listing (map `idx` is at `+ (idx << 32)`).
 pub const MAP_BASE: u64 = 0x0000_5a00_0000_0000;
+/// Placeholder address of the `ld_abs`/`ld_ind` packet-load routine.
+pub const LD_ABS_ADDR: u64 = 0x0000_7ffe_0000_0000;
 /// Helper ids given a placeholder address (every id the kernel defines fits).
 const HELPER_IDS: i32 = 1024;
 
@@ -84,6 +88,9 @@ pub fn run(args: &Args) -> Result<()> {
     let arch = args.arch.unwrap_or(Arch::X86);
     let bytes = files::read(&args.file)?;
     let dis = DisasmOptions { hex: args.hex };
+    let blind = args
+        .blind_seed
+        .or(args.blind.then(bpf_jit::random_blinding_seed));
     let mut out = String::new();
     if files::is_elf(&bytes) {
         let obj = Object::parse(&bytes)
@@ -115,7 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .map(|f| (f.start, f.name.as_str()))
                 .collect();
             let head = format!("{} (section {})", p.name, p.section);
-            dump_one(&mut out, &head, &p.insns, &names, arch, &dis)
+            dump_one(&mut out, &head, &p.insns, &names, arch, &dis, blind)
                 .with_context(|| format!("{}: program `{}`", args.file.display(), p.name))?;
         }
     } else {
@@ -128,7 +135,7 @@ pub fn run(args: &Args) -> Result<()> {
         let prog = Program::decode(&bytes)
             .with_context(|| format!("{}: cannot decode", args.file.display()))?;
         let head = args.file.display().to_string();
-        dump_one(&mut out, &head, &prog, &[], arch, &dis)?;
+        dump_one(&mut out, &head, &prog, &[], arch, &dis, blind)?;
     }
     files::write_stdout(&out)
 }
@@ -150,15 +157,17 @@ fn placeholder(src: LdImm64Src) -> Option<u64> {
 }
 
 /// Compiles `prog` for `arch` with placeholder addresses.
-fn compile(prog: &Program, arch: Arch) -> Result<CompiledCode> {
+fn compile(prog: &Program, arch: Arch, blind: Option<u64>) -> Result<CompiledCode> {
     let mut helpers = HelperTable::new();
     for id in 0..HELPER_IDS {
         helpers.insert_address(id, HELPER_BASE + id as u64);
     }
     let resolve = |_slot: usize, src: LdImm64Src| placeholder(src);
-    let opts = JitOptions::new(&helpers)
+    let mut opts = JitOptions::new(&helpers)
         .with_ld_imm64(&resolve)
-        .with_direct_tail_calls(true);
+        .with_direct_tail_calls(true)
+        .with_ld_abs_address(LD_ABS_ADDR);
+    opts.blind_constants = blind;
     let code = match arch {
         Arch::X86 => bpf_jit_x86::compile_code(prog, &opts),
         Arch::Arm64 => bpf_jit_arm64::compile_code(prog, &opts),
@@ -175,8 +184,9 @@ fn dump_one(
     names: &[(usize, &str)],
     arch: Arch,
     dis: &DisasmOptions,
+    blind: Option<u64>,
 ) -> Result<()> {
-    let code = compile(prog, arch)?;
+    let code = compile(prog, arch, blind)?;
     let native = match arch {
         Arch::X86 => decode_x86(&code.code),
         Arch::Arm64 => decode_arm64(&code.code)?,

@@ -1,0 +1,439 @@
+//! [`Engine::Arm64`](super::Engine::Arm64): AArch64 code in the qemu-user
+//! harness of `bpf_jit_arm64::emu`, with this process's maps and helpers.
+//!
+//! One emulator per process, behind a mutex, runs every AArch64 program;
+//! compiled code goes into its near code region (a bump allocator: code is
+//! never freed). The shared arena ([`crate::shared`]) is mapped into it at
+//! the same address, so map values, program-array tables, the run's buffer
+//! and the run's stack are the same memory in both processes. Helper ids
+//! are upcall stubs: a helper call becomes an upcall that runs the
+//! [`HelperRegistry`](crate::HelperRegistry) closure here, with the same
+//! run state as the x86-64 engine's trampolines.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex};
+
+use bpf_isa::LdImm64Src;
+use bpf_jit::{HelperTable, JitOptions};
+use bpf_jit_arm64::emu::{upcall_stub, EmuError, Emulator, HarnessHelper, UPCALL_STUB_BYTES};
+use bpf_jit_arm64::{Arm64Options, Atomics};
+
+use super::{
+    dispatch_in, jit_ld_abs, record, Inner, LoadBuilder, LoadedProgram, RunGuard, RunState,
+    JIT_HELPER_IDS, RUN, XDP_CTX_ROOM,
+};
+use crate::context::XdpMd;
+use crate::error::{HelperError, VmError};
+use crate::helpers::{HelperFn, BPF_FUNC_LOOP};
+use crate::maps::{errno, Map, MapKind, ProgArrayShared};
+use crate::mem::MemState;
+use crate::BPF_MAX_LOOPS;
+
+/// Upcall id of the `ld_abs`/`ld_ind` packet-load routine.
+const LD_ABS_ID: usize = JIT_HELPER_IDS;
+/// Bytes reserved per stub at the start of the near region.
+const STUB_SLOT: u64 = 32;
+/// Bytes at the start of the near region kept for stubs.
+const STUB_AREA: u64 = 16 << 10;
+/// Bytes of the stack runs use (in the arena).
+const STACK_BYTES: usize = 256 << 10;
+
+/// A program compiled by the AArch64 JIT and loaded into the engine's
+/// emulator, with everything its code refers to.
+pub struct Arm64Prog {
+    entry: u64,
+    code_len: usize,
+    pub(super) maps: Vec<Arc<Map>>,
+    pub(super) prog_arrays: Vec<Arc<ProgArrayShared>>,
+    helpers: Box<[Option<Arc<HelperFn>>]>,
+    builtins: bool,
+}
+
+impl std::fmt::Debug for Arm64Prog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arm64Prog")
+            .field("entry", &format_args!("{:#x}", self.entry))
+            .field("code_bytes", &self.code_len)
+            .field("maps", &self.maps.len())
+            .finish()
+    }
+}
+
+impl Arm64Prog {
+    /// Address of the main entry in the emulator (what a program-array
+    /// slot holds).
+    pub fn entry_address(&self) -> u64 {
+        self.entry
+    }
+
+    /// Size of the machine code in bytes.
+    pub fn code_len(&self) -> usize {
+        self.code_len
+    }
+}
+
+struct Runtime {
+    emu: Emulator,
+    /// Next free byte of the near code region, and its end.
+    next: u64,
+    end: u64,
+    /// Stub address by upcall id (0: not written yet).
+    stubs: Vec<u64>,
+    /// Top of the runs' stack (in the arena).
+    stack_top: u64,
+}
+
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
+
+thread_local! {
+    /// An AArch64 run is executing on this thread.
+    static IN_RUN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn emu_err(e: EmuError) -> VmError {
+    VmError::Emulator(e.to_string())
+}
+
+impl Runtime {
+    fn start() -> Result<Runtime, VmError> {
+        let arena = crate::shared::enable()?;
+        let mut emu = Emulator::spawn().map_err(emu_err)?;
+        emu.map_shared(arena.base, arena.len, &arena.path)
+            .map_err(emu_err)?;
+        let (stack, _) = crate::shared::alloc(STACK_BYTES)
+            .ok_or_else(|| VmError::Emulator("no room in the shared arena for a stack".into()))?;
+        let l = *emu.layout();
+        Ok(Runtime {
+            emu,
+            next: l.near_code + STUB_AREA,
+            end: l.near_code + l.region_len,
+            stubs: vec![0; JIT_HELPER_IDS + 1],
+            stack_top: stack + STACK_BYTES as u64,
+        })
+    }
+
+    /// The address of the stub for upcall `id`, written on first use.
+    fn stub(&mut self, id: usize) -> Result<u64, VmError> {
+        let Some(&have) = self.stubs.get(id) else {
+            return Err(VmError::UnknownHelper {
+                insn: 0,
+                id: id as i64,
+            });
+        };
+        if have != 0 {
+            return Ok(have);
+        }
+        let l = *self.emu.layout();
+        let at = l.near_code + id as u64 * STUB_SLOT;
+        let code = upcall_stub(id as u16, l.helper(HarnessHelper::Upcall));
+        debug_assert!(UPCALL_STUB_BYTES as u64 <= STUB_SLOT);
+        self.emu.write(at, &code).map_err(emu_err)?;
+        if let Some(s) = self.stubs.get_mut(id) {
+            *s = at;
+        }
+        Ok(at)
+    }
+}
+
+fn with_runtime<T>(f: impl FnOnce(&mut Runtime) -> Result<T, VmError>) -> Result<T, VmError> {
+    let mut g = RUNTIME
+        .lock()
+        .map_err(|_| VmError::Emulator("emulator lock poisoned".into()))?;
+    if g.is_none() {
+        *g = Some(Runtime::start()?);
+    }
+    match g.as_mut() {
+        Some(rt) => f(rt),
+        None => Err(VmError::Emulator("emulator not started".into())),
+    }
+}
+
+/// Loads `b`'s program for [`super::Engine::Arm64`].
+pub(super) fn build(b: LoadBuilder<'_>) -> Result<LoadedProgram, VmError> {
+    if b.private_stack {
+        return Err(VmError::Unsupported {
+            insn: 0,
+            what: "private stacks on the arm64 engine",
+        });
+    }
+    b.prog.validate()?;
+    if IN_RUN.with(Cell::get) {
+        return Err(VmError::Emulator(
+            "loading a program from inside an arm64 run".into(),
+        ));
+    }
+    with_runtime(|rt| build_in(rt, &b))
+}
+
+fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmError> {
+    let builtins = b.helpers.kernel_builtins();
+    let mut helpers: Vec<Option<Arc<HelperFn>>> = vec![None; JIT_HELPER_IDS];
+    let mut table = HelperTable::new();
+    for (id, slot) in helpers.iter_mut().enumerate() {
+        let idn = id as i32;
+        if let Some(f) = b.helpers.get(idn) {
+            *slot = Some(f);
+            let keep = b.fastcall.get(&idn).copied().unwrap_or(0);
+            table.insert_address_fastcall(idn, rt.stub(id)?, keep);
+        } else if builtins && idn == BPF_FUNC_LOOP {
+            table.insert_address(idn, rt.stub(id)?);
+        }
+    }
+    let ld_abs = rt.stub(LD_ABS_ID)?;
+    let used: Mutex<Vec<Arc<Map>>> = Mutex::new(Vec::new());
+    let arrays: Mutex<Vec<Arc<ProgArrayShared>>> = Mutex::new(Vec::new());
+    let missing: Mutex<Option<VmError>> = Mutex::new(None);
+    let fail = |e: VmError| {
+        if let Ok(mut m) = missing.lock() {
+            m.get_or_insert(e);
+        }
+        None
+    };
+    let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
+        let (fd, is_idx, off) = match src {
+            LdImm64Src::MapFd(fd) => (fd, false, None),
+            LdImm64Src::MapIdx(i) => (i, true, None),
+            LdImm64Src::MapValue { fd, off } => (fd, false, Some(off)),
+            LdImm64Src::MapIdxValue { idx, off } => (idx, true, Some(off)),
+            _ => return None,
+        };
+        let Some(map) = b.lookup(fd, is_idx) else {
+            return fail(VmError::UnknownMap { insn: slot, fd });
+        };
+        let outside = VmError::Unsupported {
+            insn: slot,
+            what: "a map created before bpf_vm::shared::enable() (the arm64 engine \
+                   reaches only maps in the shared arena)",
+        };
+        if let (None, Some(pa)) = (off, map.as_prog_array()) {
+            let shared = pa.shared();
+            let Some(handle) = shared.a64_handle() else {
+                return fail(outside);
+            };
+            if !shared.claim_stack_kind(false) {
+                return fail(VmError::Unsupported {
+                    insn: slot,
+                    what: "a program array shared by native-stack and private-stack programs",
+                });
+            }
+            if let Ok(mut a) = arrays.lock() {
+                if !a.iter().any(|x| Arc::ptr_eq(x, shared)) {
+                    a.push(shared.clone());
+                }
+            }
+            return Some(handle);
+        }
+        if let MapKind::Array(_) = map.kind() {
+            let in_arena = map
+                .lookup_ptr(&0u32.to_le_bytes())
+                .is_none_or(|v| crate::shared::contains(v.ptr, v.len));
+            if !in_arena {
+                return fail(outside);
+            }
+        }
+        let value = match off {
+            None => Arc::as_ptr(&map) as u64,
+            Some(off) => match map.direct_value(off) {
+                Some(v) => v.ptr,
+                None => {
+                    return fail(VmError::BadMapValue {
+                        insn: slot,
+                        fd,
+                        off,
+                    })
+                }
+            },
+        };
+        if let Ok(mut u) = used.lock() {
+            if !u.iter().any(|m| Arc::ptr_eq(m, &map)) {
+                u.push(map);
+            }
+        }
+        Some(value)
+    };
+    let mut opts = JitOptions::new(&table)
+        .with_ld_imm64(&resolve)
+        .with_ld_abs_address(ld_abs);
+    if let Some(d) = &b.stack_depths {
+        opts = opts.with_stack_depths(d);
+    }
+    opts.blind_constants = b.blind;
+    // Tail calls read the arena table (no patched direct jumps).
+    opts = opts.with_direct_tail_calls(false);
+    let at = rt.next.next_multiple_of(64);
+    let arm = Arm64Options {
+        atomics: Atomics::Lse,
+        image_base: Some(at),
+    };
+    let code = match bpf_jit_arm64::compile_code_with(b.prog, &opts, &arm) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
+                return Err(m);
+            }
+            return Err(match e.kind {
+                bpf_jit::JitErrorKind::UnknownHelper(id) => VmError::UnknownHelper {
+                    insn: e.index.unwrap_or(0),
+                    id: i64::from(id),
+                },
+                _ => VmError::Jit(e),
+            });
+        }
+    };
+    if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
+        return Err(m);
+    }
+    let len = code.code.len() as u64;
+    if at.saturating_add(len) > rt.end {
+        return Err(VmError::Emulator(
+            "the emulator's code region is full".into(),
+        ));
+    }
+    rt.emu.write(at, &code.code).map_err(emu_err)?;
+    rt.next = at + len;
+    Ok(LoadedProgram {
+        inner: Inner::Arm64(Arc::new(Arm64Prog {
+            entry: at,
+            code_len: code.code.len(),
+            maps: used.into_inner().unwrap_or_default(),
+            prog_arrays: arrays.into_inner().unwrap_or_default(),
+            helpers: helpers.into_boxed_slice(),
+            builtins,
+        })),
+    })
+}
+
+/// A block of the arena, returned on drop.
+struct Block(u64, u8);
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        crate::shared::free(self.0, self.1);
+    }
+}
+
+/// Clears [`IN_RUN`] on drop.
+struct InRun;
+
+impl Drop for InRun {
+    fn drop(&mut self) {
+        IN_RUN.with(|r| r.set(false));
+    }
+}
+
+/// Runs `a` on a copy of `data` in the arena (`r1` = its address, `r2` =
+/// its length; with `xdp`, `r1` = an `xdp_md` over it), copying it back.
+pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result<u64, VmError> {
+    if IN_RUN.with(|r| r.replace(true)) {
+        return Err(VmError::Emulator(
+            "an arm64 run from inside an arm64 run (e.g. from a helper) is not supported".into(),
+        ));
+    }
+    let _in_run = InRun;
+    let (buf, class) = crate::shared::enable()
+        .ok()
+        .and_then(|_| crate::shared::alloc(XDP_CTX_ROOM + data.len()))
+        .ok_or_else(|| VmError::Emulator("no room in the shared arena for the data".into()))?;
+    let _block = Block(buf, class);
+    let pkt_addr = buf + XDP_CTX_ROOM as u64;
+    let len = data.len() as u64;
+    // SAFETY: the block holds XDP_CTX_ROOM + data.len() bytes, all ours.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), pkt_addr as *mut u8, data.len());
+    }
+    let args = match xdp {
+        Some(md) => {
+            // The arena lies below 4 GiB: 32-bit fields hold whole pointers.
+            let ctx = [
+                pkt_addr as u32,
+                (pkt_addr + len) as u32,
+                pkt_addr as u32,
+                md.ingress_ifindex,
+                md.rx_queue_index,
+                md.egress_ifindex,
+            ];
+            // SAFETY: 24 bytes at the block's start (XDP_CTX_ROOM >= 24).
+            unsafe { std::ptr::copy_nonoverlapping(ctx.as_ptr(), buf as *mut u32, ctx.len()) };
+            [buf, 0, 0, 0, 0]
+        }
+        None => [pkt_addr, len, 0, 0, 0],
+    };
+    let pkt = if data.is_empty() {
+        (0, 0)
+    } else {
+        (pkt_addr, len)
+    };
+    let mut st = RunState {
+        mem: MemState::new(0, 0),
+        entry_maps: &*a.maps as *const [Arc<Map>],
+        entry_arrays: &*a.prog_arrays as *const [Arc<ProgArrayShared>],
+        helpers: &*a.helpers as *const [Option<Arc<HelperFn>>],
+        builtins: a.builtins,
+        extra: Vec::new(),
+        error: None,
+        pkt,
+    };
+    let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
+    let guard = RunGuard { prev };
+    let r = with_runtime(|rt| {
+        let top = rt.stack_top;
+        rt.emu
+            .call_on_stack(a.entry, top, args, &mut upcall)
+            .map_err(|e| match e {
+                EmuError::Fault(sig) => {
+                    VmError::Emulator(format!("the program raised signal {sig}"))
+                }
+                e => emu_err(e),
+            })
+    });
+    drop(guard);
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(pkt_addr as *const u8, data.as_mut_ptr(), data.len()) };
+    let r0 = r?;
+    match st.error.take() {
+        Some(e) => Err(e),
+        None => Ok(r0),
+    }
+}
+
+/// The host side of an upcall: a helper of the run on this thread.
+fn upcall(e: &mut Emulator, id: u32, args: [u64; 5]) -> u64 {
+    if id as usize == LD_ABS_ID {
+        // SAFETY: reads only the run's packet, which the run lends.
+        return unsafe { jit_ld_abs(args[0], args[1], args[2], 0, 0) };
+    }
+    dispatch_in(id as usize, args, Some(e))
+}
+
+/// `bpf_loop(nr_loops, callback, ctx, flags)` for AArch64 code: each
+/// iteration calls the callback in the emulator (nested in the upcall).
+pub(super) fn bpf_loop(e: &mut Emulator, a: [u64; 5]) -> u64 {
+    let (n, cb, ctx, flags) = (a[0], a[1], a[2], a[3]);
+    if flags != 0 || cb == 0 {
+        return (-errno::EINVAL) as u64;
+    }
+    if n > BPF_MAX_LOOPS {
+        return (-errno::E2BIG) as u64;
+    }
+    for i in 0..n {
+        match e.call_with_upcalls(cb, [i, ctx, 0, 0, 0], &mut upcall) {
+            Ok(0) => {}
+            Ok(_) => return i + 1,
+            Err(err) => {
+                let p = RUN.with(|r| r.get());
+                if !p.is_null() {
+                    // SAFETY: the state of the run on this thread; no other
+                    // reference to it is live here.
+                    let st = unsafe { &mut *p };
+                    record(
+                        st,
+                        BPF_FUNC_LOOP as usize,
+                        HelperError::Other(format!("bpf_loop callback: {err}")),
+                    );
+                }
+                return (-errno::EINVAL) as u64;
+            }
+        }
+    }
+    n
+}
