@@ -454,3 +454,31 @@ fn private_stack_on_both_jits() {
     let o = bpfkit(["run", &stack, "--private-stack"]);
     assert_fails_with(&o, "--private-stack needs a JIT engine");
 }
+
+/// An XDP program's result as the kernel reports it (`BPF_PROG_TEST_RUN`'s
+/// `retval`, the low 32 bits of `r0`) next to the full `r0`: the benchmark
+/// objects of `../shared/bench`, whose expected XDP return values its
+/// README lists (checked there on the kernel's JIT).
+#[test]
+fn xdp_retval_is_the_low_32_bits_as_the_kernel_reports() {
+    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench");
+    if !bench.join("packet.bin").exists() {
+        assert!(
+            std::env::var("BPFKIT_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "../shared/bench is required (BPFKIT_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: ../shared/bench not found next to the repository");
+        return;
+    }
+    let pkt = bench.join("packet.bin");
+    let pkt = pkt.to_str().expect("utf-8 path");
+    // From ../shared/bench/README.md, "u32 result (XDP return value)".
+    for (prog, want) in [("sort", 0xde40_3c4fu64), ("alu", 0xfc40_6f69)] {
+        let obj = bench.join(format!("build/{prog}.v4.o"));
+        let obj = obj.to_str().expect("utf-8 path");
+        let name = format!("{prog}_xdp");
+        let v = run_json(&[obj, "--prog", &name, "--data", pkt]);
+        assert_eq!(v["retval"].as_u64(), Some(want), "{name}: {v}");
+        assert_eq!(v["r0"].as_u64().map(|r| r & 0xffff_ffff), Some(want), "{name}: {v}");
+    }
+}

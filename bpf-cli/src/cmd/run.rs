@@ -1,7 +1,9 @@
 //! `bpfkit run FILE [--section S | --prog NAME] [--engine interp|x86|arm64] [--data F]
 //! [--repeat N] [--prog-array MAP=IDX:PROG,...] [--read-global NAME] [--json] [--trace]`.
 //!
-//! Runs one program and prints `r0` and the mean time per run. Engines:
+//! Runs one program and prints `r0` (and, for kernel context types, the
+//! kernel's `retval`: the low 32 bits, as `BPF_PROG_TEST_RUN` reports it)
+//! and the mean time per run. Engines:
 //!
 //! * `interp` (default): the interpreter in checked mode — a bad memory
 //!   access is an error, never a crash.
@@ -280,21 +282,37 @@ pub fn run(args: &Args) -> Result<()> {
         for (name, v) in &globals {
             g.insert(name.clone(), v.to_json());
         }
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "r0": r0,
             "ns_per_run": ns,
             "runs": runs,
             "globals": g,
         });
+        if let (Some(rv), Some(o)) = (retval(&loaded.ctx, r0), obj.as_object_mut()) {
+            o.insert("retval".into(), rv.into());
+        }
         let _ = writeln!(out, "{obj}");
     } else {
         let _ = writeln!(out, "r0 = {r0:#x}");
+        if let Some(rv) = retval(&loaded.ctx, r0) {
+            let _ = writeln!(out, "retval = {rv:#x}");
+        }
         let _ = writeln!(out, "ns/run = {ns:.1} (mean of {runs} runs)");
         for (name, v) in &globals {
             let _ = writeln!(out, "{name} = {v}");
         }
     }
     files::write_stdout(&out)
+}
+
+/// What the kernel reports for a program of a kernel context type
+/// (`BPF_PROG_TEST_RUN`'s `retval` is the low 32 bits of `r0`, e.g. an XDP
+/// action); `None` for the userspace `mem` type, whose result is all of `r0`.
+fn retval(ctx: &Ctx, r0: u64) -> Option<u32> {
+    match ctx {
+        Ctx::Mem => None,
+        Ctx::Xdp | Ctx::Skb => Some(r0 as u32),
+    }
 }
 
 /// One run: reset globals, fresh copy of the data, run.
