@@ -479,6 +479,10 @@ fn xdp_retval_is_the_low_32_bits_as_the_kernel_reports() {
         let name = format!("{prog}_xdp");
         let v = run_json(&[obj, "--prog", &name, "--data", pkt]);
         assert_eq!(v["retval"].as_u64(), Some(want), "{name}: {v}");
-        assert_eq!(v["r0"].as_u64().map(|r| r & 0xffff_ffff), Some(want), "{name}: {v}");
+        assert_eq!(
+            v["r0"].as_u64().map(|r| r & 0xffff_ffff),
+            Some(want),
+            "{name}: {v}"
+        );
     }
 }

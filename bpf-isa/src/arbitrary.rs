@@ -24,6 +24,9 @@
 //! * [`calls::CallCases`]: a deterministic stream of program sets with
 //!   bpf-to-bpf calls, tail calls through a program array and an array map,
 //!   for the JITs' differential tests of calls against the interpreter.
+//! * [`scenarios`]: fixed programs with hand-computed results that several
+//!   crates' tests run on their engines (`may_goto`, `ld_abs`, constant
+//!   blinding, recursion through tail calls).
 //!
 //! ```
 //! use bpf_isa::arbitrary::valid_program;
@@ -35,6 +38,7 @@
 //! ```
 
 pub mod calls;
+pub mod scenarios;
 
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

@@ -314,6 +314,18 @@ impl Emulator {
         &self.layout
     }
 
+    /// Sends request `cmd` to the harness: its 32-bit code, then `head`
+    /// and `args` as little-endian `u64`s, then `bytes`; flushes.
+    fn send(&mut self, cmd: u32, head: &[u64], args: &[u64], bytes: &[u8]) -> Result<(), EmuError> {
+        self.tx.write_all(&cmd.to_le_bytes())?;
+        for w in head.iter().chain(args) {
+            self.tx.write_all(&w.to_le_bytes())?;
+        }
+        self.tx.write_all(bytes)?;
+        self.tx.flush()?;
+        Ok(())
+    }
+
     fn get_u64(&mut self) -> Result<u64, EmuError> {
         let mut b = [0u8; 8];
         self.rx.read_exact(&mut b)?;
@@ -354,11 +366,7 @@ impl Emulator {
     pub fn write(&mut self, addr: u64, bytes: &[u8]) -> Result<(), EmuError> {
         let len = bytes.len() as u64;
         self.check(addr, len)?;
-        self.tx.write_all(&1u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        self.tx.write_all(&len.to_le_bytes())?;
-        self.tx.write_all(bytes)?;
-        self.tx.flush()?;
+        self.send(1, &[addr, len], &[], bytes)?;
         match self.get_u32()? {
             0 => Ok(()),
             _ => Err(EmuError::Protocol("write refused")),
@@ -368,10 +376,7 @@ impl Emulator {
     /// Reads `len` bytes at `addr` in the harness.
     pub fn read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, EmuError> {
         self.check(addr, len as u64)?;
-        self.tx.write_all(&2u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        self.tx.write_all(&(len as u64).to_le_bytes())?;
-        self.tx.flush()?;
+        self.send(2, &[addr, len as u64], &[], &[])?;
         let mut v = vec![0u8; len];
         self.rx.read_exact(&mut v)?;
         Ok(v)
@@ -380,14 +385,7 @@ impl Emulator {
     /// Calls the code at `addr` (a C-ABI function of five `u64`) with
     /// `args`; returns what it returned.
     pub fn call(&mut self, addr: u64, args: [u64; 5]) -> Result<u64, EmuError> {
-        self.check_code(addr)?;
-        self.tx.write_all(&3u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
-        self.reply()
+        self.call_with_upcalls(addr, args, &mut |_, _, _| 0)
     }
 
     /// A call's reply; upcalls on the way are handled by `h`.
@@ -401,9 +399,7 @@ impl Emulator {
                     *x = self.get_u64()?;
                 }
                 let r = h(self, id, a);
-                self.tx.write_all(&11u32.to_le_bytes())?;
-                self.tx.write_all(&r.to_le_bytes())?;
-                self.tx.flush()?;
+                self.send(11, &[r], &[], &[])?;
                 continue;
             }
             let _pad = self.get_u32()?;
@@ -432,12 +428,7 @@ impl Emulator {
         h: &mut UpcallHandler<'_>,
     ) -> Result<u64, EmuError> {
         self.check_code(addr)?;
-        self.tx.write_all(&3u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
+        self.send(3, &[addr], &args, &[])?;
         self.reply_with(h)
     }
 
@@ -455,13 +446,7 @@ impl Emulator {
         if !sp.is_multiple_of(16) {
             return Err(EmuError::Protocol("stack pointer not 16-byte aligned"));
         }
-        self.tx.write_all(&10u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        self.tx.write_all(&sp.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
+        self.send(10, &[addr, sp], &args, &[])?;
         self.reply_with(h)
     }
 
@@ -478,12 +463,7 @@ impl Emulator {
         if p.len() >= 256 {
             return Err(EmuError::Protocol("shared-memory path too long"));
         }
-        self.tx.write_all(&9u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        self.tx.write_all(&len.to_le_bytes())?;
-        self.tx.write_all(&(p.len() as u64).to_le_bytes())?;
-        self.tx.write_all(p)?;
-        self.tx.flush()?;
+        self.send(9, &[addr, len, p.len() as u64], &[], p)?;
         match self.get_u32()? {
             0 => {
                 self.shared.push((addr, len));
@@ -497,12 +477,7 @@ impl Emulator {
     /// arguments (`x0`-`x7`); returns what it returned.
     pub fn call8(&mut self, addr: u64, args: [u64; 8]) -> Result<u64, EmuError> {
         self.check_code(addr)?;
-        self.tx.write_all(&4u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
+        self.send(4, &[addr], &args, &[])?;
         self.reply()
     }
 
@@ -512,13 +487,7 @@ impl Emulator {
     /// loop overhead included).
     pub fn bench8(&mut self, addr: u64, iters: u64, args: [u64; 8]) -> Result<u64, EmuError> {
         self.check_code(addr)?;
-        self.tx.write_all(&7u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        self.tx.write_all(&iters.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
+        self.send(7, &[addr, iters], &args, &[])?;
         self.reply()
     }
 
@@ -529,12 +498,7 @@ impl Emulator {
     /// [`EmuError::Io`]).
     pub fn start_runner(&mut self, addr: u64, args: [u64; 5]) -> Result<(), EmuError> {
         self.check_code(addr)?;
-        self.tx.write_all(&5u32.to_le_bytes())?;
-        self.tx.write_all(&addr.to_le_bytes())?;
-        for a in args {
-            self.tx.write_all(&a.to_le_bytes())?;
-        }
-        self.tx.flush()?;
+        self.send(5, &[addr], &args, &[])?;
         match self.get_u32()? {
             0 => Ok(()),
             _ => Err(EmuError::Protocol("runner already running or not started")),
@@ -545,8 +509,7 @@ impl Emulator {
     /// calls, and how many returned each value `0..16` (index 16: any
     /// other value). All zero when no runner was running.
     pub fn stop_runner(&mut self) -> Result<RunnerCounts, EmuError> {
-        self.tx.write_all(&6u32.to_le_bytes())?;
-        self.tx.flush()?;
+        self.send(6, &[], &[], &[])?;
         let calls = self.get_u64()?;
         let mut counts = [0u64; 17];
         for c in &mut counts {

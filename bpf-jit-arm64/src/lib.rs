@@ -10,8 +10,8 @@ pub mod trampoline;
 use bpf_isa::{Program, Reg as BpfReg, Size};
 use bpf_jit::{
     AluKind, CodeBuffer, CompiledCode, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind,
-    JitError, JitErrorKind, JitOptions, Label, MacroAssembler, OperandSize, RegImm, RmwKind,
-    ShiftKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET, PROG_ARRAY_SLOTS_OFFSET,
+    JitError, JitErrorKind, JitOptions, Label, LabelField, MacroAssembler, OperandSize, RegImm,
+    RmwKind, ShiftKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET, PROG_ARRAY_SLOTS_OFFSET,
 };
 
 use enc::{AddSub, Cond, Dp2, LdSt, Logic, Lse, MovWide, Rev, Sf, XReg};
@@ -342,6 +342,7 @@ impl MacroAssembler for Arm64Masm {
     type Address = Mem;
     /// `udf #0` is the all-zero word.
     const PAD_BYTE: u8 = 0x00;
+    const RECORDS_LABEL_FIELDS: bool = true;
 
     fn buffer(&self) -> &CodeBuffer {
         &self.buf
@@ -830,7 +831,9 @@ impl MacroAssembler for Arm64Masm {
         let b = &mut self.buf;
         let e0 = b.estimate(target, 0);
         if e0.may_shorten && e0.disp == 0 && b.is_forward(target) {
-            return Ok(()); // the target is the next instruction
+            // The target is the next instruction.
+            b.record(target, LabelField::Omitted);
+            return Ok(());
         }
         // AArch64 displacements count from the branch itself.
         let d = b.estimate(target, 4).disp + 4;
@@ -838,6 +841,7 @@ impl MacroAssembler for Arm64Masm {
             return Err(JitErrorKind::ImageTooLarge);
         }
         enc::b_rel(b, d);
+        b.record(target, LabelField::A64Imm26);
         Ok(())
     }
 
@@ -937,6 +941,7 @@ impl MacroAssembler for Arm64Masm {
             return Err(JitErrorKind::ImageTooLarge);
         }
         enc::bl_rel(self.b(), d);
+        self.buf.record(target, LabelField::A64Imm26);
         enc::mov(self.b(), Sf::X, REG_MAP[0], XReg::X0);
         Ok(())
     }
@@ -947,6 +952,7 @@ impl MacroAssembler for Arm64Masm {
             return Err(JitErrorKind::ImageTooLarge);
         }
         enc::adr(self.b(), dst, d);
+        self.buf.record(target, LabelField::A64Adr);
         Ok(())
     }
 
@@ -1058,6 +1064,7 @@ impl MacroAssembler for Arm64Masm {
                 return Err(JitErrorKind::ImageTooLarge);
             }
             enc::adr(self.b(), TMP2, d);
+            self.buf.record(table, LabelField::A64Adr);
             enc::ldr_x_lsl3(self.b(), TMP1, TMP2, TMP1);
             self.patch_here(direct);
         }
@@ -1078,6 +1085,7 @@ impl Arm64Masm {
         let d = e.disp + 4;
         if e.may_shorten && enc::fits_imm19(d) {
             enc::b_cond(b, c, d);
+            b.record(target, LabelField::A64Imm19);
             return Ok(());
         }
         enc::b_cond(b, c.invert(), 8);
@@ -1086,6 +1094,7 @@ impl Arm64Masm {
             return Err(JitErrorKind::ImageTooLarge);
         }
         enc::b_rel(b, d);
+        b.record(target, LabelField::A64Imm26);
         Ok(())
     }
 }

@@ -105,6 +105,8 @@
 //! registers it touches are `x29` and `x30`, saved in the frame record;
 //! the programs and the original preserve `x19`-`x28` themselves.
 
+use bpf_jit::trampoline::Attachments;
+pub use bpf_jit::trampoline::{frame_size, AttachId, Side, TrampolineMode};
 use bpf_jit::CodeBuffer;
 
 use crate::enc::{self, LdSt, MovWide, Sf, XReg};
@@ -128,16 +130,6 @@ pub const ARG_REGS: [XReg; MAX_ARGS] = [
 /// (IP0), caller-saved and not an argument register.
 pub const CALL_REG: XReg = XReg::new(16);
 
-/// What the trampoline returns (see the [module docs](self)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum TrampolineMode {
-    /// fentry/fexit: programs observe; the original's result (or 0) is returned.
-    #[default]
-    Observe,
-    /// struct_ops-like: every program's `r0` becomes the running return value.
-    Replace,
-}
-
 /// Errors of describing or emitting a trampoline.
 #[derive(Debug, thiserror::Error)]
 pub enum TrampolineError {
@@ -150,39 +142,6 @@ pub enum TrampolineError {
     /// An image base that is not 4-byte aligned (AArch64 instructions are).
     #[error("image base {0:#x} is not 4-byte aligned")]
     MisalignedBase(u64),
-}
-
-/// Identifies one attachment, for [`Arm64Trampoline::detach`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttachId(u64);
-
-impl AttachId {
-    /// The id's number (unique per trampoline, increasing in attach order).
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// Which side of the original an attached program runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Before the original (fentry).
-    Entry,
-    /// After the original (fexit).
-    Exit,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Attachment {
-    id: AttachId,
-    side: Side,
-    addr: u64,
-}
-
-/// Bytes of the context array on the trampoline's frame: `nargs + 1`
-/// slots rounded up to 16 bytes, so `sp` stays 16-byte aligned.
-pub const fn frame_size(nargs: usize) -> usize {
-    ((nargs + 1) * 8).next_multiple_of(16)
 }
 
 /// An upper bound of the code size in bytes of a trampoline of `nargs`
@@ -203,8 +162,7 @@ pub struct Arm64Trampoline {
     nargs: usize,
     original: Option<u64>,
     mode: TrampolineMode,
-    attached: Vec<Attachment>,
-    next_id: u64,
+    attached: Attachments<u64>,
 }
 
 impl Arm64Trampoline {
@@ -224,8 +182,7 @@ impl Arm64Trampoline {
             nargs,
             original,
             mode,
-            attached: Vec::new(),
-            next_id: 0,
+            attached: Attachments::new(),
         })
     }
 
@@ -258,38 +215,25 @@ impl Arm64Trampoline {
 
     /// Attaches the program whose main entry is at `addr` on `side`.
     pub fn attach(&mut self, side: Side, addr: u64) -> AttachId {
-        let id = AttachId(self.next_id);
-        self.next_id += 1;
-        self.attached.push(Attachment { id, side, addr });
-        id
+        self.attached.attach(side, addr)
     }
 
     /// Detaches `id`. Images emitted before still call its program.
     pub fn detach(&mut self, id: AttachId) -> Result<(), TrampolineError> {
-        let pos = self
-            .attached
-            .iter()
-            .position(|a| a.id == id)
-            .ok_or(TrampolineError::NotAttached(id.0))?;
-        self.attached.remove(pos);
-        Ok(())
+        self.attached
+            .detach(id)
+            .map(|_| ())
+            .ok_or(TrampolineError::NotAttached(id.get()))
     }
 
     /// The ids attached on `side`, in the order they run.
     pub fn attached(&self, side: Side) -> Vec<AttachId> {
-        self.attached
-            .iter()
-            .filter(|a| a.side == side)
-            .map(|a| a.id)
-            .collect()
+        self.attached.ids(side)
     }
 
     /// The address of the program attached as `id`, and its side.
     pub fn program(&self, id: AttachId) -> Option<(Side, u64)> {
-        self.attached
-            .iter()
-            .find(|a| a.id == id)
-            .map(|a| (a.side, a.addr))
+        self.attached.get(id).map(|(side, &addr)| (side, addr))
     }
 
     /// An upper bound of [`Arm64Trampoline::emit_code`]'s length.
@@ -308,12 +252,7 @@ impl Arm64Trampoline {
 
     /// Appends the image to `b`, whose first byte will be at `base` (if given).
     pub fn emit_into(&self, b: &mut CodeBuffer, base: Option<u64>) -> Result<(), TrampolineError> {
-        let side = |s: Side| {
-            self.attached
-                .iter()
-                .filter(move |a| a.side == s)
-                .map(|a| a.addr)
-        };
+        let side = |s: Side| self.attached.side(s).copied();
         let t = Tramp {
             nargs: self.nargs,
             mode: self.mode,

@@ -8,6 +8,7 @@
 //! of cases (default 5,000).
 
 use bpf_isa::arbitrary::runnable_program;
+use bpf_isa::Program;
 use bpf_jit::HelperTable;
 use bpf_jit_arm64::emu::Emulator;
 use bpf_jit_arm64::Atomics;
@@ -15,6 +16,54 @@ use proptest::prelude::*;
 use std::sync::{Mutex, OnceLock};
 
 mod common;
+
+/// The interpreter's `r0` for `prog` run on 8 bytes of zeroed memory.
+fn interp_r0(prog: &Program) -> Result<u64, TestCaseError> {
+    let vm = bpf_vm::Interpreter::new(prog)
+        .map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
+    let mut mem = [0u8; 8];
+    vm.run_mem(&mut mem)
+        .map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))
+}
+
+/// The signature of `common::run_mem` and `common::run_mem_private`.
+type Runner = fn(
+    &mut Emulator,
+    &Program,
+    &HelperTable,
+    common::Region,
+    Atomics,
+    &[u8],
+) -> Result<(u64, Vec<u8>), String>;
+
+/// Runs `prog` with `runner` (LL/SC atomics with `llsc`, else LSE) on 8
+/// zeroed bytes and compares `r0` with the interpreter's.
+fn check(prog: &Program, llsc: bool, runner: Runner) -> Result<(), TestCaseError> {
+    let mut guard = emu().lock().unwrap_or_else(|e| e.into_inner());
+    let Some(emu) = guard.as_mut() else {
+        return Ok(());
+    };
+    let want = interp_r0(prog)?;
+    let helpers = HelperTable::new();
+    let atomics = if llsc { Atomics::LlSc } else { Atomics::Lse };
+    let (got, _) = runner(
+        emu,
+        prog,
+        &helpers,
+        common::Region::Near,
+        atomics,
+        &[0u8; 8],
+    )
+    .map_err(TestCaseError::fail)?;
+    prop_assert_eq!(
+        got,
+        want,
+        "{:?} program:\n{}",
+        atomics,
+        bpf_isa::fmt_program(prog, &Default::default())
+    );
+    Ok(())
+}
 
 fn cases() -> u32 {
     std::env::var("BPF_DIFF_CASES")
@@ -36,18 +85,7 @@ proptest! {
     #[test]
     fn arm64_jit_matches_interpreter(prog in runnable_program(48), llsc in any::<bool>()) {
         prop_assert!(prog.validate().is_ok(), "shaped program invalid");
-        let mut guard = emu().lock().unwrap_or_else(|e| e.into_inner());
-        let Some(emu) = guard.as_mut() else {
-            return Ok(());
-        };
-        let vm = bpf_vm::Interpreter::new(&prog).map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
-        let mut mem = [0u8; 8];
-        let want = vm.run_mem(&mut mem).map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
-        let helpers = HelperTable::new();
-        let atomics = if llsc { Atomics::LlSc } else { Atomics::Lse };
-        let (got, _) = common::run_mem(emu, &prog, &helpers, common::Region::Near, atomics, &[0u8; 8])
-            .map_err(TestCaseError::fail)?;
-        prop_assert_eq!(got, want, "{:?} program:\n{}", atomics, bpf_isa::fmt_program(&prog, &Default::default()));
+        check(&prog, llsc, common::run_mem)?;
     }
 }
 
@@ -62,18 +100,7 @@ proptest! {
     /// checked after each run by `run_mem_private`).
     #[test]
     fn arm64_jit_on_a_private_stack_matches_interpreter(prog in runnable_program(48), llsc in any::<bool>()) {
-        let mut guard = emu().lock().unwrap_or_else(|e| e.into_inner());
-        let Some(emu) = guard.as_mut() else {
-            return Ok(());
-        };
-        let vm = bpf_vm::Interpreter::new(&prog).map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
-        let mut mem = [0u8; 8];
-        let want = vm.run_mem(&mut mem).map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
-        let helpers = HelperTable::new();
-        let atomics = if llsc { Atomics::LlSc } else { Atomics::Lse };
-        let (got, _) = common::run_mem_private(emu, &prog, &helpers, common::Region::Near, atomics, &[0u8; 8])
-            .map_err(TestCaseError::fail)?;
-        prop_assert_eq!(got, want, "{:?} program:\n{}", atomics, bpf_isa::fmt_program(&prog, &Default::default()));
+        check(&prog, llsc, common::run_mem_private)?;
     }
 }
 
@@ -87,9 +114,7 @@ proptest! {
         let Some(emu) = guard.as_mut() else {
             return Ok(());
         };
-        let vm = bpf_vm::Interpreter::new(&prog).map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
-        let mut mem = [0u8; 8];
-        let want = vm.run_mem(&mut mem).map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
+        let want = interp_r0(&prog)?;
         let helpers = HelperTable::new();
         let base = common::region_base(emu, common::Region::Near, 0);
         let opts = bpf_jit::JitOptions::new(&helpers).with_blinding(seed);

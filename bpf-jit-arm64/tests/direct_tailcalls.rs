@@ -14,7 +14,7 @@ use bpf_jit::{update_site, CodeWriter, DirectTailCall, JitOptions, PatchErrorKin
 use bpf_jit_arm64::direct::{ARM64_SITE_CODEC, NOP};
 use bpf_jit_arm64::emu::Emulator;
 use bpf_jit_arm64::Atomics;
-use common::{compile_at, emulator, harness_helpers, region_base, Region};
+use common::{compile_at, emulator, harness_helpers, region_base, Region, CHAIN};
 
 /// Stores `x1` (`w1` for `poke4`) at `[x0]` with one aligned store, then
 /// makes the word visible to instruction fetch (decoded by GNU objdump:
@@ -40,20 +40,6 @@ const POKE8: [u32; 7] = [
 ];
 
 const CALLER: &str = "r2 = map[fd:1]\nr3 = 0\ncall 12\nr0 = 1\nexit";
-
-/// Counts its runs in map word 0 (harness helper 3) and tail-calls itself.
-const CHAIN: &str = "
-    r6 = r1
-    r1 = map[fd:2]
-    r2 = 0
-    r3 = 1
-    call 3
-    r1 = r6
-    r2 = map[fd:1]
-    r3 = 0
-    call 12
-    r0 = 7
-    exit";
 
 struct Env {
     emu: Emulator,
@@ -88,6 +74,22 @@ impl Env {
         e.emu.write(e.poke4, &words(&POKE4)).expect("poke4");
         e.emu.write(e.poke8, &words(&POKE8)).expect("poke8");
         e
+    }
+
+    /// The caller (one direct site) at the start of the near region and
+    /// three targets returning 7, 8 and 9: two in the near region, the
+    /// third in the far one, out of `b` range (the literal reaches it all
+    /// the same). Returns the caller's base, its site and the targets.
+    fn caller_and_targets(&mut self) -> (u64, DirectTailCall, [u64; 3]) {
+        let base = region_base(&self.emu, Region::Near, 0);
+        let site = self.install(base, CALLER)[0];
+        let t7 = region_base(&self.emu, Region::Near, 1 << 16);
+        let t8 = region_base(&self.emu, Region::Near, 2 << 16);
+        let t9 = region_base(&self.emu, Region::Far, 0);
+        assert!(self.install(t7, "r0 = 7\nexit").is_empty());
+        self.install(t8, "r0 = 8\nexit");
+        self.install(t9, "r0 = 9\nexit");
+        (base, site, [t7, t8, t9])
     }
 
     /// Compiles `src` with direct tail calls at `base`; returns its sites.
@@ -215,15 +217,7 @@ fn sites_follow_the_slot_and_the_limit_holds() {
         return;
     };
     let mut env = Env::new(emu);
-    let base = region_base(&env.emu, Region::Near, 0);
-    let site = env.install(base, CALLER)[0];
-    let t7 = region_base(&env.emu, Region::Near, 1 << 16);
-    let t8 = region_base(&env.emu, Region::Near, 2 << 16);
-    // Out of `b` range: the literal reaches it all the same.
-    let t9 = region_base(&env.emu, Region::Far, 0);
-    assert!(env.install(t7, "r0 = 7\nexit").is_empty());
-    env.install(t8, "r0 = 8\nexit");
-    env.install(t9, "r0 = 9\nexit");
+    let (base, site, [t7, t8, t9]) = env.caller_and_targets();
     let run = |env: &mut Env| env.emu.call(base, [0; 5]).expect("runs");
     assert_eq!(run(&mut env), 1, "empty");
     env.update(base, &site, 0, t7);
@@ -262,14 +256,7 @@ fn runner_sees_only_allowed_results_while_the_slot_changes() {
         return;
     };
     let mut env = Env::new(emu);
-    let base = region_base(&env.emu, Region::Near, 0);
-    let site = env.install(base, CALLER)[0];
-    let t7 = region_base(&env.emu, Region::Near, 1 << 16);
-    let t8 = region_base(&env.emu, Region::Near, 2 << 16);
-    let t9 = region_base(&env.emu, Region::Far, 0);
-    env.install(t7, "r0 = 7\nexit");
-    env.install(t8, "r0 = 8\nexit");
-    env.install(t9, "r0 = 9\nexit");
+    let (base, site, [t7, t8, t9]) = env.caller_and_targets();
     // Every intermediate state of the state machine lasts 1 ms, thousands
     // of runner calls: a state that has the bypass off and no target
     // (e.g. bypass written before target on an insert) crashes the runner.

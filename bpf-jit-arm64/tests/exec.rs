@@ -12,7 +12,7 @@ use bpf_isa::{assemble, LdImm64Src};
 use bpf_jit::{HelperTable, JitOptions, PROG_ARRAY_SLOTS_OFFSET};
 use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
 use bpf_jit_arm64::Atomics;
-use common::{compile_at, emulator, harness_helpers, region_base, Region};
+use common::{compile_at, emulator, harness_helpers, region_base, Region, CHAIN};
 
 fn words(code: &[u8]) -> impl Iterator<Item = u32> + '_ {
     code.chunks_exact(4)
@@ -154,6 +154,9 @@ fn branches_beyond_one_mib() {
     let h = HelperTable::new();
     let code = compile_at(&prog, &JitOptions::new(&h), base, Atomics::Lse).expect("compiles");
     assert!(code.code.len() > 1 << 20, "{} bytes", code.code.len());
+    // The first pass guesses the forward `b.cond`s short; the one-pass
+    // check finds them out of range and the pass loop takes over.
+    assert!(code.passes >= 2, "{} passes", code.passes);
     emu.write(base, &code.code).expect("write");
     assert_eq!(emu.call(base, [1, 0, 0, 0, 0]).expect("runs"), 1);
     assert_eq!(emu.call(base, [0, 0, 0, 0, 0]).expect("runs"), 2);
@@ -223,20 +226,6 @@ impl TailEnv {
         self.emu.write(self.map, &[0; 64]).expect("map");
     }
 }
-
-/// `tailcall3`: a program that tail-calls itself runs 1 + 33 times.
-const CHAIN: &str = "
-    r6 = r1
-    r1 = map[fd:2]
-    r2 = 0
-    r3 = 1
-    call 3
-    r1 = r6
-    r2 = map[fd:1]
-    r3 = 0
-    call 12
-    r0 = 7
-    exit";
 
 /// `tailcall_bpf2bpf_hierarchy_1`: entry counts, then calls a subprogram
 /// that tail-calls entry, twice. One counter per invocation: 34 runs.

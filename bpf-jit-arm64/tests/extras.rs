@@ -3,6 +3,7 @@
 //! arithmetic) and checked against the `bpf-vm` interpreter where it can
 //! run the same program.
 
+use bpf_isa::arbitrary::scenarios;
 use bpf_isa::{assemble, Program};
 use bpf_jit::{HelperTable, JitOptions};
 use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
@@ -35,64 +36,31 @@ fn may_goto_loop_runs_the_budget() {
         return;
     };
     // By hand: one pass per unit of the 8388608 (BPF_MAX_LOOPS) budget.
-    let prog = assemble(
-        "r0 = 0
-       loop:
-         may_goto out
-         r0 += 1
-         goto loop
-       out:
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::MAY_GOTO_LOOP).expect("assembles");
     let helpers = HelperTable::new();
     let opts = JitOptions::new(&helpers);
-    assert_eq!(run(&mut emu, &prog, &opts, [0; 5]), 8_388_608);
-    assert_eq!(interp(&prog), 8_388_608);
+    assert_eq!(
+        run(&mut emu, &prog, &opts, [0; 5]),
+        scenarios::MAY_GOTO_LOOP_RESULT
+    );
+    assert_eq!(interp(&prog), scenarios::MAY_GOTO_LOOP_RESULT);
     // Per frame: main's budget, then two fresh ones in a subprogram
     // (3 * 8388608), with the program's stack word intact.
-    let prog = assemble(
-        "r6 = 0x77
-         *(u64 *)(r10 - 8) = r6
-         r7 = 0
-       loop:
-         may_goto main_out
-         r7 += 1
-         goto loop
-       main_out:
-         call pc count
-         r7 += r0
-         call pc count
-         r7 += r0
-         r0 = *(u64 *)(r10 - 8)
-         if r0 != 0x77 goto bad
-         r0 = r7
-         exit
-       bad:
-         r0 = 1
-         exit
-       count:
-         r0 = 0
-       l2:
-         may_goto done
-         r0 += 1
-         goto l2
-       done:
-         exit",
-    )
-    .expect("assembles");
-    let depths = [8u32, 0];
+    let prog = assemble(scenarios::MAY_GOTO_PER_FRAME).expect("assembles");
+    let depths = scenarios::MAY_GOTO_PER_FRAME_DEPTHS;
     for opts in [
         JitOptions::new(&helpers),
         JitOptions::new(&helpers).with_stack_depths(&depths),
         JitOptions::new(&helpers).with_blinding(5),
     ] {
-        assert_eq!(run(&mut emu, &prog, &opts, [0; 5]), 25_165_824, "{opts:?}");
+        assert_eq!(
+            run(&mut emu, &prog, &opts, [0; 5]),
+            scenarios::MAY_GOTO_PER_FRAME_RESULT,
+            "{opts:?}"
+        );
     }
-    assert_eq!(interp(&prog), 25_165_824);
+    assert_eq!(interp(&prog), scenarios::MAY_GOTO_PER_FRAME_RESULT);
 }
-
-const PKT: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
 
 #[test]
 fn ld_abs_and_ld_ind() {
@@ -103,37 +71,13 @@ fn ld_abs_and_ld_ind() {
     // The context {data, len} at `data`, the packet at `data + 64`.
     let mut ctx = Vec::new();
     ctx.extend_from_slice(&(data + 64).to_le_bytes());
-    ctx.extend_from_slice(&(PKT.len() as u64).to_le_bytes());
+    ctx.extend_from_slice(&(scenarios::LD_ABS_PACKET.len() as u64).to_le_bytes());
     emu.write(data, &ctx).expect("writes");
-    emu.write(data + 64, &PKT).expect("writes");
+    emu.write(data + 64, &scenarios::LD_ABS_PACKET)
+        .expect("writes");
     let f = emu.layout().helper(HarnessHelper::SkbLoad);
     let helpers = HelperTable::new();
-    let cases: [(&str, u64); 8] = [
-        ("r6 = r1\n r0 = *(u16 *)skb[1]\n exit", 0x3456),
-        ("r6 = r1\n r0 = *(u8 *)skb[7]\n exit", 0xf0),
-        ("r6 = r1\n r0 = *(u32 *)skb[4]\n exit", 0x9abc_def0),
-        ("r6 = r1\n r0 = *(u32 *)skb[5]\n r0 = 99\n exit", 0),
-        (
-            "r6 = r1\n r7 = 2\n r0 = *(u32 *)skb[r7 + 1]\n exit",
-            0x789a_bcde,
-        ),
-        ("r6 = r1\n r1 = 6\n r0 = *(u16 *)skb[r1]\n exit", 0xdef0),
-        ("r6 = r1\n r0 = *(u8 *)skb[-1]\n r0 = 5\n exit", 0),
-        (
-            "r6 = r1
-             r8 = 100
-             *(u64 *)(r10 - 8) = r8
-             r0 = *(u8 *)skb[0]
-             r7 = r0
-             r0 = *(u8 *)skb[1]
-             r0 += r7
-             r1 = *(u64 *)(r10 - 8)
-             r0 += r1
-             exit",
-            0x12 + 0x34 + 100,
-        ),
-    ];
-    for (src, want) in cases {
+    for (src, want) in scenarios::LD_ABS_CASES {
         let prog = assemble(src).expect("assembles");
         for blind in [None, Some(9)] {
             let mut opts = JitOptions::new(&helpers).with_ld_abs_address(f);
@@ -147,45 +91,13 @@ fn ld_abs_and_ld_ind() {
     }
 }
 
-/// Distinctive immediates, one per blindable form.
-const BLIND_SRC: &str = "
-    r0 = 0x1a2b3c4d
-    w1 = 0x2b3c4d5e
-    r0 += 0x3c4d5e6f
-    w1 ^= 0x4d5e6f70
-    *(u32 *)(r10 - 8) = 0x5e6f7182
-    r2 = *(u32 *)(r10 - 8)
-    if r2 != 0x5e6f7182 goto bad
-    if w1 > 0x6a7b8c9d goto bad
-    r3 = 0x71829304a5b6c7d8 ll
-    r0 *= 0x13572468
-    r0 += r1
-    r0 += r2
-    r0 ^= r3
-    r0 /= 0x2468ace1
-    exit
-  bad:
-    r0 = 0
-    exit";
-
-/// `BLIND_SRC`'s result, by plain arithmetic.
-fn blind_expected() -> u64 {
-    let mut r0: u64 = 0x1a2b_3c4d;
-    let r1: u64 = u64::from(0x2b3c_4d5eu32 ^ 0x4d5e_6f70);
-    r0 = r0.wrapping_add(0x3c4d_5e6f);
-    assert!(r1 as u32 <= 0x6a7b_8c9d);
-    r0 = r0.wrapping_mul(0x1357_2468);
-    r0 = r0.wrapping_add(r1).wrapping_add(0x5e6f_7182);
-    r0 ^= 0x7182_9304_a5b6_c7d8;
-    r0 / 0x2468_ace1
-}
-
-/// The 16-bit halves of `BLIND_SRC`'s immediates (AArch64 builds
+/// The 16-bit halves of `scenarios::BLIND_SRC`'s immediates (AArch64 builds
 /// constants 16 bits at a time with `movz`/`movk`/`movn`).
-const BLIND_HALVES: [u16; 20] = [
-    0x1a2b, 0x3c4d, 0x2b3c, 0x4d5e, 0x3c4d, 0x5e6f, 0x4d5e, 0x6f70, 0x5e6f, 0x7182, 0x6a7b, 0x8c9d,
-    0x7182, 0x9304, 0xa5b6, 0xc7d8, 0x1357, 0x2468, 0x2468, 0xace1,
-];
+fn blind_halves() -> impl Iterator<Item = u16> {
+    scenarios::BLIND_IMMS
+        .into_iter()
+        .flat_map(|imm| [(imm >> 16) as u16, imm as u16])
+}
 
 /// The 16-bit payloads of the image's move-wide instructions (ARM ARM
 /// C6.2: `movz` opc=10, `movk` opc=11, `movn` opc=00 with bits 28-23 =
@@ -212,25 +124,25 @@ fn blinding_hides_every_immediate() {
     let Some(mut emu) = common::emulator("constant blinding") else {
         return;
     };
-    let prog = assemble(BLIND_SRC).expect("assembles");
+    let prog = assemble(scenarios::BLIND_SRC).expect("assembles");
     let helpers = HelperTable::new();
     let plain = bpf_jit_arm64::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
     let halves = move_wide_halves(&plain.code);
-    for h in BLIND_HALVES {
+    for h in blind_halves() {
         assert!(halves.contains(&h), "unblinded image lacks {h:#x}");
     }
     for seed in [1u64, 0xdead_beef] {
         let opts = JitOptions::new(&helpers).with_blinding(seed);
         let code = bpf_jit_arm64::compile_code(&prog, &opts).expect("compiles");
         let halves = move_wide_halves(&code.code);
-        for h in BLIND_HALVES {
+        for h in blind_halves() {
             assert!(
                 !halves.contains(&h),
                 "seed {seed}: blinded image holds {h:#x}"
             );
         }
     }
-    let want = blind_expected();
+    let want = scenarios::blind_expected();
     for opts in [
         JitOptions::new(&helpers),
         JitOptions::new(&helpers).with_blinding(1),
@@ -253,19 +165,13 @@ fn kfunc_calls_through_the_resolver() {
     let Some(mut emu) = common::emulator("kfunc calls") else {
         return;
     };
-    let prog = assemble(
-        "r1 = 1
-         r2 = 2
-         r3 = 3
-         r4 = 4
-         r5 = 5
-         call kfunc#4242
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::KFUNC_WEIGHTED).expect("assembles");
     let f = emu.layout().helper(HarnessHelper::WeightedSum);
     let helpers = HelperTable::new();
-    let resolve = |id: i32, off: i16| (id == 4242 && off == 0).then_some(f);
+    let resolve = |id: i32, off: i16| (id == scenarios::KFUNC_WEIGHTED_ID && off == 0).then_some(f);
     let opts = JitOptions::new(&helpers).with_kfuncs(&resolve);
-    assert_eq!(run(&mut emu, &prog, &opts, [0; 5]), 55);
+    assert_eq!(
+        run(&mut emu, &prog, &opts, [0; 5]),
+        scenarios::KFUNC_WEIGHTED_RESULT
+    );
 }

@@ -14,66 +14,13 @@ use bpf_jit_arm64::emu::Emulator;
 use bpf_jit_arm64::Atomics;
 
 mod common;
+use bpf_isa::arbitrary::scenarios::{
+    tail_recursion_expected, TAIL_RECURSION as SCENARIO, TAIL_RECURSION_LEVELS as LEVELS,
+};
 use common::{
     arm_private_region, compile_at, emulator, harness_helpers, private_guards_intact, region_base,
     Region,
 };
-
-const LEVELS: u64 = 5;
-
-/// Entry counts its level in the context's first word and leaves markers
-/// at both ends of its 64-byte frame; `sub` leaves its own, then tail-calls
-/// the entry (prog array fd 1, slot 0) until level 5, where it returns its
-/// markers' sum; every entry level folds its markers into r0 on the way back.
-const SCENARIO: &str = "
-    r6 = r1
-    r7 = *(u64 *)(r6 + 0)
-    r7 += 1
-    *(u64 *)(r6 + 0) = r7
-    r8 = r7
-    r8 *= 1000
-    r8 += 11
-    *(u64 *)(r10 - 8) = r8
-    *(u64 *)(r10 - 64) = r7
-    r1 = r6
-    call pc sub
-    r1 = *(u64 *)(r10 - 8)
-    r2 = *(u64 *)(r10 - 64)
-    r0 *= 31
-    r0 += r1
-    r0 += r2
-    exit
-  sub:
-    r6 = r1
-    r7 = *(u64 *)(r6 + 0)
-    r8 = r7
-    r8 *= 1000
-    r8 += 22
-    *(u64 *)(r10 - 8) = r8
-    *(u64 *)(r10 - 32) = r7
-    if r7 >= 5 goto done
-    r1 = r6
-    r2 = map[fd:1]
-    r3 = 0
-    call 12
-  done:
-    r0 = *(u64 *)(r10 - 8)
-    r1 = *(u64 *)(r10 - 32)
-    r0 += r1
-    exit";
-
-/// By hand: the deepest `sub` returns 5022 + 5; entry level k (5 down to
-/// 1) turns r0 into r0 * 31 + (1000k + 11) + k.
-fn expected() -> u64 {
-    let mut r0 = LEVELS * 1000 + 22 + LEVELS;
-    for k in (1..=LEVELS).rev() {
-        r0 = r0
-            .wrapping_mul(31)
-            .wrapping_add(k * 1000 + 11)
-            .wrapping_add(k);
-    }
-    r0
-}
 
 #[test]
 fn recursion_through_tail_calls_on_native_and_private_stacks() {
@@ -131,11 +78,19 @@ fn recursion_through_tail_calls_on_native_and_private_stacks() {
         let level = u64::from_le_bytes(emu.read(ctx, 8).expect("ctx").try_into().expect("8"));
         results.push((r0, level));
     }
-    assert_eq!(results[0], (expected(), LEVELS), "native stack");
-    assert_eq!(results[1], (expected(), LEVELS), "private stack");
+    assert_eq!(
+        results[0],
+        (tail_recursion_expected(), LEVELS),
+        "native stack"
+    );
+    assert_eq!(
+        results[1],
+        (tail_recursion_expected(), LEVELS),
+        "private stack"
+    );
     assert_eq!(
         results[2],
-        (expected(), LEVELS),
+        (tail_recursion_expected(), LEVELS),
         "private stack, direct site"
     );
 }

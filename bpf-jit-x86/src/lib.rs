@@ -9,8 +9,9 @@ pub mod trampoline;
 use bpf_isa::{Program, Reg as BpfReg, Size};
 use bpf_jit::{
     AluKind, CodeBuffer, CompiledCode, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind,
-    JitError, JitErrorKind, JitOptions, JitProgram, Label, MacroAssembler, OperandSize, RegImm,
-    RmwKind, ShiftKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET, PROG_ARRAY_SLOTS_OFFSET,
+    JitError, JitErrorKind, JitOptions, JitProgram, Label, LabelField, MacroAssembler, OperandSize,
+    RegImm, RmwKind, ShiftKind, MAX_TAIL_CALL_CNT, PROG_ARRAY_MAX_ENTRIES_OFFSET,
+    PROG_ARRAY_SLOTS_OFFSET,
 };
 
 use enc::{Alu1, Cc, Gpr, Mem, Shift, Sz};
@@ -164,6 +165,7 @@ impl MacroAssembler for X86Masm {
     type Reg = Gpr;
     type Address = Mem;
     const PAD_BYTE: u8 = 0xcc;
+    const RECORDS_LABEL_FIELDS: bool = true;
 
     fn buffer(&self) -> &CodeBuffer {
         &self.buf
@@ -616,12 +618,20 @@ impl MacroAssembler for X86Masm {
         let b = &mut self.buf;
         let e0 = b.estimate(target, 0);
         if e0.may_shorten && e0.disp == 0 && b.is_forward(target) {
-            return Ok(()); // the target is the next instruction
+            // The target is the next instruction.
+            b.record(target, LabelField::Omitted);
+            return Ok(());
         }
         let e = b.estimate(target, 2);
         match i8::try_from(e.disp) {
-            Ok(d) if e.may_shorten => enc::jmp_short(b, d),
-            _ => enc::jmp_near(b, rel32(b.estimate(target, 5).disp)?),
+            Ok(d) if e.may_shorten => {
+                enc::jmp_short(b, d);
+                b.record(target, LabelField::Rel8);
+            }
+            _ => {
+                enc::jmp_near(b, rel32(b.estimate(target, 5).disp)?);
+                b.record(target, LabelField::Rel32);
+            }
         }
         Ok(())
     }
@@ -646,8 +656,14 @@ impl MacroAssembler for X86Masm {
         }
         let e = b.estimate(target, 2);
         match i8::try_from(e.disp) {
-            Ok(d) if e.may_shorten => enc::jcc_short(b, cc(cond), d),
-            _ => enc::jcc_near(b, cc(cond), rel32(b.estimate(target, 6).disp)?),
+            Ok(d) if e.may_shorten => {
+                enc::jcc_short(b, cc(cond), d);
+                b.record(target, LabelField::Rel8);
+            }
+            _ => {
+                enc::jcc_near(b, cc(cond), rel32(b.estimate(target, 6).disp)?);
+                b.record(target, LabelField::Rel32);
+            }
         }
         Ok(())
     }
@@ -702,6 +718,7 @@ impl MacroAssembler for X86Masm {
         self.load_tcc_ptr(frame)?;
         let d = rel32(self.buf.estimate(target, 5).disp)?;
         enc::call_rel(self.b(), d);
+        self.buf.record(target, LabelField::Rel32);
         Ok(())
     }
 
@@ -810,6 +827,7 @@ impl MacroAssembler for X86Masm {
                 let d = rel32(self.buf.estimate(table, 7).disp)?;
                 let b = &mut self.buf;
                 enc::lea_rip(b, AUX2, d);
+                b.record(table, LabelField::Rel32);
                 enc::shift_ri(b, Sz::Q, Shift::Shl, AUX, 3);
                 enc::alu_rr(b, Sz::Q, Alu1::Add, AUX, AUX2);
                 enc::load(b, Sz::Q, AUX, Mem { base: AUX, disp: 0 });
@@ -825,6 +843,7 @@ impl MacroAssembler for X86Masm {
     fn load_label_address(&mut self, dst: Gpr, target: Label) -> Result<(), JitErrorKind> {
         let d = rel32(self.buf.estimate(target, 7).disp)?;
         enc::lea_rip(self.b(), dst, d);
+        self.buf.record(target, LabelField::Rel32);
         Ok(())
     }
 }

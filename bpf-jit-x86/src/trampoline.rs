@@ -88,6 +88,8 @@
 
 use std::sync::Arc;
 
+use bpf_jit::trampoline::Attachments;
+pub use bpf_jit::trampoline::{frame_size, AttachId, Side, TrampolineMode};
 use bpf_jit::{CodeBuffer, ExecMemory, JitError, JitProgram, MacroAssembler};
 
 use crate::enc::{self, Gpr, Mem, Sz};
@@ -98,16 +100,6 @@ pub const MAX_ARGS: usize = 6;
 
 /// The SysV integer argument registers, in order.
 pub const ARG_REGS: [Gpr; MAX_ARGS] = [Gpr::RDI, Gpr::RSI, Gpr::RDX, Gpr::RCX, Gpr::R8, Gpr::R9];
-
-/// What the trampoline returns (see the [module docs](self)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum TrampolineMode {
-    /// fentry/fexit: programs observe; the original's result (or 0) is returned.
-    #[default]
-    Observe,
-    /// struct_ops-like: every program's `r0` becomes the running return value.
-    Replace,
-}
 
 /// Errors of building or calling a trampoline.
 #[derive(Debug, thiserror::Error)]
@@ -134,39 +126,6 @@ pub enum TrampolineError {
     /// Mapping the image executable failed, or it outgrew the frame offsets.
     #[error(transparent)]
     Jit(#[from] JitError),
-}
-
-/// Identifies one attachment, for [`Trampoline::detach`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AttachId(u64);
-
-impl AttachId {
-    /// The id's number (unique per trampoline, increasing in attach order).
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// Which side of the original an attached program runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Before the original (fentry).
-    Entry,
-    /// After the original (fexit).
-    Exit,
-}
-
-#[derive(Debug, Clone)]
-struct Attachment {
-    id: AttachId,
-    side: Side,
-    prog: Arc<JitProgram>,
-}
-
-/// Bytes of the context array on the trampoline's frame: `nargs + 1`
-/// slots rounded up to 16 bytes, so `rsp` stays 16-byte aligned.
-pub const fn frame_size(nargs: usize) -> usize {
-    ((nargs + 1) * 8).next_multiple_of(16)
 }
 
 /// One generated trampoline: its executable memory and the programs it
@@ -250,8 +209,7 @@ pub struct Trampoline {
     nargs: usize,
     original: Option<usize>,
     mode: TrampolineMode,
-    attached: Vec<Attachment>,
-    next_id: u64,
+    attached: Attachments<Arc<JitProgram>>,
     image: Arc<TrampolineImage>,
 }
 
@@ -271,13 +229,12 @@ impl Trampoline {
         if nargs > MAX_ARGS {
             return Err(TrampolineError::TooManyArgs(nargs));
         }
-        let image = Arc::new(build(nargs, original, mode, &[])?);
+        let image = Arc::new(build(nargs, original, mode, &Attachments::new())?);
         Ok(Trampoline {
             nargs,
             original,
             mode,
-            attached: Vec::new(),
-            next_id: 0,
+            attached: Attachments::new(),
             image,
         })
     }
@@ -304,11 +261,7 @@ impl Trampoline {
 
     /// The ids attached on `side`, in the order they run.
     pub fn attached(&self, side: Side) -> Vec<AttachId> {
-        self.attached
-            .iter()
-            .filter(|a| a.side == side)
-            .map(|a| a.id)
-            .collect()
+        self.attached.ids(side)
     }
 
     /// Calls the current image (see [`TrampolineImage::call`]).
@@ -342,25 +295,20 @@ impl Trampoline {
         if prog.private_stack() {
             return Err(TrampolineError::PrivateStack);
         }
-        let id = AttachId(self.next_id);
         let mut attached = self.attached.clone();
-        attached.push(Attachment { id, side, prog });
+        let id = attached.attach(side, prog);
         self.image = Arc::new(build(self.nargs, self.original, self.mode, &attached)?);
         self.attached = attached;
-        self.next_id += 1;
         Ok(id)
     }
 
     /// Detaches `id`; regenerates the image. The old image (and, through
     /// it, the detached program) stays alive while anyone holds it.
     pub fn detach(&mut self, id: AttachId) -> Result<(), TrampolineError> {
-        let pos = self
-            .attached
-            .iter()
-            .position(|a| a.id == id)
-            .ok_or(TrampolineError::NotAttached(id.0))?;
         let mut attached = self.attached.clone();
-        attached.remove(pos);
+        attached
+            .detach(id)
+            .ok_or(TrampolineError::NotAttached(id.get()))?;
         self.image = Arc::new(build(self.nargs, self.original, self.mode, &attached)?);
         self.attached = attached;
         Ok(())
@@ -371,13 +319,12 @@ fn build(
     nargs: usize,
     original: Option<usize>,
     mode: TrampolineMode,
-    attached: &[Attachment],
+    attached: &Attachments<Arc<JitProgram>>,
 ) -> Result<TrampolineImage, TrampolineError> {
     let addrs = |side| {
         attached
-            .iter()
-            .filter(move |a| a.side == side)
-            .map(|a| a.prog.memory().as_ptr() as u64)
+            .side(side)
+            .map(|p| p.memory().as_ptr() as u64)
             .collect::<Vec<u64>>()
     };
     let entry = addrs(Side::Entry);
@@ -387,7 +334,7 @@ fn build(
     Ok(TrampolineImage {
         mem,
         nargs,
-        _progs: attached.iter().map(|a| Arc::clone(&a.prog)).collect(),
+        _progs: attached.iter().map(Arc::clone).collect(),
     })
 }
 

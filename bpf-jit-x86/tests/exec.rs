@@ -41,7 +41,9 @@ fn long_and_short_branches() {
     let prog = assemble(&src).expect("assembles");
     let helpers = HelperTable::new();
     let code = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
-    assert!(code.passes >= 2, "relaxation ran {} passes", code.passes);
+    // Every first-pass guess holds (the forward branch over the 320-byte
+    // body is guessed long): the one-pass fix-up suffices.
+    assert_eq!(code.passes, 1, "{} passes", code.passes);
     // The `if r2 != 0 goto skip` is a 4-byte `test` + 2-byte short `jne`.
     let n = prog.len();
     let jne_at = code.insn_offsets[n - 3] as usize;

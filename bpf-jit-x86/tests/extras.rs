@@ -3,6 +3,7 @@
 //! arithmetic in the test) and, where the interpreter can run the same
 //! program, checked against `bpf-vm` too.
 
+use bpf_isa::arbitrary::scenarios;
 use bpf_isa::{assemble, Program};
 use bpf_jit::{HelperTable, JitOptions, MAY_GOTO_BUDGET};
 
@@ -22,22 +23,16 @@ fn budget_is_bpf_max_loops() {
 /// decrements it once until it reads 0).
 #[test]
 fn may_goto_loop_runs_the_budget() {
-    let prog = assemble(
-        "r0 = 0
-       loop:
-         may_goto out
-         r0 += 1
-         goto loop
-       out:
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::MAY_GOTO_LOOP).expect("assembles");
     let helpers = HelperTable::new();
     let jit = bpf_jit_x86::compile(&prog, &JitOptions::new(&helpers)).expect("compiles");
     // SAFETY: no memory accesses besides the frame.
     let got = unsafe { jit.call([0; 5]) };
-    assert_eq!(got, 8_388_608);
-    assert_eq!(interp(&prog, &mut [0u8; 8]), 8_388_608);
+    assert_eq!(got, scenarios::MAY_GOTO_LOOP_RESULT);
+    assert_eq!(
+        interp(&prog, &mut [0u8; 8]),
+        scenarios::MAY_GOTO_LOOP_RESULT
+    );
 }
 
 /// Each frame has its own budget (the kernel's slot is per subprogram
@@ -46,38 +41,9 @@ fn may_goto_loop_runs_the_budget() {
 /// own stack word (r10 - 8, with a declared depth of 8 bytes) survives.
 #[test]
 fn may_goto_budget_per_frame_and_stack_intact() {
-    let prog = assemble(
-        "r6 = 0x77
-         *(u64 *)(r10 - 8) = r6
-         r7 = 0
-       loop:
-         may_goto main_out
-         r7 += 1
-         goto loop
-       main_out:
-         call pc count
-         r7 += r0
-         call pc count
-         r7 += r0
-         r0 = *(u64 *)(r10 - 8)
-         if r0 != 0x77 goto bad
-         r0 = r7
-         exit
-       bad:
-         r0 = 1
-         exit
-       count:
-         r0 = 0
-       l2:
-         may_goto done
-         r0 += 1
-         goto l2
-       done:
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::MAY_GOTO_PER_FRAME).expect("assembles");
     let helpers = HelperTable::new();
-    let depths = [8u32, 0];
+    let depths = scenarios::MAY_GOTO_PER_FRAME_DEPTHS;
     for opts in [
         JitOptions::new(&helpers),
         JitOptions::new(&helpers).with_stack_depths(&depths),
@@ -85,9 +51,16 @@ fn may_goto_budget_per_frame_and_stack_intact() {
     ] {
         let jit = bpf_jit_x86::compile(&prog, &opts).expect("compiles");
         // SAFETY: only the frames' own stack is accessed.
-        assert_eq!(unsafe { jit.call([0; 5]) }, 25_165_824, "{opts:?}");
+        assert_eq!(
+            unsafe { jit.call([0; 5]) },
+            scenarios::MAY_GOTO_PER_FRAME_RESULT,
+            "{opts:?}"
+        );
     }
-    assert_eq!(interp(&prog, &mut [0u8; 8]), 25_165_824);
+    assert_eq!(
+        interp(&prog, &mut [0u8; 8]),
+        scenarios::MAY_GOTO_PER_FRAME_RESULT
+    );
 }
 
 /// On a private stack the budget slot lies inside each frame's region:
@@ -96,38 +69,9 @@ fn may_goto_budget_per_frame_and_stack_intact() {
 /// 3 * 8388608, and guard words around the region survive.
 #[test]
 fn may_goto_on_a_private_stack() {
-    let prog = assemble(
-        "r6 = 0x77
-         *(u64 *)(r10 - 8) = r6
-         r7 = 0
-       loop:
-         may_goto main_out
-         r7 += 1
-         goto loop
-       main_out:
-         call pc count
-         r7 += r0
-         call pc count
-         r7 += r0
-         r0 = *(u64 *)(r10 - 8)
-         if r0 != 0x77 goto bad
-         r0 = r7
-         exit
-       bad:
-         r0 = 1
-         exit
-       count:
-         r0 = 0
-       l2:
-         may_goto done
-         r0 += 1
-         goto l2
-       done:
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::MAY_GOTO_PER_FRAME).expect("assembles");
     let helpers = HelperTable::new();
-    let depths = [8u32, 0];
+    let depths = scenarios::MAY_GOTO_PER_FRAME_DEPTHS;
     let opts = JitOptions::new(&helpers)
         .with_stack_depths(&depths)
         .with_private_stack(true);
@@ -141,7 +85,7 @@ fn may_goto_on_a_private_stack() {
     // SAFETY: the region below `top` holds at least 48 bytes (top was
     // rounded down inside the array) and is used by nothing else.
     let got = unsafe { jit.call_with_stack([0; 5], top) };
-    assert_eq!(got, 25_165_824);
+    assert_eq!(got, scenarios::MAY_GOTO_PER_FRAME_RESULT);
     let base = region.as_ptr() as u64;
     for (i, w) in region.iter().enumerate() {
         let at = base + 8 * i as u64;
@@ -190,50 +134,15 @@ fn run_ldabs(src: &str, pkt: &[u8], blind: Option<u64>) -> u64 {
     unsafe { jit.call([&skb as *const Skb as u64, 0, 0, 0, 0]) }
 }
 
-const PKT: [u8; 8] = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
-
+/// The shared cases of `scenarios::LD_ABS_CASES`, without and with
+/// blinding.
 #[test]
 fn ld_abs_and_ld_ind() {
     for blind in [None, Some(3)] {
-        let r = |src: &str| run_ldabs(src, &PKT, blind);
-        // Network order: bytes 1..3 = 34 56.
-        assert_eq!(r("r6 = r1\n r0 = *(u16 *)skb[1]\n exit"), 0x3456);
-        assert_eq!(r("r6 = r1\n r0 = *(u8 *)skb[7]\n exit"), 0xf0);
-        assert_eq!(r("r6 = r1\n r0 = *(u32 *)skb[4]\n exit"), 0x9abc_def0);
-        // Out of range (4 bytes at 5 > 8): the program ends with r0 = 0.
-        assert_eq!(
-            r("r6 = r1\n r0 = *(u32 *)skb[5]\n r0 = 99\n exit"),
-            0,
-            "{blind:?}"
-        );
-        // ld_ind: r7 + 1 = 3, bytes 3..7.
-        assert_eq!(
-            r("r6 = r1\n r7 = 2\n r0 = *(u32 *)skb[r7 + 1]\n exit"),
-            0x789a_bcde
-        );
-        // ld_ind whose register is r1 itself (clobbered by the call setup).
-        assert_eq!(r("r6 = r1\n r1 = 6\n r0 = *(u16 *)skb[r1]\n exit"), 0xdef0);
-        // Negative offsets fail: -1, and r7 + 1 with r7 = -3.
-        assert_eq!(r("r6 = r1\n r0 = *(u8 *)skb[-1]\n r0 = 5\n exit"), 0);
-        assert_eq!(
-            r("r6 = r1\n r7 = -3\n r0 = *(u8 *)skb[r7 + 1]\n r0 = 5\n exit"),
-            0
-        );
-        // r1-r5 are clobbered, r6-r9 and the stack survive; the loaded
-        // value feeds later code: 0x12 + 0x34 + 100.
-        assert_eq!(
-            r("r6 = r1
-               r8 = 100
-               *(u64 *)(r10 - 8) = r8
-               r0 = *(u8 *)skb[0]
-               r7 = r0
-               r0 = *(u8 *)skb[1]
-               r0 += r7
-               r1 = *(u64 *)(r10 - 8)
-               r0 += r1
-               exit"),
-            0x12 + 0x34 + 100
-        );
+        for (src, want) in scenarios::LD_ABS_CASES {
+            let got = run_ldabs(src, &scenarios::LD_ABS_PACKET, blind);
+            assert_eq!(got, want, "{src} {blind:?}");
+        }
     }
 }
 
@@ -257,63 +166,16 @@ fn ld_abs_needs_the_function_and_the_main_subprogram() {
     assert_eq!(e.index, Some(3));
 }
 
-/// Distinctive immediates, one per blindable form.
-const BLIND_SRC: &str = "
-    r0 = 0x1a2b3c4d
-    w1 = 0x2b3c4d5e
-    r0 += 0x3c4d5e6f
-    w1 ^= 0x4d5e6f70
-    *(u32 *)(r10 - 8) = 0x5e6f7182
-    r2 = *(u32 *)(r10 - 8)
-    if r2 != 0x5e6f7182 goto bad
-    if w1 > 0x6a7b8c9d goto bad
-    r3 = 0x71829304a5b6c7d8 ll
-    r0 *= 0x13572468
-    r0 += r1
-    r0 += r2
-    r0 ^= r3
-    r0 /= 0x2468ace1
-    exit
-  bad:
-    r0 = 0
-    exit";
-
-/// The 32-bit immediates of `BLIND_SRC` (the `ld_imm64` as two halves).
-const BLIND_IMMS: [u32; 10] = [
-    0x1a2b_3c4d,
-    0x2b3c_4d5e,
-    0x3c4d_5e6f,
-    0x4d5e_6f70,
-    0x5e6f_7182,
-    0x6a7b_8c9d,
-    0x7182_9304,
-    0xa5b6_c7d8,
-    0x1357_2468,
-    0x2468_ace1,
-];
-
-/// `BLIND_SRC`'s result, by plain arithmetic.
-fn blind_expected() -> u64 {
-    let mut r0: u64 = 0x1a2b_3c4d;
-    let r1: u64 = u64::from(0x2b3c_4d5eu32 ^ 0x4d5e_6f70);
-    r0 = r0.wrapping_add(0x3c4d_5e6f);
-    assert!(r1 as u32 <= 0x6a7b_8c9d);
-    r0 = r0.wrapping_mul(0x1357_2468);
-    r0 = r0.wrapping_add(r1).wrapping_add(0x5e6f_7182);
-    r0 ^= 0x7182_9304_a5b6_c7d8;
-    r0 / 0x2468_ace1
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
 fn blinding_hides_every_immediate() {
-    let prog = assemble(BLIND_SRC).expect("assembles");
+    let prog = assemble(scenarios::BLIND_SRC).expect("assembles");
     let helpers = HelperTable::new();
     let plain = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
-    for imm in BLIND_IMMS {
+    for imm in scenarios::BLIND_IMMS {
         assert!(
             contains(&plain.code, &imm.to_le_bytes()),
             "unblinded image lacks {imm:#x}"
@@ -322,14 +184,14 @@ fn blinding_hides_every_immediate() {
     for seed in [1u64, 0xdead_beef] {
         let opts = JitOptions::new(&helpers).with_blinding(seed);
         let blinded = bpf_jit_x86::compile_code(&prog, &opts).expect("compiles");
-        for imm in BLIND_IMMS {
+        for imm in scenarios::BLIND_IMMS {
             assert!(
                 !contains(&blinded.code, &imm.to_le_bytes()),
                 "seed {seed}: blinded image holds {imm:#x}"
             );
         }
     }
-    let want = blind_expected();
+    let want = scenarios::blind_expected();
     for opts in [
         JitOptions::new(&helpers),
         JitOptions::new(&helpers).with_blinding(1),
@@ -344,7 +206,7 @@ fn blinding_hides_every_immediate() {
 
 #[test]
 fn different_keys_give_different_images() {
-    let prog = assemble(BLIND_SRC).expect("assembles");
+    let prog = assemble(scenarios::BLIND_SRC).expect("assembles");
     let helpers = HelperTable::new();
     let a = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers).with_blinding(1))
         .expect("compiles");
@@ -369,24 +231,19 @@ unsafe extern "C" fn weighted(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
 /// id is an error naming the call.
 #[test]
 fn kfunc_calls_through_the_resolver() {
-    let prog = assemble(
-        "r1 = 1
-         r2 = 2
-         r3 = 3
-         r4 = 4
-         r5 = 5
-         call kfunc#4242
-         exit",
-    )
-    .expect("assembles");
+    let prog = assemble(scenarios::KFUNC_WEIGHTED).expect("assembles");
     let helpers = HelperTable::new();
     let resolve = |id: i32, off: i16| {
-        (id == 4242 && off == 0).then_some(weighted as bpf_jit::HelperFn as usize as u64)
+        (id == scenarios::KFUNC_WEIGHTED_ID && off == 0)
+            .then_some(weighted as bpf_jit::HelperFn as usize as u64)
     };
     let opts = JitOptions::new(&helpers).with_kfuncs(&resolve);
     let jit = bpf_jit_x86::compile(&prog, &opts).expect("compiles");
     // SAFETY: the kfunc only adds its arguments.
-    assert_eq!(unsafe { jit.call([0; 5]) }, 55);
+    assert_eq!(
+        unsafe { jit.call([0; 5]) },
+        scenarios::KFUNC_WEIGHTED_RESULT
+    );
     let none = |_: i32, _: i16| None;
     let e = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers).with_kfuncs(&none))
         .unwrap_err();

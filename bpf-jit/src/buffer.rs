@@ -37,6 +37,42 @@ pub struct BranchEstimate {
     pub may_shorten: bool,
 }
 
+/// The form of a label-relative field a backend wrote, as recorded for
+/// one-pass layout ([`CodeBuffer::record`]). The field belongs to the
+/// instruction that ends at the offset where it is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelField {
+    /// The instruction's last byte: a signed 8-bit displacement from the
+    /// end of the instruction (x86 `jmp`/`jcc rel8`).
+    Rel8,
+    /// The instruction's last four bytes: a signed little-endian 32-bit
+    /// displacement from the end of the instruction (x86 `rel32`,
+    /// RIP-relative `lea`).
+    Rel32,
+    /// Nothing was emitted: a jump left out because its target was taken
+    /// to be where it ends. Valid only if the displacement is exactly 0.
+    Omitted,
+    /// AArch64 `b`/`bl`: the last 4-byte word's bits 0-25 hold the
+    /// displacement from the start of that instruction in words (±128 MiB).
+    A64Imm26,
+    /// AArch64 `b.cond`/`cbz`: the last word's bits 5-23 hold the
+    /// displacement from the start of that instruction in words (±1 MiB).
+    A64Imm19,
+    /// AArch64 `adr`: the last word's bits 29-30 (low two) and 5-23 (high
+    /// 19) hold the byte displacement from the start of that instruction
+    /// (±1 MiB).
+    A64Adr,
+}
+
+/// A label-relative field written in a recording pass.
+#[derive(Clone, Copy, Debug)]
+struct Fixup {
+    label: u32,
+    /// End of the instruction (the displacement counts from here).
+    end: u32,
+    field: LabelField,
+}
+
 /// Growable machine-code buffer with label bookkeeping for multi-pass layout.
 ///
 /// Each pass the driver clears the bytes, binds every label as it reaches it
@@ -50,7 +86,9 @@ pub struct BranchEstimate {
 /// shrink); started with [`CodeBuffer::begin_optimistic_pass`] it guesses
 /// (backward targets from this pass's positions, forward ones from the
 /// average code size so far), so that a program whose guesses hold
-/// converges in two passes.
+/// converges in two passes; started with [`CodeBuffer::begin_one_pass`],
+/// the backend also records its label-relative fields, and such a program
+/// is finished in that one pass ([`CodeBuffer::finish_one_pass`]).
 #[derive(Clone, Debug, Default)]
 pub struct CodeBuffer {
     bytes: Vec<u8>,
@@ -67,6 +105,12 @@ pub struct CodeBuffer {
     unit_cur: u32,
     /// Start of the same unit in the previous pass.
     unit_prev: u32,
+    /// Recording label-relative fields for a one-pass layout.
+    recording: bool,
+    /// Never finish in one pass (see [`CodeBuffer::set_one_pass`]).
+    no_one_pass: bool,
+    /// The fields recorded in this pass.
+    fixups: Vec<Fixup>,
 }
 
 /// Label position not bound in a pass.
@@ -88,7 +132,9 @@ impl CodeBuffer {
     pub fn reserve(&mut self, labels: usize, bytes: usize) {
         self.bytes.reserve(bytes);
         self.cur.reserve(labels);
-        self.prev.reserve(labels);
+        // Room for one recorded field per label (the previous layout is
+        // only needed once a one-pass layout fails: allocated then).
+        self.fixups.reserve(labels);
     }
 
     /// Starts a layout pass over `labels` labels like
@@ -103,6 +149,139 @@ impl CodeBuffer {
     pub fn begin_optimistic_pass(&mut self, labels: usize) {
         self.begin_pass(labels, false);
         self.optimistic = !self.have_prev;
+    }
+
+    /// Starts the first layout pass of a one-pass layout: an optimistic
+    /// pass ([`CodeBuffer::begin_optimistic_pass`]) from scratch in which
+    /// the backend records every label-relative field it writes
+    /// ([`CodeBuffer::record`]), so that [`CodeBuffer::finish_one_pass`]
+    /// can fix them up instead of running a second pass.
+    pub fn begin_one_pass(&mut self, labels: usize) {
+        // A first pass from scratch: no previous layout to fill in (the
+        // guesses read only this pass's positions).
+        self.reset();
+        self.cur.resize(labels, UNBOUND);
+        self.started = true;
+        self.force_long = false;
+        self.optimistic = true;
+        self.recording = true;
+        self.unit_label = 0;
+        self.unit_cur = 0;
+        self.unit_prev = 0;
+    }
+
+    /// Whether a driver may finish a layout in one pass
+    /// ([`CodeBuffer::begin_one_pass`]); `true` unless turned off here
+    /// (e.g. to compare with the result of the pass loop). Kept across
+    /// [`CodeBuffer::reset`].
+    pub fn set_one_pass(&mut self, on: bool) {
+        self.no_one_pass = !on;
+    }
+
+    /// See [`CodeBuffer::set_one_pass`].
+    pub fn one_pass_allowed(&self) -> bool {
+        !self.no_one_pass
+    }
+
+    /// Whether this pass records label-relative fields (started with
+    /// [`CodeBuffer::begin_one_pass`]).
+    #[inline]
+    pub fn recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Records that the instruction just written (ending at the current
+    /// offset) holds a `field` relative to `label`. Does nothing unless
+    /// the pass [records](CodeBuffer::recording).
+    #[inline]
+    pub fn record(&mut self, label: Label, field: LabelField) {
+        if self.recording {
+            self.fixups.push(Fixup {
+                label: label.0,
+                end: self.offset(),
+                field,
+            });
+        }
+    }
+
+    /// Ends a pass started with [`CodeBuffer::begin_one_pass`]: if every
+    /// recorded field's exact displacement (in this pass's layout) fits the
+    /// form written, writes them all and returns `true`: the code is then
+    /// final. Otherwise returns `false` (some fields may be half written):
+    /// the caller continues with the pass loop ([`CodeBuffer::begin_pass`]
+    /// keeps this pass's layout as the previous one). Always `false` for
+    /// a pass that did not record.
+    pub fn finish_one_pass(&mut self) -> bool {
+        if !self.recording {
+            return false;
+        }
+        self.recording = false;
+        let ok = self.fixups.iter().all(|f| {
+            let Some(&target) = self.cur.get(f.label as usize) else {
+                return false;
+            };
+            if target == UNBOUND {
+                return false;
+            }
+            let disp = i64::from(target) - i64::from(f.end);
+            let end = f.end as usize;
+            match f.field {
+                LabelField::Omitted => disp == 0,
+                LabelField::Rel8 => match (
+                    i8::try_from(disp),
+                    end.checked_sub(1).and_then(|a| self.bytes.get_mut(a..end)),
+                ) {
+                    (Ok(d), Some(field)) => {
+                        field.copy_from_slice(&d.to_le_bytes());
+                        true
+                    }
+                    _ => false,
+                },
+                LabelField::Rel32 => match (
+                    i32::try_from(disp),
+                    end.checked_sub(4).and_then(|a| self.bytes.get_mut(a..end)),
+                ) {
+                    (Ok(d), Some(field)) => {
+                        field.copy_from_slice(&d.to_le_bytes());
+                        true
+                    }
+                    _ => false,
+                },
+                LabelField::A64Imm26 | LabelField::A64Imm19 | LabelField::A64Adr => {
+                    // AArch64 displacements count from the instruction itself.
+                    let disp = disp + 4;
+                    let (ok, mask, bits) = match f.field {
+                        LabelField::A64Imm26 => (
+                            disp % 4 == 0 && (-(1 << 27)..1 << 27).contains(&disp),
+                            0x03ff_ffff,
+                            (disp >> 2) as u32 & 0x03ff_ffff,
+                        ),
+                        LabelField::A64Imm19 => (
+                            disp % 4 == 0 && (-(1 << 20)..1 << 20).contains(&disp),
+                            0x7_ffff << 5,
+                            ((disp >> 2) as u32 & 0x7_ffff) << 5,
+                        ),
+                        _ => (
+                            (-(1 << 20)..1 << 20).contains(&disp),
+                            (3 << 29) | (0x7_ffff << 5),
+                            (disp as u32 & 3) << 29 | ((disp as u32 >> 2) & 0x7_ffff) << 5,
+                        ),
+                    };
+                    match end.checked_sub(4).and_then(|a| self.bytes.get_mut(a..end)) {
+                        Some(word) if ok => {
+                            let mut w = [0u8; 4];
+                            w.copy_from_slice(word);
+                            let v = (u32::from_le_bytes(w) & !mask) | bits;
+                            word.copy_from_slice(&v.to_le_bytes());
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            }
+        });
+        self.fixups.clear();
+        ok
     }
 
     /// Starts a layout pass over `labels` labels: keeps the positions bound
@@ -122,6 +301,8 @@ impl CodeBuffer {
         self.started = true;
         self.force_long = force_long;
         self.optimistic = false;
+        self.recording = false;
+        self.fixups.clear();
         self.unit_label = 0;
         self.unit_cur = 0;
         self.unit_prev = 0;
@@ -135,6 +316,8 @@ impl CodeBuffer {
         self.have_prev = false;
         self.started = false;
         self.optimistic = false;
+        self.recording = false;
+        self.fixups.clear();
     }
 
     /// Binds `label` at the current offset and starts a new layout unit there.
@@ -269,6 +452,18 @@ impl CodeBuffer {
         self.bytes.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// Takes the label positions of the current pass out of the buffer,
+    /// indexed by label number (0 for a label not bound in it).
+    pub fn take_label_offsets(&mut self) -> Vec<u32> {
+        let mut v = std::mem::take(&mut self.cur);
+        for p in &mut v {
+            if *p == UNBOUND {
+                *p = 0;
+            }
+        }
+        v
+    }
+
     /// Takes the finished code out of the buffer.
     pub fn take_bytes(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.bytes)
@@ -364,6 +559,96 @@ mod tests {
                 disp: 0,
                 may_shorten: false
             }
+        );
+    }
+
+    #[test]
+    fn one_pass_fixes_up_recorded_fields_or_refuses() {
+        // x86: `jmp rel8` at 0 (ends at 2) to label 2 at 6: 4; a
+        // `call rel32` at 6 (ends at 11) back to label 0: -11.
+        let mut b = CodeBuffer::with_capacity(3, 32);
+        b.begin_one_pass(3);
+        assert!(b.recording());
+        b.bind(Label::new(0));
+        b.put(&[0xeb, 0]);
+        b.record(Label::new(2), LabelField::Rel8);
+        b.bind(Label::new(1));
+        b.put(&[0x90; 4]);
+        b.bind(Label::new(2));
+        b.put1(0xe8);
+        b.put4(0);
+        b.record(Label::new(0), LabelField::Rel32);
+        b.record(Label::new(2), LabelField::Omitted); // wrong: 2 is at 6, not 11
+        assert!(!b.finish_one_pass());
+        // The same without the bad omission: every field written.
+        b.begin_one_pass(3);
+        b.bind(Label::new(0));
+        b.put(&[0xeb, 0]);
+        b.record(Label::new(2), LabelField::Rel8);
+        b.bind(Label::new(1));
+        b.put(&[0x90; 4]);
+        b.bind(Label::new(2));
+        b.put1(0xe8);
+        b.put4(0);
+        b.record(Label::new(0), LabelField::Rel32);
+        assert!(b.finish_one_pass());
+        assert_eq!(
+            b.bytes(),
+            &[0xeb, 4, 0x90, 0x90, 0x90, 0x90, 0xe8, 0xf5, 0xff, 0xff, 0xff]
+        );
+        assert!(!b.recording());
+        // A short field out of rel8 range, and an unbound label: refused.
+        b.begin_one_pass(2);
+        b.bind(Label::new(0));
+        b.put(&[0xeb, 0]);
+        b.record(Label::new(1), LabelField::Rel8);
+        b.put(&[0x90; 200]);
+        b.bind(Label::new(1));
+        assert!(!b.finish_one_pass());
+        b.begin_one_pass(2);
+        b.bind(Label::new(0));
+        b.put(&[0xeb, 0]);
+        b.record(Label::new(1), LabelField::Rel8);
+        assert!(!b.finish_one_pass());
+        // A plain pass never records.
+        b.begin_pass(2, false);
+        b.record(Label::new(1), LabelField::Rel8);
+        assert!(!b.finish_one_pass());
+    }
+
+    #[test]
+    fn one_pass_fixes_up_aarch64_fields() {
+        // `b` at 0 to label 1 at 12: +12 bytes = 3 words (0x14000003);
+        // `b.ne` at 12 back to 0: -3 words (0x54ffffa1); `adr x2` at 16
+        // to label 1 at 12: -4 bytes (0x10ffffe2). Encodings by hand from
+        // the Arm ARM field layouts.
+        let mut b = CodeBuffer::with_capacity(2, 32);
+        b.begin_one_pass(2);
+        b.bind(Label::new(0));
+        b.put4(0x1400_0000);
+        b.record(Label::new(1), LabelField::A64Imm26);
+        b.put4(0xd503_201f);
+        b.put4(0xd503_201f);
+        b.bind(Label::new(1));
+        b.put4(0x5400_0001);
+        b.record(Label::new(0), LabelField::A64Imm19);
+        b.put4(0x1000_0002);
+        b.record(Label::new(1), LabelField::A64Adr);
+        assert!(b.finish_one_pass());
+        let words: Vec<u32> = b
+            .bytes()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                0x1400_0003,
+                0xd503_201f,
+                0xd503_201f,
+                0x54ff_ffa1,
+                0x10ff_ffe2
+            ]
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The target-independent driver: plans subprograms and frames, resolves
-//! helpers and `ld_imm64` pseudo sources, then lowers the program pass after
-//! pass until the layout converges.
+//! helpers and `ld_imm64` pseudo sources, then lowers the program in one
+//! pass with displacement fix-ups when the first pass's guesses hold, else
+//! pass after pass until the layout converges.
 
 use bpf_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, LdImm64Src, Program, Reg, Size, Source, Width,
@@ -191,9 +192,11 @@ pub const DEFAULT_STACK_DEPTH: u32 = 512;
 /// back to long forms everywhere (two more passes, which always converge).
 ///
 /// The first pass guesses optimistically (short forms wherever a guess fits;
-/// see [`CodeBuffer::begin_optimistic_pass`]), each later one estimates from
-/// the layout of the one before; so most programs converge in two passes,
-/// and one whose sizes keep changing is cut off here.
+/// see [`CodeBuffer::begin_optimistic_pass`]; with a backend that records
+/// its label fields, most programs are then done in that one pass), each
+/// later one estimates from the layout of the one before; so most of the
+/// rest converge in two passes, and one whose sizes keep changing is cut
+/// off here.
 ///
 /// [`CodeBuffer::begin_optimistic_pass`]: crate::CodeBuffer::begin_optimistic_pass
 pub const MAX_RELAX_PASSES: u32 = 16;
@@ -429,29 +432,6 @@ fn target_pos(
         .ok_or_else(|| JitError::at(slot, JitErrorKind::BadTarget(t)))
 }
 
-/// Bit mask of the eBPF registers an instruction names explicitly.
-fn regs_named(insn: &Insn) -> u16 {
-    let b = |r: Reg| 1u16 << r.num();
-    let s = |src: Source| match src {
-        Source::Reg(r) => b(r),
-        Source::Imm(_) => 0,
-    };
-    match *insn {
-        Insn::Alu { dst, src, .. } | Insn::Jmp { dst, src, .. } => b(dst) | s(src),
-        Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::LdImm64 { dst, .. } => b(dst),
-        Insn::MovSx { dst, src, .. }
-        | Insn::AddrSpaceCast { dst, src, .. }
-        | Insn::Ldx { dst, src, .. }
-        | Insn::LdxSx { dst, src, .. }
-        | Insn::Stx { dst, src, .. }
-        | Insn::Atomic { dst, src, .. } => b(dst) | b(src),
-        Insn::St { dst, .. } => b(dst),
-        Insn::LdInd { src, .. } => b(src),
-        Insn::CallReg { reg } => b(reg),
-        _ => 0,
-    }
-}
-
 /// Precomputed facts per instruction and per subprogram.
 struct Plan {
     /// Label (branch target or subprogram entry) or helper address / ld_imm64 value.
@@ -527,10 +507,52 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 continue;
             };
             let slot = slot as usize;
-            used |= regs_named(insn);
-            match *insn {
-                Insn::MayGoto { .. } => has_may_goto = true,
+            // One dispatch per instruction: the registers it names, and its
+            // label, helper address or `ld_imm64` value.
+            let bit = |r: Reg| 1u16 << r.num();
+            let src_bit = |src: Source| match src {
+                Source::Reg(r) => bit(r),
+                Source::Imm(_) => 0,
+            };
+            let branch = || -> Result<u64, JitError> {
+                let off = insn.branch_offset().unwrap_or(0);
+                let t = target_pos(prog, pos, slot, 1, off)?;
+                if t < begin || t >= end {
+                    return Err(JitError::at(slot, JitErrorKind::CrossesSubprogram));
+                }
+                Ok(t as u64)
+            };
+            let value = match *insn {
+                Insn::Alu { dst, src, .. } => {
+                    used |= bit(dst) | src_bit(src);
+                    0
+                }
+                Insn::Jmp { dst, src, .. } => {
+                    used |= bit(dst) | src_bit(src);
+                    branch()?
+                }
+                Insn::Ja { .. } | Insn::JaLong { .. } => branch()?,
+                Insn::MayGoto { .. } => {
+                    has_may_goto = true;
+                    branch()?
+                }
+                Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
+                    used |= bit(dst);
+                    0
+                }
+                Insn::MovSx { dst, src, .. }
+                | Insn::AddrSpaceCast { dst, src, .. }
+                | Insn::Ldx { dst, src, .. }
+                | Insn::LdxSx { dst, src, .. }
+                | Insn::Stx { dst, src, .. }
+                | Insn::Atomic { dst, src, .. } => {
+                    used |= bit(dst) | bit(src);
+                    0
+                }
                 Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                    if let Insn::LdInd { src, .. } = *insn {
+                        used |= bit(src);
+                    }
                     if s != 0 {
                         return Err(JitError::at(
                             slot,
@@ -543,26 +565,15 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     ))?);
                     // The context is read from r6.
                     used |= 1 << 6;
+                    0
                 }
-                _ => {}
-            }
-            let value = match *insn {
-                Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Jmp { .. } | Insn::MayGoto { .. } => {
-                    let off = insn.branch_offset().unwrap_or(0);
-                    let t = target_pos(prog, pos, slot, 1, off)?;
-                    if t < begin || t >= end {
-                        return Err(JitError::at(slot, JitErrorKind::CrossesSubprogram));
-                    }
-                    t as u64
+                Insn::Call(CallTarget::Local(off)) => {
+                    entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
                 }
-                Insn::Call(CallTarget::Local(off))
-                | Insn::LdImm64 {
-                    src: LdImm64Src::Func(off),
-                    ..
-                } => entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?),
                 // bpf_tail_call: inline code (MacroAssembler::tail_call).
                 Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => 0,
-                Insn::CallReg { .. } => {
+                Insn::CallReg { reg } => {
+                    used |= bit(reg);
                     has_callx = true;
                     0
                 }
@@ -583,24 +594,29 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                     }
                     None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
                 },
-                Insn::LdImm64 {
-                    src: LdImm64Src::Imm(v),
-                    ..
-                } => v,
-                Insn::LdImm64 { src, .. } => {
-                    let what = match src {
-                        LdImm64Src::MapFd(_) => "map fd",
-                        LdImm64Src::MapValue { .. } => "map value",
-                        LdImm64Src::BtfId(_) => "BTF id",
-                        LdImm64Src::MapIdx(_) => "map index",
-                        LdImm64Src::MapIdxValue { .. } => "map index value",
-                        LdImm64Src::Imm(_) | LdImm64Src::Func(_) => "immediate",
-                    };
-                    opts.ld_imm64
-                        .and_then(|r| r(slot, src))
-                        .ok_or(JitError::at(slot, JitErrorKind::UnresolvedLdImm64(what)))?
+                Insn::LdImm64 { dst, src } => {
+                    used |= bit(dst);
+                    match src {
+                        LdImm64Src::Func(off) => {
+                            entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
+                        }
+                        LdImm64Src::Imm(v) => v,
+                        _ => {
+                            let what = match src {
+                                LdImm64Src::MapFd(_) => "map fd",
+                                LdImm64Src::MapValue { .. } => "map value",
+                                LdImm64Src::BtfId(_) => "BTF id",
+                                LdImm64Src::MapIdx(_) => "map index",
+                                LdImm64Src::MapIdxValue { .. } => "map index value",
+                                LdImm64Src::Imm(_) | LdImm64Src::Func(_) => "immediate",
+                            };
+                            opts.ld_imm64
+                                .and_then(|r| r(slot, src))
+                                .ok_or(JitError::at(slot, JitErrorKind::UnresolvedLdImm64(what)))?
+                        }
+                    }
                 }
-                _ => 0,
+                Insn::Exit => 0,
             };
             if let Some(a) = aux.get_mut(pos) {
                 *a = value;
@@ -799,7 +815,10 @@ pub fn compile<M: MacroAssembler>(
     for pass in 0..MAX_RELAX_PASSES + 2 {
         passes = pass + 1;
         let buf = masm.buffer_mut();
-        if pass < MAX_RELAX_PASSES {
+        let one_pass = pass == 0 && M::RECORDS_LABEL_FIELDS && buf.one_pass_allowed();
+        if one_pass {
+            buf.begin_one_pass(nlabels);
+        } else if pass < MAX_RELAX_PASSES {
             buf.begin_optimistic_pass(nlabels);
         } else {
             buf.begin_pass(nlabels, true);
@@ -808,14 +827,19 @@ pub fn compile<M: MacroAssembler>(
         if plan.has_callx {
             emit_helper_table::<M>(masm, &table, table_label);
         }
-        if masm.buffer().converged() {
+        let done = if one_pass {
+            masm.buffer_mut().finish_one_pass()
+        } else {
+            masm.buffer().converged()
+        };
+        if done {
             let buf = masm.buffer_mut();
-            let entries = (n..n + plan.starts.len())
-                .map(|l| buf.label_offset(Label::new(l as u32)).unwrap_or(0))
-                .collect();
-            let insn_offsets = (0..n)
-                .map(|l| buf.label_offset(Label::new(l as u32)).unwrap_or(0))
-                .collect();
+            let mut insn_offsets = buf.take_label_offsets();
+            let entries = insn_offsets
+                .get(n..n + plan.starts.len())
+                .map(<[u32]>::to_vec)
+                .unwrap_or_default();
+            insn_offsets.truncate(n);
             let code = buf.take_bytes();
             buf.reset();
             return Ok(CompiledCode {
@@ -932,6 +956,16 @@ fn emit_pass<M: MacroAssembler>(
         let lowered = match fastcalls.next_if(|e| e.0 == pos) {
             // A call to a `bpf_fastcall` helper (plan: only helper calls).
             Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
+            // Without blinding, only these need `lower_extra` (one
+            // well-predicted test instead of a second dispatch).
+            None if key.is_none()
+                && !matches!(
+                    insn,
+                    Insn::MayGoto { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. }
+                ) =>
+            {
+                lower(masm, insn, aux, frame, table, table_len)
+            }
             None => match lower_extra(masm, insn, aux, mg_slot, plan, n, key) {
                 Ok(true) => Ok(()),
                 Ok(false) => lower(masm, insn, aux, frame, table, table_len),

@@ -8,8 +8,9 @@ pub mod masm;
 pub mod patch;
 pub mod progarray;
 pub mod tailsite;
+pub mod trampoline;
 
-pub use buffer::{BranchEstimate, CodeBuffer, Label};
+pub use buffer::{BranchEstimate, CodeBuffer, Label, LabelField};
 pub use driver::{
     compile, random_blinding_seed, subprogram_starts, CompiledCode, HelperFn, HelperTable,
     JitOptions, KfuncResolver, LdImm64Resolver, DEFAULT_STACK_DEPTH, MAX_RELAX_PASSES,

@@ -240,6 +240,15 @@ pub trait MacroAssembler {
     /// prefix of one: `int3` on x86-64; `udf #0` is four zero bytes on AArch64).
     const PAD_BYTE: u8;
 
+    /// Whether the backend records every label-relative field it writes
+    /// with [`CodeBuffer::record`] (branches, local calls, label address
+    /// loads, and jumps it leaves out), and bases every other
+    /// layout-dependent choice on the current offset only. The driver then
+    /// finishes a program in one pass when the first pass's choices hold
+    /// ([`CodeBuffer::finish_one_pass`]); otherwise it always runs the
+    /// pass loop. Default `false`.
+    const RECORDS_LABEL_FIELDS: bool = false;
+
     // ---- buffer and registers -------------------------------------------------
 
     /// The code buffer.

@@ -351,6 +351,33 @@ impl<'p> LoadBuilder<'p> {
         }
     }
 
+    /// The helpers a JIT-compiled program may call: the registered ones
+    /// (and `bpf_loop` when the kernel's built-ins are on), by id, and the
+    /// JIT's table, filled by `add(table, id, registers to preserve)`
+    /// with the engine's native entry for helper `id`.
+    fn jit_helpers(
+        &self,
+        mut add: impl FnMut(&mut HelperTable, usize, u16) -> Result<(), VmError>,
+    ) -> Result<JitHelpers, VmError> {
+        let builtins = self.helpers.kernel_builtins();
+        let mut helpers: Vec<Option<Arc<HelperFn>>> = vec![None; JIT_HELPER_IDS];
+        let mut table = HelperTable::new();
+        for (id, slot) in helpers.iter_mut().enumerate() {
+            let idn = id as i32;
+            if let Some(f) = self.helpers.get(idn) {
+                *slot = Some(f);
+                add(
+                    &mut table,
+                    id,
+                    self.fastcall.get(&idn).copied().unwrap_or(0),
+                )?;
+            } else if builtins && idn == BPF_FUNC_LOOP {
+                add(&mut table, id, 0)?;
+            }
+        }
+        Ok((helpers, table))
+    }
+
     fn build_jit(self) -> Result<LoadedProgram, VmError> {
         if !cfg!(target_arch = "x86_64") {
             return Err(VmError::Unsupported {
@@ -360,66 +387,21 @@ impl<'p> LoadBuilder<'p> {
         }
         self.prog.validate()?;
         let builtins = self.helpers.kernel_builtins();
-        let mut helpers: Vec<Option<Arc<HelperFn>>> = vec![None; JIT_HELPER_IDS];
-        let mut table = HelperTable::new();
-        for (id, (slot, tramp)) in helpers.iter_mut().zip(TRAMPOLINES.iter()).enumerate() {
-            let id = id as i32;
-            if let Some(f) = self.helpers.get(id) {
-                *slot = Some(f);
-                let keep = self.fastcall.get(&id).copied().unwrap_or(0);
-                table.insert_fastcall(id, *tramp, keep);
-            } else if builtins && id == BPF_FUNC_LOOP {
-                table.insert(id, *tramp);
+        let (helpers, table) = self.jit_helpers(|table, id, keep| {
+            if let Some(tramp) = TRAMPOLINES.get(id) {
+                table.insert_fastcall(id as i32, *tramp, keep);
             }
-        }
-        let used: Mutex<Vec<Arc<Map>>> = Mutex::new(Vec::new());
-        let arrays: Mutex<Vec<Arc<ProgArrayShared>>> = Mutex::new(Vec::new());
-        let missing: Mutex<Option<VmError>> = Mutex::new(None);
+            Ok(())
+        })?;
+        let refs = MapRefs::default();
         let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
-            let (fd, is_idx, off) = match src {
-                LdImm64Src::MapFd(fd) => (fd, false, None),
-                LdImm64Src::MapIdx(i) => (i, true, None),
-                LdImm64Src::MapValue { fd, off } => (fd, false, Some(off)),
-                LdImm64Src::MapIdxValue { idx, off } => (idx, true, Some(off)),
-                _ => return None,
-            };
-            let Some(map) = self.lookup(fd, is_idx) else {
-                if let Ok(mut m) = missing.lock() {
-                    *m = Some(VmError::UnknownMap { insn: slot, fd });
-                }
-                return None;
-            };
+            let (fd, map, off) = refs.lookup(&self, slot, src)?;
             if let (None, Some(pa)) = (off, map.as_prog_array()) {
                 let shared = pa.shared();
-                if let Ok(mut a) = arrays.lock() {
-                    if !a.iter().any(|x| Arc::ptr_eq(x, shared)) {
-                        a.push(shared.clone());
-                    }
-                }
+                refs.note_array(shared);
                 return Some(shared.handle());
             }
-            let value = match off {
-                None => Arc::as_ptr(&map) as u64,
-                Some(off) => match map.direct_value(off) {
-                    Some(v) => v.ptr,
-                    None => {
-                        if let Ok(mut m) = missing.lock() {
-                            *m = Some(VmError::BadMapValue {
-                                insn: slot,
-                                fd,
-                                off,
-                            });
-                        }
-                        return None;
-                    }
-                },
-            };
-            if let Ok(mut u) = used.lock() {
-                if !u.iter().any(|m| Arc::ptr_eq(m, &map)) {
-                    u.push(map);
-                }
-            }
-            Some(value)
+            refs.value(map, slot, fd, off)
         };
         let mut opts = JitOptions::new(&table)
             .with_ld_imm64(&resolve)
@@ -432,23 +414,8 @@ impl<'p> LoadBuilder<'p> {
         // Tail calls through a constant array and index become patchable
         // direct jumps, kept in step with the slot by the array (below).
         opts = opts.with_direct_tail_calls(true);
-        let code = match bpf_jit_x86::compile(self.prog, &opts) {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
-                    return Err(m);
-                }
-                return Err(match e.kind {
-                    bpf_jit::JitErrorKind::UnknownHelper(id) => VmError::UnknownHelper {
-                        insn: e.index.unwrap_or(0),
-                        id: i64::from(id),
-                    },
-                    _ => VmError::Jit(e),
-                });
-            }
-        };
-        let maps = used.into_inner().unwrap_or_default();
-        let prog_arrays = arrays.into_inner().unwrap_or_default();
+        let code = bpf_jit_x86::compile(self.prog, &opts).map_err(|e| refs.jit_error(e))?;
+        let (maps, prog_arrays) = refs.into_parts();
         if prog_arrays
             .iter()
             .any(|a| !a.claim_stack_kind(self.private_stack))
@@ -1056,6 +1023,118 @@ static TRAMPOLINE_ROWS: [[Tramp; 16]; 16] = [
     row!(14),
     row!(15),
 ];
+
+/// The registered helpers by id, and the JIT's table of their entries.
+type JitHelpers = (Vec<Option<Arc<HelperFn>>>, HelperTable);
+
+/// What resolving a program's map references collects while a JIT
+/// compiles it: the maps and program arrays it uses (kept alive by the
+/// loaded program) and the first error, which the JIT's resolver callback
+/// can only report as "unresolved".
+#[derive(Default)]
+struct MapRefs {
+    used: Mutex<Vec<Arc<Map>>>,
+    arrays: Mutex<Vec<Arc<ProgArrayShared>>>,
+    missing: Mutex<Option<VmError>>,
+}
+
+impl MapRefs {
+    /// Records `e` (unless an earlier error is recorded) and returns the
+    /// resolver's "unresolved".
+    fn fail(&self, e: VmError) -> Option<u64> {
+        if let Ok(mut m) = self.missing.lock() {
+            m.get_or_insert(e);
+        }
+        None
+    }
+
+    /// The map an `ld_imm64` source names (by fd or by index into the
+    /// builder's maps), with its fd and value offset; `None` for other
+    /// sources, and for an unknown map (recorded as the error).
+    fn lookup(
+        &self,
+        b: &LoadBuilder<'_>,
+        slot: usize,
+        src: LdImm64Src,
+    ) -> Option<(i32, Arc<Map>, Option<u32>)> {
+        let (fd, is_idx, off) = match src {
+            LdImm64Src::MapFd(fd) => (fd, false, None),
+            LdImm64Src::MapIdx(i) => (i, true, None),
+            LdImm64Src::MapValue { fd, off } => (fd, false, Some(off)),
+            LdImm64Src::MapIdxValue { idx, off } => (idx, true, Some(off)),
+            _ => return None,
+        };
+        match b.lookup(fd, is_idx) {
+            Some(map) => Some((fd, map, off)),
+            None => {
+                self.fail(VmError::UnknownMap { insn: slot, fd });
+                None
+            }
+        }
+    }
+
+    /// Keeps `shared` alive with the program.
+    fn note_array(&self, shared: &Arc<ProgArrayShared>) {
+        if let Ok(mut a) = self.arrays.lock() {
+            if !a.iter().any(|x| Arc::ptr_eq(x, shared)) {
+                a.push(shared.clone());
+            }
+        }
+    }
+
+    /// The address `map` resolves to (the map itself, or with `off` the
+    /// address of its value's byte `off`), keeping the map alive with the
+    /// program.
+    fn value(&self, map: Arc<Map>, slot: usize, fd: i32, off: Option<u32>) -> Option<u64> {
+        let value = match off {
+            None => Arc::as_ptr(&map) as u64,
+            Some(off) => match map.direct_value(off) {
+                Some(v) => v.ptr,
+                None => {
+                    return self.fail(VmError::BadMapValue {
+                        insn: slot,
+                        fd,
+                        off,
+                    })
+                }
+            },
+        };
+        if let Ok(mut u) = self.used.lock() {
+            if !u.iter().any(|m| Arc::ptr_eq(m, &map)) {
+                u.push(map);
+            }
+        }
+        Some(value)
+    }
+
+    /// The recorded error, if any.
+    fn take_error(&self) -> Option<VmError> {
+        self.missing.lock().ok().and_then(|mut m| m.take())
+    }
+
+    /// A JIT's error as the engine reports it: the recorded resolver
+    /// error if there is one, else the JIT's own.
+    fn jit_error(&self, e: bpf_jit::JitError) -> VmError {
+        if let Some(m) = self.take_error() {
+            return m;
+        }
+        match e.kind {
+            bpf_jit::JitErrorKind::UnknownHelper(id) => VmError::UnknownHelper {
+                insn: e.index.unwrap_or(0),
+                id: i64::from(id),
+            },
+            _ => VmError::Jit(e),
+        }
+    }
+
+    /// The maps and program arrays used.
+    fn into_parts(self) -> (Vec<Arc<Map>>, Vec<Arc<ProgArrayShared>>) {
+        (
+            self.used.into_inner().unwrap_or_default(),
+            self.arrays.into_inner().unwrap_or_default(),
+        )
+    }
+}
 
 /// All trampolines, by helper id.
 static TRAMPOLINES: std::sync::LazyLock<Vec<Tramp>> =

@@ -10,23 +10,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bpf_isa::{assemble, Program};
-use bpf_vm::{
-    Engine, HelperError, HelperRegistry, LoadedProgram, Map, MapDef, MapType, VmError, XdpMd,
+use bpf_isa::Program;
+
+mod common;
+use bpf_vm::{Engine, HelperError, HelperRegistry, LoadedProgram, Map, MapType, VmError, XdpMd};
+use common::{
+    asm, def, self_call, BPF_LOOP_SUM, BPF_LOOP_SUM_RESULT, COUNTER, HASH_ERRNO, HASH_ERRNO_RESULT,
 };
-
-fn asm(src: &str) -> Program {
-    assemble(src).unwrap_or_else(|e| panic!("assembly failed: {e}\n{src}"))
-}
-
-fn def(t: MapType, k: u32, v: u32, n: u32) -> MapDef {
-    MapDef {
-        map_type: t,
-        key_size: k,
-        value_size: v,
-        max_entries: n,
-    }
-}
 
 /// Enables the shared arena (before any map is created); `false` (with a
 /// message) when the emulator's tools are missing.
@@ -64,22 +54,6 @@ fn both(
     })
 }
 
-/// Increments the u64 at key 0 of map fd 1 (array) and returns it.
-const COUNTER: &str = "
-    *(u32 *)(r10 - 4) = 0
-    r1 = map[fd:1]
-    r2 = r10
-    r2 += -4
-    call 1
-    if r0 == 0 goto miss
-    r1 = 1
-    lock *(u64 *)(r0 + 0) += r1
-    r0 = *(u64 *)(r0 + 0)
-    exit
-miss:
-    r0 = -1
-    exit";
-
 #[test]
 fn array_map_lookup_and_atomic_add() {
     if !ready("array map") {
@@ -106,62 +80,17 @@ fn hash_map_update_delete_and_errno() {
     if !ready("hash map") {
         return;
     }
-    // update(key 7, value 9, NOEXIST) twice: 0 then -EEXIST; delete(8): -ENOENT;
-    // lookup(7) then returns the value 9.
-    let src = "
-        *(u32 *)(r10 - 4) = 7
-        *(u64 *)(r10 - 16) = 9
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r4 = 1
-        call 2
-        r6 = r0
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r4 = 1
-        call 2
-        r7 = r0
-        *(u32 *)(r10 - 4) = 8
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        call 3
-        r8 = r0
-        *(u32 *)(r10 - 4) = 7
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        call 1
-        if r0 == 0 goto miss
-        r0 = *(u64 *)(r0 + 0)
-        r0 <<= 24
-        r8 &= 0xff
-        r7 &= 0xff
-        r6 &= 0xff
-        r8 <<= 16
-        r7 <<= 8
-        r0 |= r8
-        r0 |= r7
-        r0 |= r6
-        exit
-    miss:
-        r0 = -1
-        exit";
-    // 9 << 24 | (-2 & 0xff) << 16 | (-17 & 0xff) << 8 | 0
-    let want = (9u64 << 24) | (0xfe << 16) | (0xef << 8);
     for engine in [Engine::Interp, Engine::Arm64] {
         let m = Map::new(def(MapType::Hash, 4, 8, 4)).expect("map");
-        let p = LoadedProgram::builder(&asm(src), engine)
+        let p = LoadedProgram::builder(&asm(HASH_ERRNO), engine)
             .map(1, m.clone())
             .build()
             .expect("build");
-        assert_eq!(run(&p, &mut []).expect("run"), want, "{engine}");
+        assert_eq!(
+            run(&p, &mut []).expect("run"),
+            HASH_ERRNO_RESULT,
+            "{engine}"
+        );
         assert_eq!(
             m.lookup(&7u32.to_le_bytes()),
             Ok(9u64.to_le_bytes().to_vec())
@@ -238,24 +167,8 @@ fn tail_calls_through_a_prog_array_and_their_limit() {
     assert_eq!(run(&miss, &mut []).expect("run"), 1);
     // Counts its executions and tail-calls itself (slot 1): 1 run + 33
     // tail calls (MAX_TAIL_CALL_CNT), then falls through to r0 = 7.
-    let selfcall = "
-        r6 = r1
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[fd:2]
-        r2 = r10
-        r2 += -4
-        call 1
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        r1 = r6
-        r2 = map[fd:1]
-        r3 = 1
-        call 12
-    out:
-        r0 = 7
-        exit";
-    let me = LoadedProgram::builder(&asm(selfcall), Engine::Arm64)
+    let selfcall = self_call(1);
+    let me = LoadedProgram::builder(&asm(&selfcall), Engine::Arm64)
         .map(1, pa.clone())
         .map(2, counter.clone())
         .build()
@@ -284,28 +197,8 @@ fn bpf_loop_calls_back_into_the_emulator() {
     if !ready("bpf_loop") {
         return;
     }
-    let src = "
-        *(u64 *)(r10 - 8) = 0
-        r1 = 10
-        r2 = subprog[cb]
-        r3 = r10
-        r3 += -8
-        r4 = 0
-        call 181
-        r6 = r0
-        r0 = *(u64 *)(r10 - 8)
-        r0 <<= 8
-        r0 += r6
-        exit
-    cb:
-        r3 = *(u64 *)(r2 + 0)
-        r3 += r1
-        *(u64 *)(r2 + 0) = r3
-        r0 = 0
-        exit";
-    // sum(0..10) = 45 after 10 iterations.
-    let [interp, arm] = both(&asm(src), &[], HelperRegistry::kernel);
-    assert_eq!(run(&interp, &mut []).expect("interp"), (45 << 8) + 10);
+    let [interp, arm] = both(&asm(BPF_LOOP_SUM), &[], HelperRegistry::kernel);
+    assert_eq!(run(&interp, &mut []).expect("interp"), BPF_LOOP_SUM_RESULT);
     assert_eq!(run(&arm, &mut []).expect("arm64"), (45 << 8) + 10);
     // A callback returning 1 stops after the first iteration.
     let src = "r1 = 10\nr2 = subprog[cb]\nr3 = 0\nr4 = 0\ncall 181\nexit\ncb: r0 = 1\nexit";

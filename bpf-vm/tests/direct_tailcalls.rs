@@ -9,17 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bpf_isa::assemble;
-use bpf_vm::{Engine, LoadedProgram, Map, MapDef, MapType};
+use bpf_vm::{Engine, LoadedProgram, Map};
 
-fn prog_array(n: u32) -> Arc<Map> {
-    Map::new(MapDef {
-        map_type: MapType::ProgArray,
-        key_size: 4,
-        value_size: 4,
-        max_entries: n,
-    })
-    .expect("prog array")
-}
+mod common;
+use common::prog_array;
 
 fn load(src: &str, pa: &Arc<Map>) -> LoadedProgram {
     LoadedProgram::builder(&assemble(src).expect("assembles"), Engine::X86)

@@ -2,6 +2,7 @@
 //! packet-load routine reads the run's packet) gives the interpreter's
 //! results, which are checked against values computed by hand.
 
+use bpf_isa::arbitrary::scenarios;
 use bpf_isa::assemble;
 use bpf_vm::{Engine, LoadedProgram};
 
@@ -101,15 +102,10 @@ fn ld_ind_with_a_register_offset() {
 
 #[test]
 fn may_goto_budget_on_both_engines() {
-    // By hand: 8388608 (BPF_MAX_LOOPS) passes.
-    let src = "r0 = 0
-             loop:
-               may_goto out
-               r0 += 1
-               goto loop
-             out:
-               exit";
-    assert_eq!(both(src, &PKT), 8_388_608);
+    assert_eq!(
+        both(scenarios::MAY_GOTO_LOOP, &PKT),
+        scenarios::MAY_GOTO_LOOP_RESULT
+    );
 }
 
 #[test]

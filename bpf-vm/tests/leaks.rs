@@ -6,53 +6,10 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use bpf_isa::{assemble, Program};
+mod common;
 use bpf_vm::engine::retired_programs;
-use bpf_vm::{Engine, HelperRegistry, Interpreter, LoadedProgram, Map, MapDef, MapType};
-
-fn asm(src: &str) -> Program {
-    assemble(src).unwrap_or_else(|e| panic!("assembly failed: {e}\n{src}"))
-}
-
-fn prog_array(n: u32) -> Arc<Map> {
-    Map::new(MapDef {
-        map_type: MapType::ProgArray,
-        key_size: 4,
-        value_size: 4,
-        max_entries: n,
-    })
-    .expect("prog array")
-}
-
-fn counters() -> Arc<Map> {
-    Map::new(MapDef {
-        map_type: MapType::Array,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1,
-    })
-    .expect("counters")
-}
-
-/// Counts its runs in the counters and tail-calls slot 0 of the prog
-/// array (itself): 1 run + 33 tail calls. Returns 7.
-const SELF_CALL: &str = "
-        r6 = r1
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[fd:2]
-        r2 = r10
-        r2 += -4
-        call 1
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        r1 = r6
-        r2 = map[fd:1]
-        r3 = 0
-        call 12
-    out:
-        r0 = 7
-        exit";
+use bpf_vm::{Engine, HelperRegistry, Interpreter, LoadedProgram, Map};
+use common::{asm, counters, prog_array, self_call};
 
 /// Weak references to everything one round created.
 #[derive(Default)]
@@ -94,7 +51,7 @@ fn round(engine: Engine, watch: &mut Watch) {
             .build()
             .expect("load")
     };
-    let p = load(SELF_CALL);
+    let p = load(&self_call(0));
     watch.program(&p);
     let table = pa.as_prog_array().expect("prog array");
     table.set_program(0, Some(&p)).expect("set");

@@ -3,22 +3,12 @@
 
 use std::sync::Arc;
 
-use bpf_isa::{assemble, Program};
+mod common;
 use bpf_vm::maps::{set_current_cpu, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
-use bpf_vm::{Interpreter, Map, MapDef, MapError, MapType};
-
-fn asm(src: &str) -> Program {
-    assemble(src).unwrap_or_else(|e| panic!("assembly failed: {e}\n{src}"))
-}
-
-fn def(t: MapType, k: u32, v: u32, n: u32) -> MapDef {
-    MapDef {
-        map_type: t,
-        key_size: k,
-        value_size: v,
-        max_entries: n,
-    }
-}
+use bpf_vm::{Interpreter, Map, MapError, MapType};
+use common::{
+    asm, def, self_call, BPF_LOOP_SUM, BPF_LOOP_SUM_RESULT, COUNTER, HASH_ERRNO, HASH_ERRNO_RESULT,
+};
 
 #[test]
 fn hash_map_flags_and_errno() {
@@ -68,23 +58,6 @@ fn lru_evicts_least_recently_used() {
     assert_eq!(m.lookup(&k(3)), Ok(vec![3; 4]));
 }
 
-/// Program: increments the u64 at key 0 of map fd 1 with an atomic add,
-/// returns the helper results of update(NOEXIST) on key 0 and the value seen.
-const COUNTER: &str = "
-    *(u32 *)(r10 - 4) = 0
-    r1 = map[fd:1]
-    r2 = r10
-    r2 += -4
-    call 1
-    if r0 == 0 goto miss
-    r1 = 1
-    lock *(u64 *)(r0 + 0) += r1
-    r0 = *(u64 *)(r0 + 0)
-    exit
-miss:
-    r0 = -1
-    exit";
-
 #[test]
 fn program_lookup_and_atomic_add_across_threads() {
     let m = Map::new(def(MapType::Array, 4, 8, 1)).expect("map");
@@ -113,49 +86,16 @@ fn program_lookup_and_atomic_add_across_threads() {
     );
 }
 
+/// The shared hash-map scenario (`common::HASH_ERRNO`): helpers return
+/// negative errnos, and the map holds what the program stored.
 #[test]
 fn program_update_returns_negative_errno() {
     let m = Map::new(def(MapType::Hash, 4, 8, 4)).expect("map");
-    // update(key 7, value 9, NOEXIST) twice: 0 then -EEXIST; delete(8): -ENOENT.
-    let src = "
-        *(u32 *)(r10 - 4) = 7
-        *(u64 *)(r10 - 16) = 9
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r4 = 1
-        call 2
-        r6 = r0
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r4 = 1
-        call 2
-        r7 = r0
-        *(u32 *)(r10 - 4) = 8
-        r1 = map[fd:1]
-        r2 = r10
-        r2 += -4
-        call 3
-        r0 &= 0xff
-        r7 &= 0xff
-        r6 &= 0xff
-        r0 <<= 16
-        r7 <<= 8
-        r0 |= r7
-        r0 |= r6
-        exit";
-    let vm = Interpreter::builder(&asm(src))
+    let vm = Interpreter::builder(&asm(HASH_ERRNO))
         .map(1, m.clone())
         .build()
         .expect("build");
-    // (-2 & 0xff) << 16 | (-17 & 0xff) << 8 | 0
-    let want = (0xfeu64 << 16) | (0xefu64 << 8);
-    assert_eq!(vm.run_mem(&mut []), Ok(want));
+    assert_eq!(vm.run_mem(&mut []), Ok(HASH_ERRNO_RESULT));
     assert_eq!(
         m.lookup(&7u32.to_le_bytes()),
         Ok(9u64.to_le_bytes().to_vec())
@@ -203,26 +143,7 @@ fn tail_calls_and_their_limit() {
     assert_eq!(vm.run_mem(&mut []), Ok(1));
     // A program that counts its executions and tail-calls itself (slot 1):
     // 1 run + 33 tail calls.
-    let selfcall = format!(
-        "{}\n",
-        "
-        r6 = r1
-        *(u32 *)(r10 - 4) = 0
-        r1 = map[fd:2]
-        r2 = r10
-        r2 += -4
-        call 1
-        if r0 == 0 goto out
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        r1 = r6
-        r2 = map[fd:1]
-        r3 = 1
-        call 12
-    out:
-        r0 = 7
-        exit"
-    );
+    let selfcall = self_call(1);
     let me = Arc::new(
         Interpreter::builder(&asm(&selfcall))
             .map(1, pa.clone())
@@ -245,28 +166,8 @@ fn tail_calls_and_their_limit() {
 
 #[test]
 fn bpf_loop_runs_callback() {
-    let src = "
-        *(u64 *)(r10 - 8) = 0
-        r1 = 10
-        r2 = subprog[cb]
-        r3 = r10
-        r3 += -8
-        r4 = 0
-        call 181
-        r6 = r0
-        r0 = *(u64 *)(r10 - 8)
-        r0 <<= 8
-        r0 += r6
-        exit
-    cb:
-        r3 = *(u64 *)(r2 + 0)
-        r3 += r1
-        *(u64 *)(r2 + 0) = r3
-        r0 = 0
-        exit";
-    let vm = Interpreter::new(&asm(src)).expect("build");
-    // sum(0..10) = 45 after 10 iterations.
-    assert_eq!(vm.run_mem(&mut []), Ok((45 << 8) + 10));
+    let vm = Interpreter::new(&asm(BPF_LOOP_SUM)).expect("build");
+    assert_eq!(vm.run_mem(&mut []), Ok(BPF_LOOP_SUM_RESULT));
     // A callback returning 1 stops after the first iteration: bpf_loop returns 1.
     let src = "r1 = 10\nr2 = subprog[cb]\nr3 = 0\nr4 = 0\ncall 181\nexit\ncb: r0 = 1\nexit";
     let vm = Interpreter::new(&asm(src)).expect("build");

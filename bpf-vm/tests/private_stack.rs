@@ -1,7 +1,7 @@
 //! Private stacks on the x86-64 JIT (`LoadBuilder::private_stack`): the
 //! recursion-through-tail-call scenario, nested runs from a helper, and the
 //! guard words. Expected values are computed by hand (the formula in
-//! `expected_levels`) and cross-checked with the interpreter.
+//! `scenarios::tail_recursion_expected`) and cross-checked with the interpreter.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -9,63 +9,9 @@ use std::sync::Arc;
 use bpf_isa::assemble;
 use bpf_vm::{Engine, HelperRegistry, LoadedProgram, Map, MapDef, MapType, VmError};
 
-/// Levels of entry -> subprogram -> tail call -> entry.
-const LEVELS: u64 = 5;
-
-/// Entry: counts its level in the context's first word, leaves two markers
-/// in its frame (at the top and at the bottom of 64 bytes), calls `sub`,
-/// and on the way back folds the markers into r0. `sub` leaves its own
-/// markers, then tail-calls the entry (prog array fd 1, slot 0) until
-/// level `LEVELS`, where it returns its markers' sum instead.
-const SCENARIO: &str = "
-    r6 = r1
-    r7 = *(u64 *)(r6 + 0)
-    r7 += 1
-    *(u64 *)(r6 + 0) = r7
-    r8 = r7
-    r8 *= 1000
-    r8 += 11
-    *(u64 *)(r10 - 8) = r8
-    *(u64 *)(r10 - 64) = r7
-    r1 = r6
-    call pc sub
-    r1 = *(u64 *)(r10 - 8)
-    r2 = *(u64 *)(r10 - 64)
-    r0 *= 31
-    r0 += r1
-    r0 += r2
-    exit
-  sub:
-    r6 = r1
-    r7 = *(u64 *)(r6 + 0)
-    r8 = r7
-    r8 *= 1000
-    r8 += 22
-    *(u64 *)(r10 - 8) = r8
-    *(u64 *)(r10 - 32) = r7
-    if r7 >= 5 goto done
-    r1 = r6
-    r2 = map[fd:1]
-    r3 = 0
-    call 12
-  done:
-    r0 = *(u64 *)(r10 - 8)
-    r1 = *(u64 *)(r10 - 32)
-    r0 += r1
-    exit";
-
-/// By hand: the deepest `sub` (level 5) returns 5022 + 5; entry level k
-/// (from 5 down to 1) turns r0 into r0 * 31 + (1000k + 11) + k.
-fn expected_levels() -> u64 {
-    let mut r0 = LEVELS * 1000 + 22 + LEVELS;
-    for k in (1..=LEVELS).rev() {
-        r0 = r0
-            .wrapping_mul(31)
-            .wrapping_add(k * 1000 + 11)
-            .wrapping_add(k);
-    }
-    r0
-}
+use bpf_isa::arbitrary::scenarios::{
+    tail_recursion_expected, TAIL_RECURSION as SCENARIO, TAIL_RECURSION_LEVELS as LEVELS,
+};
 
 fn prog_array() -> Arc<Map> {
     Map::new(MapDef {
@@ -98,7 +44,7 @@ fn run_scenario(engine: Engine, private: bool) -> Result<(u64, u64), VmError> {
 
 #[test]
 fn recursion_through_tail_calls_keeps_every_frame() {
-    let want = expected_levels();
+    let want = tail_recursion_expected();
     let interp = run_scenario(Engine::Interp, false).expect("interp");
     assert_eq!(interp, (want, LEVELS), "interpreter");
     let native = run_scenario(Engine::X86, false).expect("x86 native stack");

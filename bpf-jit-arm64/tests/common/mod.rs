@@ -77,16 +77,7 @@ pub fn run_mem(
     atomics: Atomics,
     mem: &[u8],
 ) -> Result<(u64, Vec<u8>), String> {
-    let base = region_base(emu, region, 0);
-    let code = compile_at(prog, &JitOptions::new(helpers), base, atomics)?;
-    emu.write(base, &code.code).map_err(|e| e.to_string())?;
-    let data = emu.layout().data;
-    emu.write(data, mem).map_err(|e| e.to_string())?;
-    let r0 = emu
-        .call(base, [data, mem.len() as u64, 0, 0, 0])
-        .map_err(|e| e.to_string())?;
-    let after = emu.read(data, mem.len()).map_err(|e| e.to_string())?;
-    Ok((r0, after))
+    run_mem_on(emu, prog, helpers, region, atomics, mem, false)
 }
 
 /// Private-stack region for [`run_mem_private`]: offset in the data region
@@ -135,20 +126,57 @@ pub fn run_mem_private(
     atomics: Atomics,
     mem: &[u8],
 ) -> Result<(u64, Vec<u8>), String> {
+    run_mem_on(emu, prog, helpers, region, atomics, mem, true)
+}
+
+/// [`run_mem`] (`private` false) or [`run_mem_private`] (true).
+fn run_mem_on(
+    emu: &mut Emulator,
+    prog: &Program,
+    helpers: &HelperTable,
+    region: Region,
+    atomics: Atomics,
+    mem: &[u8],
+    private: bool,
+) -> Result<(u64, Vec<u8>), String> {
     let base = region_base(emu, region, 0);
-    let opts = JitOptions::new(helpers).with_private_stack(true);
+    let opts = JitOptions::new(helpers).with_private_stack(private);
     let code = compile_at(prog, &opts, base, atomics)?;
     emu.write(base, &code.code).map_err(|e| e.to_string())?;
     let bytes = u64::from(code.private_stack_bytes) * (u64::from(bpf_jit::MAX_TAIL_CALL_CNT) + 1);
-    let top = arm_private_region(emu, bytes)?;
+    let top = if private {
+        arm_private_region(emu, bytes)?
+    } else {
+        0
+    };
     let data = emu.layout().data;
     emu.write(data, mem).map_err(|e| e.to_string())?;
-    let r0 = emu
-        .call8(base, [data, mem.len() as u64, 0, 0, 0, top, 0, 0])
-        .map_err(|e| e.to_string())?;
-    if !private_guards_intact(emu, top, bytes)? {
+    let args = [data, mem.len() as u64, 0, 0, 0];
+    let r0 = if private {
+        emu.call8(base, [args[0], args[1], 0, 0, 0, top, 0, 0])
+    } else {
+        emu.call(base, args)
+    }
+    .map_err(|e| e.to_string())?;
+    if private && !private_guards_intact(emu, top, bytes)? {
         return Err("private stack guard overwritten".into());
     }
     let after = emu.read(data, mem.len()).map_err(|e| e.to_string())?;
     Ok((r0, after))
 }
+
+/// `tailcall3`: counts its runs in map word 0 (harness helper 3, map at
+/// fd 2) and tail-calls itself (prog array fd 1, slot 0): it runs 1 + 33
+/// times, then returns 7.
+pub const CHAIN: &str = "
+    r6 = r1
+    r1 = map[fd:2]
+    r2 = 0
+    r3 = 1
+    call 3
+    r1 = r6
+    r2 = map[fd:1]
+    r3 = 0
+    call 12
+    r0 = 7
+    exit";

@@ -14,13 +14,13 @@ use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
 use bpf_isa::LdImm64Src;
-use bpf_jit::{HelperTable, JitOptions};
+use bpf_jit::JitOptions;
 use bpf_jit_arm64::emu::{upcall_stub, EmuError, Emulator, HarnessHelper, UPCALL_STUB_BYTES};
 use bpf_jit_arm64::{Arm64Options, Atomics};
 
 use super::{
-    dispatch_in, jit_ld_abs, record, Inner, LoadBuilder, LoadedProgram, RunGuard, RunState,
-    JIT_HELPER_IDS, RUN, XDP_CTX_ROOM,
+    dispatch_in, jit_ld_abs, record, Inner, LoadBuilder, LoadedProgram, MapRefs, RunGuard,
+    RunState, JIT_HELPER_IDS, RUN, XDP_CTX_ROOM,
 };
 use crate::context::XdpMd;
 use crate::error::{HelperError, VmError};
@@ -167,39 +167,14 @@ pub(super) fn build(b: LoadBuilder<'_>) -> Result<LoadedProgram, VmError> {
 
 fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmError> {
     let builtins = b.helpers.kernel_builtins();
-    let mut helpers: Vec<Option<Arc<HelperFn>>> = vec![None; JIT_HELPER_IDS];
-    let mut table = HelperTable::new();
-    for (id, slot) in helpers.iter_mut().enumerate() {
-        let idn = id as i32;
-        if let Some(f) = b.helpers.get(idn) {
-            *slot = Some(f);
-            let keep = b.fastcall.get(&idn).copied().unwrap_or(0);
-            table.insert_address_fastcall(idn, rt.stub(id)?, keep);
-        } else if builtins && idn == BPF_FUNC_LOOP {
-            table.insert_address(idn, rt.stub(id)?);
-        }
-    }
+    let (helpers, table) = b.jit_helpers(|table, id, keep| {
+        table.insert_address_fastcall(id as i32, rt.stub(id)?, keep);
+        Ok(())
+    })?;
     let ld_abs = rt.stub(LD_ABS_ID)?;
-    let used: Mutex<Vec<Arc<Map>>> = Mutex::new(Vec::new());
-    let arrays: Mutex<Vec<Arc<ProgArrayShared>>> = Mutex::new(Vec::new());
-    let missing: Mutex<Option<VmError>> = Mutex::new(None);
-    let fail = |e: VmError| {
-        if let Ok(mut m) = missing.lock() {
-            m.get_or_insert(e);
-        }
-        None
-    };
+    let refs = MapRefs::default();
     let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
-        let (fd, is_idx, off) = match src {
-            LdImm64Src::MapFd(fd) => (fd, false, None),
-            LdImm64Src::MapIdx(i) => (i, true, None),
-            LdImm64Src::MapValue { fd, off } => (fd, false, Some(off)),
-            LdImm64Src::MapIdxValue { idx, off } => (idx, true, Some(off)),
-            _ => return None,
-        };
-        let Some(map) = b.lookup(fd, is_idx) else {
-            return fail(VmError::UnknownMap { insn: slot, fd });
-        };
+        let (fd, map, off) = refs.lookup(b, slot, src)?;
         let outside = VmError::Unsupported {
             insn: slot,
             what: "a map created before bpf_vm::shared::enable() (the arm64 engine \
@@ -208,19 +183,15 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
         if let (None, Some(pa)) = (off, map.as_prog_array()) {
             let shared = pa.shared();
             let Some(handle) = shared.a64_handle() else {
-                return fail(outside);
+                return refs.fail(outside);
             };
             if !shared.claim_stack_kind(false) {
-                return fail(VmError::Unsupported {
+                return refs.fail(VmError::Unsupported {
                     insn: slot,
                     what: "a program array shared by native-stack and private-stack programs",
                 });
             }
-            if let Ok(mut a) = arrays.lock() {
-                if !a.iter().any(|x| Arc::ptr_eq(x, shared)) {
-                    a.push(shared.clone());
-                }
-            }
+            refs.note_array(shared);
             return Some(handle);
         }
         if let MapKind::Array(_) = map.kind() {
@@ -228,28 +199,10 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
                 .lookup_ptr(&0u32.to_le_bytes())
                 .is_none_or(|v| crate::shared::contains(v.ptr, v.len));
             if !in_arena {
-                return fail(outside);
+                return refs.fail(outside);
             }
         }
-        let value = match off {
-            None => Arc::as_ptr(&map) as u64,
-            Some(off) => match map.direct_value(off) {
-                Some(v) => v.ptr,
-                None => {
-                    return fail(VmError::BadMapValue {
-                        insn: slot,
-                        fd,
-                        off,
-                    })
-                }
-            },
-        };
-        if let Ok(mut u) = used.lock() {
-            if !u.iter().any(|m| Arc::ptr_eq(m, &map)) {
-                u.push(map);
-            }
-        }
-        Some(value)
+        refs.value(map, slot, fd, off)
     };
     let mut opts = JitOptions::new(&table)
         .with_ld_imm64(&resolve)
@@ -265,22 +218,9 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
         atomics: Atomics::Lse,
         image_base: Some(at),
     };
-    let code = match bpf_jit_arm64::compile_code_with(b.prog, &opts, &arm) {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
-                return Err(m);
-            }
-            return Err(match e.kind {
-                bpf_jit::JitErrorKind::UnknownHelper(id) => VmError::UnknownHelper {
-                    insn: e.index.unwrap_or(0),
-                    id: i64::from(id),
-                },
-                _ => VmError::Jit(e),
-            });
-        }
-    };
-    if let Some(m) = missing.lock().ok().and_then(|mut m| m.take()) {
+    let code =
+        bpf_jit_arm64::compile_code_with(b.prog, &opts, &arm).map_err(|e| refs.jit_error(e))?;
+    if let Some(m) = refs.take_error() {
         return Err(m);
     }
     let len = code.code.len() as u64;
@@ -291,12 +231,13 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
     }
     rt.emu.write(at, &code.code).map_err(emu_err)?;
     rt.next = at + len;
+    let (maps, prog_arrays) = refs.into_parts();
     Ok(LoadedProgram {
         inner: Inner::Arm64(Arc::new(Arm64Prog {
             entry: at,
             code_len: code.code.len(),
-            maps: used.into_inner().unwrap_or_default(),
-            prog_arrays: arrays.into_inner().unwrap_or_default(),
+            maps,
+            prog_arrays,
             helpers: helpers.into_boxed_slice(),
             builtins,
         })),
