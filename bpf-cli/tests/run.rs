@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_fails_with, bpfkit, examples_dir, scratch, stdout};
+use common::{assert_fails_with, bpfkit, examples_dir, have_tool, scratch, stdout, tool};
 
 fn example(name: &str) -> String {
     examples_dir().join(name).display().to_string()
@@ -368,20 +368,159 @@ fn jit_engine_has_maps_helpers_globals_and_xdp(engine: &str) {
     );
 }
 
+/// A socket filter with global data, in the uapi `struct __sk_buff`
+/// layout (offsets: len 0, mark 8, data 76, data_end 80).
+const SKB_GLOBALS_C: &str = r#"
+typedef unsigned char u8;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+struct __sk_buff {
+	u32 len, pkt_type, mark, queue_mapping, protocol, vlan_present, vlan_tci;
+	u32 vlan_proto, priority, ingress_ifindex, ifindex, tc_index, cb[5];
+	u32 hash, tc_classid, data, data_end;
+};
+u64 seen_len = 5;
+u32 fourth_byte;
+__attribute__((section("socket"), used)) int skb_globals(struct __sk_buff *skb)
+{
+	u8 *data = (u8 *)(long)skb->data;
+	u8 *end = (u8 *)(long)skb->data_end;
+	seen_len += skb->len;
+	if (data + 4 > end)
+		return 1;
+	fourth_byte = data[3];
+	return data[0] + skb->len + skb->mark;
+}
+char _license[] __attribute__((section("license"), used)) = "GPL";
+"#;
+
+#[test]
+fn socket_filters_run_the_same_on_every_engine() {
+    let small = data_file("skb-pkt100.bin", &[0u8; 100]);
+    let large = data_file("skb-pkt600.bin", &[0u8; 600]);
+    let tails = example("tail_calls.o");
+    let both = "jump_table=1:handle_small,2:handle_large";
+    let subprogs = example("subprogs.o");
+    let compiled = have_tool("clang-19").then(|| {
+        let src = scratch("skb_globals.c");
+        std::fs::write(&src, SKB_GLOBALS_C).expect("write C source");
+        let obj = scratch("skb_globals.o");
+        tool(
+            std::process::Command::new("clang-19")
+                .args(["-O2", "-target", "bpf", "-c"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&obj),
+        );
+        obj.display().to_string()
+    });
+    let five = data_file("skb-five.bin", &[10, 20, 30, 40, 50]);
+    let three = data_file("skb-three.bin", &[10, 20, 30]);
+    for engine in ["interp", "x86", "arm64"] {
+        // As in `tail_calls_through_a_filled_prog_array`: len 100 goes to
+        // slot 1 (returns 1), 600 to slot 2 (600 <= 1500: returns 2), an
+        // empty slot to the fallback -1 (as an int).
+        let tail = |data: &str, arrays: &[&str]| {
+            let mut a = vec![&*tails, "--prog", "dispatch", "--data", data];
+            for m in arrays {
+                a.extend_from_slice(&["--prog-array", m]);
+            }
+            r0_on(engine, &a)
+        };
+        assert_eq!(tail(&small, &[both]), Some(1), "tail_calls.o on {engine}");
+        assert_eq!(tail(&large, &[both]), Some(2), "tail_calls.o on {engine}");
+        assert_eq!(
+            tail(&large, &["jump_table=1:handle_small"]),
+            Some(0xffff_ffff),
+            "tail_calls.o on {engine}"
+        );
+        // sock_filter: global_sum(len, 0) = len + 1.
+        assert_eq!(
+            r0_on(
+                engine,
+                &[&subprogs, "--prog", "sock_filter", "--data", &small]
+            ),
+            Some(101),
+            "subprogs.o sock_filter on {engine}"
+        );
+        // classify_a: (len ^ mark) * 0x100000001b3, low bit; the factor is
+        // odd, so the low bit of len ^ 0: 5 bytes give 1, 100 give 0.
+        assert_eq!(
+            r0_on(
+                engine,
+                &[&subprogs, "--prog", "classify_a", "--data", &five]
+            ),
+            Some(1),
+            "subprogs.o classify_a on {engine}"
+        );
+        assert_eq!(
+            r0_on(
+                engine,
+                &[&subprogs, "--prog", "classify_a", "--data", &small]
+            ),
+            Some(0),
+            "subprogs.o classify_a on {engine}"
+        );
+        let Some(obj) = &compiled else { continue };
+        // 5 bytes: seen_len = 5 + 5, fourth_byte = 40, r0 = 10 + 5 + 0.
+        let v = run_json(&[
+            obj,
+            "--engine",
+            engine,
+            "--data",
+            &five,
+            "--repeat",
+            "2",
+            "--read-global",
+            "seen_len",
+            "--read-global",
+            "fourth_byte",
+        ]);
+        assert_eq!(v["r0"].as_u64(), Some(15), "{engine}: {v}");
+        assert_eq!(v["globals"]["seen_len"].as_u64(), Some(10), "{engine}: {v}");
+        assert_eq!(
+            v["globals"]["fourth_byte"].as_u64(),
+            Some(40),
+            "{engine}: {v}"
+        );
+        // 3 bytes: data + 4 > data_end, so no packet read: r0 = 1,
+        // seen_len = 5 + 3, fourth_byte keeps its initial 0.
+        let v = run_json(&[
+            obj,
+            "--engine",
+            engine,
+            "--data",
+            &three,
+            "--read-global",
+            "seen_len",
+            "--read-global",
+            "fourth_byte",
+        ]);
+        assert_eq!(v["r0"].as_u64(), Some(1), "{engine}: {v}");
+        assert_eq!(v["globals"]["seen_len"].as_u64(), Some(8), "{engine}: {v}");
+        assert_eq!(
+            v["globals"]["fourth_byte"].as_u64(),
+            Some(0),
+            "{engine}: {v}"
+        );
+    }
+}
+
 #[test]
 fn engines_reject_what_they_do_not_support_yet() {
     let o = bpfkit(["run", &example("mem.o"), "--engine", "mips"]);
     assert_fails_with(&o, "engine `mips`");
-    // Socket filters (struct __sk_buff) are interpreter-only for now.
+    // arm64 with --private-stack: no `struct __sk_buff` either.
     let o = bpfkit([
         "run",
-        &example("tail_calls.o"),
+        &example("subprogs.o"),
         "--prog",
-        "dispatch",
+        "sock_filter",
         "--engine",
-        "x86",
+        "arm64",
+        "--private-stack",
     ]);
-    assert_fails_with(&o, "socket-filter/tc");
+    assert_fails_with(&o, "--private-stack runs only");
     // arm64 with --private-stack: no maps, helpers or packet contexts.
     let o = bpfkit([
         "run",
@@ -404,15 +543,6 @@ fn engines_reject_what_they_do_not_support_yet() {
     let asm = data_file("engines-helper.s", b"call 14\nexit\n");
     let o = bpfkit(["run", &asm, "--engine", "arm64", "--private-stack"]);
     assert_fails_with(&o, "insn0: helper calls (here helper 14)");
-    let o = bpfkit([
-        "run",
-        &example("tail_calls.o"),
-        "--prog",
-        "dispatch",
-        "--engine",
-        "arm64",
-    ]);
-    assert_fails_with(&o, "socket-filter/tc");
     let o = bpfkit(["run", &asm, "--engine", "x86", "--trace"]);
     assert_fails_with(&o, "--trace needs");
     // A fault in emulated code is an error, not a crash: a NULL load.

@@ -98,6 +98,22 @@ impl SkbMd {
         s
     }
 
+    /// The whole `struct __sk_buff` (192 bytes as 32-bit words, index =
+    /// offset / 4) as compiled code reads it: the shadow fields, plus
+    /// `data`, `data_end` and `data_meta` holding 32-bit packet pointers
+    /// (the JIT engines place the packet below 4 GiB). Fields this runtime
+    /// does not model are zero.
+    pub(crate) fn to_struct(self, data: u32, len: u32) -> [u32; 48] {
+        let mut s = self.to_shadow(len);
+        let end = data.wrapping_add(len);
+        for (off, v) in [(SKB_DATA, data), (SKB_DATA_END, end), (SKB_DATA_META, data)] {
+            if let Some(w) = s.get_mut((off / 4) as usize) {
+                *w = v;
+            }
+        }
+        s
+    }
+
     pub(crate) fn write_back(&mut self, s: &[u32; 48]) {
         self.mark = s[2];
         self.priority = s[8];

@@ -47,6 +47,10 @@
 //!   unverified code. So the JIT engine copies the packet into a buffer in
 //!   the low 2 GiB of the address space (`MAP_32BIT`), where a 32-bit field
 //!   holds the whole pointer, runs, and copies the packet back.
+//! * **`__sk_buff`** likewise: the whole 192-byte struct is built in front
+//!   of the packet copy (`data`, `data_end`, `data_meta` as 32-bit
+//!   pointers, unmodelled fields zero) and its writable fields are copied
+//!   back into the caller's [`SkbMd`] ([`LoadedProgram::run_skb`]).
 //!
 //! # The AArch64 engine
 //!
@@ -58,7 +62,7 @@
 //! * **Shared memory.** [`crate::shared::enable`] creates a `memfd` arena
 //!   mapped below 4 GiB at the same address in this process and in the
 //!   emulator. Map storage, AArch64 program-array tables, each run's copy
-//!   of its memory / packet (and `xdp_md`) and the runs' stack are
+//!   of its memory / packet (and `xdp_md` / `__sk_buff`) and the runs' stack are
 //!   allocated there, so map-value pointers, stack keys and the packet are
 //!   the same addresses on both sides. Maps must be created after the
 //!   arena is enabled (a load referring to an array or program array
@@ -79,13 +83,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bpf_isa::{CallTarget, Insn, LdImm64Src, Program};
 use bpf_jit::{HelperTable, JitOptions, JitProgram};
 
-use crate::context::XdpMd;
+use crate::context::{SkbMd, XdpMd};
 use crate::error::{HelperError, VmError};
 use crate::helpers::{HelperCtx, HelperFn, HelperRegistry, BPF_FUNC_LOOP};
 use crate::interp::Interpreter;
@@ -94,6 +98,7 @@ use crate::mem::MemState;
 use crate::BPF_MAX_LOOPS;
 
 mod arm64;
+mod skb;
 pub use arm64::Arm64Prog;
 
 /// Which engine runs a program.
@@ -530,7 +535,7 @@ impl LoadedProgram {
                 // SAFETY: forwarded to the caller.
                 unsafe { run_jit(j, args, pkt) }
             }
-            Inner::Arm64(a) => arm64::run(a, mem, None),
+            Inner::Arm64(a) => arm64::run(a, mem, arm64::RunCtx::Mem),
         }
     }
 
@@ -543,7 +548,31 @@ impl LoadedProgram {
             Inner::Interp(i) => i.run_xdp(packet, md),
             // SAFETY: forwarded to the caller.
             Inner::Jit(j) => unsafe { run_jit_xdp(j, packet, md) },
-            Inner::Arm64(a) => arm64::run(a, packet, Some(md)),
+            Inner::Arm64(a) => arm64::run(a, packet, arm64::RunCtx::Xdp(md)),
+        }
+    }
+
+    /// Runs a socket-filter / tc program on `packet` with `r1` pointing at a
+    /// `struct __sk_buff` built from `skb` (`len` is the packet's length;
+    /// `data`, `data_meta` and `data_end` delimit the packet); afterwards the
+    /// packet and the writable fields of `skb` (`mark`, `priority`,
+    /// `tc_index`, `cb`, `tc_classid`) hold what the program wrote.
+    /// `ld_abs`/`ld_ind` read the packet.
+    ///
+    /// On the JIT engines the struct and a copy of the packet are placed
+    /// below 4 GiB (a `MAP_32BIT` buffer on x86-64, the shared arena on
+    /// arm64) so the 32-bit pointer fields hold whole addresses; fields of
+    /// `struct __sk_buff` that [`SkbMd`] does not model read as zero there
+    /// (the interpreter refuses them).
+    ///
+    /// # Safety
+    /// As for [`LoadedProgram::run_mem`], for a `struct __sk_buff` context.
+    pub unsafe fn run_skb(&self, packet: &mut [u8], skb: &mut SkbMd) -> Result<u64, VmError> {
+        match &self.inner {
+            Inner::Interp(i) => i.run_skb(packet, skb),
+            // SAFETY: forwarded to the caller.
+            Inner::Jit(j) => unsafe { skb::run_jit_skb(j, packet, skb) },
+            Inner::Arm64(a) => arm64::run(a, packet, arm64::RunCtx::Skb(skb)),
         }
     }
 }
@@ -562,6 +591,10 @@ struct RunState {
     /// Maps of tail-called programs that helpers were passed (found through
     /// the entry's program arrays), kept for the rest of the run.
     extra: Vec<Arc<Map>>,
+    /// The last `r1` a helper was passed that named no map reachable from
+    /// the entry, with the [`SLOT_GEN`] of that search: while no slot
+    /// changes, the same value needs no new search.
+    miss: Option<(u64, u64)>,
     error: Option<VmError>,
     /// The packet `ld_abs`/`ld_ind` read ([`jit_ld_abs`]): address and
     /// length (the interpreter's for the same run).
@@ -599,6 +632,17 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static RETIRED: Mutex<Vec<LoadedProgram>> = Mutex::new(Vec::new());
 /// Whether `RETIRED` may be non-empty (spares runs the lock).
 static HAVE_RETIRED: AtomicBool = AtomicBool::new(false);
+/// Bumped after every change of a program-array slot (and the retirement
+/// of the program it replaced): a [`reachable_map`] search that found
+/// nothing stays valid while this does not change (programs only leave
+/// `RETIRED` otherwise, which cannot make a missing map appear).
+static SLOT_GEN: AtomicU64 = AtomicU64::new(0);
+
+/// Records that a program-array slot changed (see [`SLOT_GEN`]); called
+/// after the old program is retired.
+pub(crate) fn note_slot_change() {
+    SLOT_GEN.fetch_add(1, Ordering::SeqCst);
+}
 
 /// Takes a program out of service: a compiled one goes to the retire list
 /// (it may still be running), an interpreted one is released at once
@@ -819,6 +863,7 @@ unsafe fn run_jit(j: &JitProg, args: [u64; 5], pkt: (u64, u64)) -> Result<u64, V
         helpers: &*j.helpers as *const [Option<Arc<HelperFn>>],
         builtins: j.builtins,
         extra: Vec::new(),
+        miss: None,
         error: None,
         pkt,
     };
@@ -977,7 +1022,7 @@ unsafe extern "C" fn jit_ld_abs(_ctx: u64, off: u64, size: u64, _: u64, _: u64) 
 
 /// The native entry of helper `ID` for compiled code.
 unsafe extern "C" fn trampoline<const ID: usize>(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
-    dispatch(ID, [a, b, c, d, e])
+    dispatch(ID, a, b, c, d, e)
 }
 
 macro_rules! row {
@@ -1140,12 +1185,21 @@ impl MapRefs {
 static TRAMPOLINES: std::sync::LazyLock<Vec<Tramp>> =
     std::sync::LazyLock::new(|| TRAMPOLINE_ROWS.iter().flatten().copied().collect());
 
-fn dispatch(id: usize, args: [u64; 5]) -> u64 {
-    dispatch_in(id, args, None)
+/// A helper call from x86-64 code. The arguments come in registers and
+/// the array is built here: an array built in the (tiny) trampoline and
+/// passed by reference would be copied with 16-byte loads that stall on
+/// its 8-byte stores.
+#[inline(never)]
+fn dispatch(id: usize, a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
+    dispatch_in(id, [a, b, c, d, e], None)
 }
 
 /// A helper call of the run on this thread; `emu`: the AArch64 engine's
 /// emulator, whose code the run executes (for `bpf_loop` callbacks).
+///
+/// The fast path (a registered helper, `r1` one of the entry's maps or no
+/// map at all) takes no lock, clones no `Arc` and allocates nothing.
+#[inline(always)]
 fn dispatch_in(id: usize, args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::Emulator>) -> u64 {
     let p = RUN.with(|r| r.get());
     if p.is_null() {
@@ -1153,36 +1207,34 @@ fn dispatch_in(id: usize, args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::E
     }
     // bpf_loop calls back into compiled code, which may call helpers: it
     // must not hold a reference to the run state while doing so.
-    let (builtins, f) = {
+    let (builtins, helpers) = {
         // SAFETY: `p` is the state of the run executing on this thread
         // (set by `run_jit` for the duration of the native call); no other
         // reference to it is live here.
         let st = unsafe { &*p };
-        // SAFETY: the program's helper table outlives the run.
-        let helpers = unsafe { &*st.helpers };
-        (st.builtins, helpers.get(id).cloned().flatten())
+        (st.builtins, st.helpers)
     };
     if builtins && id == BPF_FUNC_LOOP as usize {
-        return match emu {
-            Some(e) => arm64::bpf_loop(e, args),
-            None => bpf_loop(args),
-        };
+        return loop_call(args, emu);
     }
+    // SAFETY: the program's helper table is owned by the entry program,
+    // which outlives the run (its caller holds it); it is not part of the
+    // run state, so borrowing it alongside `st` below is sound.
+    let helpers = unsafe { &*helpers };
     // SAFETY: as above; this is the only live reference until return.
     let st = unsafe { &mut *p };
-    let Some(f) = f else {
-        record(st, id, HelperError::Other("helper not registered".into()));
-        return 0;
+    let Some(f) = helpers.get(id).and_then(Option::as_deref) else {
+        return unregistered(st, id);
     };
     // SAFETY: the entry program outlives the run (its caller holds it).
     let (entry_maps, entry_arrays) = unsafe { (&*st.entry_maps, &*st.entry_arrays) };
     let has = |maps: &[Arc<Map>]| maps.iter().any(|m| Arc::as_ptr(m) as u64 == args[0]);
     let maps: &[Arc<Map>] = if has(entry_maps) {
         entry_maps
-    } else if has(&st.extra) {
-        &st.extra
-    } else if let Some(m) = reachable_map(entry_arrays, args[0]) {
-        st.extra.push(m);
+    } else if entry_arrays.is_empty() {
+        // No program array: the code running is the entry's own.
+        entry_maps
+    } else if has(&st.extra) || find_reachable(st, args[0]) {
         &st.extra
     } else {
         entry_maps
@@ -1196,14 +1248,9 @@ fn dispatch_in(id: usize, args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::E
     let r = f(&mut cx, args);
     let unwind = cx.unwind;
     match r {
+        Ok(v) if unwind.is_none() => v,
         Ok(v) => {
-            if unwind.is_some() {
-                record(
-                    st,
-                    id,
-                    HelperError::Other("unwinding is not supported by the JIT engine".into()),
-                );
-            }
+            unwind_unsupported(st, id);
             v
         }
         Err(e) => {
@@ -1213,6 +1260,61 @@ fn dispatch_in(id: usize, args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::E
     }
 }
 
+/// `bpf_loop` for the engine running: the x86-64 JIT's or (with `emu`)
+/// the AArch64 emulator's.
+#[cold]
+#[inline(never)]
+fn loop_call(args: [u64; 5], emu: Option<&mut bpf_jit_arm64::emu::Emulator>) -> u64 {
+    match emu {
+        Some(e) => arm64::bpf_loop(e, args),
+        None => bpf_loop(args),
+    }
+}
+
+/// Records a call of helper `id`, which the run's program has not got.
+#[cold]
+#[inline(never)]
+fn unregistered(st: &mut RunState, id: usize) -> u64 {
+    record(st, id, HelperError::Other("helper not registered".into()));
+    0
+}
+
+/// Records that helper `id` asked to unwind, which compiled code cannot.
+#[cold]
+#[inline(never)]
+fn unwind_unsupported(st: &mut RunState, id: usize) {
+    record(
+        st,
+        id,
+        HelperError::Other("unwinding is not supported by the JIT engine".into()),
+    );
+}
+
+/// Whether `handle` names a map of a program reachable from the entry
+/// through its program arrays; if so the map is added to `st.extra`. A
+/// failed search is remembered until a program-array slot changes.
+#[cold]
+#[inline(never)]
+fn find_reachable(st: &mut RunState, handle: u64) -> bool {
+    let gen = SLOT_GEN.load(Ordering::SeqCst);
+    if st.miss == Some((handle, gen)) {
+        return false;
+    }
+    // SAFETY: the entry program outlives the run (its caller holds it).
+    let entry_arrays = unsafe { &*st.entry_arrays };
+    match reachable_map(entry_arrays, handle) {
+        Some(m) => {
+            st.extra.push(m);
+            true
+        }
+        None => {
+            st.miss = Some((handle, gen));
+            false
+        }
+    }
+}
+
+#[cold]
 fn record(st: &mut RunState, id: usize, e: HelperError) {
     if st.error.is_none() {
         st.error = Some(VmError::Helper {

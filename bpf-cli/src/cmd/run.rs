@@ -9,13 +9,16 @@
 //!   access is an error, never a crash.
 //! * `x86`: the x86-64 JIT through [`bpf_vm::Engine::X86`], with the same
 //!   maps, helpers, program arrays and global data as the interpreter, for
-//!   `mem` and XDP contexts (not yet `struct __sk_buff` ones). The code runs
-//!   natively and unchecked: only for programs you trust to be memory-safe.
+//!   every context (`mem`, XDP, `struct __sk_buff`). The code runs natively
+//!   and unchecked: only for programs you trust to be memory-safe. Fields of
+//!   `struct __sk_buff` the runtime does not model (past `tc_classid`,
+//!   besides the packet pointers) read as 0 here; the interpreter refuses
+//!   them.
 //! * `arm64`: the AArch64 JIT through [`bpf_vm::Engine::Arm64`], run in the
 //!   qemu-user harness of `bpf_jit_arm64::emu` (a separate process: a fault
 //!   is an error, never a crash of `bpfkit`), with the same maps, helpers,
 //!   program arrays and global data as the other engines (they live in a
-//!   memory arena shared with the emulator), for `mem` and XDP contexts.
+//!   memory arena shared with the emulator), for every context, as `x86`.
 //!   The time per run includes the round trips to the emulator. With
 //!   `--private-stack` it runs only `r1` = data, `r2` = length programs
 //!   without maps and helpers (helper 5 of a bpf_conformance `.data` file
@@ -335,10 +338,7 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
                 match l.ctx {
                     Ctx::Mem => vm.run_mem(&mut data),
                     Ctx::Xdp => vm.run_xdp(&mut data, &XdpMd::default()),
-                    Ctx::Skb => bail!(
-                        "engine `{}`: socket-filter/tc contexts are not supported",
-                        vm.engine()
-                    ),
+                    Ctx::Skb => vm.run_skb(&mut data, &mut SkbMd::default()),
                 }
             };
             return Ok(r?);
@@ -574,17 +574,11 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
         _ => Ctx::Mem,
     };
     let old_arm64 = engine == EngineChoice::Arm64 && args.private_stack;
-    match (engine, ctx) {
-        (EngineChoice::X86 | EngineChoice::Arm64, Ctx::Skb) => bail!(
-            "engine `{}` does not run socket-filter/tc programs (`struct __sk_buff`) yet; \
-             use `--engine interp`",
-            args.engine
-        ),
-        (EngineChoice::Arm64, Ctx::Xdp) if old_arm64 => bail!(
+    if old_arm64 && matches!(ctx, Ctx::Xdp | Ctx::Skb) {
+        bail!(
             "engine `arm64` with --private-stack runs only `r1` = data, `r2` = length \
              programs (e.g. section `mem`); use `--engine interp` or `x86`"
-        ),
-        _ => {}
+        );
     }
     if old_arm64 {
         if !args.prog_array.is_empty() || !args.read_global.is_empty() {

@@ -18,11 +18,12 @@ use bpf_jit::JitOptions;
 use bpf_jit_arm64::emu::{upcall_stub, EmuError, Emulator, HarnessHelper, UPCALL_STUB_BYTES};
 use bpf_jit_arm64::{Arm64Options, Atomics};
 
+use super::skb::{put_struct, take_struct, SKB_CTX_ROOM};
 use super::{
     dispatch_in, jit_ld_abs, record, Inner, LoadBuilder, LoadedProgram, MapRefs, RunGuard,
-    RunState, JIT_HELPER_IDS, RUN, XDP_CTX_ROOM,
+    RunState, JIT_HELPER_IDS, RUN,
 };
-use crate::context::XdpMd;
+use crate::context::{SkbMd, XdpMd};
 use crate::error::{HelperError, VmError};
 use crate::helpers::{HelperFn, BPF_FUNC_LOOP};
 use crate::maps::{errno, Map, MapKind, ProgArrayShared};
@@ -37,6 +38,9 @@ const STUB_SLOT: u64 = 32;
 const STUB_AREA: u64 = 16 << 10;
 /// Bytes of the stack runs use (in the arena).
 const STACK_BYTES: usize = 256 << 10;
+/// Bytes reserved for the context (`xdp_md` or `__sk_buff`) in front of
+/// a run's data.
+const CTX_ROOM: usize = SKB_CTX_ROOM;
 
 /// A program compiled by the AArch64 JIT and loaded into the engine's
 /// emulator, with everything its code refers to.
@@ -262,9 +266,21 @@ impl Drop for InRun {
     }
 }
 
+/// What `r1` points to in a run.
+pub(super) enum RunCtx<'a> {
+    /// The data itself (`r2` = its length).
+    Mem,
+    /// An `xdp_md` over the data.
+    Xdp(&'a XdpMd),
+    /// A `struct __sk_buff` over the data; its writable fields are written
+    /// back.
+    Skb(&'a mut SkbMd),
+}
+
 /// Runs `a` on a copy of `data` in the arena (`r1` = its address, `r2` =
-/// its length; with `xdp`, `r1` = an `xdp_md` over it), copying it back.
-pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result<u64, VmError> {
+/// its length; or `r1` = an `xdp_md` / `__sk_buff` over it), copying it
+/// back.
+pub(super) fn run(a: &Arm64Prog, data: &mut [u8], mut ctx: RunCtx<'_>) -> Result<u64, VmError> {
     if IN_RUN.with(|r| r.replace(true)) {
         return Err(VmError::Emulator(
             "an arm64 run from inside an arm64 run (e.g. from a helper) is not supported".into(),
@@ -273,17 +289,17 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result
     let _in_run = InRun;
     let (buf, class) = crate::shared::enable()
         .ok()
-        .and_then(|_| crate::shared::alloc(XDP_CTX_ROOM + data.len()))
+        .and_then(|_| crate::shared::alloc(CTX_ROOM + data.len()))
         .ok_or_else(|| VmError::Emulator("no room in the shared arena for the data".into()))?;
     let _block = Block(buf, class);
-    let pkt_addr = buf + XDP_CTX_ROOM as u64;
+    let pkt_addr = buf + CTX_ROOM as u64;
     let len = data.len() as u64;
-    // SAFETY: the block holds XDP_CTX_ROOM + data.len() bytes, all ours.
+    // SAFETY: the block holds CTX_ROOM + data.len() bytes, all ours.
     unsafe {
         std::ptr::copy_nonoverlapping(data.as_ptr(), pkt_addr as *mut u8, data.len());
     }
-    let args = match xdp {
-        Some(md) => {
+    let args = match &ctx {
+        RunCtx::Xdp(md) => {
             // The arena lies below 4 GiB: 32-bit fields hold whole pointers.
             let ctx = [
                 pkt_addr as u32,
@@ -293,11 +309,19 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result
                 md.rx_queue_index,
                 md.egress_ifindex,
             ];
-            // SAFETY: 24 bytes at the block's start (XDP_CTX_ROOM >= 24).
+            // SAFETY: 24 bytes at the block's start (CTX_ROOM >= 24).
             unsafe { std::ptr::copy_nonoverlapping(ctx.as_ptr(), buf as *mut u32, ctx.len()) };
             [buf, 0, 0, 0, 0]
         }
-        None => [pkt_addr, len, 0, 0, 0],
+        RunCtx::Skb(skb) => {
+            // As for XDP: the arena lies below 4 GiB (and `len` fits 32
+            // bits, the arena being smaller).
+            let words = skb.to_struct(pkt_addr as u32, len as u32);
+            // SAFETY: SKB_SIZE bytes at the block's start (CTX_ROOM >= SKB_SIZE).
+            unsafe { put_struct(buf as *mut u8, &words) };
+            [buf, 0, 0, 0, 0]
+        }
+        RunCtx::Mem => [pkt_addr, len, 0, 0, 0],
     };
     let pkt = if data.is_empty() {
         (0, 0)
@@ -311,6 +335,7 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result
         helpers: &*a.helpers as *const [Option<Arc<HelperFn>>],
         builtins: a.builtins,
         extra: Vec::new(),
+        miss: None,
         error: None,
         pkt,
     };
@@ -330,6 +355,10 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], xdp: Option<&XdpMd>) -> Result
     drop(guard);
     // SAFETY: as above.
     unsafe { std::ptr::copy_nonoverlapping(pkt_addr as *const u8, data.as_mut_ptr(), data.len()) };
+    if let RunCtx::Skb(skb) = &mut ctx {
+        // SAFETY: the struct written above, at the block's start.
+        unsafe { take_struct(buf as *const u8, skb) };
+    }
     let r0 = r?;
     match st.error.take() {
         Some(e) => Err(e),

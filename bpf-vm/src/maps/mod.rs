@@ -394,6 +394,7 @@ impl ProgArrayShared {
         if let Some(old) = old {
             crate::engine::retire(old);
         }
+        crate::engine::note_slot_change();
         Ok(())
     }
 
