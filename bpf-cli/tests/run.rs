@@ -326,35 +326,50 @@ fn every_engine_computes_the_same_r0() {
 #[test]
 fn jit_engines_have_maps_helpers_globals_and_xdp() {
     for engine in ["x86", "arm64"] {
-        jit_engine_has_maps_helpers_globals_and_xdp(engine);
+        for private in [false, true] {
+            jit_engine_has_maps_helpers_globals_and_xdp(engine, private);
+        }
     }
 }
 
-fn jit_engine_has_maps_helpers_globals_and_xdp(engine: &str) {
+/// With `private`, every run adds `--private-stack`: the results are the
+/// same, the frames live in a guarded region (on arm64, in the arena the
+/// helpers also see).
+fn jit_engine_has_maps_helpers_globals_and_xdp(engine: &str, private: bool) {
+    let ps: &[&str] = if private { &["--private-stack"] } else { &[] };
     // XDP_PASS is 2 in the UAPI.
     let pkt = data_file("engines-pkt.bin", &[0u8; 64]);
     assert_eq!(
-        r0_on(engine, &[&example("xdp_pass.o"), "--data", &pkt]),
+        r0_on(
+            engine,
+            &[&[&*example("xdp_pass.o"), "--data", &pkt], ps].concat()
+        ),
         Some(2),
-        "xdp_pass.o on {engine}"
+        "xdp_pass.o on {engine} (private stack: {private})"
     );
     // As in `globals_start_from_their_initial_values`: pid 42 takes
     // call_count from 7 to 8 and returns 0, on every one of 3 runs.
-    let v = run_json(&[
-        &example("global_data.o"),
-        "--prog",
-        "trace_open",
-        "--engine",
-        engine,
-        "--helper-ret",
-        "14=0x2a0000002a",
-        "--repeat",
-        "3",
-        "--read-global",
-        "call_count",
-        "--read-global",
-        "target_pid",
-    ]);
+    let v = run_json(
+        &[
+            &[
+                &*example("global_data.o"),
+                "--prog",
+                "trace_open",
+                "--engine",
+                engine,
+                "--helper-ret",
+                "14=0x2a0000002a",
+                "--repeat",
+                "3",
+                "--read-global",
+                "call_count",
+                "--read-global",
+                "target_pid",
+            ],
+            ps,
+        ]
+        .concat(),
+    );
     assert_eq!(v["r0"].as_u64(), Some(0), "{engine}: {v}");
     assert_eq!(
         v["globals"]["call_count"].as_u64(),
@@ -510,39 +525,7 @@ fn socket_filters_run_the_same_on_every_engine() {
 fn engines_reject_what_they_do_not_support_yet() {
     let o = bpfkit(["run", &example("mem.o"), "--engine", "mips"]);
     assert_fails_with(&o, "engine `mips`");
-    // arm64 with --private-stack: no `struct __sk_buff` either.
-    let o = bpfkit([
-        "run",
-        &example("subprogs.o"),
-        "--prog",
-        "sock_filter",
-        "--engine",
-        "arm64",
-        "--private-stack",
-    ]);
-    assert_fails_with(&o, "--private-stack runs only");
-    // arm64 with --private-stack: no maps, helpers or packet contexts.
-    let o = bpfkit([
-        "run",
-        &example("global_data.o"),
-        "--prog",
-        "trace_open",
-        "--engine",
-        "arm64",
-        "--private-stack",
-    ]);
-    assert_fails_with(&o, "helper calls");
-    let o = bpfkit([
-        "run",
-        &example("xdp_pass.o"),
-        "--engine",
-        "arm64",
-        "--private-stack",
-    ]);
-    assert_fails_with(&o, "runs only `r1` = data");
     let asm = data_file("engines-helper.s", b"call 14\nexit\n");
-    let o = bpfkit(["run", &asm, "--engine", "arm64", "--private-stack"]);
-    assert_fails_with(&o, "insn0: helper calls (here helper 14)");
     let o = bpfkit(["run", &asm, "--engine", "x86", "--trace"]);
     assert_fails_with(&o, "--trace needs");
     // A fault in emulated code is an error, not a crash: a NULL load.
@@ -579,6 +562,42 @@ fn private_stack_on_both_jits() {
             r0_on(engine, &[&stack, "--private-stack"]),
             Some(16),
             "stack program on {engine} with a private stack"
+        );
+        // As in `socket_filters_run_the_same_on_every_engine`: a bpf-to-bpf
+        // call (global_sum(len, 0) = len + 1) and a tail call (len 100 goes
+        // to slot 1, which returns 1), on the private stack.
+        let small = data_file("private-pkt100.bin", &[0u8; 100]);
+        assert_eq!(
+            r0_on(
+                engine,
+                &[
+                    &example("subprogs.o"),
+                    "--prog",
+                    "sock_filter",
+                    "--data",
+                    &small,
+                    "--private-stack"
+                ]
+            ),
+            Some(101),
+            "subprogs.o sock_filter on {engine} with a private stack"
+        );
+        assert_eq!(
+            r0_on(
+                engine,
+                &[
+                    &example("tail_calls.o"),
+                    "--prog",
+                    "dispatch",
+                    "--data",
+                    &small,
+                    "--prog-array",
+                    "jump_table=1:handle_small,2:handle_large",
+                    "--private-stack"
+                ]
+            ),
+            Some(1),
+            "tail_calls.o on {engine} with a private stack"
         );
     }
     let o = bpfkit(["run", &stack, "--private-stack"]);

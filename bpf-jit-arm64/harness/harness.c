@@ -24,6 +24,8 @@
  *    10 CALL_ON u64 addr, u64 sp, u64 a1..a5   -> like CALL, with the stack
  *           pointer switched to sp (16-byte aligned) for the call
  *    11 RETURN u64 r0 (only while serving an upcall): the upcall returns r0
+ *    12 CALL_ON6 u64 addr, u64 sp, u64 a1..a6  -> like CALL_ON, with a sixth
+ *           argument in x5 (a private-stack entry's frame top)
  * Upcalls: the function `upcall` (the last helper of the hello) is entered
  * by a stub with a1..a5 in x0-x4 and an id in x5. It sends, in place of a
  * CALL/CALL_ON reply, u32 0xffffffff, u32 id, u64 a1..a5, then serves
@@ -129,15 +131,15 @@ static u64 h_skb_load(u64 ctx, u64 off, u64 size, u64 d, u64 e) {
 }
 
 
-/* call_on_stack(fn, sp, a1..a5): calls fn(a1..a5) with SP = sp. */
-u64 call_on_stack(u64 fn, u64 sp, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5);
+/* call_on_stack(fn, sp, a1..a6): calls fn(a1..a6) with SP = sp. */
+u64 call_on_stack(u64 fn, u64 sp, u64 a1, u64 a2, u64 a3, u64 a4, u64 a5, u64 a6);
 __asm__(".text\n.global call_on_stack\n.type call_on_stack, %function\n"
         "call_on_stack:\n"
         "  stp x29, x30, [sp, #-16]!\n"
         "  mov x29, sp\n"
         "  mov x9, x0\n"
         "  mov sp, x1\n"
-        "  mov x0, x2\n  mov x1, x3\n  mov x2, x4\n  mov x3, x5\n  mov x4, x6\n"
+        "  mov x0, x2\n  mov x1, x3\n  mov x2, x4\n  mov x3, x5\n  mov x4, x6\n  mov x5, x7\n"
         "  blr x9\n"
         "  mov sp, x29\n"
         "  ldp x29, x30, [sp], #16\n"
@@ -280,14 +282,14 @@ static int serve(int nested, u64 *ret) {
         close(fd);
       }
       if (put(&st, 4)) return 5;
-    } else if (op == 10) {
-      u64 a[7];
-      if (get(a, sizeof a)) return 4;
+    } else if (op == 10 || op == 12) {
+      u64 a[8] = {0};
+      if (get(a, op == 12 ? sizeof a : 7 * sizeof(u64))) return 4;
       volatile u64 r0 = 0;
       sigjmp_buf saved;
       memcpy(&saved, &jb, sizeof jb);
       int sig = sigsetjmp(jb, 1);
-      if (sig == 0) r0 = call_on_stack(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+      if (sig == 0) r0 = call_on_stack(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
       memcpy(&jb, &saved, sizeof jb);
       struct { uint32_t sig; uint32_t pad; u64 r0; } reply = {(uint32_t)sig, 0, r0};
       if (put(&reply, sizeof reply)) return 5;

@@ -450,6 +450,25 @@ impl Emulator {
         self.reply_with(h)
     }
 
+    /// Like [`Emulator::call_on_stack`], with a sixth argument (`x5`), e.g.
+    /// the frame top a private-stack entry
+    /// ([`JitOptions::private_stack`](bpf_jit::JitOptions::private_stack))
+    /// takes in [`FIN`](crate::FIN).
+    pub fn call_on_stack6(
+        &mut self,
+        addr: u64,
+        sp: u64,
+        args: [u64; 6],
+        h: &mut UpcallHandler<'_>,
+    ) -> Result<u64, EmuError> {
+        self.check_code(addr)?;
+        if !sp.is_multiple_of(16) {
+            return Err(EmuError::Protocol("stack pointer not 16-byte aligned"));
+        }
+        self.send(12, &[addr, sp], &args, &[])?;
+        self.reply_with(h)
+    }
+
     /// Maps the file at `path` (in the harness's view of the file system:
     /// e.g. `/proc/<host pid>/fd/<n>` of a `memfd` the host has mapped at
     /// `addr`) shared, read+write, at exactly `addr` in the harness, for

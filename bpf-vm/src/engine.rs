@@ -77,7 +77,10 @@
 //! * **Tail calls** read the program array's AArch64 table in the arena;
 //!   [`ProgArray::set_program`](crate::maps::ProgArray::set_program) writes
 //!   an AArch64 program's emulator entry there (direct tail calls are off).
-//! * **Not supported**: private stacks, a run started from inside another
+//! * **Private stacks**: each run's region is a block of the arena (so
+//!   helpers reach pointers into it), guarded and checked as on x86-64;
+//!   its top is the entry's sixth argument (`x5`).
+//! * **Not supported**: a run started from inside another
 //!   AArch64 run (e.g. from a helper), freeing code (the emulator's 4 MiB
 //!   code region is a bump allocator).
 
@@ -304,8 +307,9 @@ impl<'p> LoadBuilder<'p> {
 
     /// JIT only: keep the program's eBPF frames in a private region instead
     /// of on the thread's native stack (`bpf_jit::JitOptions::private_stack`).
-    /// Each run takes a region from a per-thread pool (a run nested inside
-    /// a helper takes the next one), sized for the deepest call chain of
+    /// On x86-64 each run takes a region from a per-thread pool (a run
+    /// nested inside a helper takes the next one); on [`Engine::Arm64`] a
+    /// block of the shared arena. Either is sized for the deepest call chain of
     /// every private-stack program loaded so far times 34 levels of tail
     /// calls, with guard words on both sides that are checked after the run
     /// ([`VmError::PrivateStackOverflow`]). Programs with callback
@@ -778,45 +782,30 @@ thread_local! {
     static REGION_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
-/// One run's region: words `[0, GUARD_WORDS)` and the last `GUARD_WORDS`
-/// are guards; the program's frames lie in between, below `top`.
-struct RegionLease {
+/// A private region: words `[0, GUARD_WORDS)` and the last `GUARD_WORDS`
+/// are guards; the program's frames lie in between, below the top that
+/// [`Guarded::arm`] returns. Both engines use it (the x86-64 engine over a
+/// per-thread region, the arm64 engine over a block of the shared arena).
+struct Guarded {
     base: *mut u64,
     words: usize,
 }
 
-impl RegionLease {
-    fn take(need: usize) -> RegionLease {
-        let depth = REGION_DEPTH.with(|d| {
-            let v = d.get();
-            d.set(v + 1);
-            v
-        });
-        let units = (need + 2 * PRIVATE_STACK_GUARD_BYTES).div_ceil(16);
-        REGIONS.with(|r| {
-            let mut r = r.borrow_mut();
-            while r.len() <= depth {
-                r.push(Box::default());
-            }
-            let mut lease = RegionLease {
-                base: std::ptr::null_mut(),
-                words: 0,
-            };
-            if let Some(slot) = r.get_mut(depth) {
-                if slot.len() < units {
-                    *slot = vec![0u128; units].into_boxed_slice();
-                }
-                // The boxed slice stays put while the vector grows (nested runs).
-                lease.base = slot.as_mut_ptr().cast::<u64>();
-                lease.words = slot.len() * 2;
-            }
-            lease
-        })
+impl Guarded {
+    /// Words a region of `need` frame bytes takes, guards included (a
+    /// multiple of 2, so the region is whole 16-byte units).
+    fn words_for(need: usize) -> usize {
+        (need + 2 * PRIVATE_STACK_GUARD_BYTES).div_ceil(16) * 2
     }
 
-    /// Writes the guard words; returns the region's top (16-byte aligned).
-    fn arm(&self) -> u64 {
-        // SAFETY: `base` points at `words` (>= 2 * GUARD_WORDS) u64 this lease owns.
+    /// Writes the guard words; returns the region's top (16-byte aligned
+    /// when `base` is).
+    ///
+    /// # Safety
+    /// `base` must point at `words` (>= 2 * GUARD_WORDS) writable u64 that
+    /// no one else uses while the region is armed.
+    unsafe fn arm(&self) -> u64 {
+        // SAFETY: forwarded to the caller.
         unsafe {
             for i in 0..GUARD_WORDS {
                 self.base.add(i).write(GUARD_WORD);
@@ -826,18 +815,77 @@ impl RegionLease {
         }
     }
 
-    /// Which guard, if any, the run overwrote.
-    fn check(&self) -> Option<&'static str> {
-        // SAFETY: as in `arm`.
-        unsafe {
+    /// Which guard, if any, the run overwrote, as
+    /// [`VmError::PrivateStackOverflow`].
+    ///
+    /// # Safety
+    /// As for [`Guarded::arm`].
+    unsafe fn check(&self) -> Result<(), VmError> {
+        // SAFETY: forwarded to the caller.
+        let side = unsafe {
             if (0..GUARD_WORDS).any(|i| self.base.add(i).read() != GUARD_WORD) {
-                return Some("below");
+                Some("below")
+            } else if (0..GUARD_WORDS)
+                .any(|i| self.base.add(self.words - 1 - i).read() != GUARD_WORD)
+            {
+                Some("above")
+            } else {
+                None
             }
-            if (0..GUARD_WORDS).any(|i| self.base.add(self.words - 1 - i).read() != GUARD_WORD) {
-                return Some("above");
-            }
+        };
+        match side {
+            Some(side) => Err(VmError::PrivateStackOverflow { side }),
+            None => Ok(()),
         }
-        None
+    }
+}
+
+/// One run's region of the per-thread pool.
+struct RegionLease {
+    region: Guarded,
+}
+
+impl RegionLease {
+    fn take(need: usize) -> RegionLease {
+        let depth = REGION_DEPTH.with(|d| {
+            let v = d.get();
+            d.set(v + 1);
+            v
+        });
+        let units = Guarded::words_for(need) / 2;
+        REGIONS.with(|r| {
+            let mut r = r.borrow_mut();
+            while r.len() <= depth {
+                r.push(Box::default());
+            }
+            let mut lease = RegionLease {
+                region: Guarded {
+                    base: std::ptr::null_mut(),
+                    words: 0,
+                },
+            };
+            if let Some(slot) = r.get_mut(depth) {
+                if slot.len() < units {
+                    *slot = vec![0u128; units].into_boxed_slice();
+                }
+                // The boxed slice stays put while the vector grows (nested runs).
+                lease.region.base = slot.as_mut_ptr().cast::<u64>();
+                lease.region.words = slot.len() * 2;
+            }
+            lease
+        })
+    }
+
+    /// Writes the guard words; returns the region's top (16-byte aligned).
+    fn arm(&self) -> u64 {
+        // SAFETY: the lease owns the region's slot at its depth.
+        unsafe { self.region.arm() }
+    }
+
+    /// Which guard, if any, the run overwrote.
+    fn check(&self) -> Result<(), VmError> {
+        // SAFETY: as in `arm`.
+        unsafe { self.region.check() }
     }
 }
 
@@ -885,13 +933,11 @@ unsafe fn run_jit(j: &JitProg, args: [u64; 5], pkt: (u64, u64)) -> Result<u64, V
             None => j.code.call(args),
         }
     };
-    let overflow = lease.as_ref().and_then(RegionLease::check);
+    let overflow = lease.as_ref().map_or(Ok(()), RegionLease::check);
     drop(lease);
     drop(guard);
     drop(in_flight);
-    if let Some(side) = overflow {
-        return Err(VmError::PrivateStackOverflow { side });
-    }
+    overflow?;
     match st.error.take() {
         Some(e) => Err(e),
         None => Ok(r0),

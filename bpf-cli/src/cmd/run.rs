@@ -19,10 +19,8 @@
 //!   is an error, never a crash of `bpfkit`), with the same maps, helpers,
 //!   program arrays and global data as the other engines (they live in a
 //!   memory arena shared with the emulator), for every context, as `x86`.
-//!   The time per run includes the round trips to the emulator. With
-//!   `--private-stack` it runs only `r1` = data, `r2` = length programs
-//!   without maps and helpers (helper 5 of a bpf_conformance `.data` file
-//!   excepted), directly in the harness.
+//!   The time per run includes the round trips to the emulator.
+//!   `--private-stack` works on both JIT engines, maps and helpers included.
 //!
 //! * An ELF object: the program is chosen with `--prog` / `--section` (or is
 //!   the only one). Its maps are created empty, global data (`.data`,
@@ -48,15 +46,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bpf_isa::{fmt_insn, DisasmOptions, Program};
-use bpf_isa::{CallTarget, Insn, LdImm64Src};
-use bpf_jit::{HelperTable, JitOptions};
-use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
-use bpf_jit_arm64::{Arm64Options, Atomics};
 use bpf_object::{MapKind, ObjProgram, Object, ProgType};
 use bpf_vm::{
     Engine, HelperRegistry, Interpreter, LoadedProgram, Map, MapDef, MapType, SkbMd, Tracer, XdpMd,
 };
-use std::cell::RefCell;
 
 use crate::files;
 
@@ -148,34 +141,11 @@ impl EngineChoice {
     }
 }
 
-/// A program compiled for AArch64 and written into a running emulator.
-struct Arm64Prog {
-    emu: Emulator,
-    entry: u64,
-    /// With `--private-stack`: the region's top and size in the data region.
-    private: Option<(u64, u64)>,
-}
-
-/// Where `--private-stack` puts the AArch64 region: this far into the
-/// emulator's data region (the program's data comes first).
-const ARM64_PRIVATE_OFFSET: u64 = 2 << 20;
-/// Guard bytes on each side of the AArch64 private region.
-const ARM64_GUARD: usize = 32;
-/// The guard pattern.
-const ARM64_GUARD_WORD: u64 = 0x5ca1_ab1e_dead_beef;
-
-fn arm64_guard() -> Vec<u8> {
-    (0..ARM64_GUARD / 8)
-        .flat_map(|_| ARM64_GUARD_WORD.to_le_bytes())
-        .collect()
-}
-
 /// The loaded program, per engine.
 enum Vm {
     Interp(Interpreter),
     /// A program of `bpf_vm`'s JIT engines (`x86`, `arm64`).
     Jit(LoadedProgram),
-    Arm64(RefCell<Arm64Prog>),
 }
 
 /// Everything needed to run.
@@ -223,33 +193,22 @@ pub fn run(args: &Args) -> Result<()> {
         if conformance {
             helpers = Some(HelperRegistry::conformance());
         }
-        let vm = match engine {
-            EngineChoice::Arm64 if args.private_stack => {
-                if !args.helper_ret.is_empty() {
-                    bail!("--helper-ret: engine `arm64` does not call helpers yet");
+        let vm = {
+            let reg =
+                with_extra_helpers(helpers.take().unwrap_or_else(HelperRegistry::kernel), args)?;
+            if let Some(jit) = engine.jit() {
+                let mut b = LoadedProgram::builder(&prog, jit)
+                    .helpers(reg)
+                    .private_stack(args.private_stack);
+                let kind = bpf_verifier::ProgKind::Mem {
+                    size: u32::try_from(data.as_ref().unwrap_or(&mem).len()).unwrap_or(u32::MAX),
+                };
+                if let Some(d) = verified_stack_depths(&prog, kind, Vec::new()) {
+                    b = b.stack_depths(d);
                 }
-                load_arm64(&prog, conformance, args.private_stack)?
-            }
-            _ => {
-                let reg = with_extra_helpers(
-                    helpers.take().unwrap_or_else(HelperRegistry::kernel),
-                    args,
-                )?;
-                if let Some(jit) = engine.jit() {
-                    let mut b = LoadedProgram::builder(&prog, jit)
-                        .helpers(reg)
-                        .private_stack(args.private_stack);
-                    let kind = bpf_verifier::ProgKind::Mem {
-                        size: u32::try_from(data.as_ref().unwrap_or(&mem).len())
-                            .unwrap_or(u32::MAX),
-                    };
-                    if let Some(d) = verified_stack_depths(&prog, kind, Vec::new()) {
-                        b = b.stack_depths(d);
-                    }
-                    Vm::Jit(b.build()?)
-                } else {
-                    Vm::Interp(Interpreter::builder(&prog).helpers(reg).build()?)
-                }
+                Vm::Jit(b.build()?)
+            } else {
+                Vm::Interp(Interpreter::builder(&prog).helpers(reg).build()?)
             }
         };
         Loaded {
@@ -343,37 +302,6 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
             };
             return Ok(r?);
         }
-        Vm::Arm64(p) => {
-            let mut p = p
-                .try_borrow_mut()
-                .map_err(|_| anyhow!("arm64 emulator busy"))?;
-            let p = &mut *p;
-            let base = p.emu.layout().data;
-            p.emu.write(base, &data).context("arm64 emulator")?;
-            let Some((top, bytes)) = p.private else {
-                return p
-                    .emu
-                    .call(p.entry, [base, data.len() as u64, 0, 0, 0])
-                    .context("arm64 emulator: the program failed");
-            };
-            if data.len() as u64 > ARM64_PRIVATE_OFFSET {
-                bail!("--private-stack on arm64: data larger than 2 MiB");
-            }
-            let guard = arm64_guard();
-            let below = top - bytes - ARM64_GUARD as u64;
-            p.emu.write(below, &guard).context("arm64 emulator")?;
-            p.emu.write(top, &guard).context("arm64 emulator")?;
-            let r0 = p
-                .emu
-                .call8(p.entry, [base, data.len() as u64, 0, 0, 0, top, 0, 0])
-                .context("arm64 emulator: the program failed")?;
-            let intact = p.emu.read(below, ARM64_GUARD).context("arm64 emulator")? == guard
-                && p.emu.read(top, ARM64_GUARD).context("arm64 emulator")? == guard;
-            if !intact {
-                bail!("private stack overflow: a guard word around the region was overwritten");
-            }
-            return Ok(r0);
-        }
     };
     let r = match (l.ctx, tracer) {
         (Ctx::Mem, None) => vm.run_mem(&mut data),
@@ -384,63 +312,6 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
         (Ctx::Skb, Some(t)) => vm.run_skb_traced(&mut data, &mut SkbMd::default(), t),
     };
     Ok(r?)
-}
-
-/// Compiles `prog` for AArch64 into a fresh emulator, for `--private-stack`
-/// (which [`Engine::Arm64`] does not offer): only programs without maps and
-/// helpers (helper 5 of the conformance suite, for `.data` files, excepted).
-fn load_arm64(prog: &Program, conformance: bool, private_stack: bool) -> Result<Vm> {
-    for (idx, insn) in prog.iter() {
-        match insn {
-            Insn::LdImm64 {
-                src: LdImm64Src::Imm(_),
-                ..
-            } => {}
-            Insn::LdImm64 { .. } => bail!(
-                "engine `arm64`: {idx}: maps and other pseudo `ld_imm64` \
-                 references are not supported yet (use `--engine interp` or `x86`)"
-            ),
-            Insn::Call(CallTarget::Helper(5)) if conformance => {}
-            Insn::Call(CallTarget::Helper(id)) => bail!(
-                "engine `arm64`: {idx}: helper calls (here helper {id}) \
-                 are not supported yet (use `--engine interp` or `x86`)"
-            ),
-            Insn::Call(CallTarget::Kfunc { .. }) => {
-                bail!("engine `arm64`: {idx}: kfunc calls are not supported")
-            }
-            _ => {}
-        }
-    }
-    let emu = Emulator::spawn().context("engine `arm64` needs the qemu-user harness")?;
-    let layout = *emu.layout();
-    let mut helpers = HelperTable::new();
-    if conformance {
-        helpers.insert_address(5, layout.helper(HarnessHelper::ReturnArg1));
-    }
-    let arm = Arm64Options {
-        atomics: Atomics::Lse,
-        image_base: Some(layout.near_code),
-    };
-    let opts = JitOptions::new(&helpers).with_private_stack(private_stack);
-    let code = bpf_jit_arm64::compile_code_with(prog, &opts, &arm)
-        .map_err(|e| anyhow!("engine `arm64`: {e}"))?;
-    // Room for every level of tail calls, as the x86 runtime sizes it.
-    let bytes = u64::from(code.private_stack_bytes) * (u64::from(bpf_jit::MAX_TAIL_CALL_CNT) + 1);
-    let private = private_stack.then(|| {
-        (
-            layout.data + ARM64_PRIVATE_OFFSET + ARM64_GUARD as u64 + bytes,
-            bytes,
-        )
-    });
-    let mut p = Arm64Prog {
-        emu,
-        entry: layout.near_code,
-        private,
-    };
-    p.emu
-        .write(layout.near_code, &code.code)
-        .context("engine `arm64`: loading the code")?;
-    Ok(Vm::Arm64(RefCell::new(p)))
 }
 
 /// A non-ELF input: `(program, memory from a .data file, is a .data file)`.
@@ -573,34 +444,6 @@ fn load_object(args: &Args, engine: EngineChoice, bytes: &[u8], data: Vec<u8>) -
         }
         _ => Ctx::Mem,
     };
-    let old_arm64 = engine == EngineChoice::Arm64 && args.private_stack;
-    if old_arm64 && matches!(ctx, Ctx::Xdp | Ctx::Skb) {
-        bail!(
-            "engine `arm64` with --private-stack runs only `r1` = data, `r2` = length \
-             programs (e.g. section `mem`); use `--engine interp` or `x86`"
-        );
-    }
-    if old_arm64 {
-        if !args.prog_array.is_empty() || !args.read_global.is_empty() {
-            bail!(
-                "engine `arm64` with --private-stack does not support maps \
-                 (--prog-array, --read-global)"
-            );
-        }
-        if !args.helper_ret.is_empty() {
-            bail!("--helper-ret: engine `arm64` with --private-stack does not call helpers");
-        }
-        return Ok(Loaded {
-            vm: load_arm64(&prog.insns, false, args.private_stack)
-                .with_context(|| format!("program `{}`", prog.name))?,
-            ctx,
-            data,
-            resets: Vec::new(),
-            globals: Vec::new(),
-            _maps: Vec::new(),
-        });
-    }
-
     if engine == EngineChoice::Arm64 {
         // The arm64 engine reaches only maps in the shared arena: enable
         // it before the maps are created.

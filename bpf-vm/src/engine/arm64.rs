@@ -9,6 +9,11 @@
 //! are upcall stubs: a helper call becomes an upcall that runs the
 //! [`HelperRegistry`](crate::HelperRegistry) closure here, with the same
 //! run state as the x86-64 engine's trampolines.
+//!
+//! A private-stack program ([`LoadBuilder::private_stack`]) gets, for each
+//! run, a region of the arena (so helpers can dereference pointers into
+//! its frames) with the same guard words as the x86-64 engine's regions;
+//! the entry takes the region's top as its sixth argument (`x5`).
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
@@ -20,8 +25,8 @@ use bpf_jit_arm64::{Arm64Options, Atomics};
 
 use super::skb::{put_struct, take_struct, SKB_CTX_ROOM};
 use super::{
-    dispatch_in, jit_ld_abs, record, Inner, LoadBuilder, LoadedProgram, MapRefs, RunGuard,
-    RunState, JIT_HELPER_IDS, RUN,
+    dispatch_in, jit_ld_abs, private_stack_region_bytes, record, Guarded, Inner, LoadBuilder,
+    LoadedProgram, MapRefs, RunGuard, RunState, JIT_HELPER_IDS, PRIVATE_CHAIN_MAX, RUN,
 };
 use crate::context::{SkbMd, XdpMd};
 use crate::error::{HelperError, VmError};
@@ -51,6 +56,8 @@ pub struct Arm64Prog {
     pub(super) prog_arrays: Vec<Arc<ProgArrayShared>>,
     helpers: Box<[Option<Arc<HelperFn>>]>,
     builtins: bool,
+    /// Compiled for a private stack (entered with a region top in `x5`).
+    private_stack: bool,
 }
 
 impl std::fmt::Debug for Arm64Prog {
@@ -73,6 +80,12 @@ impl Arm64Prog {
     /// Size of the machine code in bytes.
     pub fn code_len(&self) -> usize {
         self.code_len
+    }
+
+    /// Whether it was compiled for a private stack
+    /// ([`LoadBuilder::private_stack`]).
+    pub fn private_stack(&self) -> bool {
+        self.private_stack
     }
 }
 
@@ -154,12 +167,6 @@ fn with_runtime<T>(f: impl FnOnce(&mut Runtime) -> Result<T, VmError>) -> Result
 
 /// Loads `b`'s program for [`super::Engine::Arm64`].
 pub(super) fn build(b: LoadBuilder<'_>) -> Result<LoadedProgram, VmError> {
-    if b.private_stack {
-        return Err(VmError::Unsupported {
-            insn: 0,
-            what: "private stacks on the arm64 engine",
-        });
-    }
     b.prog.validate()?;
     if IN_RUN.with(Cell::get) {
         return Err(VmError::Emulator(
@@ -189,7 +196,7 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
             let Some(handle) = shared.a64_handle() else {
                 return refs.fail(outside);
             };
-            if !shared.claim_stack_kind(false) {
+            if !shared.claim_stack_kind(b.private_stack) {
                 return refs.fail(VmError::Unsupported {
                     insn: slot,
                     what: "a program array shared by native-stack and private-stack programs",
@@ -214,6 +221,7 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
     if let Some(d) = &b.stack_depths {
         opts = opts.with_stack_depths(d);
     }
+    opts = opts.with_private_stack(b.private_stack);
     opts.blind_constants = b.blind;
     // Tail calls read the arena table (no patched direct jumps).
     opts = opts.with_direct_tail_calls(false);
@@ -235,6 +243,12 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
     }
     rt.emu.write(at, &code.code).map_err(emu_err)?;
     rt.next = at + len;
+    if b.private_stack {
+        PRIVATE_CHAIN_MAX.fetch_max(
+            code.private_stack_bytes,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
     let (maps, prog_arrays) = refs.into_parts();
     Ok(LoadedProgram {
         inner: Inner::Arm64(Arc::new(Arm64Prog {
@@ -244,6 +258,7 @@ fn build_in(rt: &mut Runtime, b: &LoadBuilder<'_>) -> Result<LoadedProgram, VmEr
             prog_arrays,
             helpers: helpers.into_boxed_slice(),
             builtins,
+            private_stack: b.private_stack,
         })),
     })
 }
@@ -339,18 +354,41 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], mut ctx: RunCtx<'_>) -> Result
         error: None,
         pkt,
     };
+    // A private-stack program's region: as large as any program reachable
+    // from it (all private-stack programs, loaded before the run) needs.
+    let region = if a.private_stack {
+        let words = Guarded::words_for(private_stack_region_bytes());
+        let (base, class) = crate::shared::alloc(words * 8).ok_or_else(|| {
+            VmError::Emulator("no room in the shared arena for a private stack".into())
+        })?;
+        Some((
+            Block(base, class),
+            Guarded {
+                base: base as *mut u64,
+                words,
+            },
+        ))
+    } else {
+        None
+    };
+    // SAFETY: the block holds `words` u64 (16-byte aligned), all ours.
+    let fin = region.as_ref().map(|(_, g)| unsafe { g.arm() });
     let prev = RUN.with(|r| r.replace(&mut st as *mut RunState));
     let guard = RunGuard { prev };
     let r = with_runtime(|rt| {
         let top = rt.stack_top;
-        rt.emu
-            .call_on_stack(a.entry, top, args, &mut upcall)
-            .map_err(|e| match e {
-                EmuError::Fault(sig) => {
-                    VmError::Emulator(format!("the program raised signal {sig}"))
-                }
-                e => emu_err(e),
-            })
+        let call = match fin {
+            Some(fin) => {
+                let [a1, a2, a3, a4, a5] = args;
+                rt.emu
+                    .call_on_stack6(a.entry, top, [a1, a2, a3, a4, a5, fin], &mut upcall)
+            }
+            None => rt.emu.call_on_stack(a.entry, top, args, &mut upcall),
+        };
+        call.map_err(|e| match e {
+            EmuError::Fault(sig) => VmError::Emulator(format!("the program raised signal {sig}")),
+            e => emu_err(e),
+        })
     });
     drop(guard);
     // SAFETY: as above.
@@ -360,6 +398,10 @@ pub(super) fn run(a: &Arm64Prog, data: &mut [u8], mut ctx: RunCtx<'_>) -> Result
         unsafe { take_struct(buf as *const u8, skb) };
     }
     let r0 = r?;
+    if let Some((_, g)) = &region {
+        // SAFETY: as for `arm` above; the run is over.
+        unsafe { g.check() }?;
+    }
     match st.error.take() {
         Some(e) => Err(e),
         None => Ok(r0),

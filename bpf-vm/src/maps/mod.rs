@@ -360,12 +360,12 @@ impl ProgArrayShared {
                     return Err(MapError::Invalid);
                 }
             }
-            if prog.as_ref().is_some_and(|p| p.arm64().is_some()) {
+            if let Some(a) = prog.as_ref().and_then(|p| p.arm64()) {
                 if self.a64.is_none() {
                     // Created before the shared arena: AArch64 code cannot read it.
                     return Err(MapError::Invalid);
                 }
-                if !self.claim_stack_kind(false) {
+                if !self.claim_stack_kind(a.private_stack()) {
                     return Err(MapError::Invalid);
                 }
             }
