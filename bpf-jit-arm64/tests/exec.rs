@@ -8,6 +8,7 @@
 
 mod common;
 
+use bpf_isa::arbitrary::scenarios;
 use bpf_isa::{assemble, LdImm64Src};
 use bpf_jit::{HelperTable, JitOptions, PROG_ARRAY_SLOTS_OFFSET};
 use bpf_jit_arm64::emu::{Emulator, HarnessHelper};
@@ -63,37 +64,21 @@ fn helpers_near_with_bl_and_far_with_blr() {
 }
 
 /// bpf-to-bpf calls: arguments in r1-r5, r6-r9 preserved, each frame has
-/// its own stack, calls nested three deep.
+/// its own stack, calls nested three deep ([`scenarios::LOCAL_CALLS`]).
 #[test]
 fn local_calls_and_frames() {
     let Some(mut emu) = emulator("bpf-to-bpf calls") else {
         return;
     };
-    let src = "
-        r6 = 1000
-        *(u64 *)(r10 - 8) = r6
-        r1 = 3
-        call pc sum3
-        r1 = *(u64 *)(r10 - 8)
-        r0 += r1
-        r0 += r6
-        exit
-      sum3:
-        r6 = r1
-        *(u64 *)(r10 - 8) = r1
-        r1 += -1
-        call pc sum2
-        r1 = *(u64 *)(r10 - 8)
-        r0 += r1
-        r0 += r6
-        exit
-      sum2:
-        r0 = r1
-        r0 *= 100
-        exit";
-    // sum2(2) = 200; sum3(3) = 200 + 3 + 3 = 206; main = 206 + 1000 + 1000.
-    let (r0, _) = run(&mut emu, src, Region::Near, &HelperTable::new());
-    assert_eq!(r0, 2206);
+    // The program and its hand-computed result are shared with the x86-64
+    // JIT's tests.
+    let (r0, _) = run(
+        &mut emu,
+        scenarios::LOCAL_CALLS,
+        Region::Near,
+        &HelperTable::new(),
+    );
+    assert_eq!(r0, scenarios::LOCAL_CALLS_RESULT);
 }
 
 #[test]

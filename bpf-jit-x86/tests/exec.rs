@@ -3,6 +3,7 @@
 //! typed errors for what is not supported yet. Expected values are computed
 //! by hand from the programs.
 
+use bpf_isa::arbitrary::scenarios;
 use bpf_isa::{assemble, LdImm64Src};
 use bpf_jit::{HelperTable, JitError, JitErrorKind, JitOptions};
 
@@ -57,42 +58,12 @@ fn long_and_short_branches() {
 /// own stack, calls nested three deep.
 #[test]
 fn local_calls_and_frames() {
-    let src = "
-        r6 = 1000
-        *(u64 *)(r10 - 8) = r6
-        r1 = 3
-        call pc sum3
-        r1 = *(u64 *)(r10 - 8)
-        r0 += r1
-        r0 += r6
-        exit
-      sum3:
-        r6 = r1
-        *(u64 *)(r10 - 8) = r1
-        r1 += -1
-        call pc sum2
-        r1 = *(u64 *)(r10 - 8)
-        r0 += r1
-        r0 += r6
-        exit
-      sum2:
-        r6 = r1
-        *(u64 *)(r10 - 8) = r1
-        r1 += -1
-        call pc sum1
-        r1 = *(u64 *)(r10 - 8)
-        r0 += r1
-        r0 += r6
-        exit
-      sum1:
-        r6 = r1
-        *(u64 *)(r10 - 8) = r1
-        r0 = r1
-        r0 += r6
-        exit";
-    // sum1(1) = 2; sum2(2) = 2 + 2 + 2 = 6; sum3(3) = 6 + 3 + 3 = 12;
-    // main: 12 + 1000 + 1000.
-    assert_eq!(run(src, &HelperTable::new()), 2012);
+    // The program and its hand-computed result are shared with the AArch64
+    // JIT's tests.
+    assert_eq!(
+        run(scenarios::LOCAL_CALLS, &HelperTable::new()),
+        scenarios::LOCAL_CALLS_RESULT
+    );
 }
 
 /// Recursion is rejected, as the kernel does (bpf-callgraph's check).

@@ -269,6 +269,9 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// What a run gives: r0 and the counters.
+type Outcome = (u64, Vec<u64>);
+
 fn prog_array_def(n: u32) -> MapDef {
     MapDef {
         map_type: MapType::ProgArray,
@@ -289,7 +292,7 @@ fn counters_def(n: u32) -> MapDef {
 
 /// Runs `case` on `engine` (JIT frames on a private stack with
 /// `private`): (r0, counters).
-fn run_vm(case: &Case, engine: Engine, private: bool) -> Result<(u64, Vec<u64>), String> {
+fn run_vm(case: &Case, engine: Engine, private: bool) -> Result<Outcome, String> {
     let counters = Map::new(counters_def(case.counters)).map_err(|e| e.to_string())?;
     let arrays: Vec<(i32, Arc<Map>)> = case
         .prog_arrays
@@ -377,14 +380,20 @@ fn configs() -> Vec<(Engine, bool, String)> {
     v
 }
 
+/// Runs `case` on every engine of [`configs`]: (engine label, result).
+fn run_engines(case: &Case) -> Vec<(String, Result<Outcome, String>)> {
+    configs()
+        .into_iter()
+        .map(|(engine, private, label)| (label, run_vm(case, engine, private)))
+        .collect()
+}
+
 #[test]
 fn tail_call_hierarchies_on_both_engines() {
     let mut failures = Vec::new();
     for case in CASES {
-        for (engine, private, label) in configs() {
-            let engine_kind = engine;
-            let engine = label;
-            match run_vm(case, engine_kind, private) {
+        for (engine, result) in run_engines(case) {
+            match result {
                 Ok((r0, counts)) => {
                     eprintln!(
                         "{} on {engine}: r0 = {r0}, counters = {counts:?}",
@@ -522,10 +531,8 @@ fn tail_call_hierarchies_match_the_live_kernel() {
                 case.name, case.retval, case.expected
             ));
         }
-        for (engine, private, label) in configs() {
-            let engine_kind = engine;
-            let engine = label;
-            match run_vm(case, engine_kind, private) {
+        for (engine, result) in run_engines(case) {
+            match result {
                 Ok(v) if v == k => {}
                 Ok(v) => failures.push(format!("{} on {engine}: {v:?}, kernel {k:?}", case.name)),
                 Err(e) => failures.push(e),

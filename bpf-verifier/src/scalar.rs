@@ -629,13 +629,12 @@ fn alu_tnum(op: ScalarOp, a: Tnum, b: Tnum, w32: bool) -> Tnum {
     }
 }
 
-/// The concrete semantics of `op` (64 bits, or 32 bits zero-extended), as
-/// the runtime executes it (division by zero gives 0, remainder by zero
-/// leaves the dividend, `MIN / -1` wraps).
-pub fn concrete(op: ScalarOp, a: u64, b: u64, w32: bool) -> u64 {
-    if w32 {
-        let (x, y) = (a as u32, b as u32);
-        let r: u32 = match op {
+/// [`concrete`] at one width: operands `$x`, `$y` of unsigned type `$u`
+/// (signed counterpart `$i`), shift amount `$sh`.
+macro_rules! concrete_at {
+    ($op:expr, $x:expr, $y:expr, $sh:expr, $u:ty, $i:ty) => {{
+        let (x, y): ($u, $u) = ($x, $y);
+        match $op {
             ScalarOp::Add => x.wrapping_add(y),
             ScalarOp::Sub => x.wrapping_sub(y),
             ScalarOp::Mul => x.wrapping_mul(y),
@@ -644,7 +643,7 @@ pub fn concrete(op: ScalarOp, a: u64, b: u64, w32: bool) -> u64 {
                 if y == 0 {
                     0
                 } else {
-                    (x as i32).wrapping_div(y as i32) as u32
+                    (x as $i).wrapping_div(y as $i) as $u
                 }
             }
             ScalarOp::Mod => {
@@ -658,51 +657,29 @@ pub fn concrete(op: ScalarOp, a: u64, b: u64, w32: bool) -> u64 {
                 if y == 0 {
                     x
                 } else {
-                    (x as i32).wrapping_rem(y as i32) as u32
+                    (x as $i).wrapping_rem(y as $i) as $u
                 }
             }
             ScalarOp::Or => x | y,
             ScalarOp::And => x & y,
             ScalarOp::Xor => x ^ y,
-            ScalarOp::Lsh => x.wrapping_shl(y),
-            ScalarOp::Rsh => x.wrapping_shr(y),
-            ScalarOp::Arsh => (x as i32).wrapping_shr(y) as u32,
-        };
-        r as u64
-    } else {
-        match op {
-            ScalarOp::Add => a.wrapping_add(b),
-            ScalarOp::Sub => a.wrapping_sub(b),
-            ScalarOp::Mul => a.wrapping_mul(b),
-            ScalarOp::Div => a.checked_div(b).unwrap_or(0),
-            ScalarOp::SDiv => {
-                if b == 0 {
-                    0
-                } else {
-                    (a as i64).wrapping_div(b as i64) as u64
-                }
-            }
-            ScalarOp::Mod => {
-                if b == 0 {
-                    a
-                } else {
-                    a % b
-                }
-            }
-            ScalarOp::SMod => {
-                if b == 0 {
-                    a
-                } else {
-                    (a as i64).wrapping_rem(b as i64) as u64
-                }
-            }
-            ScalarOp::Or => a | b,
-            ScalarOp::And => a & b,
-            ScalarOp::Xor => a ^ b,
-            ScalarOp::Lsh => a.wrapping_shl(b as u32),
-            ScalarOp::Rsh => a.wrapping_shr(b as u32),
-            ScalarOp::Arsh => (a as i64).wrapping_shr(b as u32) as u64,
+            ScalarOp::Lsh => x.wrapping_shl($sh),
+            ScalarOp::Rsh => x.wrapping_shr($sh),
+            ScalarOp::Arsh => (x as $i).wrapping_shr($sh) as $u,
         }
+    }};
+}
+
+/// The concrete semantics of `op` (64 bits, or 32 bits zero-extended), as
+/// the runtime executes it (division by zero gives 0, remainder by zero
+/// leaves the dividend, `MIN / -1` wraps).
+pub fn concrete(op: ScalarOp, a: u64, b: u64, w32: bool) -> u64 {
+    // Shift amounts are masked to the width by `wrapping_sh*`.
+    let sh = b as u32;
+    if w32 {
+        u64::from(concrete_at!(op, a as u32, b as u32, sh, u32, i32))
+    } else {
+        concrete_at!(op, a, b, sh, u64, i64)
     }
 }
 
@@ -885,46 +862,29 @@ pub fn branch_taken(a: &Scalar, b: &Scalar, cond: JmpCond, w32: bool) -> Option<
             }
             None
         }
-        JmpCond::Gt => {
-            if ra.umin > rb.umax {
-                Some(true)
-            } else if ra.umax <= rb.umin {
-                Some(false)
-            } else {
-                None
-            }
-        }
-        JmpCond::Ge => {
-            if ra.umin >= rb.umax {
-                Some(true)
-            } else if ra.umax < rb.umin {
-                Some(false)
-            } else {
-                None
-            }
-        }
+        JmpCond::Gt => interval_cmp(ra.umin, ra.umax, rb.umin, rb.umax, true),
+        JmpCond::Ge => interval_cmp(ra.umin, ra.umax, rb.umin, rb.umax, false),
         JmpCond::Lt => branch_taken(b, a, JmpCond::Gt, w32),
         JmpCond::Le => branch_taken(b, a, JmpCond::Ge, w32),
-        JmpCond::Sgt => {
-            if ra.smin > rb.smax {
-                Some(true)
-            } else if ra.smax <= rb.smin {
-                Some(false)
-            } else {
-                None
-            }
-        }
-        JmpCond::Sge => {
-            if ra.smin >= rb.smax {
-                Some(true)
-            } else if ra.smax < rb.smin {
-                Some(false)
-            } else {
-                None
-            }
-        }
+        JmpCond::Sgt => interval_cmp(ra.smin, ra.smax, rb.smin, rb.smax, true),
+        JmpCond::Sge => interval_cmp(ra.smin, ra.smax, rb.smin, rb.smax, false),
         JmpCond::Slt => branch_taken(b, a, JmpCond::Sgt, w32),
         JmpCond::Sle => branch_taken(b, a, JmpCond::Sge, w32),
+    }
+}
+
+/// Whether `a > b` (`strict`) or `a >= b` holds for every pair of values
+/// of the intervals `[amin, amax]` and `[bmin, bmax]` (`Some(true)`), for
+/// none (`Some(false)`), or is undecided (`None`).
+fn interval_cmp<T: PartialOrd>(amin: T, amax: T, bmin: T, bmax: T, strict: bool) -> Option<bool> {
+    let always = if strict { amin > bmax } else { amin >= bmax };
+    let never = if strict { amax <= bmin } else { amax < bmin };
+    if always {
+        Some(true)
+    } else if never {
+        Some(false)
+    } else {
+        None
     }
 }
 

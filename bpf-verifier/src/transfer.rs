@@ -93,37 +93,13 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             Ok(Next::Goto(next))
         }
         Insn::Neg { width, dst } => {
-            let v = read_reg(env, st, pc, dst)?;
-            check_dst(env, pc, dst)?;
-            let r = if v.ty == RegType::Scalar {
-                RegState::scalar(v.var.neg(width == Width::W32))
-            } else if env.opts.privileged {
-                RegState::unknown()
-            } else {
-                return Err(env.err(
-                    pc,
-                    K::PointerArithmetic,
-                    format!("R{} pointer arithmetic prohibited", dst.num()),
-                ));
-            };
-            set(st, dst, r);
+            unary(env, st, pc, dst, |s| s.neg(width == Width::W32))?;
             Ok(Next::Goto(next))
         }
         Insn::Endian { kind, bits, dst } => {
-            let v = read_reg(env, st, pc, dst)?;
-            check_dst(env, pc, dst)?;
-            let r = if v.ty == RegType::Scalar {
-                RegState::scalar(v.var.endian(bits as u32, kind != Endian::ToLe))
-            } else if env.opts.privileged {
-                RegState::unknown()
-            } else {
-                return Err(env.err(
-                    pc,
-                    K::PointerArithmetic,
-                    format!("R{} pointer arithmetic prohibited", dst.num()),
-                ));
-            };
-            set(st, dst, r);
+            unary(env, st, pc, dst, |s| {
+                s.endian(bits as u32, kind != Endian::ToLe)
+            })?;
             Ok(Next::Goto(next))
         }
         Insn::MovSx {
@@ -297,17 +273,8 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             off,
             imm,
         } => {
-            read_reg(env, st, pc, dst)?;
             let val = RegState::constant(imm as i64 as u64);
-            check_mem(
-                env,
-                st,
-                pc,
-                dst,
-                off as i64,
-                size.bytes(),
-                Access::Write(Some(val)),
-            )?;
+            store(env, st, pc, dst, off, size, val)?;
             Ok(Next::Goto(next))
         }
         Insn::Stx {
@@ -317,16 +284,7 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             off,
         } => {
             let val = read_reg(env, st, pc, src)?;
-            read_reg(env, st, pc, dst)?;
-            check_mem(
-                env,
-                st,
-                pc,
-                dst,
-                off as i64,
-                size.bytes(),
-                Access::Write(Some(val)),
-            )?;
+            store(env, st, pc, dst, off, size, val)?;
             Ok(Next::Goto(next))
         }
         Insn::Atomic {
@@ -681,33 +639,20 @@ fn pointer_alu(
         }
     }
     let _ = src;
-    match known {
-        Some(c) => {
+    // A known offset moves the fixed offset while it fits in 32 bits;
+    // otherwise (or when unknown) it goes into the variable part.
+    let fixed = known
+        .and_then(|c| {
             let c = c as i64;
-            let new = if op == AluOp::Add {
+            if op == AluOp::Add {
                 (ptr.off as i64).checked_add(c)
             } else {
                 (ptr.off as i64).checked_sub(c)
-            };
-            match new.filter(|&n| n == n as i32 as i64) {
-                Some(n) => r.off = n as i32,
-                None => {
-                    r.var = ptr.var.alu(
-                        if op == AluOp::Add {
-                            ScalarOp::Add
-                        } else {
-                            ScalarOp::Sub
-                        },
-                        &off_reg.var,
-                        false,
-                    );
-                    if ptr.ty.is_pkt() {
-                        r.id = env.new_id();
-                        r.range = 0;
-                    }
-                }
             }
-        }
+        })
+        .filter(|&n| n == n as i32 as i64);
+    match fixed {
+        Some(n) => r.off = n as i32,
         None => {
             r.var = ptr.var.alu(
                 if op == AluOp::Add {
@@ -729,6 +674,56 @@ fn pointer_alu(
     total = total.alu(ScalarOp::Add, &Scalar::constant(r.off as i64 as u64), false);
     sane_offset(env, pc, &total, ptr.ty)?;
     Ok(r)
+}
+
+/// A unary operation on `dst` (`neg`, byte swaps): `f` of a scalar; a
+/// pointer becomes unknown when privileged and is refused otherwise.
+fn unary(
+    env: &mut Env<'_>,
+    st: &mut State,
+    pc: usize,
+    dst: Reg,
+    f: impl FnOnce(Scalar) -> Scalar,
+) -> R<()> {
+    let v = read_reg(env, st, pc, dst)?;
+    check_dst(env, pc, dst)?;
+    let r = if v.ty == RegType::Scalar {
+        RegState::scalar(f(v.var))
+    } else if env.opts.privileged {
+        RegState::unknown()
+    } else {
+        return Err(env.err(
+            pc,
+            K::PointerArithmetic,
+            format!("R{} pointer arithmetic prohibited", dst.num()),
+        ));
+    };
+    set(st, dst, r);
+    Ok(())
+}
+
+/// `*(size *)(dst + off) = val` (`st` and `stx`): `dst` must be readable
+/// and the access a valid write of `val`.
+fn store(
+    env: &mut Env<'_>,
+    st: &mut State,
+    pc: usize,
+    dst: Reg,
+    off: i16,
+    size: Size,
+    val: RegState,
+) -> R<()> {
+    read_reg(env, st, pc, dst)?;
+    check_mem(
+        env,
+        st,
+        pc,
+        dst,
+        off as i64,
+        size.bytes(),
+        Access::Write(Some(val)),
+    )?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

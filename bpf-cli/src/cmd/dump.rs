@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bpf_isa::{fmt_insn, DisasmOptions, Program};
-use bpf_object::{Object, ProgType};
+use bpf_object::{ObjProgram, Object, ProgType};
 use bpf_verifier::fastcall::FastcallTable;
 use bpf_verifier::nocsr::remove_fastcall_spills;
 use bpf_verifier::{verify, Options, ProgKind};
@@ -88,25 +88,8 @@ pub fn run(args: &Args) -> Result<()> {
     let opts = DisasmOptions { hex: args.hex };
     let mut out = String::new();
     if files::is_elf(&bytes) {
-        let obj = Object::parse(&bytes)
-            .with_context(|| format!("{}: not a usable BPF object", args.file.display()))?;
-        let selected: Vec<_> = obj
-            .programs
-            .iter()
-            .filter(|p| args.prog.as_deref().is_none_or(|n| p.name == n))
-            .collect();
-        if selected.is_empty() {
-            let names: Vec<&str> = obj.programs.iter().map(|p| p.name.as_str()).collect();
-            bail!(
-                "{}: no program{}; programs: {}",
-                args.file.display(),
-                args.prog
-                    .as_deref()
-                    .map(|n| format!(" named `{n}`"))
-                    .unwrap_or_default(),
-                names.join(", ")
-            );
-        }
+        let obj = parse_object(args, &bytes)?;
+        let selected = select_programs(args, &obj)?;
         for (n, p) in selected.iter().enumerate() {
             if n > 0 {
                 out.push('\n');
@@ -116,18 +99,52 @@ pub fn run(args: &Args) -> Result<()> {
                 .with_context(|| format!("{}: program `{}`", args.file.display(), p.name))?;
         }
     } else {
-        if args.prog.is_some() {
-            bail!(
-                "{}: --prog applies to ELF objects only",
-                args.file.display()
-            );
-        }
-        let prog = Program::decode(&bytes)
-            .with_context(|| format!("{}: cannot decode", args.file.display()))?;
+        let prog = decode_raw(args, &bytes)?;
         dump_one(&mut out, &prog, ProgKind::RawTracepoint, &opts)
             .with_context(|| format!("{}", args.file.display()))?;
     }
     files::write_stdout(&out)
+}
+
+/// Parses the ELF object `bytes` read from `args.file`.
+fn parse_object(args: &Args, bytes: &[u8]) -> Result<Object> {
+    Object::parse(bytes)
+        .with_context(|| format!("{}: not a usable BPF object", args.file.display()))
+}
+
+/// The programs of `obj` that `--prog` selects (all without it); an error
+/// listing the object's programs when none is selected.
+fn select_programs<'a>(args: &Args, obj: &'a Object) -> Result<Vec<&'a ObjProgram>> {
+    let selected: Vec<_> = obj
+        .programs
+        .iter()
+        .filter(|p| args.prog.as_deref().is_none_or(|n| p.name == n))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = obj.programs.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "{}: no program{}; programs: {}",
+            args.file.display(),
+            args.prog
+                .as_deref()
+                .map(|n| format!(" named `{n}`"))
+                .unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    Ok(selected)
+}
+
+/// Decodes raw bytecode `bytes` read from `args.file` (`--prog` is refused:
+/// it applies to ELF objects only).
+fn decode_raw(args: &Args, bytes: &[u8]) -> Result<Program> {
+    if args.prog.is_some() {
+        bail!(
+            "{}: --prog applies to ELF objects only",
+            args.file.display()
+        );
+    }
+    Program::decode(bytes).with_context(|| format!("{}: cannot decode", args.file.display()))
 }
 
 /// Verifies, rewrites and lists one program.

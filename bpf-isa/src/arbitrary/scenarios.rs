@@ -163,6 +163,47 @@ pub fn blind_expected() -> u64 {
     r0 / 0x2468_ace1
 }
 
+/// bpf-to-bpf calls nested three deep (`main` -> `sum3` -> `sum2` ->
+/// `sum1`): arguments in r1, r6 preserved across each call, and each
+/// frame's own stack word at `r10 - 8` surviving its callee's store there.
+pub const LOCAL_CALLS: &str = "
+        r6 = 1000
+        *(u64 *)(r10 - 8) = r6
+        r1 = 3
+        call pc sum3
+        r1 = *(u64 *)(r10 - 8)
+        r0 += r1
+        r0 += r6
+        exit
+      sum3:
+        r6 = r1
+        *(u64 *)(r10 - 8) = r1
+        r1 += -1
+        call pc sum2
+        r1 = *(u64 *)(r10 - 8)
+        r0 += r1
+        r0 += r6
+        exit
+      sum2:
+        r6 = r1
+        *(u64 *)(r10 - 8) = r1
+        r1 += -1
+        call pc sum1
+        r1 = *(u64 *)(r10 - 8)
+        r0 += r1
+        r0 += r6
+        exit
+      sum1:
+        r6 = r1
+        *(u64 *)(r10 - 8) = r1
+        r0 = r1
+        r0 += r6
+        exit";
+
+/// [`LOCAL_CALLS`]'s result by hand: sum1(1) = 1 + 1 = 2; sum2(2) =
+/// 2 + 2 + 2 = 6; sum3(3) = 6 + 3 + 3 = 12; main: 12 + 1000 + 1000.
+pub const LOCAL_CALLS_RESULT: u64 = 2012;
+
 /// The BTF id [`KFUNC_WEIGHTED`] calls (its offset field is 0).
 pub const KFUNC_WEIGHTED_ID: i32 = 4242;
 
@@ -254,6 +295,7 @@ mod tests {
             BLIND_SRC,
             TAIL_RECURSION,
             KFUNC_WEIGHTED,
+            LOCAL_CALLS,
         ];
         all.extend(LD_ABS_CASES.iter().map(|(src, _)| *src));
         for src in all {

@@ -44,7 +44,6 @@ use std::process::Command;
 use anyhow::{anyhow, bail, Context, Result};
 use bpf_isa::{fmt_insn, DisasmOptions, LdImm64Src, Program};
 use bpf_jit::{CompiledCode, HelperTable, JitOptions};
-use bpf_object::Object;
 
 use super::Args;
 use crate::files;
@@ -93,25 +92,8 @@ pub fn run(args: &Args) -> Result<()> {
         .or(args.blind.then(bpf_jit::random_blinding_seed));
     let mut out = String::new();
     if files::is_elf(&bytes) {
-        let obj = Object::parse(&bytes)
-            .with_context(|| format!("{}: not a usable BPF object", args.file.display()))?;
-        let selected: Vec<_> = obj
-            .programs
-            .iter()
-            .filter(|p| args.prog.as_deref().is_none_or(|n| p.name == n))
-            .collect();
-        if selected.is_empty() {
-            let names: Vec<&str> = obj.programs.iter().map(|p| p.name.as_str()).collect();
-            bail!(
-                "{}: no program{}; programs: {}",
-                args.file.display(),
-                args.prog
-                    .as_deref()
-                    .map(|n| format!(" named `{n}`"))
-                    .unwrap_or_default(),
-                names.join(", ")
-            );
-        }
+        let obj = super::parse_object(args, &bytes)?;
+        let selected = super::select_programs(args, &obj)?;
         for (n, p) in selected.iter().enumerate() {
             if n > 0 {
                 out.push('\n');
@@ -126,14 +108,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .with_context(|| format!("{}: program `{}`", args.file.display(), p.name))?;
         }
     } else {
-        if args.prog.is_some() {
-            bail!(
-                "{}: --prog applies to ELF objects only",
-                args.file.display()
-            );
-        }
-        let prog = Program::decode(&bytes)
-            .with_context(|| format!("{}: cannot decode", args.file.display()))?;
+        let prog = super::decode_raw(args, &bytes)?;
         let head = args.file.display().to_string();
         dump_one(&mut out, &head, &prog, &[], arch, &dis, blind)?;
     }
