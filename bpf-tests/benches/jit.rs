@@ -35,7 +35,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use bpf_isa::{AluOp, Insn, JmpCond, Program, Reg, Size, Source, Width};
+use bpf_isa::Program;
 use bpf_jit::{HelperTable, JitOptions};
 use bpf_tests::benchprogs::{self, Expected, EXPECTED};
 use bpf_tests::kernel;
@@ -197,82 +197,6 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
     g.finish();
 }
 
-fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
-    Insn::Alu {
-        width,
-        op,
-        dst,
-        src,
-    }
-}
-
-/// `blocks` 15-instruction blocks (ALU of both widths, shifts, a stack store
-/// and load, multiply, unsigned divide by a register, a conditional forward
-/// branch over a few instructions, `ld_imm64`, byte swap, negation), then
-/// `r0 = r6; exit`. Every register is written before it is read, so rbpf's
-/// verifier takes it.
-fn generated(blocks: usize) -> Program {
-    let mut v = Vec::with_capacity(blocks * 15 + 8);
-    for r in [
-        Reg::R2,
-        Reg::R3,
-        Reg::R4,
-        Reg::R6,
-        Reg::R7,
-        Reg::R8,
-        Reg::R9,
-    ] {
-        v.push(alu(Width::W64, AluOp::Mov, r, Source::Imm(1)));
-    }
-    for b in 0..blocks {
-        let k = (b % 7) as i32 + 1;
-        v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
-        v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
-        v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
-        v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
-        v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
-        v.push(Insn::Stx {
-            size: Size::DW,
-            dst: Reg::R10,
-            src: Reg::R0,
-            off: -8,
-        });
-        v.push(Insn::Ldx {
-            size: Size::W,
-            dst: Reg::R6,
-            src: Reg::R10,
-            off: -8,
-        });
-        v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
-        v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
-        v.push(Insn::Jmp {
-            width: Width::W64,
-            cond: JmpCond::Sgt,
-            dst: Reg::R6,
-            src: Source::Imm(100),
-            off: 2,
-        });
-        v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
-        v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
-        v.push(Insn::LdImm64 {
-            dst: Reg::R9,
-            src: bpf_isa::LdImm64Src::Imm(0x1122_3344_5566_7788),
-        });
-        v.push(Insn::Endian {
-            kind: bpf_isa::Endian::ToBe,
-            bits: 32,
-            dst: Reg::R9,
-        });
-        v.push(Insn::Neg {
-            width: Width::W64,
-            dst: Reg::R8,
-        });
-    }
-    v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R6)));
-    v.push(Insn::Exit);
-    Program::from_insns(v)
-}
-
 fn compile_benches(c: &mut Criterion) {
     let helpers = HelperTable::new();
     let opts = JitOptions::new(&helpers);
@@ -282,7 +206,7 @@ fn compile_benches(c: &mut Criterion) {
         progs.push((e.name.to_string(), p.mem));
     }
     for blocks in [16usize, 24, 273] {
-        let p = generated(blocks);
+        let p = bpf_isa::arbitrary::initialized_bench_program(blocks);
         progs.push((format!("gen_{}", p.len()), p));
     }
     for (name, prog) in &progs {
