@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use bpf_isa::asm::conformance::parse_case;
+use bpf_isa::asm::conformance::load_dir;
 use bpf_jit::JitErrorKind;
 use bpf_jit_arm64::Atomics;
 use common::{emulator, harness_helpers, run_mem, Region};
@@ -18,45 +18,28 @@ use common::{emulator, harness_helpers, run_mem, Region};
 #[test]
 fn conformance_suite_on_arm64() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(cases) = load_dir(&dir) else {
         panic!("conformance data not found at {}", dir.display());
     };
     let Some(mut emu) = emulator("the conformance suite") else {
         return;
     };
     let helpers = harness_helpers(&emu);
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
     let (mut passed, mut skipped, mut failed) = (0usize, Vec::new(), Vec::new());
-    for path in &files {
-        let name = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let text = std::fs::read_to_string(path).expect("readable");
-        let case = match parse_case(&text) {
+    for case in &cases {
+        let case = match case {
             Ok(c) => c,
             Err(e) => {
-                failed.push(format!("{name}: {e}"));
+                failed.push(e.clone());
                 continue;
             }
         };
+        let (name, prog) = (case.name.clone(), &case.prog);
         let Some(expected) = case.result else {
             skipped.push(format!("{name}: no -- result"));
             continue;
         };
-        let prog = match bpf_isa::assemble_ubpf(&case.asm) {
-            Ok(p) => p,
-            Err(e) => {
-                failed.push(format!("{name}: does not assemble: {e}"));
-                continue;
-            }
-        };
-        if let Err(e) = bpf_jit_arm64::compile_code(&prog, &bpf_jit::JitOptions::new(&helpers)) {
+        if let Err(e) = bpf_jit_arm64::compile_code(prog, &bpf_jit::JitOptions::new(&helpers)) {
             if matches!(e.kind, JitErrorKind::Unsupported(_)) {
                 skipped.push(format!("{name}: {e}"));
             } else {
@@ -65,7 +48,7 @@ fn conformance_suite_on_arm64() {
             continue;
         }
         for (region, atomics) in [(Region::Near, Atomics::Lse), (Region::Far, Atomics::LlSc)] {
-            match run_mem(&mut emu, &prog, &helpers, region, atomics, &case.mem) {
+            match run_mem(&mut emu, prog, &helpers, region, atomics, &case.mem) {
                 Ok((got, _)) if got == expected => passed += 1,
                 Ok((got, _)) => failed.push(format!(
                     "{name} ({region:?}, {atomics:?}): r0 = {got:#x}, expected {expected:#x}"
@@ -80,7 +63,7 @@ fn conformance_suite_on_arm64() {
         passed / 2,
         skipped.len(),
         failed.len(),
-        files.len()
+        cases.len()
     );
     for s in &skipped {
         eprintln!("  skipped {s}");

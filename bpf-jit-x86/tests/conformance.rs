@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use bpf_isa::asm::conformance::parse_case;
+use bpf_isa::asm::conformance::load_dir;
 
 use bpf_jit::{HelperTable, JitErrorKind, JitOptions};
 
@@ -18,44 +18,27 @@ unsafe extern "C" fn helper5(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
 #[test]
 fn conformance_suite() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(cases) = load_dir(&dir) else {
         panic!("conformance data not found at {}", dir.display());
     };
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
     let mut helpers = HelperTable::new();
     helpers.insert(5, helper5);
     let opts = JitOptions::new(&helpers);
     let (mut passed, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    for path in &files {
-        let name = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let text = std::fs::read_to_string(path).expect("readable");
-        let case = match parse_case(&text) {
+    for case in &cases {
+        let case = match case {
             Ok(c) => c,
             Err(e) => {
-                failed.push(format!("{name}: {e}"));
+                failed.push(e.clone());
                 continue;
             }
         };
+        let (name, prog) = (case.name.clone(), &case.prog);
         let Some(expected) = case.result else {
             skipped.push(format!("{name}: no -- result"));
             continue;
         };
-        let prog = match bpf_isa::assemble_ubpf(&case.asm) {
-            Ok(p) => p,
-            Err(e) => {
-                failed.push(format!("{name}: does not assemble: {e}"));
-                continue;
-            }
-        };
-        let jit = match bpf_jit_x86::compile(&prog, &opts) {
+        let jit = match bpf_jit_x86::compile(prog, &opts) {
             Ok(j) => j,
             Err(e) if matches!(e.kind, JitErrorKind::Unsupported(_)) => {
                 skipped.push(format!("{name}: {e}"));
@@ -80,7 +63,7 @@ fn conformance_suite() {
         passed.len(),
         skipped.len(),
         failed.len(),
-        files.len()
+        cases.len()
     );
     for s in &skipped {
         eprintln!("  skipped {s}");

@@ -134,3 +134,48 @@ mod tests {
         assert_eq!(e.kind, CaseErrorKind::BadResult("0x1g".into()));
     }
 }
+
+/// One `.data` file of a conformance directory, parsed and assembled.
+#[derive(Clone, Debug)]
+pub struct DirCase {
+    /// The file name without `.data`.
+    pub name: String,
+    /// The `-- asm` program, assembled.
+    pub prog: crate::Program,
+    /// The `-- mem` input.
+    pub mem: Vec<u8>,
+    /// The `-- result`, if the file has one.
+    pub result: Option<u64>,
+}
+
+/// Reads every `*.data` file of `dir`, sorted by name, and parses and
+/// assembles each: a [`DirCase`], or the text `"NAME: reason"` for a file
+/// that does not read, parse or assemble. Fails only when `dir` cannot be
+/// listed.
+pub fn load_dir(dir: &std::path::Path) -> std::io::Result<Vec<Result<DirCase, String>>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .collect();
+    files.sort();
+    Ok(files
+        .iter()
+        .map(|path| {
+            let name = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+            let case = parse_case(&text).map_err(|e| format!("{name}: {e}"))?;
+            let prog = super::assemble_ubpf(&case.asm)
+                .map_err(|e| format!("{name}: does not assemble: {e}"))?;
+            Ok(DirCase {
+                name,
+                prog,
+                mem: case.mem,
+                result: case.result,
+            })
+        })
+        .collect())
+}
