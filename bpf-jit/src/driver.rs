@@ -1026,6 +1026,7 @@ fn blindable(op: AluOp, imm: i32) -> bool {
 }
 
 /// `dst = dst op rhs` for the ALU operations (not `mov`).
+#[inline]
 fn alu_op<M: MacroAssembler>(
     masm: &mut M,
     op: AluOp,
@@ -1234,19 +1235,7 @@ fn lower<M: MacroAssembler>(
                         masm.mov_imm(d, v)
                     }
                 },
-                AluOp::Add => masm.alu(AluKind::Add, size, d, d, rhs),
-                AluOp::Sub => masm.alu(AluKind::Sub, size, d, d, rhs),
-                AluOp::Mul => masm.alu(AluKind::Mul, size, d, d, rhs),
-                AluOp::And => masm.alu(AluKind::And, size, d, d, rhs),
-                AluOp::Or => masm.alu(AluKind::Or, size, d, d, rhs),
-                AluOp::Xor => masm.alu(AluKind::Xor, size, d, d, rhs),
-                AluOp::Lsh => masm.shift(ShiftKind::Shl, size, d, d, rhs),
-                AluOp::Rsh => masm.shift(ShiftKind::ShrU, size, d, d, rhs),
-                AluOp::Arsh => masm.shift(ShiftKind::ShrS, size, d, d, rhs),
-                AluOp::Div => masm.div_rem(DivKind::DivU, size, d, d, rhs),
-                AluOp::SDiv => masm.div_rem(DivKind::DivS, size, d, d, rhs),
-                AluOp::Mod => masm.div_rem(DivKind::RemU, size, d, d, rhs),
-                AluOp::SMod => masm.div_rem(DivKind::RemS, size, d, d, rhs),
+                _ => alu_op(masm, op, size, d, rhs),
             }
         }
         Insn::Neg { width, dst } => {
