@@ -1,101 +1,82 @@
-//! Executable memory: mapped read+write, filled, then flipped to read+exec
-//! (never writable and executable at once), unmapped on drop.
+//! Executable memory: images placed in the process-wide pack allocator
+//! ([`crate::pack`], the kernel's `bpf_prog_pack` design). Every image is
+//! written through a read+write view of its pages and executed through a
+//! separate read+exec view of the same pages; no mapping is ever writable
+//! and executable at once.
 
-use core::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::driver::CompiledCode;
-use crate::error::{JitError, JitErrorKind};
+use crate::error::JitError;
+use crate::pack::{self, Chunk};
 use crate::patch::RwAlias;
 
-/// A page-aligned read+exec mapping holding one image.
+/// One image in executable (read+exec) memory.
+///
+/// Images of at most [`pack::DEDICATED_THRESHOLD`] bytes share pooled
+/// packs (64-byte chunks); larger ones, and those made with
+/// [`ExecMemory::new_dedicated`], get mappings of their own. Dropping the
+/// value re-fills its chunks with the pad byte and returns them to the pool.
 #[derive(Debug)]
 pub struct ExecMemory {
-    ptr: NonNull<u8>,
-    map_len: usize,
+    chunk: Arc<Chunk>,
     code_len: usize,
 }
 
-// SAFETY: the mapping is immutable (read+exec) once constructed and owned
-// exclusively by this value; sharing read access across threads is sound.
-unsafe impl Send for ExecMemory {}
-// SAFETY: as above, no interior mutability.
-unsafe impl Sync for ExecMemory {}
-
-fn os_error() -> JitError {
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    JitError::program(JitErrorKind::Memory(errno))
-}
-
 impl ExecMemory {
-    /// Maps `code` executable; the rest of the last page is filled with `pad`.
+    /// Places `code` in executable memory; the bytes after it (to the end
+    /// of its chunk, and every free chunk of the pack) are `pad`.
+    ///
+    /// The trampolines use this too: a pooled image is as immutable as a
+    /// private mapping (nothing writes it but its own [`RwAlias`], which
+    /// only [`ExecMemory::new_patchable`] hands out).
     pub fn new(code: &[u8], pad: u8) -> Result<ExecMemory, JitError> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let page = usize::try_from(page)
-            .ok()
-            .filter(|&p| p > 0)
-            .unwrap_or(4096);
-        let map_len = code
-            .len()
-            .max(1)
-            .checked_next_multiple_of(page)
-            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-        // SAFETY: anonymous private mapping at an address of the kernel's choosing.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(os_error)?;
-        // From here on `mem` owns the mapping and unmaps it on every exit path.
-        let mem = ExecMemory {
-            ptr,
-            map_len,
+        Ok(ExecMemory {
+            chunk: pack::alloc(code, pad)?,
             code_len: code.len(),
-        };
-        // SAFETY: the mapping is `map_len >= code.len()` writable bytes that nothing else aliases.
-        unsafe {
-            core::ptr::copy_nonoverlapping(code.as_ptr(), ptr.as_ptr(), code.len());
-            core::ptr::write_bytes(ptr.as_ptr().add(code.len()), pad, map_len - code.len());
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            extern "C" {
-                // libgcc / compiler-rt: cleans the data cache and
-                // invalidates the instruction cache for the range.
-                fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
-            }
-            // SAFETY: the range is the mapping just written.
-            unsafe {
-                __clear_cache(p.cast(), p.cast::<libc::c_char>().add(map_len));
-            }
-        }
-        // SAFETY: `ptr`/`map_len` describe exactly the mapping created above.
-        let rc = unsafe { libc::mprotect(p, map_len, libc::PROT_READ | libc::PROT_EXEC) };
-        if rc != 0 {
-            return Err(os_error());
-        }
-        Ok(mem)
+        })
+    }
+
+    /// As [`ExecMemory::new`], but always in a mapping of its own (a
+    /// `memfd` of whole pages mapped read+exec, plus its read+write view),
+    /// unmapped on drop.
+    pub fn new_dedicated(code: &[u8], pad: u8) -> Result<ExecMemory, JitError> {
+        Ok(ExecMemory {
+            chunk: pack::alloc_dedicated(code, pad)?,
+            code_len: code.len(),
+        })
+    }
+
+    /// Places `code` as [`ExecMemory::new`] does and also returns its
+    /// writable view ([`RwAlias`]), through which direct tail-call sites
+    /// are patched while the code runs: the same pages, mapped read+write
+    /// at another address, limited to this image's bytes. The executable
+    /// pages never lose their execute permission (as an `mprotect` to
+    /// read+write would make them, crashing every thread executing them).
+    /// The image's chunks stay allocated while either value lives.
+    pub fn new_patchable(code: &[u8], pad: u8) -> Result<(ExecMemory, RwAlias), JitError> {
+        let mem = ExecMemory::new(code, pad)?;
+        let alias = mem.alias();
+        Ok((mem, alias))
+    }
+
+    /// The writable view of this image (see [`ExecMemory::new_patchable`]).
+    fn alias(&self) -> RwAlias {
+        RwAlias::new(Arc::clone(&self.chunk), self.code_len)
     }
 
     /// Start of the image.
     #[inline]
     pub fn as_ptr(&self) -> *const u8 {
-        self.ptr.as_ptr()
+        self.chunk.rx()
     }
 
-    /// The image bytes (readable: the mapping is read+exec).
+    /// The image bytes (read through the read+exec view).
     pub fn code(&self) -> &[u8] {
-        // SAFETY: `code_len` bytes were initialised and stay mapped readable while `self` lives.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.code_len) }
+        // SAFETY: `code_len <= chunk.len()` bytes were written before the
+        // chunk was handed out and stay mapped readable while `self` lives;
+        // only the alias writes them, with aligned atomic word stores.
+        unsafe { core::slice::from_raw_parts(self.chunk.rx(), self.code_len) }
     }
 
     /// Length of the image in bytes (without padding).
@@ -107,108 +88,17 @@ impl ExecMemory {
     pub fn is_empty(&self) -> bool {
         self.code_len == 0
     }
-}
 
-impl Drop for ExecMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping this value owns; nothing borrows it any more.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.map_len);
-        }
+    /// Bytes reserved for the image: whole chunks in a pooled pack, whole
+    /// pages in a dedicated mapping. The bytes past [`ExecMemory::len`]
+    /// are the pad byte.
+    pub fn reserved_len(&self) -> usize {
+        self.chunk.len()
     }
-}
 
-impl ExecMemory {
-    /// Maps `code` executable as [`ExecMemory::new`] does, plus a second,
-    /// read+write view of the same pages ([`RwAlias`]) through which direct
-    /// tail-call sites are patched while the code runs.
-    ///
-    /// The pages come from a `memfd` mapped twice (`MAP_SHARED`): once
-    /// read+exec (this value, the only view that is executed) and once
-    /// read+write (the alias, never executable), so no mapping is ever
-    /// writable and executable at once and the running pages never lose
-    /// their execute permission (as an `mprotect` to read+write would do,
-    /// crashing every thread executing them).
-    pub fn new_patchable(code: &[u8], pad: u8) -> Result<(ExecMemory, RwAlias), JitError> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let page = usize::try_from(page)
-            .ok()
-            .filter(|&p| p > 0)
-            .unwrap_or(4096);
-        let map_len = code
-            .len()
-            .max(1)
-            .checked_next_multiple_of(page)
-            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-        let len = libc::off_t::try_from(map_len)
-            .map_err(|_| JitError::program(JitErrorKind::ImageTooLarge))?;
-        // SAFETY: the name is a NUL-terminated string.
-        let fd = unsafe { libc::memfd_create(c"bpf-jit".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(os_error());
-        }
-        // Closes the descriptor on every exit path (the mappings keep the pages).
-        struct Fd(libc::c_int);
-        impl Drop for Fd {
-            fn drop(&mut self) {
-                // SAFETY: closing a descriptor this guard owns.
-                unsafe { libc::close(self.0) };
-            }
-        }
-        let fd = Fd(fd);
-        // SAFETY: resizing a memfd this function owns.
-        if unsafe { libc::ftruncate(fd.0, len) } != 0 {
-            return Err(os_error());
-        }
-        let map = |prot| {
-            // SAFETY: a shared mapping of the memfd at an address of the kernel's choosing.
-            let p = unsafe {
-                libc::mmap(
-                    core::ptr::null_mut(),
-                    map_len,
-                    prot,
-                    libc::MAP_SHARED,
-                    fd.0,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                Err(os_error())
-            } else {
-                NonNull::new(p.cast::<u8>()).ok_or_else(os_error)
-            }
-        };
-        let rw = map(libc::PROT_READ | libc::PROT_WRITE)?;
-        // SAFETY: `rw` is a fresh mapping of `map_len` bytes owned from here on.
-        let alias = unsafe { RwAlias::from_raw(rw, map_len, 0) };
-        // SAFETY: the alias is `map_len >= code.len()` writable bytes nothing else uses yet.
-        unsafe {
-            core::ptr::copy_nonoverlapping(code.as_ptr(), rw.as_ptr(), code.len());
-            core::ptr::write_bytes(rw.as_ptr().add(code.len()), pad, map_len - code.len());
-        }
-        let rx = map(libc::PROT_READ | libc::PROT_EXEC)?;
-        let mem = ExecMemory {
-            ptr: rx,
-            map_len,
-            code_len: code.len(),
-        };
-        #[cfg(target_arch = "aarch64")]
-        {
-            extern "C" {
-                fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
-            }
-            // SAFETY: the range is the executable view just mapped.
-            unsafe {
-                __clear_cache(
-                    rx.as_ptr().cast(),
-                    rx.as_ptr().cast::<libc::c_char>().add(map_len),
-                );
-            }
-        }
-        // SAFETY: the same mapping, now with its executable view's address.
-        let alias = unsafe { alias.with_rx(rx.as_ptr() as u64) };
-        Ok((mem, alias))
+    /// Whether the image lives in a pooled pack (rather than a dedicated mapping).
+    pub fn is_pooled(&self) -> bool {
+        self.chunk.pooled()
     }
 }
 
@@ -216,9 +106,9 @@ impl ExecMemory {
 #[derive(Debug)]
 pub struct JitProgram {
     /// Direct tail-call sites and the writable alias (see
-    /// [`JitProgram::new_patchable`]); declared first so that it is
-    /// released before the executable view is unmapped.
-    patch: Option<std::sync::Arc<crate::patch::PatchImage>>,
+    /// [`JitProgram::new_patchable`]); the alias keeps the image's chunks
+    /// allocated while a prog array still holds it.
+    patch: Option<Arc<crate::patch::PatchImage>>,
     mem: ExecMemory,
     entries: Vec<u32>,
     private_stack_bytes: u32,
@@ -248,18 +138,14 @@ impl JitProgram {
         pad: u8,
         codec: &'static dyn crate::patch::SiteCodec,
     ) -> Result<JitProgram, JitError> {
-        if code.direct_tail_calls.is_empty() {
-            return JitProgram::new(code, pad);
-        }
-        let (mem, alias) = ExecMemory::new_patchable(&code.code, pad)?;
-        // The other fields as `new` sets them; its plain mapping is replaced.
         let mut p = JitProgram::new(code, pad)?;
-        p.mem = mem;
-        p.patch = Some(std::sync::Arc::new(crate::patch::PatchImage {
-            alias,
-            sites: code.direct_tail_calls.clone(),
-            codec,
-        }));
+        if !code.direct_tail_calls.is_empty() {
+            p.patch = Some(Arc::new(crate::patch::PatchImage {
+                alias: p.mem.alias(),
+                sites: code.direct_tail_calls.clone(),
+                codec,
+            }));
+        }
         Ok(p)
     }
 
@@ -379,7 +265,8 @@ mod tests {
                 (lo..hi).contains(&addr)
             })
             .expect("mapping listed");
-        assert!(line.contains(" r-xp "), "{line}");
+        // Shared (the pack's memfd), readable and executable, never writable.
+        assert!(line.contains(" r-xs "), "{line}");
         // SAFETY: the mapping has at least one page of readable bytes.
         let pad = unsafe { *m.as_ptr().add(3) };
         assert_eq!(pad, 0xcc);

@@ -5,6 +5,7 @@ pub mod driver;
 pub mod error;
 pub mod exec;
 pub mod masm;
+pub mod pack;
 pub mod patch;
 pub mod progarray;
 pub mod tailsite;

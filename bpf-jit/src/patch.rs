@@ -42,8 +42,10 @@
 //!
 //! [`JitOptions::direct_tail_calls`]: crate::JitOptions::direct_tail_calls
 
-use core::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::pack::Chunk;
 
 /// Byte offsets (from the image start) of one direct tail-call site's
 /// patchable parts, as the backend emitted them.
@@ -211,47 +213,40 @@ pub fn update_site(
     }
 }
 
-/// The writable alias of an executable image: the same pages mapped a
-/// second time, read+write, at another address (the executable view is
-/// never writable). Created with [`crate::ExecMemory::new_patchable`].
+/// The writable view of one executable image: the image's bytes in the
+/// read+write mapping of its pack (the same pages as the read+exec view,
+/// at another address; the executable view is never writable). Writes are
+/// bounded by the image's own length, never its neighbours' in the pack.
+/// Holding it keeps the image's chunks allocated. Created with
+/// [`crate::ExecMemory::new_patchable`].
 #[derive(Debug)]
 pub struct RwAlias {
-    ptr: NonNull<u8>,
-    map_len: usize,
-    rx: u64,
+    chunk: Arc<Chunk>,
+    len: usize,
 }
 
-// SAFETY: the alias is only written through atomic stores under the
-// owner's (JitProgArray's) lock; the pointer is owned exclusively.
-unsafe impl Send for RwAlias {}
-// SAFETY: as above.
-unsafe impl Sync for RwAlias {}
-
 impl RwAlias {
-    /// # Safety
-    ///
-    /// `ptr`/`map_len` must be a mapping this value may own and unmap, of
-    /// the same pages the executable view at `rx` maps.
-    pub(crate) unsafe fn from_raw(ptr: NonNull<u8>, map_len: usize, rx: u64) -> RwAlias {
-        RwAlias { ptr, map_len, rx }
+    /// A view of the first `len` bytes of `chunk` (clamped to the chunk).
+    pub(crate) fn new(chunk: Arc<Chunk>, len: usize) -> RwAlias {
+        let len = len.min(chunk.len());
+        RwAlias { chunk, len }
     }
 
-    /// The same alias, recording `rx` as the executable view's address.
-    ///
-    /// # Safety
-    ///
-    /// `rx` must map the same pages.
-    pub(crate) unsafe fn with_rx(mut self, rx: u64) -> RwAlias {
-        self.rx = rx;
-        self
+    /// Number of bytes writable through the alias (the image's length).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the image is empty (nothing is writable).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn check(&self, offset: u32, len: u8) -> Result<usize, PatchErrorKind> {
         let o = offset as usize;
         let ok = (len == 4 || len == 8)
             && o.is_multiple_of(len as usize)
-            && o.checked_add(len as usize)
-                .is_some_and(|e| e <= self.map_len);
+            && o.checked_add(len as usize).is_some_and(|e| e <= self.len);
         if ok {
             Ok(o)
         } else {
@@ -260,25 +255,17 @@ impl RwAlias {
     }
 }
 
-impl Drop for RwAlias {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the alias this value owns.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.map_len);
-        }
-    }
-}
-
 impl CodeWriter for &RwAlias {
     fn base(&self) -> u64 {
-        self.rx
+        self.chunk.rx() as u64
     }
 
     fn read(&mut self, offset: u32, len: u8) -> Result<u64, PatchErrorKind> {
         let o = self.check(offset, len)?;
-        // SAFETY: `check` keeps the access inside the mapping and aligned.
+        // SAFETY: `check` keeps the access inside the image (so inside the
+        // writable view) and aligned to its size (chunks are 64-byte aligned).
         unsafe {
-            let p = self.ptr.as_ptr().add(o);
+            let p = self.chunk.rw().add(o);
             Ok(if len == 8 {
                 AtomicU64::from_ptr(p.cast()).load(Ordering::Acquire)
             } else {
@@ -289,25 +276,18 @@ impl CodeWriter for &RwAlias {
 
     fn write(&mut self, offset: u32, len: u8, value: u64) -> Result<(), PatchErrorKind> {
         let o = self.check(offset, len)?;
-        // SAFETY: `check` keeps the access inside the mapping and aligned;
-        // the alias maps shared pages nothing else writes.
+        // SAFETY: `check` keeps the access inside the image and aligned;
+        // the image's chunks belong to it alone, and its writers (the prog
+        // arrays' patching, under their lock) use atomic stores.
         unsafe {
-            let p = self.ptr.as_ptr().add(o);
+            let p = self.chunk.rw().add(o);
             if len == 8 {
                 AtomicU64::from_ptr(p.cast()).store(value, Ordering::SeqCst);
             } else {
                 AtomicU32::from_ptr(p.cast()).store(value as u32, Ordering::SeqCst);
             }
         }
-        #[cfg(target_arch = "aarch64")]
-        {
-            extern "C" {
-                fn __clear_cache(start: *mut libc::c_char, end: *mut libc::c_char);
-            }
-            let x = (self.rx as usize + o) as *mut libc::c_char;
-            // SAFETY: the range lies in the executable view of the same pages.
-            unsafe { __clear_cache(x, x.add(len as usize)) };
-        }
+        crate::pack::sync_icache(self.chunk.rx().wrapping_add(o), len as usize);
         Ok(())
     }
 }
@@ -352,7 +332,7 @@ impl PatchImage {
             return Ok(());
         };
         for (off, _) in site.layout.parts() {
-            if off as usize >= self.alias.map_len {
+            if off as usize >= self.alias.len {
                 return Err(PatchError {
                     slot: site.slot,
                     kind: PatchErrorKind::BadWrite {
