@@ -456,6 +456,12 @@ struct Plan {
     ld_abs: Option<u64>,
     /// Constant-blinding seed.
     blind: Option<u64>,
+    /// Bit `i` set when instruction `i` is a jump target: straight-line
+    /// facts (see [`Ranges`]) end there.
+    targets: Vec<u64>,
+    /// Whether some division or remainder takes a register divisor (only
+    /// then are [`Ranges`] tracked).
+    reg_div: bool,
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
@@ -481,6 +487,8 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         (n + s) as u64
     };
     let mut aux = vec![0u64; n];
+    let mut targets = vec![0u64; n.div_ceil(64)];
+    let mut reg_div = false;
     let mut fastcall_calls = Vec::new();
     let mut frames = Vec::with_capacity(starts.len());
     if opts.private_stack {
@@ -522,19 +530,27 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 }
                 Ok(t as u64)
             };
+            let mut target = |t: u64| {
+                if let Some(w) = targets.get_mut((t / 64) as usize) {
+                    *w |= 1 << (t % 64);
+                }
+                t
+            };
             let value = match *insn {
-                Insn::Alu { dst, src, .. } => {
+                Insn::Alu { dst, src, op, .. } => {
                     used |= bit(dst) | src_bit(src);
+                    reg_div |= matches!(src, Source::Reg(_))
+                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod);
                     0
                 }
                 Insn::Jmp { dst, src, .. } => {
                     used |= bit(dst) | src_bit(src);
-                    branch()?
+                    target(branch()?)
                 }
-                Insn::Ja { .. } | Insn::JaLong { .. } => branch()?,
+                Insn::Ja { .. } | Insn::JaLong { .. } => target(branch()?),
                 Insn::MayGoto { .. } => {
                     has_may_goto = true;
-                    branch()?
+                    target(branch()?)
                 }
                 Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
                     used |= bit(dst);
@@ -718,6 +734,8 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
         may_goto_slots,
         ld_abs,
         blind: opts.blind_constants,
+        targets,
+        reg_div,
     })
 }
 
@@ -823,7 +841,10 @@ pub fn compile<M: MacroAssembler>(
         } else {
             buf.begin_pass(nlabels, true);
         }
-        emit_pass(masm, prog, &plan, table_label, table.len() as u32)?;
+        let emitted = emit_pass(masm, prog, &plan, table_label, table.len() as u32);
+        // Also after a failed pass: nothing deferred may outlive it.
+        masm.emit_deferred();
+        emitted?;
         if plan.has_callx {
             emit_helper_table::<M>(masm, &table, table_label);
         }
@@ -903,6 +924,150 @@ unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64
     (-38i64) as u64
 }
 
+impl Plan {
+    /// Whether instruction `pos` is the target of a jump.
+    #[inline]
+    fn is_target(&self, pos: usize) -> bool {
+        self.targets
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+}
+
+/// Unsigned 64-bit bounds of each eBPF register's value, known from the
+/// straight-line code since the last jump target or subprogram entry (a
+/// tiny local range analysis, independent of the verifier). The driver
+/// uses it to prove a divisor is neither 0 nor -1, so the backend may
+/// leave out the division's run-time checks.
+#[derive(Clone, Copy, Debug)]
+struct Ranges {
+    lo: [u64; 11],
+    hi: [u64; 11],
+}
+
+impl Ranges {
+    /// Nothing known.
+    const UNKNOWN: Ranges = Ranges {
+        lo: [0; 11],
+        hi: [u64::MAX; 11],
+    };
+
+    fn set(&mut self, r: Reg, lo: u64, hi: u64) {
+        if let (Some(l), Some(h)) = (self.lo.get_mut(r.idx()), self.hi.get_mut(r.idx())) {
+            *l = lo;
+            *h = hi;
+        }
+    }
+
+    fn get(&self, r: Reg) -> (u64, u64) {
+        (
+            self.lo.get(r.idx()).copied().unwrap_or(0),
+            self.hi.get(r.idx()).copied().unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Whether `insn` is a division or remainder whose register divisor
+    /// is, as an operand of the instruction's width, never 0 and, for the
+    /// signed kinds, never -1 (it is then in `1..=i32::MAX`/`i64::MAX`).
+    fn safe_divisor(&self, insn: &Insn) -> bool {
+        let Insn::Alu {
+            width,
+            op,
+            src: Source::Reg(r),
+            ..
+        } = *insn
+        else {
+            return false;
+        };
+        let (lo, hi) = self.get(r);
+        let max = match (op, width) {
+            (AluOp::Div | AluOp::Mod, Width::W64) => u64::MAX,
+            (AluOp::Div | AluOp::Mod, Width::W32) => u64::from(u32::MAX),
+            (AluOp::SDiv | AluOp::SMod, Width::W64) => i64::MAX as u64,
+            (AluOp::SDiv | AluOp::SMod, Width::W32) => i32::MAX as u64,
+            _ => return false,
+        };
+        lo >= 1 && hi <= max
+    }
+
+    /// The bounds after `insn` (whose `ld_imm64` value is `aux`).
+    fn step(&mut self, insn: &Insn, aux: u64) {
+        const ALL: (u64, u64) = (0, u64::MAX);
+        match *insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
+                let (lo, hi) = self.get(dst);
+                let (nlo, nhi) = match (width, op, src) {
+                    (Width::W64, AluOp::Mov, Source::Imm(i)) => (i as i64 as u64, i as i64 as u64),
+                    (Width::W32, AluOp::Mov, Source::Imm(i)) => {
+                        (u64::from(i as u32), u64::from(i as u32))
+                    }
+                    (Width::W64, AluOp::Mov, Source::Reg(s)) => self.get(s),
+                    // x & m <= min(x, m); x | m >= max(x, m) (unsigned).
+                    (Width::W64, AluOp::And, Source::Imm(i)) => (0, hi.min(i as i64 as u64)),
+                    (Width::W64, AluOp::Or, Source::Imm(i)) => (lo.max(i as i64 as u64), u64::MAX),
+                    // No wrap for any value in range: both bounds move.
+                    (Width::W64, AluOp::Add, Source::Imm(i)) if i >= 0 => {
+                        match hi.checked_add(i as u64) {
+                            Some(h) => (lo + i as u64, h),
+                            None => ALL,
+                        }
+                    }
+                    (Width::W64, AluOp::Rsh, Source::Imm(k)) if (0..64).contains(&k) => {
+                        (lo >> k, hi >> k)
+                    }
+                    // Every 32-bit result is zero-extended.
+                    (Width::W32, _, _) => (0, u64::from(u32::MAX)),
+                    _ => ALL,
+                };
+                self.set(dst, nlo, nhi);
+            }
+            Insn::Ldx { size, dst, .. } => {
+                let hi = match size {
+                    Size::B => 0xff,
+                    Size::H => 0xffff,
+                    Size::W => u64::from(u32::MAX),
+                    Size::DW => u64::MAX,
+                };
+                self.set(dst, 0, hi);
+            }
+            Insn::LdImm64 {
+                dst,
+                src: LdImm64Src::Imm(_),
+            } => self.set(dst, aux, aux),
+            Insn::Neg { dst, .. }
+            | Insn::Endian { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::LdxSx { dst, .. }
+            | Insn::AddrSpaceCast { dst, .. }
+            | Insn::LdImm64 { dst, .. } => self.set(dst, ALL.0, ALL.1),
+            // Fetching atomics write `src`, `cmpxchg` r0, load-acquire `dst`.
+            Insn::Atomic { dst, src, .. } => {
+                self.set(dst, ALL.0, ALL.1);
+                self.set(src, ALL.0, ALL.1);
+                self.set(Reg::R0, ALL.0, ALL.1);
+            }
+            // Calls (and ld_abs, a call) clobber r0-r5; r6-r9 survive.
+            Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                for r in [Reg::R0, Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5] {
+                    self.set(r, ALL.0, ALL.1);
+                }
+            }
+            Insn::St { .. }
+            | Insn::Stx { .. }
+            | Insn::Jmp { .. }
+            | Insn::Ja { .. }
+            | Insn::JaLong { .. }
+            | Insn::MayGoto { .. }
+            | Insn::Exit => {}
+        }
+    }
+}
+
 fn emit_pass<M: MacroAssembler>(
     masm: &mut M,
     prog: &Program,
@@ -922,7 +1087,11 @@ fn emit_pass<M: MacroAssembler>(
     // Cursor into `plan.direct` (ascending positions).
     let mut direct = plan.direct.iter().peekable();
     plan.direct_sites.borrow_mut().clear();
+    let mut ranges = Ranges::UNKNOWN;
     for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
+        if plan.reg_div && (plan.is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
+            ranges = Ranges::UNKNOWN;
+        }
         if plan.starts.get(next_sub) == Some(&pos) {
             if let Some(f) = plan.frames.get(next_sub) {
                 frame = f;
@@ -958,6 +1127,26 @@ fn emit_pass<M: MacroAssembler>(
             Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
             // Without blinding, only these need `lower_extra` (one
             // well-predicted test instead of a second dispatch).
+            // A division by a register proved neither 0 nor -1 here.
+            None if plan.reg_div && ranges.safe_divisor(insn) => match *insn {
+                Insn::Alu {
+                    width,
+                    op,
+                    dst,
+                    src: Source::Reg(r),
+                } => {
+                    let (d, r) = (masm.reg(dst), masm.reg(r));
+                    let kind = match op {
+                        AluOp::Div => DivKind::DivU,
+                        AluOp::SDiv => DivKind::DivS,
+                        AluOp::Mod => DivKind::RemU,
+                        _ => DivKind::RemS,
+                    };
+                    masm.div_rem_nonzero(kind, OperandSize::of(width), d, d, r);
+                    Ok(())
+                }
+                _ => lower(masm, insn, aux, frame, table, table_len),
+            },
             None if key.is_none()
                 && !matches!(
                     insn,
@@ -973,6 +1162,9 @@ fn emit_pass<M: MacroAssembler>(
             },
         };
         lowered.map_err(|k| JitError::at(slot as usize, k))?;
+        if plan.reg_div {
+            ranges.step(insn, aux);
+        }
     }
     if plan.ld_abs.is_some() {
         // The failure exit of ld_abs/ld_ind (main subprogram only): r0 = 0
