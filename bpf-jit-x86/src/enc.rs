@@ -293,6 +293,12 @@ pub fn lea_rip(b: &mut CodeBuffer, dst: Gpr, disp: i32) {
 
 // ---- ALU ---------------------------------------------------------------------
 
+/// `lea dst, [m.base + m.disp]` (64-bit; flags untouched).
+#[inline]
+pub fn lea(b: &mut CodeBuffer, dst: Gpr, m: Mem) {
+    rm(b, Sz::Q, &[0x8d], dst.0, m);
+}
+
 /// `op dst, src` for the group-1 operations (`01 09 21 29 31 39`).
 #[inline]
 pub fn alu_rr(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, src: Gpr) {

@@ -493,6 +493,13 @@ impl MacroAssembler for X86Masm {
     fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         let s = sz(size);
         let mut rhs = rhs;
+        if let (AluKind::Add, OperandSize::S64, RegImm::Imm(i)) = (kind, size, rhs) {
+            if dst != lhs {
+                // Three operands in one instruction.
+                enc::lea(self.b(), dst, Mem { base: lhs, disp: i });
+                return;
+            }
+        }
         if dst != lhs {
             if rhs == RegImm::Reg(dst) {
                 if kind == AluKind::Sub {

@@ -829,6 +829,18 @@ fn sequences() -> Vec<Row> {
             "mov r11, rdx; mov rdx, rcx; test r11, r11; je 28; push rax; mov rax, rdx; xor edx, edx; div r11; mov rdx, rax; pop rax; xor edx, edx; jmp 28",
         ),
         r(
+            // rX = rY + imm (dst != lhs): one lea, rbp base with a disp32.
+            |m| m.alu(AluKind::Add, OperandSize::S64, Gpr::RDX, Gpr::RBP, RegImm::Imm(-256)),
+            "48 8d 95 00 ff ff ff",
+            "lea rdx, [rbp - 256]",
+        ),
+        r(
+            // r12 base: SIB byte; disp8.
+            |m| m.alu(AluKind::Add, OperandSize::S64, Gpr::RAX, Gpr::R12, RegImm::Imm(8)),
+            "49 8d 44 24 08",
+            "lea rax, [r12 + 8]",
+        ),
+        r(
             // r7 %= 1000: no runtime checks for a nonzero immediate.
             |m| m.div_rem(DivKind::RemU, OperandSize::S64, Gpr::R13, Gpr::R13, RegImm::Imm(1000)),
             "41 bb e8 03 00 00 50 52 4c 89 e8 31 d2 49 f7 f3 49 89 d5 5a 58",

@@ -1088,7 +1088,10 @@ fn emit_pass<M: MacroAssembler>(
     let mut direct = plan.direct.iter().peekable();
     plan.direct_sites.borrow_mut().clear();
     let mut ranges = Ranges::UNKNOWN;
-    for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
+    // The instruction was lowered together with the one before it.
+    let mut fused = false;
+    let insns = prog.insns();
+    for (pos, (insn, &slot)) in insns.iter().zip(prog.starts()).enumerate() {
         if plan.reg_div && (plan.is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
             ranges = Ranges::UNKNOWN;
         }
@@ -1109,8 +1112,39 @@ fn emit_pass<M: MacroAssembler>(
         }
         masm.buffer_mut().bind(Label::new(pos as u32));
         let aux = plan.aux.get(pos).copied().unwrap_or(0);
+        if fused {
+            fused = false;
+            if plan.reg_div {
+                ranges.step(insn, aux);
+            }
+            continue;
+        }
         if masm.buffer().offset() > i32::MAX as u32 / 2 {
             return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
+        }
+        // A pair that lowers to one native instruction, when nothing jumps
+        // between the two (and no blinding rewrites the immediate).
+        if plan.blind.is_none()
+            && matches!(
+                insn,
+                Insn::Alu {
+                    width: Width::W64,
+                    src: Source::Imm(_) | Source::Reg(_),
+                    ..
+                }
+            )
+            && !plan.is_target(pos + 1)
+            && plan.starts.get(next_sub) != Some(&(pos + 1))
+        {
+            if let Some(next) = insns.get(pos + 1) {
+                if lower_pair(masm, insn, next) {
+                    fused = true;
+                    if plan.reg_div {
+                        ranges.step(insn, aux);
+                    }
+                    continue;
+                }
+            }
         }
         if let Some(&(_, array, index)) = direct.next_if(|e| e.0 == pos) {
             let site = (pos, slot as usize, array, index);
@@ -1366,6 +1400,48 @@ fn lower_extra<M: MacroAssembler>(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Lowers two consecutive instructions as one when they form a pattern
+/// the backend has a single instruction for; returns `false` (having
+/// emitted nothing) otherwise. The caller checked that nothing jumps to
+/// the second one.
+/// - `rX <<= 32; rX >>= 32` (clang's zero-extension idiom): `rX = (u32)rX`;
+///   with `s>>=`, `rX = (s32)rX`.
+/// - `rX = rY; rX += imm`: `rX = rY + imm` (x86-64 `lea`).
+#[inline]
+fn lower_pair<M: MacroAssembler>(masm: &mut M, a: &Insn, b: &Insn) -> bool {
+    let (
+        Insn::Alu {
+            width: Width::W64,
+            op: op_a,
+            dst: dst_a,
+            src: src_a,
+        },
+        Insn::Alu {
+            width: Width::W64,
+            op: op_b,
+            dst: dst_b,
+            src: Source::Imm(imm_b),
+        },
+    ) = (*a, *b)
+    else {
+        return false;
+    };
+    if dst_a != dst_b {
+        return false;
+    }
+    let d = masm.reg(dst_a);
+    match (op_a, src_a, op_b, imm_b) {
+        (AluOp::Lsh, Source::Imm(32), AluOp::Rsh, 32) => masm.zero_extend(32, d, d),
+        (AluOp::Lsh, Source::Imm(32), AluOp::Arsh, 32) => masm.extend(ExtendKind::I32To64, d, d),
+        (AluOp::Mov, Source::Reg(s), AluOp::Add, i) if s != dst_a => {
+            let s = masm.reg(s);
+            masm.alu(AluKind::Add, OperandSize::S64, d, s, RegImm::Imm(i));
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// A tail call with a constant array and index: the backend's direct form
