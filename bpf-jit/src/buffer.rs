@@ -1,6 +1,8 @@
 //! The code buffer shared by the driver and a backend: bytes, labels and the
 //! previous layout pass that branch relaxation estimates from.
 
+use core::mem::MaybeUninit;
+
 /// A position in the image that branches, calls and address loads can name.
 ///
 /// The driver allocates them: one per BPF instruction (the start of its
@@ -431,25 +433,84 @@ impl CodeBuffer {
     /// Appends bytes.
     #[inline]
     pub fn put(&mut self, b: &[u8]) {
-        self.bytes.extend_from_slice(b);
+        // A byte loop: for the short opcode sequences a backend writes this
+        // beats an out-of-line `memcpy` call.
+        self.bytes.reserve(b.len());
+        for &x in b {
+            self.bytes.push(x);
+        }
     }
 
     /// Appends a little-endian `u16`.
     #[inline]
     pub fn put2(&mut self, v: u16) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(u64::from(v), 2);
     }
 
     /// Appends a little-endian `u32`.
     #[inline]
     pub fn put4(&mut self, v: u32) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(u64::from(v), 4);
     }
 
     /// Appends a little-endian `u64`.
     #[inline]
     pub fn put8(&mut self, v: u64) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(v, 8);
+    }
+
+    /// Appends the low `len` bytes of `v` in little-endian order (`len` is
+    /// capped at 8; bytes of `v` above `len` are ignored).
+    #[inline]
+    pub fn put_le(&mut self, v: u64, len: u32) {
+        let l = (len as usize).min(8);
+        let new_len = self.bytes.len() + l;
+        if let Some(spare) = self.bytes.spare_capacity_mut().get_mut(..8) {
+            spare.copy_from_slice(&v.to_le_bytes().map(MaybeUninit::new));
+            // SAFETY: the first 8 >= l bytes of spare capacity were
+            // initialized just above.
+            unsafe { self.bytes.set_len(new_len) };
+        } else {
+            self.put_slow(v, l, 0, 0);
+        }
+    }
+
+    /// Appends the low `len_a` bytes of `a`, then the low `len_b` bytes of
+    /// `b`, both little-endian (each length capped at 8; bytes above a
+    /// length are ignored). One capacity check and two 8-byte stores: the
+    /// way to write a whole machine instruction assembled in registers
+    /// (e.g. x86 prefixes, opcode and ModRM in `a`, displacement and
+    /// immediate in `b`).
+    #[inline]
+    pub fn put_le2(&mut self, a: u64, len_a: u32, b: u64, len_b: u32) {
+        let la = (len_a as usize).min(8);
+        let lb = (len_b as usize).min(8);
+        let new_len = self.bytes.len() + la + lb;
+        if let Some(spare) = self.bytes.spare_capacity_mut().get_mut(..16) {
+            if let Some(d) = spare.get_mut(..8) {
+                d.copy_from_slice(&a.to_le_bytes().map(MaybeUninit::new));
+            }
+            if let Some(d) = spare.get_mut(la..la + 8) {
+                d.copy_from_slice(&b.to_le_bytes().map(MaybeUninit::new));
+            }
+            // SAFETY: bytes 0..8 and la..la + 8 of the spare capacity were
+            // initialized just above (both ranges lie inside the 16 bytes
+            // `spare` has); they cover 0..la + lb as la, lb <= 8.
+            unsafe { self.bytes.set_len(new_len) };
+        } else {
+            self.put_slow(a, la, b, lb);
+        }
+    }
+
+    /// [`CodeBuffer::put_le2`] when the spare capacity is short: grows
+    /// (geometrically, as `Vec` does) and appends.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, a: u64, la: usize, b: u64, lb: usize) {
+        self.bytes.reserve(16);
+        let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+        self.bytes.extend_from_slice(a.get(..la).unwrap_or(&a));
+        self.bytes.extend_from_slice(b.get(..lb).unwrap_or(&b));
     }
 
     /// Takes the label positions of the current pass out of the buffer,
