@@ -105,8 +105,11 @@ pub struct CodeBuffer {
     unit_label: u32,
     /// Start of the current unit (instruction or prologue) in this pass.
     unit_cur: u32,
-    /// Start of the same unit in the previous pass.
-    unit_prev: u32,
+    /// Label whose previous-pass position is the start of the current
+    /// unit in the previous pass ([`UNBOUND`] before the first bind of a
+    /// pass: the unit then started at 0). Looked up only by
+    /// [`CodeBuffer::estimate`], so that binding stays cheap.
+    unit_prev_label: u32,
     /// Recording label-relative fields for a one-pass layout.
     recording: bool,
     /// Never finish in one pass (see [`CodeBuffer::set_one_pass`]).
@@ -169,7 +172,7 @@ impl CodeBuffer {
         self.recording = true;
         self.unit_label = 0;
         self.unit_cur = 0;
-        self.unit_prev = 0;
+        self.unit_prev_label = UNBOUND;
     }
 
     /// Whether a driver may finish a layout in one pass
@@ -307,7 +310,7 @@ impl CodeBuffer {
         self.fixups.clear();
         self.unit_label = 0;
         self.unit_cur = 0;
-        self.unit_prev = 0;
+        self.unit_prev_label = UNBOUND;
     }
 
     /// Forgets every previous pass: the next [`CodeBuffer::begin_pass`] starts from scratch.
@@ -331,7 +334,7 @@ impl CodeBuffer {
         }
         self.unit_cur = here;
         self.unit_label = label.0;
-        self.unit_prev = self.prev.get(label.index()).copied().unwrap_or(here);
+        self.unit_prev_label = label.0;
     }
 
     /// Whether `label` comes after the current layout unit in label order
@@ -375,7 +378,12 @@ impl CodeBuffer {
         // Where this branch ended in the previous pass: the unit's previous
         // start plus the (layout-independent) distance into the unit.
         let into_unit = i64::from(self.offset()) - i64::from(self.unit_cur);
-        let end_prev = i64::from(self.unit_prev) + into_unit + i64::from(len);
+        let unit_prev = self
+            .prev
+            .get(self.unit_prev_label as usize)
+            .copied()
+            .unwrap_or(self.unit_cur);
+        let end_prev = i64::from(unit_prev) + into_unit + i64::from(len);
         BranchEstimate {
             disp: i64::from(target) - end_prev,
             may_shorten: !self.force_long,
@@ -518,9 +526,8 @@ impl CodeBuffer {
     pub fn take_label_offsets(&mut self) -> Vec<u32> {
         let mut v = std::mem::take(&mut self.cur);
         for p in &mut v {
-            if *p == UNBOUND {
-                *p = 0;
-            }
+            // Branch-free (the loop vectorizes): 0 for UNBOUND.
+            *p &= u32::from(*p != UNBOUND).wrapping_neg();
         }
         v
     }
