@@ -543,6 +543,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn put_le_and_put_le2_write_exactly_the_low_bytes() {
+        // Start with no spare capacity so the first writes take the
+        // growing path, then many more than the capacity so both paths
+        // run; the expected bytes are written out by hand.
+        let mut b = CodeBuffer::default();
+        b.put_le(0x1122_3344_5566_7788, 3);
+        assert_eq!(b.bytes(), [0x88, 0x77, 0x66]);
+        b.put_le2(0xaaaa_aaaa_aaaa_aa48, 1, 0xffff_ffff_dead_beef, 4);
+        assert_eq!(b.bytes(), [0x88, 0x77, 0x66, 0x48, 0xef, 0xbe, 0xad, 0xde]);
+        b.put_le2(0x0102_0304_0506_0708, 8, 0x090a_0b0c_0d0e_0f10, 8);
+        assert_eq!(b.bytes().len(), 24);
+        assert_eq!(
+            b.bytes().get(8..),
+            Some(
+                &[
+                    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x10, 0x0f, 0x0e, 0x0d, 0x0c,
+                    0x0b, 0x0a, 0x09
+                ][..]
+            )
+        );
+        // Lengths above 8 are capped; a zero-length write adds nothing.
+        b.put_le2(0, 0, 0xee, 9);
+        b.put_le(0x55, 0);
+        assert_eq!(b.bytes().len(), 32);
+        assert_eq!(b.bytes().get(24), Some(&0xee));
+        let mut c = CodeBuffer::with_capacity(0, 3);
+        for i in 0..1000u32 {
+            c.put_le2(u64::from(i & 0xff), 1, u64::from(i), 2);
+        }
+        assert_eq!(c.bytes().len(), 3000);
+        assert_eq!(c.bytes().get(2997..), Some(&[0xe7, 0xe7, 0x03][..]));
+        c.put2(0xabcd);
+        c.put4(0x0102_0304);
+        c.put8(0x1112_1314_1516_1718);
+        assert_eq!(
+            c.bytes().get(3000..),
+            Some(&[0xcd, 0xab, 4, 3, 2, 1, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11][..])
+        );
+    }
+
+    #[test]
     fn first_pass_is_long_then_estimates_from_previous_layout() {
         let l0 = Label::new(0);
         let l1 = Label::new(1);

@@ -1618,6 +1618,41 @@ mod tests {
     }
 
     #[test]
+    fn plan_reports_call_graph_errors_before_instruction_errors() {
+        // An unknown helper at 0 comes before a local call: the call
+        // graph is built first (as the kernel checks structure before
+        // instructions), so its error about the jump at 2 leaving
+        // subprogram [0, 3) for subprogram [3, 4) is the one reported.
+        let helpers = HelperTable::new();
+        let opts = JitOptions::new(&helpers);
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Helper(1)),
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Ja { off: 0 },
+            Insn::Exit,
+        ]);
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(
+            e,
+            JitError::at(
+                2,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::JumpOutOfRange {
+                    from: 2,
+                    to: 3
+                })
+            )
+        );
+        // Without the call there is one subprogram: the helper is the error.
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Helper(1)),
+            Insn::Ja { off: 0 },
+            Insn::Exit,
+        ]);
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(e, JitError::at(0, JitErrorKind::UnknownHelper(1)));
+    }
+
+    #[test]
     fn plan_rejects_jumps_between_subprograms_and_fallthrough() {
         let helpers = HelperTable::new();
         let opts = JitOptions::new(&helpers);
