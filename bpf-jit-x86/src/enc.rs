@@ -219,9 +219,10 @@ impl Head {
     /// length is known, so the body's own bytes sit at constant shifts).
     #[inline(always)]
     fn prepend_if(self, x: u8, c: bool) -> Head {
-        let x = x & 0u8.wrapping_sub(u8::from(c));
+        // Put `x` in front unconditionally, then shift it back out unless
+        // `c` (the head holds at most 7 bytes, so nothing else is lost).
         Head {
-            v: self.v.wrapping_shl(u32::from(c) * 8) | u64::from(x),
+            v: (self.v.wrapping_shl(8) | u64::from(x)).wrapping_shr(u32::from(!c) * 8),
             n: self.n + u32::from(c),
         }
     }
