@@ -155,65 +155,176 @@ const fn fits_i8(v: i64) -> bool {
     v >= i8::MIN as i64 && v <= i8::MAX as i64
 }
 
-// ---- prefixes, ModRM ---------------------------------------------------------
+// ---- assembling one instruction ----------------------------------------------
+//
+// An instruction is built in two registers and written with one
+// `CodeBuffer::put_le2`: `Head` holds the prefixes, REX, opcode, ModRM and
+// SIB (at most 7 bytes: `F0 66 REX 0F op ModRM SIB`), the tail the
+// displacement and immediate (at most 8 bytes). Optional bytes are added
+// without branching where the condition is computed anyway.
 
-#[inline]
-fn prefix(b: &mut CodeBuffer, sz: Sz) {
-    if sz == Sz::H {
-        b.put1(0x66);
+/// Opcode bytes, little-endian in `v` (first byte lowest), `n` of them.
+#[derive(Clone, Copy)]
+struct Op {
+    v: u16,
+    n: u32,
+}
+
+/// A one-byte opcode.
+#[inline(always)]
+const fn op1(a: u8) -> Op {
+    Op { v: a as u16, n: 1 }
+}
+
+/// A two-byte opcode (`0F xx`).
+#[inline(always)]
+const fn op2(a: u8, b: u8) -> Op {
+    Op {
+        v: a as u16 | (b as u16) << 8,
+        n: 2,
     }
 }
 
-/// REX prefix for `reg` (ModRM.reg) and `rm` (ModRM.rm or opcode register),
-/// emitted when any bit is set or `force` (8-bit access to spl/bpl/sil/dil).
-#[inline]
-fn rex(b: &mut CodeBuffer, w: bool, reg: u8, rm: u8, force: bool) {
-    let v = 0x40 | (u8::from(w) << 3) | ((reg >> 3) << 2) | (rm >> 3);
-    if v != 0x40 || force {
-        b.put1(v);
+/// The leading bytes of an instruction, little-endian: the first `n` bytes
+/// of `v` (bytes above `n` are zero).
+#[derive(Clone, Copy)]
+struct Head {
+    v: u64,
+    n: u32,
+}
+
+impl Head {
+    const EMPTY: Head = Head { v: 0, n: 0 };
+
+    /// Appends `x`.
+    #[inline(always)]
+    fn byte(self, x: u8) -> Head {
+        Head {
+            v: self.v | u64::from(x).wrapping_shl(self.n * 8),
+            n: self.n + 1,
+        }
     }
+
+    /// Appends `x` if `c`.
+    #[inline(always)]
+    fn byte_if(self, x: u8, c: bool) -> Head {
+        let x = x & 0u8.wrapping_sub(u8::from(c));
+        Head {
+            v: self.v | u64::from(x).wrapping_shl(self.n * 8),
+            n: self.n + u32::from(c),
+        }
+    }
+
+    /// Puts `x` in front if `c` (prefixes go in front of a body whose
+    /// length is known, so the body's own bytes sit at constant shifts).
+    #[inline(always)]
+    fn prepend_if(self, x: u8, c: bool) -> Head {
+        // Put `x` in front unconditionally, then shift it back out unless
+        // `c` (the head holds at most 7 bytes, so nothing else is lost).
+        Head {
+            v: (self.v.wrapping_shl(8) | u64::from(x)).wrapping_shr(u32::from(!c) * 8),
+            n: self.n + u32::from(c),
+        }
+    }
+
+    /// Appends the opcode bytes.
+    #[inline(always)]
+    fn op(self, op: Op) -> Head {
+        Head {
+            v: self.v | u64::from(op.v).wrapping_shl(self.n * 8),
+            n: self.n + op.n,
+        }
+    }
+
+    /// Writes the head alone.
+    #[inline(always)]
+    fn emit(self, b: &mut CodeBuffer) {
+        b.put_le(self.v, self.n);
+    }
+
+    /// Writes the head followed by the low `len` bytes of `tail`.
+    #[inline(always)]
+    fn emit_with(self, b: &mut CodeBuffer, tail: u64, len: u32) {
+        b.put_le2(self.v, self.n, tail, len);
+    }
+}
+
+/// Whether a register number (ModRM.reg field, 0-15) names `spl`, `bpl`,
+/// `sil` or `dil` in an 8-bit access (those need a REX prefix).
+#[inline(always)]
+const fn byte_reg_needs_rex(r: u8) -> bool {
+    (r & 15).wrapping_sub(4) < 4
+}
+
+/// `[66] [REX] body`: the operand-size prefix for `H`, then the REX prefix
+/// for `reg` (ModRM.reg) and `rm` (ModRM.rm or opcode register), present
+/// when any of its bits is set or `force` (8-bit access to
+/// spl/bpl/sil/dil), in front of `body`.
+#[inline(always)]
+fn prefixes(body: Head, sz: Sz, w: bool, reg: u8, rm: u8, force: bool) -> Head {
+    let rex = 0x40 | (u8::from(w) << 3) | (((reg >> 3) & 1) << 2) | ((rm >> 3) & 1);
+    body.prepend_if(rex, rex != 0x40 || force)
+        .prepend_if(0x66, sz == Sz::H)
 }
 
 /// `[prefix] [REX] op ModRM(11, reg, rm)`.
-#[inline]
-fn rr(b: &mut CodeBuffer, sz: Sz, op: &[u8], reg: u8, rm: Gpr) {
-    prefix(b, sz);
-    let force = sz == Sz::B && (matches!(reg & 15, 4..=7) || rm.byte_needs_rex());
-    rex(b, sz == Sz::Q, reg, rm.0, force);
-    b.put(op);
-    b.put1(0xc0 | ((reg & 7) << 3) | rm.low());
+#[inline(always)]
+fn head_rr(sz: Sz, op: Op, reg: u8, rm: Gpr) -> Head {
+    let force = sz == Sz::B && (byte_reg_needs_rex(reg) || rm.byte_needs_rex());
+    let body = Head::EMPTY.op(op).byte(0xc0 | ((reg & 7) << 3) | rm.low());
+    prefixes(body, sz, sz == Sz::Q, reg, rm.0, force)
 }
 
-/// `[prefix] [REX] op ModRM/SIB/disp` for a memory operand.
-#[inline]
-fn rm(b: &mut CodeBuffer, sz: Sz, op: &[u8], reg: u8, m: Mem) {
-    prefix(b, sz);
-    let force = sz == Sz::B && matches!(reg & 15, 4..=7);
-    rex(b, sz == Sz::Q, reg, m.base.0, force);
-    b.put(op);
-    modrm_mem(b, reg, m);
+/// `[prefix] [REX] op ModRM(11, reg, rm)`, written.
+#[inline(always)]
+fn rr(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, rm: Gpr) {
+    head_rr(sz, op, reg, rm).emit(b);
 }
 
-#[inline]
-fn modrm_mem(b: &mut CodeBuffer, reg: u8, m: Mem) {
+/// `[prefix] [REX] op ModRM(11, reg, rm)` and an `len`-byte immediate.
+#[inline(always)]
+fn rr_imm(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, rm: Gpr, imm: u32, len: u32) {
+    head_rr(sz, op, reg, rm).emit_with(b, u64::from(imm), len);
+}
+
+/// `[F0] [prefix] [REX] op ModRM [SIB] [disp]` for a memory operand, with
+/// an `ilen`-byte immediate (at most 4) after the displacement.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rm_imm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: u32, ilen: u32) {
+    let force = sz == Sz::B && byte_reg_needs_rex(reg);
     let base = m.base.low();
-    // mod 00 with base rbp/r13 means rip-relative/disp32, so those always take a displacement.
-    let md = if m.disp == 0 && base != 5 {
-        0
+    // mod 00 with base rbp/r13 means rip-relative/disp32, so those always
+    // take a displacement.
+    let (md, dlen, dmask) = if m.disp == 0 && base != 5 {
+        (0u8, 0u32, 0u64)
     } else if fits_i8(i64::from(m.disp)) {
-        1
+        (1, 1, 0xff)
     } else {
-        2
+        (2, 4, 0xffff_ffff)
     };
-    b.put1((md << 6) | ((reg & 7) << 3) | base);
-    if base == 4 {
-        b.put1(0x24); // SIB: no index, base = rsp/r12
-    }
-    match md {
-        1 => b.put1(m.disp as u8),
-        2 => b.put4(m.disp as u32),
-        _ => {}
-    }
+    let body = Head::EMPTY
+        .op(op)
+        .byte((md << 6) | ((reg & 7) << 3) | base)
+        // SIB: no index, base = rsp/r12.
+        .byte_if(0x24, base == 4);
+    let h = prefixes(body, sz, sz == Sz::Q, reg, m.base.0, force).prepend_if(0xf0, lock);
+    let tail = (u64::from(m.disp as u32) & dmask) | u64::from(imm).wrapping_shl(dlen * 8);
+    h.emit_with(b, tail, dlen + ilen);
+}
+
+/// `[F0] [prefix] [REX] op ModRM [SIB] [disp]` for a memory operand.
+#[inline(always)]
+fn rm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem) {
+    rm_imm(b, lock, sz, op, reg, m, 0, 0);
+}
+
+/// `[REX] op+r` with the register in the opcode's low bits, and an
+/// `len`-byte immediate.
+#[inline(always)]
+fn opreg_imm(b: &mut CodeBuffer, w: bool, op: u8, r: Gpr, imm: u64, len: u32) {
+    let body = Head::EMPTY.byte(op + r.low());
+    prefixes(body, Sz::W, w, 0, r.0, false).emit_with(b, imm, len);
 }
 
 // ---- moves -------------------------------------------------------------------
@@ -221,167 +332,158 @@ fn modrm_mem(b: &mut CodeBuffer, reg: u8, m: Mem) {
 /// `mov dst, src` (32-bit form zero-extends).
 #[inline]
 pub fn mov_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
-    rr(b, sz, &[0x89], src.0, dst);
+    rr(b, sz, op1(0x89), src.0, dst);
 }
 
 /// `mov r32, imm32` (`B8+r`; zero-extends).
 #[inline]
 pub fn mov_r32_imm(b: &mut CodeBuffer, dst: Gpr, imm: u32) {
-    rex(b, false, 0, dst.0, false);
-    b.put1(0xb8 + dst.low());
-    b.put4(imm);
+    opreg_imm(b, false, 0xb8, dst, u64::from(imm), 4);
 }
 
 /// `mov r64, simm32` (`REX.W C7 /0`; sign-extends).
 #[inline]
 pub fn mov_r64_simm(b: &mut CodeBuffer, dst: Gpr, imm: i32) {
-    rr(b, Sz::Q, &[0xc7], 0, dst);
-    b.put4(imm as u32);
+    rr_imm(b, Sz::Q, op1(0xc7), 0, dst, imm as u32, 4);
 }
 
 /// `movabs r64, imm64` (`REX.W B8+r`).
 #[inline]
 pub fn movabs(b: &mut CodeBuffer, dst: Gpr, imm: u64) {
-    rex(b, true, 0, dst.0, false);
-    b.put1(0xb8 + dst.low());
-    b.put8(imm);
+    opreg_imm(b, true, 0xb8, dst, imm, 8);
 }
 
 /// `movzx r32, r/m8` (register source).
 #[inline]
 pub fn movzx_r32_r8(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
     // The source is an 8-bit register: REX needed for sil/dil/bpl/spl.
-    rex(b, false, dst.0, src.0, src.byte_needs_rex());
-    b.put(&[0x0f, 0xb6]);
-    b.put1(0xc0 | (dst.low() << 3) | src.low());
+    let body = Head::EMPTY
+        .op(op2(0x0f, 0xb6))
+        .byte(0xc0 | (dst.low() << 3) | src.low());
+    prefixes(body, Sz::W, false, dst.0, src.0, src.byte_needs_rex()).emit(b);
 }
 
 /// `movzx r32, r/m16` (register source).
 #[inline]
 pub fn movzx_r32_r16(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
-    rr(b, Sz::W, &[0x0f, 0xb7], dst.0, src);
+    rr(b, Sz::W, op2(0x0f, 0xb7), dst.0, src);
 }
 
 /// `movsx dst, src8` with `dst` 32 (`W`) or 64 (`Q`) bits.
 #[inline]
 pub fn movsx_r8(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
-    rex(b, sz == Sz::Q, dst.0, src.0, src.byte_needs_rex());
-    b.put(&[0x0f, 0xbe]);
-    b.put1(0xc0 | (dst.low() << 3) | src.low());
+    let body = Head::EMPTY
+        .op(op2(0x0f, 0xbe))
+        .byte(0xc0 | (dst.low() << 3) | src.low());
+    prefixes(body, Sz::W, sz == Sz::Q, dst.0, src.0, src.byte_needs_rex()).emit(b);
 }
 
 /// `movsx dst, src16` with `dst` 32 (`W`) or 64 (`Q`) bits.
 #[inline]
 pub fn movsx_r16(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
-    rr(b, sz, &[0x0f, 0xbf], dst.0, src);
+    rr(b, sz, op2(0x0f, 0xbf), dst.0, src);
 }
 
 /// `movsxd r64, r32`.
 #[inline]
 pub fn movsxd_rr(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
-    rr(b, Sz::Q, &[0x63], dst.0, src);
+    rr(b, Sz::Q, op1(0x63), dst.0, src);
 }
 
 /// `lea r64, [rip + disp]`.
 #[inline]
 pub fn lea_rip(b: &mut CodeBuffer, dst: Gpr, disp: i32) {
-    rex(b, true, dst.0, 0, false);
-    b.put1(0x8d);
-    b.put1((dst.low() << 3) | 0b101);
-    b.put4(disp as u32);
+    let body = Head::EMPTY.byte(0x8d).byte((dst.low() << 3) | 0b101);
+    prefixes(body, Sz::W, true, dst.0, 0, false).emit_with(b, u64::from(disp as u32), 4);
 }
 
 // ---- ALU ---------------------------------------------------------------------
 
+/// `lea dst, [m.base + m.disp]` (64-bit; flags untouched).
+#[inline]
+pub fn lea(b: &mut CodeBuffer, dst: Gpr, m: Mem) {
+    rm(b, false, Sz::Q, op1(0x8d), dst.0, m);
+}
+
 /// `op dst, src` for the group-1 operations (`01 09 21 29 31 39`).
 #[inline]
 pub fn alu_rr(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, src: Gpr) {
-    rr(b, sz, &[(op as u8) * 8 + 1], src.0, dst);
+    rr(b, sz, op1((op as u8) * 8 + 1), src.0, dst);
 }
 
 /// `op dst, imm` (`83 /n ib` when the immediate fits 8 bits, else `81 /n id`).
 #[inline]
 pub fn alu_ri(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, imm: i32) {
-    if fits_i8(i64::from(imm)) {
-        rr(b, sz, &[0x83], op as u8, dst);
-        b.put1(imm as u8);
-    } else {
-        rr(b, sz, &[0x81], op as u8, dst);
-        b.put4(imm as u32);
-    }
+    let short = fits_i8(i64::from(imm));
+    // 83 for an 8-bit immediate, 81 for a 32-bit one.
+    let opc = 0x81 | (u8::from(short) << 1);
+    let len = if short { 1 } else { 4 };
+    rr_imm(b, sz, op1(opc), op as u8, dst, imm as u32, len);
 }
 
 /// `test a, b_`.
 #[inline]
 pub fn test_rr(b: &mut CodeBuffer, sz: Sz, a: Gpr, b_: Gpr) {
-    rr(b, sz, &[0x85], b_.0, a);
+    rr(b, sz, op1(0x85), b_.0, a);
 }
 
 /// `test r, imm32` (`F7 /0 id`).
 #[inline]
 pub fn test_ri(b: &mut CodeBuffer, sz: Sz, a: Gpr, imm: i32) {
-    rr(b, sz, &[0xf7], 0, a);
-    b.put4(imm as u32);
+    rr_imm(b, sz, op1(0xf7), 0, a, imm as u32, 4);
 }
 
 /// `imul dst, src`.
 #[inline]
 pub fn imul_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
-    rr(b, sz, &[0x0f, 0xaf], dst.0, src);
+    rr(b, sz, op2(0x0f, 0xaf), dst.0, src);
 }
 
 /// `imul dst, src, imm` (`6B /r ib` or `69 /r id`).
 #[inline]
 pub fn imul_rri(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr, imm: i32) {
-    if fits_i8(i64::from(imm)) {
-        rr(b, sz, &[0x6b], dst.0, src);
-        b.put1(imm as u8);
-    } else {
-        rr(b, sz, &[0x69], dst.0, src);
-        b.put4(imm as u32);
-    }
+    let short = fits_i8(i64::from(imm));
+    // 6B for an 8-bit immediate, 69 for a 32-bit one.
+    let opc = 0x69 | (u8::from(short) << 1);
+    let len = if short { 1 } else { 4 };
+    rr_imm(b, sz, op1(opc), dst.0, src, imm as u32, len);
 }
 
 /// `shift dst, imm8` (`C1 /n ib`).
 #[inline]
 pub fn shift_ri(b: &mut CodeBuffer, sz: Sz, op: Shift, dst: Gpr, imm: u8) {
-    rr(b, sz, &[0xc1], op as u8, dst);
-    b.put1(imm);
+    rr_imm(b, sz, op1(0xc1), op as u8, dst, u32::from(imm), 1);
 }
 
 /// `shift dst, cl` (`D3 /n`).
 #[inline]
 pub fn shift_rcl(b: &mut CodeBuffer, sz: Sz, op: Shift, dst: Gpr) {
-    rr(b, sz, &[0xd3], op as u8, dst);
+    rr(b, sz, op1(0xd3), op as u8, dst);
 }
 
 /// `neg dst` (`F7 /3`).
 #[inline]
 pub fn neg(b: &mut CodeBuffer, sz: Sz, dst: Gpr) {
-    rr(b, sz, &[0xf7], 3, dst);
+    rr(b, sz, op1(0xf7), 3, dst);
 }
 
 /// `div src` (unsigned, `F7 /6`) or `idiv src` (signed, `F7 /7`) of `rdx:rax`.
 #[inline]
 pub fn div(b: &mut CodeBuffer, sz: Sz, signed: bool, src: Gpr) {
-    rr(b, sz, &[0xf7], if signed { 7 } else { 6 }, src);
+    rr(b, sz, op1(0xf7), 6 | u8::from(signed), src);
 }
 
 /// `cdq` (`W`) or `cqo` (`Q`): sign-extend `eax`/`rax` into `edx`/`rdx`.
 #[inline]
 pub fn sign_extend_ax(b: &mut CodeBuffer, sz: Sz) {
-    if sz == Sz::Q {
-        b.put1(0x48);
-    }
-    b.put1(0x99);
+    Head::EMPTY.byte(0x99).prepend_if(0x48, sz == Sz::Q).emit(b);
 }
 
 /// `bswap r32` / `bswap r64`.
 #[inline]
 pub fn bswap(b: &mut CodeBuffer, sz: Sz, r: Gpr) {
-    rex(b, sz == Sz::Q, 0, r.0, false);
-    b.put1(0x0f);
-    b.put1(0xc8 + r.low());
+    let body = Head::EMPTY.byte(0x0f).byte(0xc8 + r.low());
+    prefixes(body, Sz::W, sz == Sz::Q, 0, r.0, false).emit(b);
 }
 
 // ---- memory ------------------------------------------------------------------
@@ -389,77 +491,68 @@ pub fn bswap(b: &mut CodeBuffer, sz: Sz, r: Gpr) {
 /// `mov r, [m]` (sizes `W`, `Q`).
 #[inline]
 pub fn load(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
-    rm(b, sz, &[0x8b], dst.0, m);
+    rm(b, false, sz, op1(0x8b), dst.0, m);
 }
 
 /// `movzx r32, byte/word [m]` (`sz` is the memory size, `B` or `H`).
 #[inline]
 pub fn load_zx(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
     let op = if sz == Sz::B { 0xb6 } else { 0xb7 };
-    rm(b, Sz::W, &[0x0f, op], dst.0, m);
+    rm(b, false, Sz::W, op2(0x0f, op), dst.0, m);
 }
 
 /// `movsx r64, byte/word [m]` or `movsxd r64, dword [m]` (`sz` is the memory size).
 #[inline]
 pub fn load_sx(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
-    match sz {
-        Sz::B => rm(b, Sz::Q, &[0x0f, 0xbe], dst.0, m),
-        Sz::H => rm(b, Sz::Q, &[0x0f, 0xbf], dst.0, m),
-        _ => rm(b, Sz::Q, &[0x63], dst.0, m),
-    }
+    let op = match sz {
+        Sz::B => op2(0x0f, 0xbe),
+        Sz::H => op2(0x0f, 0xbf),
+        _ => op1(0x63),
+    };
+    rm(b, false, Sz::Q, op, dst.0, m);
 }
 
 /// `mov [m], src` (any size).
 #[inline]
 pub fn store(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
-    let op = if sz == Sz::B { 0x88 } else { 0x89 };
-    rm(b, sz, &[op], src.0, m);
+    // 88 for a byte, 89 otherwise.
+    let op = 0x88 | u8::from(sz != Sz::B);
+    rm(b, false, sz, op1(op), src.0, m);
 }
 
 /// `mov [m], imm` (`C6 /0 ib`, `66 C7 /0 iw`, `C7 /0 id`, `REX.W C7 /0 id`).
 #[inline]
 pub fn store_imm(b: &mut CodeBuffer, sz: Sz, m: Mem, imm: i32) {
-    match sz {
-        Sz::B => {
-            rm(b, sz, &[0xc6], 0, m);
-            b.put1(imm as u8);
-        }
-        Sz::H => {
-            rm(b, sz, &[0xc7], 0, m);
-            b.put2(imm as u16);
-        }
-        _ => {
-            rm(b, sz, &[0xc7], 0, m);
-            b.put4(imm as u32);
-        }
-    }
+    let (op, len) = match sz {
+        Sz::B => (0xc6, 1),
+        Sz::H => (0xc7, 2),
+        _ => (0xc7, 4),
+    };
+    rm_imm(b, false, sz, op1(op), 0, m, imm as u32, len);
 }
 
 /// `lock op [m], src` for `add`, `or`, `and`, `xor` (sizes `W`, `Q`).
 #[inline]
 pub fn lock_alu(b: &mut CodeBuffer, sz: Sz, op: Alu1, m: Mem, src: Gpr) {
-    b.put1(0xf0);
-    rm(b, sz, &[(op as u8) * 8 + 1], src.0, m);
+    rm(b, true, sz, op1((op as u8) * 8 + 1), src.0, m);
 }
 
 /// `lock xadd [m], src`.
 #[inline]
 pub fn lock_xadd(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
-    b.put1(0xf0);
-    rm(b, sz, &[0x0f, 0xc1], src.0, m);
+    rm(b, true, sz, op2(0x0f, 0xc1), src.0, m);
 }
 
 /// `xchg [m], src` (implicitly locked).
 #[inline]
 pub fn xchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
-    rm(b, sz, &[0x87], src.0, m);
+    rm(b, false, sz, op1(0x87), src.0, m);
 }
 
 /// `lock cmpxchg [m], src` (compares with `eax`/`rax`).
 #[inline]
 pub fn lock_cmpxchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
-    b.put1(0xf0);
-    rm(b, sz, &[0x0f, 0xb1], src.0, m);
+    rm(b, true, sz, op2(0x0f, 0xb1), src.0, m);
 }
 
 // ---- control flow ------------------------------------------------------------
@@ -467,70 +560,66 @@ pub fn lock_cmpxchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
 /// `jcc rel8`.
 #[inline]
 pub fn jcc_short(b: &mut CodeBuffer, cc: Cc, rel: i8) {
-    b.put1(0x70 | cc as u8);
-    b.put1(rel as u8);
+    b.put_le(u64::from(0x70 | cc as u8) | u64::from(rel as u8) << 8, 2);
 }
 
 /// `jcc rel32`.
 #[inline]
 pub fn jcc_near(b: &mut CodeBuffer, cc: Cc, rel: i32) {
-    b.put1(0x0f);
-    b.put1(0x80 | cc as u8);
-    b.put4(rel as u32);
+    b.put_le2(
+        0x0f | u64::from(0x80 | cc as u8) << 8,
+        2,
+        u64::from(rel as u32),
+        4,
+    );
 }
 
 /// `jmp rel8`.
 #[inline]
 pub fn jmp_short(b: &mut CodeBuffer, rel: i8) {
-    b.put1(0xeb);
-    b.put1(rel as u8);
+    b.put_le(0xeb | u64::from(rel as u8) << 8, 2);
 }
 
 /// `jmp rel32`.
 #[inline]
 pub fn jmp_near(b: &mut CodeBuffer, rel: i32) {
-    b.put1(0xe9);
-    b.put4(rel as u32);
+    b.put_le2(0xe9, 1, u64::from(rel as u32), 4);
 }
 
 /// `call rel32`.
 #[inline]
 pub fn call_rel(b: &mut CodeBuffer, rel: i32) {
-    b.put1(0xe8);
-    b.put4(rel as u32);
+    b.put_le2(0xe8, 1, u64::from(rel as u32), 4);
 }
 
 /// `call r64`.
 #[inline]
 pub fn call_r(b: &mut CodeBuffer, r: Gpr) {
-    rr(b, Sz::W, &[0xff], 2, r);
+    rr(b, Sz::W, op1(0xff), 2, r);
 }
 
 /// `jmp r64` (indirect, absolute).
 #[inline]
 pub fn jmp_r(b: &mut CodeBuffer, r: Gpr) {
-    rr(b, Sz::W, &[0xff], 4, r);
+    rr(b, Sz::W, op1(0xff), 4, r);
 }
 
 /// `push r64`.
 #[inline]
 pub fn push(b: &mut CodeBuffer, r: Gpr) {
-    rex(b, false, 0, r.0, false);
-    b.put1(0x50 + r.low());
+    opreg_imm(b, false, 0x50, r, 0, 0);
 }
 
 /// `pop r64`.
 #[inline]
 pub fn pop(b: &mut CodeBuffer, r: Gpr) {
-    rex(b, false, 0, r.0, false);
-    b.put1(0x58 + r.low());
+    opreg_imm(b, false, 0x58, r, 0, 0);
 }
 
 /// `sub rsp, imm32` (always the 4-byte immediate form, so the prologue has a fixed size).
 #[inline]
 pub fn sub_rsp_imm32(b: &mut CodeBuffer, imm: u32) {
-    b.put(&[0x48, 0x81, 0xec]);
-    b.put4(imm);
+    b.put_le2(0x00ec_8148, 3, u64::from(imm), 4);
 }
 
 /// `leave`
@@ -549,11 +638,11 @@ pub fn ret(b: &mut CodeBuffer) {
 /// for attaching trampolines.
 #[inline]
 pub fn nop5(b: &mut CodeBuffer) {
-    b.put(&[0x0f, 0x1f, 0x44, 0x00, 0x00]);
+    b.put_le(0x00_0044_1f0f, 5);
 }
 
 /// The 2-byte nop `xchg ax, ax` (`66 90`).
 #[inline]
 pub fn nop2(b: &mut CodeBuffer) {
-    b.put(&[0x66, 0x90]);
+    b.put_le(0x9066, 2);
 }

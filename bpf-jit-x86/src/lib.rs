@@ -63,6 +63,31 @@ pub struct X86Masm {
     /// the eBPF registers (bit `i` for `ri`, `r0`–`r5` only) the call must
     /// leave intact.
     fastcall: Vec<(u64, u16)>,
+    /// Out-of-line cold paths of this pass, emitted by
+    /// [`MacroAssembler::emit_deferred`] after the last instruction.
+    stubs: Vec<Stub>,
+}
+
+/// What an out-of-line stub does before jumping back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StubAction {
+    /// `dst = 0` (quotient of a division by zero, remainder by -1).
+    Zero,
+    /// `dst = (u32)dst` (32-bit remainder by zero).
+    Zext32,
+    /// `dst = -dst` at `size` (signed quotient by -1; `INT_MIN` stays).
+    Neg(Sz),
+}
+
+/// A cold path reached by a `jcc rel32` from the straight-line code.
+#[derive(Clone, Copy, Debug)]
+struct Stub {
+    /// Offset of the `jcc`'s 4-byte displacement.
+    jcc_disp: u32,
+    /// Where the stub jumps back to.
+    resume: u32,
+    dst: Gpr,
+    action: StubAction,
 }
 
 impl X86Masm {
@@ -99,11 +124,139 @@ impl X86Masm {
         self.buf.bytes().len() - 1
     }
 
-    /// Emits a short forward `jmp` with a placeholder.
+    /// `div_rem` with the divisor checks (`checks`) or without them (a
+    /// divisor proved neither 0 nor, when signed, -1).
+    fn div_rem_inner(
+        &mut self,
+        kind: DivKind,
+        size: OperandSize,
+        dst: Gpr,
+        lhs: Gpr,
+        rhs: RegImm<Gpr>,
+        checks: bool,
+    ) {
+        let s = sz(size);
+        let signed = matches!(kind, DivKind::DivS | DivKind::RemS);
+        let rem = matches!(kind, DivKind::RemU | DivKind::RemS);
+        // The divisor is used in place unless it is dst, rax, rdx or AUX2
+        // (all about to change; AUX2 is the hidden AX of blinded divisors);
+        // then it goes to AUX first.
+        let (runtime_checks, divisor) = match rhs {
+            RegImm::Reg(r) if r != dst && r != Gpr::RAX && r != Gpr::RDX && r != AUX2 => {
+                (checks, r)
+            }
+            RegImm::Reg(r) => {
+                enc::mov_rr(self.b(), Sz::Q, AUX, r);
+                (checks, AUX)
+            }
+            RegImm::Imm(i) => {
+                self.mov(OperandSize::S64, dst, lhs);
+                if i == 0 || (signed && i == -1) {
+                    // Decided at compile time.
+                    let b = self.b();
+                    match (i, rem) {
+                        (0, false) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
+                        (0, true) if size == OperandSize::S32 => enc::mov_rr(b, Sz::W, dst, dst),
+                        (0, true) => {}
+                        (_, false) => enc::neg(b, s, dst),
+                        (_, true) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
+                    }
+                    return;
+                }
+                let v = match size {
+                    OperandSize::S32 => u64::from(i as u32),
+                    OperandSize::S64 => i as i64 as u64,
+                };
+                self.mov_imm(AUX, v);
+                (false, AUX)
+            }
+        };
+        self.mov(OperandSize::S64, dst, lhs);
+        // The checks branch out of line (rarely taken), except a 64-bit
+        // remainder by zero, which keeps the dividend: it jumps over the
+        // division. The common path takes no branch.
+        let zero_keeps = rem && size == OperandSize::S64;
+        let (mut to_zero, mut to_minus1, mut skip) = (None, None, None);
+        if runtime_checks {
+            enc::test_rr(self.b(), s, divisor, divisor);
+            if zero_keeps {
+                skip = Some(self.jcc_fwd(Cc::E));
+            } else {
+                to_zero = Some(self.jcc_stub(Cc::E));
+            }
+            if signed {
+                enc::alu_ri(self.b(), s, Alu1::Cmp, divisor, -1);
+                to_minus1 = Some(self.jcc_stub(Cc::E));
+            }
+        }
+        let b = &mut self.buf;
+        if dst != Gpr::RAX {
+            enc::push(b, Gpr::RAX);
+        }
+        if dst != Gpr::RDX {
+            enc::push(b, Gpr::RDX);
+        }
+        if dst != Gpr::RAX {
+            enc::mov_rr(b, Sz::Q, Gpr::RAX, dst);
+        }
+        if signed {
+            enc::sign_extend_ax(b, s);
+        } else {
+            enc::alu_rr(b, Sz::W, Alu1::Xor, Gpr::RDX, Gpr::RDX);
+        }
+        enc::div(b, s, signed, divisor);
+        let result = if rem { Gpr::RDX } else { Gpr::RAX };
+        if dst != result {
+            enc::mov_rr(b, Sz::Q, dst, result);
+        }
+        if dst != Gpr::RDX {
+            enc::pop(b, Gpr::RDX);
+        }
+        if dst != Gpr::RAX {
+            enc::pop(b, Gpr::RAX);
+        }
+        if let Some(at) = skip {
+            self.patch_here(at);
+        }
+        let resume = self.buf.offset();
+        // Division by zero: quotient 0, remainder the dividend (only the
+        // 32-bit one needs code: its upper half is cleared). Divisor -1:
+        // quotient -dividend (`INT_MIN` stays `INT_MIN`), remainder 0.
+        if let Some(jcc_disp) = to_zero {
+            let action = if rem {
+                StubAction::Zext32
+            } else {
+                StubAction::Zero
+            };
+            self.stubs.push(Stub {
+                jcc_disp,
+                resume,
+                dst,
+                action,
+            });
+        }
+        if let Some(jcc_disp) = to_minus1 {
+            let action = if rem {
+                StubAction::Zero
+            } else {
+                StubAction::Neg(s)
+            };
+            self.stubs.push(Stub {
+                jcc_disp,
+                resume,
+                dst,
+                action,
+            });
+        }
+    }
+
+    /// Emits a `jcc rel32` to an out-of-line stub (its displacement is
+    /// written when the stub is, in [`MacroAssembler::emit_deferred`]);
+    /// returns the displacement's offset.
     #[inline]
-    fn jmp_fwd(&mut self) -> usize {
-        enc::jmp_short(&mut self.buf, 0);
-        self.buf.bytes().len() - 1
+    fn jcc_stub(&mut self, cc: Cc) -> u32 {
+        enc::jcc_near(&mut self.buf, cc, 0);
+        self.buf.offset() - 4
     }
 
     /// Points the short jump whose displacement byte is at `at` to the current offset.
@@ -248,6 +401,37 @@ impl MacroAssembler for X86Masm {
         enc::ret(self.b());
     }
 
+    fn emit_deferred(&mut self) {
+        let stubs = std::mem::take(&mut self.stubs);
+        for st in &stubs {
+            let start = self.buf.offset();
+            let b = &mut self.buf;
+            match st.action {
+                StubAction::Zero => enc::alu_rr(b, Sz::W, Alu1::Xor, st.dst, st.dst),
+                StubAction::Zext32 => enc::mov_rr(b, Sz::W, st.dst, st.dst),
+                StubAction::Neg(s) => enc::neg(b, s, st.dst),
+            }
+            // Back to the code after the division.
+            let back = i64::from(st.resume) - (i64::from(b.offset()) + 2);
+            match i8::try_from(back) {
+                Ok(d) => enc::jmp_short(b, d),
+                Err(_) => {
+                    let d = i64::from(st.resume) - (i64::from(b.offset()) + 5);
+                    enc::jmp_near(b, d as i32);
+                }
+            }
+            // The jcc's displacement counts from its end.
+            let rel = i64::from(start) - (i64::from(st.jcc_disp) + 4);
+            let at = st.jcc_disp as usize;
+            if let Some(field) = self.buf.bytes_mut().get_mut(at..at + 4) {
+                field.copy_from_slice(&(rel as i32).to_le_bytes());
+            }
+        }
+        // Keep the allocation for the next pass.
+        self.stubs = stubs;
+        self.stubs.clear();
+    }
+
     // ---- moves ----------------------------------------------------------------
 
     #[inline]
@@ -309,6 +493,13 @@ impl MacroAssembler for X86Masm {
     fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         let s = sz(size);
         let mut rhs = rhs;
+        if let (AluKind::Add, OperandSize::S64, RegImm::Imm(i)) = (kind, size, rhs) {
+            if dst != lhs {
+                // Three operands in one instruction.
+                enc::lea(self.b(), dst, Mem { base: lhs, disp: i });
+                return;
+            }
+        }
         if dst != lhs {
             if rhs == RegImm::Reg(dst) {
                 if kind == AluKind::Sub {
@@ -393,111 +584,11 @@ impl MacroAssembler for X86Masm {
     }
 
     fn div_rem(&mut self, kind: DivKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
-        let s = sz(size);
-        let signed = matches!(kind, DivKind::DivS | DivKind::RemS);
-        let rem = matches!(kind, DivKind::RemU | DivKind::RemS);
-        // The divisor is used in place unless it is dst, rax, rdx or AUX2
-        // (all about to change; AUX2 is the hidden AX of blinded divisors);
-        // then it goes to AUX first.
-        let (runtime_checks, divisor) = match rhs {
-            RegImm::Reg(r) if r != dst && r != Gpr::RAX && r != Gpr::RDX && r != AUX2 => (true, r),
-            RegImm::Reg(r) => {
-                enc::mov_rr(self.b(), Sz::Q, AUX, r);
-                (true, AUX)
-            }
-            RegImm::Imm(i) => {
-                self.mov(OperandSize::S64, dst, lhs);
-                if i == 0 || (signed && i == -1) {
-                    // Decided at compile time.
-                    let b = self.b();
-                    match (i, rem) {
-                        (0, false) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
-                        (0, true) if size == OperandSize::S32 => enc::mov_rr(b, Sz::W, dst, dst),
-                        (0, true) => {}
-                        (_, false) => enc::neg(b, s, dst),
-                        (_, true) => enc::alu_rr(b, Sz::W, Alu1::Xor, dst, dst),
-                    }
-                    return;
-                }
-                let v = match size {
-                    OperandSize::S32 => u64::from(i as u32),
-                    OperandSize::S64 => i as i64 as u64,
-                };
-                self.mov_imm(AUX, v);
-                (false, AUX)
-            }
-        };
-        self.mov(OperandSize::S64, dst, lhs);
-        let (mut to_zero, mut to_minus1) = (None, None);
-        if runtime_checks {
-            enc::test_rr(self.b(), s, divisor, divisor);
-            to_zero = Some(self.jcc_fwd(Cc::E));
-            if signed {
-                enc::alu_ri(self.b(), s, Alu1::Cmp, divisor, -1);
-                to_minus1 = Some(self.jcc_fwd(Cc::E));
-            }
-        }
-        let b = &mut self.buf;
-        if dst != Gpr::RAX {
-            enc::push(b, Gpr::RAX);
-        }
-        if dst != Gpr::RDX {
-            enc::push(b, Gpr::RDX);
-        }
-        if dst != Gpr::RAX {
-            enc::mov_rr(b, Sz::Q, Gpr::RAX, dst);
-        }
-        if signed {
-            enc::sign_extend_ax(b, s);
-        } else {
-            enc::alu_rr(b, Sz::W, Alu1::Xor, Gpr::RDX, Gpr::RDX);
-        }
-        enc::div(b, s, signed, divisor);
-        let result = if rem { Gpr::RDX } else { Gpr::RAX };
-        if dst != result {
-            enc::mov_rr(b, Sz::Q, dst, result);
-        }
-        if dst != Gpr::RDX {
-            enc::pop(b, Gpr::RDX);
-        }
-        if dst != Gpr::RAX {
-            enc::pop(b, Gpr::RAX);
-        }
-        if let Some(z) = to_zero {
-            // Division by zero: quotient 0, remainder the dividend (which
-            // needs no code for a 64-bit remainder: the zero check then
-            // jumps straight to the end).
-            let zero_empty = rem && size == OperandSize::S64;
-            let done = if zero_empty && to_minus1.is_none() {
-                None
-            } else {
-                Some(self.jmp_fwd())
-            };
-            let z_pending = if zero_empty {
-                Some(z)
-            } else {
-                self.patch_here(z);
-                match (rem, size) {
-                    (false, _) => enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst),
-                    (true, _) => enc::mov_rr(self.b(), Sz::W, dst, dst),
-                }
-                None
-            };
-            let done2 = to_minus1.and_then(|m1| {
-                let d2 = (!zero_empty).then(|| self.jmp_fwd());
-                self.patch_here(m1);
-                // Divisor -1: quotient -dividend (MIN stays MIN), remainder 0.
-                if rem {
-                    enc::alu_rr(self.b(), Sz::W, Alu1::Xor, dst, dst);
-                } else {
-                    enc::neg(self.b(), s, dst);
-                }
-                d2
-            });
-            for at in [done, z_pending, done2].into_iter().flatten() {
-                self.patch_here(at);
-            }
-        }
+        self.div_rem_inner(kind, size, dst, lhs, rhs, true);
+    }
+
+    fn div_rem_nonzero(&mut self, kind: DivKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: Gpr) {
+        self.div_rem_inner(kind, size, dst, lhs, RegImm::Reg(rhs), false);
     }
 
     fn neg(&mut self, size: OperandSize, dst: Gpr, src: Gpr) {

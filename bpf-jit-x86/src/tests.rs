@@ -769,22 +769,37 @@ fn sequences() -> Vec<Row> {
             "pop r13; pop rbx; leave; ret",
         ),
         r(
-            // r0 /= r1 (64-bit): x / 0 = 0.
-            |m| m.div_rem(DivKind::DivU, OperandSize::S64, Gpr::RAX, Gpr::RAX, RegImm::Reg(Gpr::RDI)),
-            "48 85 ff 74 09 52 31 d2 48 f7 f7 5a eb 02 31 c0",
-            "test rdi, rdi; je 14; push rdx; xor edx, edx; div rdi; pop rdx; jmp 16; xor eax, eax",
+            // r0 /= r1 (64-bit): x / 0 = 0, out of line after the code.
+            |m| {
+                m.div_rem(DivKind::DivU, OperandSize::S64, Gpr::RAX, Gpr::RAX, RegImm::Reg(Gpr::RDI));
+                m.emit_deferred();
+            },
+            "48 85 ff 0f 84 07 00 00 00 52 31 d2 48 f7 f7 5a 31 c0 eb fc",
+            "test rdi, rdi; je 16; push rdx; xor edx, edx; div rdi; pop rdx; xor eax, eax; jmp 16",
+        ),
+        r(
+            // The same with a divisor the driver proved nonzero: no checks.
+            |m| m.div_rem_nonzero(DivKind::DivU, OperandSize::S64, Gpr::RAX, Gpr::RAX, Gpr::RDI),
+            "52 31 d2 48 f7 f7 5a",
+            "push rdx; xor edx, edx; div rdi; pop rdx",
         ),
         r(
             // w3 s%= w4: x % 0 = (u32)x, x % -1 = 0.
-            |m| m.div_rem(DivKind::RemS, OperandSize::S32, Gpr::RDX, Gpr::RDX, RegImm::Reg(Gpr::RCX)),
-            "85 c9 74 0f 83 f9 ff 74 0e 50 48 89 d0 99 f7 f9 58 eb 06 89 d2 eb 02 31 d2",
-            "test ecx, ecx; je 19; cmp ecx, -1; je 23; push rax; mov rax, rdx; cdq; idiv ecx; pop rax; jmp 25; mov edx, edx; jmp 25; xor edx, edx",
+            |m| {
+                m.div_rem(DivKind::RemS, OperandSize::S32, Gpr::RDX, Gpr::RDX, RegImm::Reg(Gpr::RCX));
+                m.emit_deferred();
+            },
+            "85 c9 0f 84 11 00 00 00 83 f9 ff 0f 84 0c 00 00 00 50 48 89 d0 99 f7 f9 58 89 d2 eb fc 31 d2 eb f8",
+            "test ecx, ecx; je 25; cmp ecx, -1; je 29; push rax; mov rax, rdx; cdq; idiv ecx; pop rax; mov edx, edx; jmp 25; xor edx, edx; jmp 25",
         ),
         r(
             // r6 s/= r8: x / -1 = -x (MIN stays MIN).
-            |m| m.div_rem(DivKind::DivS, OperandSize::S64, Gpr::RBX, Gpr::RBX, RegImm::Reg(Gpr::R14)),
-            "4d 85 f6 74 17 49 83 fe ff 74 15 50 52 48 89 d8 48 99 49 f7 fe 48 89 c3 5a 58 eb 07 31 db eb 03 48 f7 db",
-            "test r14, r14; je 28; cmp r14, -1; je 32; push rax; push rdx; mov rax, rbx; cqo; idiv r14; mov rbx, rax; pop rdx; pop rax; jmp 35; xor ebx, ebx; jmp 35; neg rbx",
+            |m| {
+                m.div_rem(DivKind::DivS, OperandSize::S64, Gpr::RBX, Gpr::RBX, RegImm::Reg(Gpr::R14));
+                m.emit_deferred();
+            },
+            "4d 85 f6 0f 84 19 00 00 00 49 83 fe ff 0f 84 13 00 00 00 50 52 48 89 d8 48 99 49 f7 fe 48 89 c3 5a 58 31 db eb fc 48 f7 db eb f7",
+            "test r14, r14; je 34; cmp r14, -1; je 38; push rax; push rdx; mov rax, rbx; cqo; idiv r14; mov rbx, rax; pop rdx; pop rax; xor ebx, ebx; jmp 34; neg rbx; jmp 34",
         ),
         r(
             // r1 %= r2 (64-bit): x % 0 = x needs no code, the zero check
@@ -796,16 +811,34 @@ fn sequences() -> Vec<Row> {
         r(
             // r1 s%= r3 (64-bit): the divisor lives in rdx, so it is copied
             // to r11; x % 0 = x jumps to the end, x % -1 = 0.
-            |m| m.div_rem(DivKind::RemS, OperandSize::S64, Gpr::RDI, Gpr::RDI, RegImm::Reg(Gpr::RDX)),
-            "49 89 d3 4d 85 db 74 19 49 83 fb ff 74 11 50 52 48 89 f8 48 99 49 f7 fb 48 89 d7 5a 58 eb 02 31 ff",
-            "mov r11, rdx; test r11, r11; je 33; cmp r11, -1; je 31; push rax; push rdx; mov rax, rdi; cqo; idiv r11; mov rdi, rdx; pop rdx; pop rax; jmp 33; xor edi, edi",
+            |m| {
+                m.div_rem(DivKind::RemS, OperandSize::S64, Gpr::RDI, Gpr::RDI, RegImm::Reg(Gpr::RDX));
+                m.emit_deferred();
+            },
+            "49 89 d3 4d 85 db 74 19 49 83 fb ff 0f 84 0f 00 00 00 50 52 48 89 f8 48 99 49 f7 fb 48 89 d7 5a 58 31 ff eb fc",
+            "mov r11, rdx; test r11, r11; je 33; cmp r11, -1; je 33; push rax; push rdx; mov rax, rdi; cqo; idiv r11; mov rdi, rdx; pop rdx; pop rax; xor edi, edi; jmp 33",
         ),
         r(
             // r3 = r4 / r3 (dst is the divisor, overwritten by the
             // dividend first): through r11.
-            |m| m.div_rem(DivKind::DivU, OperandSize::S64, Gpr::RDX, Gpr::RCX, RegImm::Reg(Gpr::RDX)),
-            "49 89 d3 48 89 ca 4d 85 db 74 0f 50 48 89 d0 31 d2 49 f7 f3 48 89 c2 58 eb 02 31 d2",
-            "mov r11, rdx; mov rdx, rcx; test r11, r11; je 26; push rax; mov rax, rdx; xor edx, edx; div r11; mov rdx, rax; pop rax; jmp 28; xor edx, edx",
+            |m| {
+                m.div_rem(DivKind::DivU, OperandSize::S64, Gpr::RDX, Gpr::RCX, RegImm::Reg(Gpr::RDX));
+                m.emit_deferred();
+            },
+            "49 89 d3 48 89 ca 4d 85 db 0f 84 0d 00 00 00 50 48 89 d0 31 d2 49 f7 f3 48 89 c2 58 31 d2 eb fc",
+            "mov r11, rdx; mov rdx, rcx; test r11, r11; je 28; push rax; mov rax, rdx; xor edx, edx; div r11; mov rdx, rax; pop rax; xor edx, edx; jmp 28",
+        ),
+        r(
+            // rX = rY + imm (dst != lhs): one lea, rbp base with a disp32.
+            |m| m.alu(AluKind::Add, OperandSize::S64, Gpr::RDX, Gpr::RBP, RegImm::Imm(-256)),
+            "48 8d 95 00 ff ff ff",
+            "lea rdx, [rbp - 256]",
+        ),
+        r(
+            // r12 base: SIB byte; disp8.
+            |m| m.alu(AluKind::Add, OperandSize::S64, Gpr::RAX, Gpr::R12, RegImm::Imm(8)),
+            "49 8d 44 24 08",
+            "lea rax, [r12 + 8]",
         ),
         r(
             // r7 %= 1000: no runtime checks for a nonzero immediate.

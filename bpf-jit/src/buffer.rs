@@ -1,6 +1,8 @@
 //! The code buffer shared by the driver and a backend: bytes, labels and the
 //! previous layout pass that branch relaxation estimates from.
 
+use core::mem::MaybeUninit;
+
 /// A position in the image that branches, calls and address loads can name.
 ///
 /// The driver allocates them: one per BPF instruction (the start of its
@@ -103,8 +105,11 @@ pub struct CodeBuffer {
     unit_label: u32,
     /// Start of the current unit (instruction or prologue) in this pass.
     unit_cur: u32,
-    /// Start of the same unit in the previous pass.
-    unit_prev: u32,
+    /// Label whose previous-pass position is the start of the current
+    /// unit in the previous pass ([`UNBOUND`] before the first bind of a
+    /// pass: the unit then started at 0). Looked up only by
+    /// [`CodeBuffer::estimate`], so that binding stays cheap.
+    unit_prev_label: u32,
     /// Recording label-relative fields for a one-pass layout.
     recording: bool,
     /// Never finish in one pass (see [`CodeBuffer::set_one_pass`]).
@@ -167,7 +172,7 @@ impl CodeBuffer {
         self.recording = true;
         self.unit_label = 0;
         self.unit_cur = 0;
-        self.unit_prev = 0;
+        self.unit_prev_label = UNBOUND;
     }
 
     /// Whether a driver may finish a layout in one pass
@@ -305,7 +310,7 @@ impl CodeBuffer {
         self.fixups.clear();
         self.unit_label = 0;
         self.unit_cur = 0;
-        self.unit_prev = 0;
+        self.unit_prev_label = UNBOUND;
     }
 
     /// Forgets every previous pass: the next [`CodeBuffer::begin_pass`] starts from scratch.
@@ -329,7 +334,7 @@ impl CodeBuffer {
         }
         self.unit_cur = here;
         self.unit_label = label.0;
-        self.unit_prev = self.prev.get(label.index()).copied().unwrap_or(here);
+        self.unit_prev_label = label.0;
     }
 
     /// Whether `label` comes after the current layout unit in label order
@@ -373,7 +378,12 @@ impl CodeBuffer {
         // Where this branch ended in the previous pass: the unit's previous
         // start plus the (layout-independent) distance into the unit.
         let into_unit = i64::from(self.offset()) - i64::from(self.unit_cur);
-        let end_prev = i64::from(self.unit_prev) + into_unit + i64::from(len);
+        let unit_prev = self
+            .prev
+            .get(self.unit_prev_label as usize)
+            .copied()
+            .unwrap_or(self.unit_cur);
+        let end_prev = i64::from(unit_prev) + into_unit + i64::from(len);
         BranchEstimate {
             disp: i64::from(target) - end_prev,
             may_shorten: !self.force_long,
@@ -431,25 +441,84 @@ impl CodeBuffer {
     /// Appends bytes.
     #[inline]
     pub fn put(&mut self, b: &[u8]) {
-        self.bytes.extend_from_slice(b);
+        // A byte loop: for the short opcode sequences a backend writes this
+        // beats an out-of-line `memcpy` call.
+        self.bytes.reserve(b.len());
+        for &x in b {
+            self.bytes.push(x);
+        }
     }
 
     /// Appends a little-endian `u16`.
     #[inline]
     pub fn put2(&mut self, v: u16) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(u64::from(v), 2);
     }
 
     /// Appends a little-endian `u32`.
     #[inline]
     pub fn put4(&mut self, v: u32) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(u64::from(v), 4);
     }
 
     /// Appends a little-endian `u64`.
     #[inline]
     pub fn put8(&mut self, v: u64) {
-        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.put_le(v, 8);
+    }
+
+    /// Appends the low `len` bytes of `v` in little-endian order (`len` is
+    /// capped at 8; bytes of `v` above `len` are ignored).
+    #[inline]
+    pub fn put_le(&mut self, v: u64, len: u32) {
+        let l = (len as usize).min(8);
+        let new_len = self.bytes.len() + l;
+        if let Some(spare) = self.bytes.spare_capacity_mut().get_mut(..8) {
+            spare.copy_from_slice(&v.to_le_bytes().map(MaybeUninit::new));
+            // SAFETY: the first 8 >= l bytes of spare capacity were
+            // initialized just above.
+            unsafe { self.bytes.set_len(new_len) };
+        } else {
+            self.put_slow(v, l, 0, 0);
+        }
+    }
+
+    /// Appends the low `len_a` bytes of `a`, then the low `len_b` bytes of
+    /// `b`, both little-endian (each length capped at 8; bytes above a
+    /// length are ignored). One capacity check and two 8-byte stores: the
+    /// way to write a whole machine instruction assembled in registers
+    /// (e.g. x86 prefixes, opcode and ModRM in `a`, displacement and
+    /// immediate in `b`).
+    #[inline]
+    pub fn put_le2(&mut self, a: u64, len_a: u32, b: u64, len_b: u32) {
+        let la = (len_a as usize).min(8);
+        let lb = (len_b as usize).min(8);
+        let new_len = self.bytes.len() + la + lb;
+        if let Some(spare) = self.bytes.spare_capacity_mut().get_mut(..16) {
+            if let Some(d) = spare.get_mut(..8) {
+                d.copy_from_slice(&a.to_le_bytes().map(MaybeUninit::new));
+            }
+            if let Some(d) = spare.get_mut(la..la + 8) {
+                d.copy_from_slice(&b.to_le_bytes().map(MaybeUninit::new));
+            }
+            // SAFETY: bytes 0..8 and la..la + 8 of the spare capacity were
+            // initialized just above (both ranges lie inside the 16 bytes
+            // `spare` has); they cover 0..la + lb as la, lb <= 8.
+            unsafe { self.bytes.set_len(new_len) };
+        } else {
+            self.put_slow(a, la, b, lb);
+        }
+    }
+
+    /// [`CodeBuffer::put_le2`] when the spare capacity is short: grows
+    /// (geometrically, as `Vec` does) and appends.
+    #[cold]
+    #[inline(never)]
+    fn put_slow(&mut self, a: u64, la: usize, b: u64, lb: usize) {
+        self.bytes.reserve(16);
+        let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+        self.bytes.extend_from_slice(a.get(..la).unwrap_or(&a));
+        self.bytes.extend_from_slice(b.get(..lb).unwrap_or(&b));
     }
 
     /// Takes the label positions of the current pass out of the buffer,
@@ -457,9 +526,8 @@ impl CodeBuffer {
     pub fn take_label_offsets(&mut self) -> Vec<u32> {
         let mut v = std::mem::take(&mut self.cur);
         for p in &mut v {
-            if *p == UNBOUND {
-                *p = 0;
-            }
+            // Branch-free (the loop vectorizes): 0 for UNBOUND.
+            *p &= u32::from(*p != UNBOUND).wrapping_neg();
         }
         v
     }
@@ -473,6 +541,47 @@ impl CodeBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_le_and_put_le2_write_exactly_the_low_bytes() {
+        // Start with no spare capacity so the first writes take the
+        // growing path, then many more than the capacity so both paths
+        // run; the expected bytes are written out by hand.
+        let mut b = CodeBuffer::default();
+        b.put_le(0x1122_3344_5566_7788, 3);
+        assert_eq!(b.bytes(), [0x88, 0x77, 0x66]);
+        b.put_le2(0xaaaa_aaaa_aaaa_aa48, 1, 0xffff_ffff_dead_beef, 4);
+        assert_eq!(b.bytes(), [0x88, 0x77, 0x66, 0x48, 0xef, 0xbe, 0xad, 0xde]);
+        b.put_le2(0x0102_0304_0506_0708, 8, 0x090a_0b0c_0d0e_0f10, 8);
+        assert_eq!(b.bytes().len(), 24);
+        assert_eq!(
+            b.bytes().get(8..),
+            Some(
+                &[
+                    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x10, 0x0f, 0x0e, 0x0d, 0x0c,
+                    0x0b, 0x0a, 0x09
+                ][..]
+            )
+        );
+        // Lengths above 8 are capped; a zero-length write adds nothing.
+        b.put_le2(0, 0, 0xee, 9);
+        b.put_le(0x55, 0);
+        assert_eq!(b.bytes().len(), 32);
+        assert_eq!(b.bytes().get(24), Some(&0xee));
+        let mut c = CodeBuffer::with_capacity(0, 3);
+        for i in 0..1000u32 {
+            c.put_le2(u64::from(i & 0xff), 1, u64::from(i), 2);
+        }
+        assert_eq!(c.bytes().len(), 3000);
+        assert_eq!(c.bytes().get(2997..), Some(&[0xe7, 0xe7, 0x03][..]));
+        c.put2(0xabcd);
+        c.put4(0x0102_0304);
+        c.put8(0x1112_1314_1516_1718);
+        assert_eq!(
+            c.bytes().get(3000..),
+            Some(&[0xcd, 0xab, 4, 3, 2, 1, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11][..])
+        );
+    }
 
     #[test]
     fn first_pass_is_long_then_estimates_from_previous_layout() {

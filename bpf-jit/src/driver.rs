@@ -456,39 +456,81 @@ struct Plan {
     ld_abs: Option<u64>,
     /// Constant-blinding seed.
     blind: Option<u64>,
+    /// Bit `i` set when instruction `i` is a jump target: straight-line
+    /// facts (see [`Ranges`]) end there.
+    targets: Vec<u64>,
+    /// Whether some division or remainder takes a register divisor (only
+    /// then are [`Ranges`] tracked).
+    reg_div: bool,
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
-    let insns = prog.insns();
-    let slots = prog.starts();
-    let n = insns.len();
-    // A program without calls, function references or tail calls is one
-    // subprogram that no tail call reaches: no call graph needed (the
-    // checks below still bound every jump and the fall-through).
-    let cg = if needs_call_graph(insns) {
-        Some(call_graph(prog)?)
-    } else {
-        None
-    };
-    let starts = match &cg {
-        Some(cg) => starts_of(prog, cg)?,
-        None => vec![0],
-    };
-    let mut has_callx = false;
-    let entry_label = |pos: usize| -> u64 {
-        // Subprogram entry labels follow the per-instruction labels.
-        let s = starts.partition_point(|&x| x < pos);
-        (n + s) as u64
+    let n = prog.len();
+    let mut scan = Scan {
+        prog,
+        opts,
+        starts: &[0],
+        one_subprog: true,
+        fastcall_calls: Vec::new(),
+        ld_abs: None,
+        has_callx: false,
+        targets: vec![0u64; n.div_ceil(64)],
+        reg_div: false,
     };
     let mut aux = vec![0u64; n];
-    let mut fastcall_calls = Vec::new();
-    let mut frames = Vec::with_capacity(starts.len());
+    // A program without calls, function references or tail calls is one
+    // subprogram that no tail call reaches: no call graph needed (the
+    // checks below still bound every jump and the fall-through). Scan it
+    // as such; the scan stops at the first instruction that needs the
+    // call graph, and then everything is planned with it. An error found
+    // first is returned only if the call graph would not have been built
+    // (which would have reported its own errors first).
+    match scan.subprog(&mut aux, 0, 0, n) {
+        Ok(facts) => {
+            let (frame, may_goto) = frame_of(prog, opts, None, 0, 0, n, facts)?;
+            let frames = vec![frame];
+            let private_stack_bytes = if opts.private_stack {
+                frame.stack_depth
+            } else {
+                0
+            };
+            let starts = vec![0];
+            let direct = direct_calls(prog, opts, &starts, &aux);
+            Ok(Plan {
+                aux,
+                frames,
+                starts,
+                has_callx: false,
+                private_stack_bytes,
+                fastcall_calls: scan.fastcall_calls,
+                direct,
+                direct_sites: core::cell::RefCell::new(Vec::new()),
+                may_goto_slots: vec![may_goto],
+                ld_abs: scan.ld_abs,
+                blind: opts.blind_constants,
+                targets: scan.targets,
+                reg_div: scan.reg_div,
+            })
+        }
+        Err(ScanStop::Error(e)) if !needs_call_graph(prog.insns()) => Err(e),
+        Err(_) => plan_with_call_graph(prog, opts, aux),
+    }
+}
+
+/// [`plan`] for a program that needs its call graph: one scan per
+/// subprogram. `aux` is reused (any values in it are overwritten).
+fn plan_with_call_graph(
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    mut aux: Vec<u64>,
+) -> Result<Plan, JitError> {
+    let n = prog.len();
+    let cg = call_graph(prog)?;
+    let starts = starts_of(prog, &cg)?;
     if opts.private_stack {
         // A callback is entered from a helper, which cannot pass the
         // incoming-frame register.
-        if let Some((cg, cb)) = cg.as_ref().and_then(|cg| {
-            bpf_callgraph::privstack::jit_private_stack_blocker(cg).map(|cb| (cg, cb))
-        }) {
+        if let Some(cb) = bpf_callgraph::privstack::jit_private_stack_blocker(&cg) {
             let slot = cg.subprog(cb).map_or(0, |s| s.start.slot());
             return Err(JitError::at(
                 slot,
@@ -496,49 +538,203 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
             ));
         }
     }
+    aux.iter_mut().for_each(|a| *a = 0);
+    let mut scan = Scan {
+        prog,
+        opts,
+        starts: &starts,
+        one_subprog: false,
+        fastcall_calls: Vec::new(),
+        ld_abs: None,
+        has_callx: false,
+        targets: vec![0u64; n.div_ceil(64)],
+        reg_div: false,
+    };
+    let mut frames = Vec::with_capacity(starts.len());
     let mut may_goto_slots = Vec::with_capacity(starts.len());
-    let mut ld_abs = None;
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
+        let facts = scan.subprog(&mut aux, s, begin, end).map_err(|e| match e {
+            ScanStop::Error(e) => e,
+            // Not produced when scanning with the call graph.
+            ScanStop::NeedsCallGraph => {
+                JitError::program(JitErrorKind::Unsupported("call graph needed twice"))
+            }
+        })?;
+        let (frame, may_goto) = frame_of(prog, opts, Some(&cg), s, begin, end, facts)?;
+        frames.push(frame);
+        may_goto_slots.push(may_goto);
+    }
+    let private_stack_bytes = if opts.private_stack {
+        chain_bytes(&cg, &frames).ok_or(JitError::program(JitErrorKind::PrivateStack(
+            "frames too large",
+        )))?
+    } else {
+        0
+    };
+    let direct = direct_calls(prog, opts, &starts, &aux);
+    let Scan {
+        fastcall_calls,
+        ld_abs,
+        has_callx,
+        targets,
+        reg_div,
+        ..
+    } = scan;
+    Ok(Plan {
+        aux,
+        frames,
+        starts,
+        has_callx,
+        private_stack_bytes,
+        fastcall_calls,
+        direct,
+        direct_sites: core::cell::RefCell::new(Vec::new()),
+        may_goto_slots,
+        ld_abs,
+        blind: opts.blind_constants,
+        targets,
+        reg_div,
+    })
+}
+
+/// Direct tail calls (position, array value, index), when enabled.
+fn direct_calls(
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    starts: &[usize],
+    aux: &[u64],
+) -> Vec<(usize, u64, u32)> {
+    if opts.direct_tail_calls {
+        let key = |pos: usize, _src: LdImm64Src| aux.get(pos).copied();
+        crate::tailsite::const_tail_calls(prog, starts, &key)
+            .into_iter()
+            .map(|c| (c.pos, c.key, c.index))
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Why [`Scan::subprog`] stopped.
+enum ScanStop {
+    /// The program cannot be compiled.
+    Error(JitError),
+    /// Scanning as one subprogram, an instruction that needs the call
+    /// graph (see [`needs_call_graph`]).
+    NeedsCallGraph,
+}
+
+impl From<JitError> for ScanStop {
+    fn from(e: JitError) -> ScanStop {
+        ScanStop::Error(e)
+    }
+}
+
+/// What a subprogram's scan found.
+#[derive(Clone, Copy)]
+struct SubprogFacts {
+    /// Bit `n` set when the subprogram names `rn`.
+    used: u16,
+    has_may_goto: bool,
+}
+
+/// The per-instruction pass of [`plan`] and what it gathers across
+/// subprograms.
+struct Scan<'a, 'o> {
+    prog: &'a Program,
+    opts: &'a JitOptions<'o>,
+    /// Subprogram starts (positions), for entry labels.
+    starts: &'a [usize],
+    /// Scanning the whole program as one subprogram without a call graph.
+    one_subprog: bool,
+    fastcall_calls: Vec<(usize, u16)>,
+    ld_abs: Option<u64>,
+    has_callx: bool,
+    /// Jump targets, one bit per position (see [`Plan::targets`]).
+    targets: Vec<u64>,
+    /// See [`Plan::reg_div`].
+    reg_div: bool,
+}
+
+impl Scan<'_, '_> {
+    /// Label of the entry of the subprogram starting at `pos`.
+    fn entry_label(&self, pos: usize) -> u64 {
+        // Subprogram entry labels follow the per-instruction labels.
+        let s = self.starts.partition_point(|&x| x < pos);
+        (self.prog.len() + s) as u64
+    }
+
+    /// One dispatch per instruction of subprogram `s` (positions
+    /// `begin..end`): the registers it names, and its label, helper
+    /// address or `ld_imm64` value, stored in `aux`.
+    fn subprog(
+        &mut self,
+        aux: &mut [u64],
+        s: usize,
+        begin: usize,
+        end: usize,
+    ) -> Result<SubprogFacts, ScanStop> {
+        let prog = self.prog;
+        let opts = self.opts;
+        let (Some(insns), Some(slots), Some(aux)) = (
+            prog.insns().get(begin..end),
+            prog.starts().get(begin..end),
+            aux.get_mut(begin..end),
+        ) else {
+            return Err(JitError::program(JitErrorKind::BadTarget(begin as i64)).into());
+        };
+        let all_starts = prog.starts();
         let mut used = 0u16;
         let mut has_may_goto = false;
-        for pos in begin..end {
-            let (Some(insn), Some(&slot)) = (insns.get(pos), slots.get(pos)) else {
-                continue;
+        // Position of the instruction a branch at `pos` (slot `slot`) with
+        // offset `off` lands on, checked to stay in the subprogram.
+        let branch = |pos: usize, slot: u32, off: i64| -> Result<u64, JitError> {
+            let t = i64::from(slot) + 1 + off;
+            // Without wide instructions in between, the target's position
+            // is as far from `pos` as its slot is from `slot`.
+            let guess = pos as i64 + 1 + off;
+            let p = match usize::try_from(guess) {
+                Ok(g) if all_starts.get(g).is_some_and(|&x| i64::from(x) == t) => g,
+                _ => target_pos(prog, pos, slot as usize, 1, off)?,
             };
-            let slot = slot as usize;
-            // One dispatch per instruction: the registers it names, and its
-            // label, helper address or `ld_imm64` value.
-            let bit = |r: Reg| 1u16 << r.num();
-            let src_bit = |src: Source| match src {
-                Source::Reg(r) => bit(r),
-                Source::Imm(_) => 0,
-            };
-            let branch = || -> Result<u64, JitError> {
-                let off = insn.branch_offset().unwrap_or(0);
-                let t = target_pos(prog, pos, slot, 1, off)?;
-                if t < begin || t >= end {
-                    return Err(JitError::at(slot, JitErrorKind::CrossesSubprogram));
-                }
-                Ok(t as u64)
-            };
+            if p < begin || p >= end {
+                return Err(JitError::at(slot as usize, JitErrorKind::CrossesSubprogram));
+            }
+            Ok(p as u64)
+        };
+        // Taken out of `self` while the loop borrows it (put back at the end;
+        // a scan that stops early is not used).
+        let mut targets = core::mem::take(&mut self.targets);
+        let mut target = |t: u64| {
+            if let Some(w) = targets.get_mut((t / 64) as usize) {
+                *w |= 1 << (t % 64);
+            }
+            t
+        };
+        let mut reg_div = false;
+        for (i, ((insn, &slot), a)) in insns.iter().zip(slots).zip(aux.iter_mut()).enumerate() {
+            let pos = begin + i;
             let value = match *insn {
-                Insn::Alu { dst, src, .. } => {
-                    used |= bit(dst) | src_bit(src);
-                    0
+                Insn::Alu { dst, src, op, .. } => {
+                    used |= reg_bit(dst) | src_bit(src);
+                    reg_div |= matches!(src, Source::Reg(_))
+                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod);
+                    continue;
                 }
-                Insn::Jmp { dst, src, .. } => {
-                    used |= bit(dst) | src_bit(src);
-                    branch()?
+                Insn::Jmp { dst, src, off, .. } => {
+                    used |= reg_bit(dst) | src_bit(src);
+                    target(branch(pos, slot, i64::from(off))?)
                 }
-                Insn::Ja { .. } | Insn::JaLong { .. } => branch()?,
-                Insn::MayGoto { .. } => {
+                Insn::Ja { off } => target(branch(pos, slot, i64::from(off))?),
+                Insn::JaLong { imm } => target(branch(pos, slot, i64::from(imm))?),
+                Insn::MayGoto { off } => {
                     has_may_goto = true;
-                    branch()?
+                    target(branch(pos, slot, i64::from(off))?)
                 }
                 Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
-                    used |= bit(dst);
-                    0
+                    used |= reg_bit(dst);
+                    continue;
                 }
                 Insn::MovSx { dst, src, .. }
                 | Insn::AddrSpaceCast { dst, src, .. }
@@ -546,59 +742,74 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 | Insn::LdxSx { dst, src, .. }
                 | Insn::Stx { dst, src, .. }
                 | Insn::Atomic { dst, src, .. } => {
-                    used |= bit(dst) | bit(src);
-                    0
+                    used |= reg_bit(dst) | reg_bit(src);
+                    continue;
                 }
+                Insn::Exit => continue,
                 Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                    let slot = slot as usize;
                     if let Insn::LdInd { src, .. } = *insn {
-                        used |= bit(src);
+                        used |= reg_bit(src);
                     }
                     if s != 0 {
                         return Err(JitError::at(
                             slot,
                             JitErrorKind::Unsupported("ld_abs/ld_ind outside the main subprogram"),
-                        ));
+                        )
+                        .into());
                     }
-                    ld_abs = Some(opts.ld_abs.ok_or(JitError::at(
+                    self.ld_abs = Some(opts.ld_abs.ok_or(JitError::at(
                         slot,
                         JitErrorKind::Unsupported("ld_abs/ld_ind without JitOptions::ld_abs"),
                     ))?);
                     // The context is read from r6.
                     used |= 1 << 6;
-                    0
+                    continue;
                 }
+                Insn::Call(CallTarget::Local(_))
+                | Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER))
+                | Insn::CallReg { .. }
+                | Insn::LdImm64 {
+                    src: LdImm64Src::Func(_),
+                    ..
+                } if self.one_subprog => return Err(ScanStop::NeedsCallGraph),
                 Insn::Call(CallTarget::Local(off)) => {
-                    entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
+                    self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?)
                 }
                 // bpf_tail_call: inline code (MacroAssembler::tail_call).
-                Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => 0,
+                Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => continue,
                 Insn::CallReg { reg } => {
-                    used |= bit(reg);
-                    has_callx = true;
-                    0
+                    used |= reg_bit(reg);
+                    self.has_callx = true;
+                    continue;
                 }
                 Insn::Call(CallTarget::Kfunc { btf_id, off }) => opts
                     .kfuncs
                     .and_then(|r| r(btf_id, off))
                     .ok_or(JitError::at(
-                        slot,
+                        slot as usize,
                         JitErrorKind::Unsupported("unresolved kfunc"),
                     ))?,
                 Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
-                    Some(a) => {
+                    Some(addr) => {
                         let keep = opts.helpers.preserve_mask(id);
                         if keep != 0 {
-                            fastcall_calls.push((pos, keep));
+                            self.fastcall_calls.push((pos, keep));
                         }
-                        a
+                        addr
                     }
-                    None => return Err(JitError::at(slot, JitErrorKind::UnknownHelper(id))),
+                    None => {
+                        return Err(
+                            JitError::at(slot as usize, JitErrorKind::UnknownHelper(id)).into()
+                        )
+                    }
                 },
                 Insn::LdImm64 { dst, src } => {
-                    used |= bit(dst);
+                    used |= reg_bit(dst);
+                    let slot = slot as usize;
                     match src {
                         LdImm64Src::Func(off) => {
-                            entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
+                            self.entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
                         }
                         LdImm64Src::Imm(v) => v,
                         _ => {
@@ -616,109 +827,109 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                         }
                     }
                 }
-                Insn::Exit => 0,
             };
-            if let Some(a) = aux.get_mut(pos) {
-                *a = value;
-            }
+            *a = value;
         }
-        // The last instruction must not fall through into the next subprogram.
-        if let (Some(last), Some(&slot)) = (
-            end.checked_sub(1).and_then(|p| insns.get(p)),
-            end.checked_sub(1).and_then(|p| slots.get(p)),
-        ) {
-            if !last.is_terminator() {
-                return Err(JitError::at(slot as usize, JitErrorKind::CrossesSubprogram));
-            }
-        }
-        let depth = opts
-            .stack_depths
-            .and_then(|d| d.get(s).copied())
-            .unwrap_or(DEFAULT_STACK_DEPTH);
-        let mut depth = depth
-            .checked_add(15)
-            .map(|d| d & !15)
-            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-        if has_may_goto {
-            // The kernel's hidden 8-byte budget slot, below the program's
-            // stack (16 bytes keep the frame aligned).
-            let off = depth
-                .checked_add(8)
-                .and_then(|o| i32::try_from(o).ok())
-                .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-            may_goto_slots.push(Some(-off));
-            depth = depth
-                .checked_add(16)
-                .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
-        } else {
-            may_goto_slots.push(None);
-        }
-        let info = cg.as_ref().and_then(|cg| cg.subprogs().values().nth(s));
-        let tail_call_reachable = info.is_some_and(|i| i.tail_call_reachable);
-        if tail_call_reachable && s != 0 && info.is_some_and(|i| i.is_callback) {
-            // A callback is entered from a helper, which cannot hand it the
-            // counter pointer.
-            let slot = slots.get(begin).copied().unwrap_or(0) as usize;
-            return Err(JitError::at(
-                slot,
-                JitErrorKind::Unsupported("tail call reachable from a callback"),
-            ));
-        }
-        frames.push(FrameInfo {
-            kind: if s == 0 {
-                EntryKind::Main
-            } else {
-                EntryKind::Subprog
-            },
-            stack_depth: depth,
-            // r6-r9 and r10 (a frame whose code never names r10 need
-            // not set it up: AArch64 then skips saving x25). On a private
-            // stack r10 is always set: calls derive their callee's
-            // incoming frame address from it.
-            // The may_goto slot is addressed from r10.
-            callee_saved: (used & 0b111_1100_0000)
-                | if opts.private_stack || has_may_goto {
-                    1 << 10
-                } else {
-                    0
-                },
-            tail_call_reachable,
-            private_stack: opts.private_stack,
-        });
+        self.reg_div |= reg_div;
+        self.targets = targets;
+        Ok(SubprogFacts { used, has_may_goto })
     }
-    let private_stack_bytes = if opts.private_stack {
-        match &cg {
-            Some(cg) => chain_bytes(cg, &frames),
-            None => frames.first().map(|f| f.stack_depth),
+}
+
+/// Bit `n` for register `rn`.
+#[inline(always)]
+fn reg_bit(r: Reg) -> u16 {
+    1u16 << (r.num() & 15)
+}
+
+/// [`reg_bit`] of a register operand, 0 for an immediate.
+#[inline(always)]
+fn src_bit(src: Source) -> u16 {
+    match src {
+        Source::Reg(r) => reg_bit(r),
+        Source::Imm(_) => 0,
+    }
+}
+
+/// The frame of subprogram `s` (positions `begin..end`) and its
+/// `may_goto` budget slot, after checking that it does not fall through
+/// into the next one.
+fn frame_of(
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    cg: Option<&CallGraph>,
+    s: usize,
+    begin: usize,
+    end: usize,
+    facts: SubprogFacts,
+) -> Result<(FrameInfo, Option<i32>), JitError> {
+    let insns = prog.insns();
+    let slots = prog.starts();
+    let SubprogFacts { used, has_may_goto } = facts;
+    // The last instruction must not fall through into the next subprogram.
+    if let (Some(last), Some(&slot)) = (
+        end.checked_sub(1).and_then(|p| insns.get(p)),
+        end.checked_sub(1).and_then(|p| slots.get(p)),
+    ) {
+        if !last.is_terminator() {
+            return Err(JitError::at(slot as usize, JitErrorKind::CrossesSubprogram));
         }
-        .ok_or(JitError::program(JitErrorKind::PrivateStack(
-            "frames too large",
-        )))?
+    }
+    let depth = opts
+        .stack_depths
+        .and_then(|d| d.get(s).copied())
+        .unwrap_or(DEFAULT_STACK_DEPTH);
+    let mut depth = depth
+        .checked_add(15)
+        .map(|d| d & !15)
+        .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+    let may_goto = if has_may_goto {
+        // The kernel's hidden 8-byte budget slot, below the program's
+        // stack (16 bytes keep the frame aligned).
+        let off = depth
+            .checked_add(8)
+            .and_then(|o| i32::try_from(o).ok())
+            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        depth = depth
+            .checked_add(16)
+            .ok_or(JitError::program(JitErrorKind::ImageTooLarge))?;
+        Some(-off)
     } else {
-        0
+        None
     };
-    let direct = if opts.direct_tail_calls {
-        let key = |pos: usize, _src: LdImm64Src| aux.get(pos).copied();
-        crate::tailsite::const_tail_calls(prog, &starts, &key)
-            .into_iter()
-            .map(|c| (c.pos, c.key, c.index))
-            .collect()
-    } else {
-        Vec::new()
+    let info = cg.and_then(|cg| cg.subprogs().values().nth(s));
+    let tail_call_reachable = info.is_some_and(|i| i.tail_call_reachable);
+    if tail_call_reachable && s != 0 && info.is_some_and(|i| i.is_callback) {
+        // A callback is entered from a helper, which cannot hand it the
+        // counter pointer.
+        let slot = slots.get(begin).copied().unwrap_or(0) as usize;
+        return Err(JitError::at(
+            slot,
+            JitErrorKind::Unsupported("tail call reachable from a callback"),
+        ));
+    }
+    let frame = FrameInfo {
+        kind: if s == 0 {
+            EntryKind::Main
+        } else {
+            EntryKind::Subprog
+        },
+        stack_depth: depth,
+        // r6-r9 and r10 (a frame whose code never names r10 need
+        // not set it up: AArch64 then skips saving x25). On a private
+        // stack r10 is always set: calls derive their callee's
+        // incoming frame address from it.
+        // The may_goto slot is addressed from r10.
+        callee_saved: (used & 0b111_1100_0000)
+            | if opts.private_stack || has_may_goto {
+                1 << 10
+            } else {
+                0
+            },
+        tail_call_reachable,
+        private_stack: opts.private_stack,
     };
-    Ok(Plan {
-        aux,
-        frames,
-        starts,
-        has_callx,
-        private_stack_bytes,
-        fastcall_calls,
-        direct,
-        direct_sites: core::cell::RefCell::new(Vec::new()),
-        may_goto_slots,
-        ld_abs,
-        blind: opts.blind_constants,
-    })
+    Ok((frame, may_goto))
 }
 
 /// Whether `insns` has a bpf-to-bpf call, a function reference, a tail
@@ -823,7 +1034,10 @@ pub fn compile<M: MacroAssembler>(
         } else {
             buf.begin_pass(nlabels, true);
         }
-        emit_pass(masm, prog, &plan, table_label, table.len() as u32)?;
+        let emitted = emit_pass(masm, prog, &plan, table_label, table.len() as u32);
+        // Also after a failed pass: nothing deferred may outlive it.
+        masm.emit_deferred();
+        emitted?;
         if plan.has_callx {
             emit_helper_table::<M>(masm, &table, table_label);
         }
@@ -903,6 +1117,150 @@ unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64
     (-38i64) as u64
 }
 
+impl Plan {
+    /// Whether instruction `pos` is the target of a jump.
+    #[inline]
+    fn is_target(&self, pos: usize) -> bool {
+        self.targets
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+}
+
+/// Unsigned 64-bit bounds of each eBPF register's value, known from the
+/// straight-line code since the last jump target or subprogram entry (a
+/// tiny local range analysis, independent of the verifier). The driver
+/// uses it to prove a divisor is neither 0 nor -1, so the backend may
+/// leave out the division's run-time checks.
+#[derive(Clone, Copy, Debug)]
+struct Ranges {
+    lo: [u64; 11],
+    hi: [u64; 11],
+}
+
+impl Ranges {
+    /// Nothing known.
+    const UNKNOWN: Ranges = Ranges {
+        lo: [0; 11],
+        hi: [u64::MAX; 11],
+    };
+
+    fn set(&mut self, r: Reg, lo: u64, hi: u64) {
+        if let (Some(l), Some(h)) = (self.lo.get_mut(r.idx()), self.hi.get_mut(r.idx())) {
+            *l = lo;
+            *h = hi;
+        }
+    }
+
+    fn get(&self, r: Reg) -> (u64, u64) {
+        (
+            self.lo.get(r.idx()).copied().unwrap_or(0),
+            self.hi.get(r.idx()).copied().unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Whether `insn` is a division or remainder whose register divisor
+    /// is, as an operand of the instruction's width, never 0 and, for the
+    /// signed kinds, never -1 (it is then in `1..=i32::MAX`/`i64::MAX`).
+    fn safe_divisor(&self, insn: &Insn) -> bool {
+        let Insn::Alu {
+            width,
+            op,
+            src: Source::Reg(r),
+            ..
+        } = *insn
+        else {
+            return false;
+        };
+        let (lo, hi) = self.get(r);
+        let max = match (op, width) {
+            (AluOp::Div | AluOp::Mod, Width::W64) => u64::MAX,
+            (AluOp::Div | AluOp::Mod, Width::W32) => u64::from(u32::MAX),
+            (AluOp::SDiv | AluOp::SMod, Width::W64) => i64::MAX as u64,
+            (AluOp::SDiv | AluOp::SMod, Width::W32) => i32::MAX as u64,
+            _ => return false,
+        };
+        lo >= 1 && hi <= max
+    }
+
+    /// The bounds after `insn` (whose `ld_imm64` value is `aux`).
+    fn step(&mut self, insn: &Insn, aux: u64) {
+        const ALL: (u64, u64) = (0, u64::MAX);
+        match *insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
+                let (lo, hi) = self.get(dst);
+                let (nlo, nhi) = match (width, op, src) {
+                    (Width::W64, AluOp::Mov, Source::Imm(i)) => (i as i64 as u64, i as i64 as u64),
+                    (Width::W32, AluOp::Mov, Source::Imm(i)) => {
+                        (u64::from(i as u32), u64::from(i as u32))
+                    }
+                    (Width::W64, AluOp::Mov, Source::Reg(s)) => self.get(s),
+                    // x & m <= min(x, m); x | m >= max(x, m) (unsigned).
+                    (Width::W64, AluOp::And, Source::Imm(i)) => (0, hi.min(i as i64 as u64)),
+                    (Width::W64, AluOp::Or, Source::Imm(i)) => (lo.max(i as i64 as u64), u64::MAX),
+                    // No wrap for any value in range: both bounds move.
+                    (Width::W64, AluOp::Add, Source::Imm(i)) if i >= 0 => {
+                        match hi.checked_add(i as u64) {
+                            Some(h) => (lo + i as u64, h),
+                            None => ALL,
+                        }
+                    }
+                    (Width::W64, AluOp::Rsh, Source::Imm(k)) if (0..64).contains(&k) => {
+                        (lo >> k, hi >> k)
+                    }
+                    // Every 32-bit result is zero-extended.
+                    (Width::W32, _, _) => (0, u64::from(u32::MAX)),
+                    _ => ALL,
+                };
+                self.set(dst, nlo, nhi);
+            }
+            Insn::Ldx { size, dst, .. } => {
+                let hi = match size {
+                    Size::B => 0xff,
+                    Size::H => 0xffff,
+                    Size::W => u64::from(u32::MAX),
+                    Size::DW => u64::MAX,
+                };
+                self.set(dst, 0, hi);
+            }
+            Insn::LdImm64 {
+                dst,
+                src: LdImm64Src::Imm(_),
+            } => self.set(dst, aux, aux),
+            Insn::Neg { dst, .. }
+            | Insn::Endian { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::LdxSx { dst, .. }
+            | Insn::AddrSpaceCast { dst, .. }
+            | Insn::LdImm64 { dst, .. } => self.set(dst, ALL.0, ALL.1),
+            // Fetching atomics write `src`, `cmpxchg` r0, load-acquire `dst`.
+            Insn::Atomic { dst, src, .. } => {
+                self.set(dst, ALL.0, ALL.1);
+                self.set(src, ALL.0, ALL.1);
+                self.set(Reg::R0, ALL.0, ALL.1);
+            }
+            // Calls (and ld_abs, a call) clobber r0-r5; r6-r9 survive.
+            Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                for r in [Reg::R0, Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5] {
+                    self.set(r, ALL.0, ALL.1);
+                }
+            }
+            Insn::St { .. }
+            | Insn::Stx { .. }
+            | Insn::Jmp { .. }
+            | Insn::Ja { .. }
+            | Insn::JaLong { .. }
+            | Insn::MayGoto { .. }
+            | Insn::Exit => {}
+        }
+    }
+}
+
 fn emit_pass<M: MacroAssembler>(
     masm: &mut M,
     prog: &Program,
@@ -922,7 +1280,14 @@ fn emit_pass<M: MacroAssembler>(
     // Cursor into `plan.direct` (ascending positions).
     let mut direct = plan.direct.iter().peekable();
     plan.direct_sites.borrow_mut().clear();
-    for (pos, (insn, &slot)) in prog.insns().iter().zip(prog.starts()).enumerate() {
+    let mut ranges = Ranges::UNKNOWN;
+    // The instruction was lowered together with the one before it.
+    let mut fused = false;
+    let insns = prog.insns();
+    for (pos, (insn, &slot)) in insns.iter().zip(prog.starts()).enumerate() {
+        if plan.reg_div && (plan.is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
+            ranges = Ranges::UNKNOWN;
+        }
         if plan.starts.get(next_sub) == Some(&pos) {
             if let Some(f) = plan.frames.get(next_sub) {
                 frame = f;
@@ -940,8 +1305,39 @@ fn emit_pass<M: MacroAssembler>(
         }
         masm.buffer_mut().bind(Label::new(pos as u32));
         let aux = plan.aux.get(pos).copied().unwrap_or(0);
+        if fused {
+            fused = false;
+            if plan.reg_div {
+                ranges.step(insn, aux);
+            }
+            continue;
+        }
         if masm.buffer().offset() > i32::MAX as u32 / 2 {
             return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
+        }
+        // A pair that lowers to one native instruction, when nothing jumps
+        // between the two (and no blinding rewrites the immediate).
+        if plan.blind.is_none()
+            && matches!(
+                insn,
+                Insn::Alu {
+                    width: Width::W64,
+                    src: Source::Imm(_) | Source::Reg(_),
+                    ..
+                }
+            )
+            && !plan.is_target(pos + 1)
+            && plan.starts.get(next_sub) != Some(&(pos + 1))
+        {
+            if let Some(next) = insns.get(pos + 1) {
+                if lower_pair(masm, insn, next) {
+                    fused = true;
+                    if plan.reg_div {
+                        ranges.step(insn, aux);
+                    }
+                    continue;
+                }
+            }
         }
         if let Some(&(_, array, index)) = direct.next_if(|e| e.0 == pos) {
             let site = (pos, slot as usize, array, index);
@@ -958,6 +1354,26 @@ fn emit_pass<M: MacroAssembler>(
             Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
             // Without blinding, only these need `lower_extra` (one
             // well-predicted test instead of a second dispatch).
+            // A division by a register proved neither 0 nor -1 here.
+            None if plan.reg_div && ranges.safe_divisor(insn) => match *insn {
+                Insn::Alu {
+                    width,
+                    op,
+                    dst,
+                    src: Source::Reg(r),
+                } => {
+                    let (d, r) = (masm.reg(dst), masm.reg(r));
+                    let kind = match op {
+                        AluOp::Div => DivKind::DivU,
+                        AluOp::SDiv => DivKind::DivS,
+                        AluOp::Mod => DivKind::RemU,
+                        _ => DivKind::RemS,
+                    };
+                    masm.div_rem_nonzero(kind, OperandSize::of(width), d, d, r);
+                    Ok(())
+                }
+                _ => lower(masm, insn, aux, frame, table, table_len),
+            },
             None if key.is_none()
                 && !matches!(
                     insn,
@@ -973,6 +1389,9 @@ fn emit_pass<M: MacroAssembler>(
             },
         };
         lowered.map_err(|k| JitError::at(slot as usize, k))?;
+        if plan.reg_div {
+            ranges.step(insn, aux);
+        }
     }
     if plan.ld_abs.is_some() {
         // The failure exit of ld_abs/ld_ind (main subprogram only): r0 = 0
@@ -1174,6 +1593,48 @@ fn lower_extra<M: MacroAssembler>(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Lowers two consecutive instructions as one when they form a pattern
+/// the backend has a single instruction for; returns `false` (having
+/// emitted nothing) otherwise. The caller checked that nothing jumps to
+/// the second one.
+/// - `rX <<= 32; rX >>= 32` (clang's zero-extension idiom): `rX = (u32)rX`;
+///   with `s>>=`, `rX = (s32)rX`.
+/// - `rX = rY; rX += imm`: `rX = rY + imm` (x86-64 `lea`).
+#[inline]
+fn lower_pair<M: MacroAssembler>(masm: &mut M, a: &Insn, b: &Insn) -> bool {
+    let (
+        Insn::Alu {
+            width: Width::W64,
+            op: op_a,
+            dst: dst_a,
+            src: src_a,
+        },
+        Insn::Alu {
+            width: Width::W64,
+            op: op_b,
+            dst: dst_b,
+            src: Source::Imm(imm_b),
+        },
+    ) = (*a, *b)
+    else {
+        return false;
+    };
+    if dst_a != dst_b {
+        return false;
+    }
+    let d = masm.reg(dst_a);
+    match (op_a, src_a, op_b, imm_b) {
+        (AluOp::Lsh, Source::Imm(32), AluOp::Rsh, 32) => masm.zero_extend(32, d, d),
+        (AluOp::Lsh, Source::Imm(32), AluOp::Arsh, 32) => masm.extend(ExtendKind::I32To64, d, d),
+        (AluOp::Mov, Source::Reg(s), AluOp::Add, i) if s != dst_a => {
+            let s = masm.reg(s);
+            masm.alu(AluKind::Add, OperandSize::S64, d, s, RegImm::Imm(i));
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// A tail call with a constant array and index: the backend's direct form
@@ -1594,5 +2055,40 @@ mod tests {
             |slot: usize, src: LdImm64Src| (slot == 1 && src == LdImm64Src::MapFd(3)).then_some(77);
         let opts = opts.with_ld_imm64(&r);
         assert_eq!(plan(&p, &opts).unwrap().aux[1], 77);
+    }
+
+    #[test]
+    fn plan_reports_call_graph_errors_before_instruction_errors() {
+        // An unknown helper at 0 comes before a local call: the call
+        // graph is built first (as the kernel checks structure before
+        // instructions), so its error about the jump at 2 leaving
+        // subprogram [0, 3) for subprogram [3, 4) is the one reported.
+        let helpers = HelperTable::new();
+        let opts = JitOptions::new(&helpers);
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Helper(1)),
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Ja { off: 0 },
+            Insn::Exit,
+        ]);
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(
+            e,
+            JitError::at(
+                2,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::JumpOutOfRange {
+                    from: 2,
+                    to: 3
+                })
+            )
+        );
+        // Without the call there is one subprogram: the helper is the error.
+        let p = Program::from_insns(vec![
+            Insn::Call(CallTarget::Helper(1)),
+            Insn::Ja { off: 0 },
+            Insn::Exit,
+        ]);
+        let e = plan(&p, &opts).err().unwrap();
+        assert_eq!(e, JitError::at(0, JitErrorKind::UnknownHelper(1)));
     }
 }

@@ -317,6 +317,13 @@ pub trait MacroAssembler {
         self.frame_restore_and_return(frame);
     }
 
+    /// Emits the out-of-line code the backend deferred during the pass
+    /// (cold paths such as a division's by-zero result, kept out of the
+    /// straight-line code so that the common path takes no branch). The
+    /// driver calls it once per layout pass, after the last instruction and
+    /// before the data that ends the image. The default defers nothing.
+    fn emit_deferred(&mut self) {}
+
     // ---- moves ----------------------------------------------------------------
 
     /// `dst = src` (32-bit: `dst = (u32)src`).
@@ -367,6 +374,21 @@ pub trait MacroAssembler {
         lhs: Self::Reg,
         rhs: RegImm<Self::Reg>,
     );
+
+    /// [`MacroAssembler::div_rem`] by a register the driver has proved
+    /// holds neither 0 nor, for the signed kinds, -1 (as an operand of
+    /// `size`): the backend may leave out its checks for those divisors.
+    /// The default keeps them.
+    fn div_rem_nonzero(
+        &mut self,
+        kind: DivKind,
+        size: OperandSize,
+        dst: Self::Reg,
+        lhs: Self::Reg,
+        rhs: Self::Reg,
+    ) {
+        self.div_rem(kind, size, dst, lhs, RegImm::Reg(rhs));
+    }
 
     /// `dst = -src` (wrapping).
     fn neg(&mut self, size: OperandSize, dst: Self::Reg, src: Self::Reg);

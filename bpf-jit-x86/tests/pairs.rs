@@ -1,0 +1,84 @@
+//! Instruction pairs the driver lowers as one native instruction
+//! (`lower_pair`): the zero-/sign-extension idiom `<<= 32; >>= 32` and
+//! `rX = rY; rX += imm`. Results are hand-computed; the emitted code is
+//! decoded with iced-x86 to see whether the pair was fused, and a pair
+//! whose second instruction is a jump target must not be.
+
+use bpf_isa::assemble;
+use bpf_jit::{HelperTable, JitOptions};
+use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+/// Runs `src` with r1, r2 = `a`, `b`; returns r0 and the mnemonics of the
+/// image.
+fn run(src: &str, a: u64, b: u64) -> (u64, Vec<Mnemonic>) {
+    let prog = assemble(src).expect("assembles");
+    let helpers = HelperTable::new();
+    let opts = JitOptions::new(&helpers);
+    let code = bpf_jit_x86::compile_code(&prog, &opts).expect("compiles");
+    let dec = Decoder::with_ip(64, &code.code, 0, DecoderOptions::NONE);
+    let ops = dec.into_iter().map(|i| i.mnemonic()).collect();
+    let jit = bpf_jit_x86::compile(&prog, &opts).expect("maps");
+    // SAFETY: the programs only use registers and their own stack.
+    (unsafe { jit.call([a, b, 0, 0, 0]) }, ops)
+}
+
+#[test]
+fn zero_extension_idiom_is_one_mov() {
+    let (r0, ops) = run(
+        "r0 = r1\nr0 <<= 32\nr0 >>= 32\nexit",
+        0x1234_5678_9abc_def0,
+        0,
+    );
+    assert_eq!(r0, 0x9abc_def0);
+    assert!(
+        !ops.contains(&Mnemonic::Shl) && !ops.contains(&Mnemonic::Shr),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn sign_extension_idiom_is_one_movsxd() {
+    let (r0, ops) = run(
+        "r0 = r1\nr0 <<= 32\nr0 s>>= 32\nexit",
+        0x1234_5678_9abc_def0,
+        0,
+    );
+    assert_eq!(r0, 0xffff_ffff_9abc_def0);
+    assert!(ops.contains(&Mnemonic::Movsxd), "{ops:?}");
+    assert!(!ops.contains(&Mnemonic::Sar), "{ops:?}");
+}
+
+#[test]
+fn move_then_add_is_one_lea() {
+    // r0 = r1 + 1000; r1 itself unchanged (r0 - r1 = 1000).
+    let (r0, ops) = run("r0 = r1\nr0 += 1000\nr0 -= r1\nexit", 5, 0);
+    assert_eq!(r0, 1000);
+    assert!(ops.contains(&Mnemonic::Lea), "{ops:?}");
+    // A stack address: r3 = r10 - 16, written and read back through it.
+    let src = "r3 = r10\nr3 += -16\n*(u64 *)(r3 + 0) = r1\nr0 = *(u64 *)(r10 - 16)\nexit";
+    assert_eq!(run(src, 77, 0).0, 77);
+}
+
+#[test]
+fn a_jump_target_in_the_middle_keeps_the_pair_apart() {
+    // On r2 != 0 the jump lands on `r0 >>= 32` alone: r0 = r1 >> 32.
+    let src = "r0 = r1\nif r2 != 0 goto +1\nr0 <<= 32\nr0 >>= 32\nexit";
+    let x = 0x1234_5678_9abc_def0u64;
+    assert_eq!(run(src, x, 0).0, 0x9abc_def0);
+    assert_eq!(run(src, x, 1).0, 0x1234_5678);
+    // On r2 != 0 the jump lands on `r0 += 7` alone: r0 = 100 + 7.
+    let src = "r0 = 100\nif r2 != 0 goto +1\nr0 = r1\nr0 += 7\nexit";
+    assert_eq!(run(src, 5, 0).0, 12);
+    assert_eq!(run(src, 5, 1).0, 107);
+}
+
+#[test]
+fn other_registers_or_sizes_are_not_fused() {
+    // Different destinations: r0 = r1 << 32, then r2 >>= 32 (r2 = 0 here).
+    let (r0, ops) = run("r0 = r1\nr0 <<= 32\nr2 >>= 32\nr0 += r2\nexit", 3, 0);
+    assert_eq!(r0, 3 << 32);
+    assert!(ops.contains(&Mnemonic::Shl), "{ops:?}");
+    // A 32-bit add after a 64-bit move: w0 = (u32)(r1 + 1).
+    let (r0, _) = run("r0 = r1\nw0 += 1\nexit", 0xffff_ffff_ffff_ffff, 0);
+    assert_eq!(r0, 0);
+}
