@@ -1117,16 +1117,6 @@ unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64
     (-38i64) as u64
 }
 
-impl Plan {
-    /// Whether instruction `pos` is the target of a jump.
-    #[inline]
-    fn is_target(&self, pos: usize) -> bool {
-        self.targets
-            .get(pos / 64)
-            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
-    }
-}
-
 /// Unsigned 64-bit bounds of each eBPF register's value, known from the
 /// straight-line code since the last jump target or subprogram entry (a
 /// tiny local range analysis, independent of the verifier). The driver
@@ -1162,6 +1152,7 @@ impl Ranges {
     /// Whether `insn` is a division or remainder whose register divisor
     /// is, as an operand of the instruction's width, never 0 and, for the
     /// signed kinds, never -1 (it is then in `1..=i32::MAX`/`i64::MAX`).
+    #[inline(never)]
     fn safe_divisor(&self, insn: &Insn) -> bool {
         let Insn::Alu {
             width,
@@ -1184,6 +1175,7 @@ impl Ranges {
     }
 
     /// The bounds after `insn` (whose `ld_imm64` value is `aux`).
+    #[inline(never)]
     fn step(&mut self, insn: &Insn, aux: u64) {
         const ALL: (u64, u64) = (0, u64::MAX);
         match *insn {
@@ -1281,11 +1273,20 @@ fn emit_pass<M: MacroAssembler>(
     let mut direct = plan.direct.iter().peekable();
     plan.direct_sites.borrow_mut().clear();
     let mut ranges = Ranges::UNKNOWN;
+    // Read once: `plan` holds a `RefCell`, so the compiler would reload
+    // its fields after every call into the backend.
+    let reg_div = plan.reg_div;
+    let pairs = plan.blind.is_none();
+    let is_target = |pos: usize| {
+        plan.targets
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    };
     // The instruction was lowered together with the one before it.
     let mut fused = false;
     let insns = prog.insns();
     for (pos, (insn, &slot)) in insns.iter().zip(prog.starts()).enumerate() {
-        if plan.reg_div && (plan.is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
+        if reg_div && (is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
             ranges = Ranges::UNKNOWN;
         }
         if plan.starts.get(next_sub) == Some(&pos) {
@@ -1307,7 +1308,7 @@ fn emit_pass<M: MacroAssembler>(
         let aux = plan.aux.get(pos).copied().unwrap_or(0);
         if fused {
             fused = false;
-            if plan.reg_div {
+            if reg_div {
                 ranges.step(insn, aux);
             }
             continue;
@@ -1317,22 +1318,28 @@ fn emit_pass<M: MacroAssembler>(
         }
         // A pair that lowers to one native instruction, when nothing jumps
         // between the two (and no blinding rewrites the immediate).
-        if plan.blind.is_none()
+        if pairs
             && matches!(
                 insn,
                 Insn::Alu {
                     width: Width::W64,
-                    src: Source::Imm(_) | Source::Reg(_),
+                    op: AluOp::Lsh,
+                    src: Source::Imm(32),
+                    ..
+                } | Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Mov,
+                    src: Source::Reg(_),
                     ..
                 }
             )
-            && !plan.is_target(pos + 1)
+            && !is_target(pos + 1)
             && plan.starts.get(next_sub) != Some(&(pos + 1))
         {
             if let Some(next) = insns.get(pos + 1) {
                 if lower_pair(masm, insn, next) {
                     fused = true;
-                    if plan.reg_div {
+                    if reg_div {
                         ranges.step(insn, aux);
                     }
                     continue;
@@ -1355,25 +1362,10 @@ fn emit_pass<M: MacroAssembler>(
             // Without blinding, only these need `lower_extra` (one
             // well-predicted test instead of a second dispatch).
             // A division by a register proved neither 0 nor -1 here.
-            None if plan.reg_div && ranges.safe_divisor(insn) => match *insn {
-                Insn::Alu {
-                    width,
-                    op,
-                    dst,
-                    src: Source::Reg(r),
-                } => {
-                    let (d, r) = (masm.reg(dst), masm.reg(r));
-                    let kind = match op {
-                        AluOp::Div => DivKind::DivU,
-                        AluOp::SDiv => DivKind::DivS,
-                        AluOp::Mod => DivKind::RemU,
-                        _ => DivKind::RemS,
-                    };
-                    masm.div_rem_nonzero(kind, OperandSize::of(width), d, d, r);
-                    Ok(())
-                }
-                _ => lower(masm, insn, aux, frame, table, table_len),
-            },
+            None if reg_div && ranges.safe_divisor(insn) => {
+                lower_div_nonzero(masm, insn);
+                Ok(())
+            }
             None if key.is_none()
                 && !matches!(
                     insn,
@@ -1389,7 +1381,7 @@ fn emit_pass<M: MacroAssembler>(
             },
         };
         lowered.map_err(|k| JitError::at(slot as usize, k))?;
-        if plan.reg_div {
+        if reg_div {
             ranges.step(insn, aux);
         }
     }
@@ -1593,6 +1585,28 @@ fn lower_extra<M: MacroAssembler>(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Lowers a division or remainder whose register divisor [`Ranges`] proved
+/// neither 0 nor -1 (kept out of line: rare, and large once inlined).
+#[inline(never)]
+fn lower_div_nonzero<M: MacroAssembler>(masm: &mut M, insn: &Insn) {
+    if let Insn::Alu {
+        width,
+        op,
+        dst,
+        src: Source::Reg(r),
+    } = *insn
+    {
+        let (d, r) = (masm.reg(dst), masm.reg(r));
+        let kind = match op {
+            AluOp::Div => DivKind::DivU,
+            AluOp::SDiv => DivKind::DivS,
+            AluOp::Mod => DivKind::RemU,
+            _ => DivKind::RemS,
+        };
+        masm.div_rem_nonzero(kind, OperandSize::of(width), d, d, r);
+    }
 }
 
 /// Lowers two consecutive instructions as one when they form a pattern
