@@ -140,6 +140,8 @@ pub enum Alu1 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Shift {
+    /// `rol`
+    Rol = 0,
     /// `ror`
     Ror = 1,
     /// `shl`

@@ -583,6 +583,12 @@ impl MacroAssembler for X86Masm {
         }
     }
 
+    #[inline]
+    fn rotate_left(&mut self, size: OperandSize, dst: Gpr, amount: u8) -> bool {
+        enc::shift_ri(self.b(), sz(size), Shift::Rol, dst, amount);
+        true
+    }
+
     fn div_rem(&mut self, kind: DivKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         self.div_rem_inner(kind, size, dst, lhs, rhs, true);
     }

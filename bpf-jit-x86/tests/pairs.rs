@@ -82,3 +82,46 @@ fn other_registers_or_sizes_are_not_fused() {
     let (r0, _) = run("r0 = r1\nw0 += 1\nexit", 0xffff_ffff_ffff_ffff, 0);
     assert_eq!(r0, 0);
 }
+
+#[test]
+fn rotate_idioms_become_one_rol() {
+    // 32-bit, first form: w1 = rotl32(w1, 4); w2 keeps w1 >> 28.
+    // 0x9abcdef1 rotl 4 = 0xabcdef19; 0x9abcdef1 >> 28 = 9.
+    let src = "w2 = w1\nw2 >>= 28\nw1 <<= 4\nw1 |= w2\nr0 = r1\nr0 <<= 8\nr0 += r2\nexit";
+    let (r0, ops) = run(src, 0xffff_ffff_9abc_def1, 0);
+    assert_eq!(r0, (0xabcd_ef19u64 << 8) + 9);
+    assert!(ops.contains(&Mnemonic::Rol), "{ops:?}");
+    // 32-bit, second form: w4 = rotl32(w9, 6), w1 = w9 >> 26 (r9 from r1).
+    // 0x12345678 rotl 6 = 0x8d159e04; 0x12345678 >> 26 = 4.
+    let src = "r9 = r1\nw1 = w9\nw1 >>= 26\nw4 = w9\nw4 <<= 6\nw4 |= w1\nr0 = r4\nr0 <<= 8\nr0 += r1\nexit";
+    let (r0, ops) = run(src, 0x1234_5678, 0);
+    assert_eq!(r0, (0x8d15_9e04u64 << 8) + 4);
+    assert!(ops.contains(&Mnemonic::Rol), "{ops:?}");
+    // 64-bit: r8 = rotl64(r8, 5) (r8 from r1).
+    let x = 0xf123_4567_89ab_cdefu64;
+    let src = "r8 = r1\nr1 = r8\nr1 >>= 59\nr8 <<= 5\nr8 |= r1\nr0 = r8\nexit";
+    let (r0, ops) = run(src, x, 0);
+    assert_eq!(r0, x.rotate_left(5));
+    assert!(ops.contains(&Mnemonic::Rol), "{ops:?}");
+}
+
+#[test]
+fn near_rotates_stay_shifts() {
+    // Amounts that do not add up to the width: (x << 4) | (x >> 27).
+    let x = 0x8000_0001u64;
+    let src = "w2 = w1\nw2 >>= 27\nw1 <<= 4\nw1 |= w2\nr0 = r1\nexit";
+    let (r0, ops) = run(src, x, 0);
+    assert_eq!(r0, ((x << 4) as u32 | (x as u32 >> 27)) as u64);
+    assert!(!ops.contains(&Mnemonic::Rol), "{ops:?}");
+    // A jump lands on `w1 <<= 4` (r2 == 0: w3 = 9, a rotate's value);
+    // falling through (r2 != 0) sets w3 = 0 and w1 = w1 << 4.
+    let src = "w3 = w1\nw3 >>= 28\nif r2 == 0 goto +1\nw3 = 0\nw1 <<= 4\nw1 |= w3\nr0 = r1\nexit";
+    assert_eq!(run(src, 0x9abc_def1, 0).0, 0xabcd_ef19);
+    assert_eq!(run(src, 0x9abc_def1, 1).0, 0xabcd_ef10);
+    // The jump target is the `>>=`; falling through (r2 != 0) makes
+    // w3 = 5 >> 28 = 0: not a rotate.
+    let src = "w3 = w1\nif r2 == 0 goto +1\nw3 = 5\nw3 >>= 28\nw1 <<= 4\nw1 |= w3\nr0 = r1\nexit";
+    let (r0, ops) = run(src, 0x9abc_def1, 1);
+    assert_eq!(r0, 0xabcd_ef10);
+    assert!(!ops.contains(&Mnemonic::Rol), "{ops:?}");
+}

@@ -1322,9 +1322,8 @@ fn emit_pass<M: MacroAssembler>(
             && matches!(
                 insn,
                 Insn::Alu {
-                    width: Width::W64,
                     op: AluOp::Lsh,
-                    src: Source::Imm(32),
+                    src: Source::Imm(_),
                     ..
                 } | Insn::Alu {
                     width: Width::W64,
@@ -1337,7 +1336,7 @@ fn emit_pass<M: MacroAssembler>(
             && plan.starts.get(next_sub) != Some(&(pos + 1))
         {
             if let Some(next) = insns.get(pos + 1) {
-                if lower_pair(masm, insn, next) {
+                if lower_pair(masm, insn, next) || lower_rotate(masm, insns, pos, &is_target) {
                     fused = true;
                     if reg_div {
                         ranges.step(insn, aux);
@@ -1607,6 +1606,72 @@ fn lower_div_nonzero<M: MacroAssembler>(masm: &mut M, insn: &Insn) {
         };
         masm.div_rem_nonzero(kind, OperandSize::of(width), d, d, r);
     }
+}
+
+/// Lowers the shift-and-or at `pos`, `pos + 1` of a rotate as one rotate,
+/// when the instructions before it computed the other half. The idiom
+/// (clang's, as eBPF has no rotate), all of one width `bits`:
+/// - `a = x; a >>= k; x <<= bits - k; x |= a` (x = rotl(x, bits - k)), or
+/// - `a = y; a >>= k; x = y; x <<= bits - k; x |= a` (x = rotl(y, bits - k)),
+///
+/// with `a`, `x` (and `y`) distinct registers. The earlier instructions are
+/// lowered as they are (`a` keeps its value); only `<<=` and `|=` become one
+/// rotate of `x`. Nothing may jump into the idiom past its first
+/// instruction. Returns `false` (having emitted nothing) otherwise.
+fn lower_rotate<M: MacroAssembler>(
+    masm: &mut M,
+    insns: &[Insn],
+    pos: usize,
+    is_target: &dyn Fn(usize) -> bool,
+) -> bool {
+    let alu = |p: usize| match insns.get(p) {
+        Some(&Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        }) => Some((width, op, dst, src)),
+        _ => None,
+    };
+    let (Some((w, AluOp::Lsh, x, Source::Imm(m))), Some((w_or, AluOp::Or, x_or, Source::Reg(a)))) =
+        (alu(pos), alu(pos + 1))
+    else {
+        return false;
+    };
+    let bits = match w {
+        Width::W32 => 32,
+        Width::W64 => 64,
+    };
+    if w_or != w || x_or != x || a == x || !(1..bits).contains(&m) {
+        return false;
+    }
+    // `a = src; a >>= bits - m` ending at `at`.
+    let half = |at: usize| -> Option<Reg> {
+        let (w1, op1, a1, s1) = alu(at)?;
+        let (w0, op0, a0, s0) = alu(at.checked_sub(1)?)?;
+        let ok = w1 == w
+            && w0 == w
+            && op1 == AluOp::Rsh
+            && s1 == Source::Imm(bits - m)
+            && a1 == a
+            && op0 == AluOp::Mov
+            && a0 == a
+            && !is_target(at);
+        match s0 {
+            Source::Reg(src) if ok && src != a => Some(src),
+            _ => None,
+        }
+    };
+    let matched = match pos.checked_sub(1).and_then(|p| alu(p).map(|i| (p, i))) {
+        // `x = y` right before: the second form.
+        Some((p, (wm, AluOp::Mov, xm, Source::Reg(y)))) if wm == w && xm == x => {
+            y != x && y != a && !is_target(p) && p.checked_sub(1).and_then(half) == Some(y)
+        }
+        Some((p, _)) => half(p) == Some(x),
+        None => false,
+    };
+    let d = masm.reg(x);
+    matched && !is_target(pos) && masm.rotate_left(OperandSize::of(w), d, m as u8)
 }
 
 /// Lowers two consecutive instructions as one when they form a pattern

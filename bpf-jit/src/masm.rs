@@ -364,6 +364,15 @@ pub trait MacroAssembler {
         rhs: RegImm<Self::Reg>,
     );
 
+    /// `dst = rotate_left(dst, amount)` at `size` (a 32-bit rotate clears
+    /// the upper half), for `amount` in `1..bits`. Returns `false`, having
+    /// emitted nothing, if the backend has no rotate (the default): the
+    /// driver then lowers the instructions it matched one by one.
+    fn rotate_left(&mut self, size: OperandSize, dst: Self::Reg, amount: u8) -> bool {
+        let _ = (size, dst, amount);
+        false
+    }
+
     /// `dst = lhs / rhs` or `lhs % rhs` with eBPF's semantics for a zero
     /// divisor and for `MIN / -1` (see [`DivKind`]). Must not trap.
     fn div_rem(
