@@ -7,16 +7,25 @@ use bpf_isa::assemble;
 use bpf_jit::{HelperTable, JitOptions, JitProgram, MacroAssembler};
 use bpf_jit_x86::X86Masm;
 
-/// Returns 7 after setting r1..r5's native registers to 1..5.
-unsafe extern "C" fn clobbering_helper(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    // SAFETY: only writes caller-saved registers, declared as clobbered.
-    unsafe {
-        core::arch::asm!(
-            "mov rdi, 1", "mov rsi, 2", "mov rdx, 3", "mov rcx, 4", "mov r8, 5",
-            out("rdi") _, out("rsi") _, out("rdx") _, out("rcx") _, out("r8") _,
-        );
-    }
-    7
+// Returns 7 after setting r1..r5's native registers to 1..5. Written in
+// assembly: a Rust function that declares those registers clobbered may
+// still reuse them (and so restore other values) before it returns once
+// optimised, which would hide the clobbering this test needs.
+core::arch::global_asm!(
+    ".globl bpfkit_test_clobbering_helper",
+    "bpfkit_test_clobbering_helper:",
+    "mov edi, 1",
+    "mov esi, 2",
+    "mov edx, 3",
+    "mov ecx, 4",
+    "mov r8d, 5",
+    "mov eax, 7",
+    "ret",
+);
+
+extern "C" {
+    #[link_name = "bpfkit_test_clobbering_helper"]
+    fn clobbering_helper(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64;
 }
 
 const PROG: &str = "r1 = 11\nr2 = 22\nr3 = 33\nr4 = 44\nr5 = 55\ncall 1\n\
