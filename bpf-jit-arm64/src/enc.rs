@@ -398,6 +398,15 @@ pub fn lsl_imm(b: &mut CodeBuffer, sf: Sf, rd: XReg, rn: XReg, n: u32) {
     bfm(b, sf, false, rd, rn, (w - n) % w, w - 1 - n);
 }
 
+/// `ror rd, rn, #n` (`extr rd, rn, rn, #n`; `0 <= n < width`).
+pub fn ror_imm(b: &mut CodeBuffer, sf: Sf, rd: XReg, rn: XReg, n: u32) {
+    let base = match sf {
+        Sf::X => 0x93c0_0000,
+        Sf::W => 0x1380_0000,
+    };
+    emit(b, base | rn.num() << 16 | (n & 0x3f) << 10 | rd_rn(rd, rn));
+}
+
 /// `lsr rd, rn, #n`.
 pub fn lsr_imm(b: &mut CodeBuffer, sf: Sf, rd: XReg, rn: XReg, n: u32) {
     bfm(b, sf, false, rd, rn, n, sf.bits() - 1);

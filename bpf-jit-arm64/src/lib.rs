@@ -618,6 +618,17 @@ impl MacroAssembler for Arm64Masm {
         }
     }
 
+    fn rotate_left(&mut self, size: OperandSize, dst: XReg, amount: u8) -> bool {
+        // rotl(x, m) = rotr(x, bits - m); a W-register result is zero-extended.
+        let bits = size.bits();
+        let m = u32::from(amount);
+        if m == 0 || m >= bits {
+            return false;
+        }
+        enc::ror_imm(self.b(), sf(size), dst, dst, bits - m);
+        true
+    }
+
     fn shift(
         &mut self,
         kind: ShiftKind,

@@ -453,6 +453,24 @@ fn rows() -> Vec<Row> {
             "asr w0, w0, w1",
         ),
         r(
+            |m| enc::ror_imm(b(m), Sf::W, x(1), x(1), 28),
+            "21 70 81 13",
+            "ror w1, w1, #28",
+        ),
+        r(
+            |m| enc::ror_imm(b(m), Sf::X, x(8), x(8), 59),
+            "08 ed c8 93",
+            "ror x8, x8, #59",
+        ),
+        r(
+            // rotl(w19, 31) = rotr(w19, 1).
+            |m| {
+                m.rotate_left(OperandSize::S32, x(19), 31);
+            },
+            "73 06 93 13",
+            "ror w19, w19, #1",
+        ),
+        r(
             |m| enc::lsl_imm(b(m), Sf::X, x(0), x(0), 3),
             "00 f0 7d d3",
             "lsl x0, x0, #3",
