@@ -491,96 +491,40 @@ impl MacroAssembler for X86Masm {
     // ---- arithmetic -----------------------------------------------------------
 
     fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
-        let s = sz(size);
-        let mut rhs = rhs;
-        if let (AluKind::Add, OperandSize::S64, RegImm::Imm(i)) = (kind, size, rhs) {
-            if dst != lhs {
-                // Three operands in one instruction.
-                enc::lea(self.b(), dst, Mem { base: lhs, disp: i });
-                return;
-            }
-        }
-        if dst != lhs {
-            if rhs == RegImm::Reg(dst) {
-                if kind == AluKind::Sub {
-                    // dst = lhs - dst: negate-and-add keeps it in two registers.
-                    enc::neg(self.b(), s, dst);
-                    enc::alu_rr(self.b(), s, Alu1::Add, dst, lhs);
-                    return;
-                }
-                // Commutative: dst = dst op lhs.
-                rhs = RegImm::Reg(lhs);
-            } else {
-                self.mov(OperandSize::S64, dst, lhs);
-            }
-        }
-        let b = self.b();
+        // The common two-operand form stays small; the rest is out of line.
         let op = match kind {
             AluKind::Add => Alu1::Add,
             AluKind::Sub => Alu1::Sub,
             AluKind::And => Alu1::And,
             AluKind::Or => Alu1::Or,
             AluKind::Xor => Alu1::Xor,
-            AluKind::Mul => {
-                match rhs {
-                    RegImm::Reg(r) => enc::imul_rr(b, s, dst, r),
-                    RegImm::Imm(i) => enc::imul_rri(b, s, dst, dst, i),
-                }
-                return;
-            }
+            AluKind::Mul => return self.alu_general(kind, size, dst, lhs, rhs),
         };
+        if dst != lhs {
+            return self.alu_general(kind, size, dst, lhs, rhs);
+        }
         match rhs {
-            RegImm::Reg(r) => enc::alu_rr(b, s, op, dst, r),
-            RegImm::Imm(i) => enc::alu_ri(b, s, op, dst, i),
+            RegImm::Reg(r) => enc::alu_rr(&mut self.buf, sz(size), op, dst, r),
+            RegImm::Imm(i) => enc::alu_ri(&mut self.buf, sz(size), op, dst, i),
         }
     }
 
     fn shift(&mut self, kind: ShiftKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
-        let s = sz(size);
-        let op = match kind {
-            ShiftKind::Shl => Shift::Shl,
-            ShiftKind::ShrU => Shift::Shr,
-            ShiftKind::ShrS => Shift::Sar,
-        };
-        // Work register: dst, unless dst is the count register of a three-operand form.
-        let t = if dst != lhs && rhs == RegImm::Reg(dst) {
-            AUX
-        } else {
-            dst
-        };
-        self.mov(OperandSize::S64, t, lhs);
-        match rhs {
-            RegImm::Imm(i) => {
-                let n = (i as u32 & (size.bits() - 1)) as u8;
-                if n == 0 {
-                    // Nothing to shift; a 32-bit result is still zero-extended.
-                    if size == OperandSize::S32 {
-                        enc::mov_rr(self.b(), Sz::W, t, t);
-                    }
-                } else {
-                    enc::shift_ri(self.b(), s, op, t, n);
-                }
-            }
-            RegImm::Reg(c) if c == Gpr::RCX => enc::shift_rcl(self.b(), s, op, t),
-            RegImm::Reg(c) => {
-                let b = &mut self.buf;
-                if t == Gpr::RCX {
-                    // The value lives in rcx, which must hold the count.
-                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
-                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
-                    enc::shift_rcl(b, s, op, AUX);
-                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
-                } else {
-                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
-                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
-                    enc::shift_rcl(b, s, op, t);
-                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
-                }
+        // The common in-place shift by a non-zero constant stays small; the
+        // rest is out of line.
+        if let (true, RegImm::Imm(i)) = (dst == lhs, rhs) {
+            let n = (i as u32 & (size.bits() - 1)) as u8;
+            if n != 0 {
+                let op = match kind {
+                    ShiftKind::Shl => Shift::Shl,
+                    ShiftKind::ShrU => Shift::Shr,
+                    ShiftKind::ShrS => Shift::Sar,
+                };
+                enc::shift_ri(&mut self.buf, sz(size), op, dst, n);
+                return;
             }
         }
-        if t != dst {
-            enc::mov_rr(self.b(), Sz::Q, dst, t);
-        }
+        self.shift_general(kind, size, dst, lhs, rhs);
     }
 
     #[inline]
@@ -1040,15 +984,181 @@ fn rel32(disp: i64) -> Result<i32, JitErrorKind> {
     i32::try_from(disp).map_err(|_| JitErrorKind::ImageTooLarge)
 }
 
+impl X86Masm {
+    /// [`MacroAssembler::shift`] by a register, by 0, or to another register.
+    #[inline(never)]
+    fn shift_general(
+        &mut self,
+        kind: ShiftKind,
+        size: OperandSize,
+        dst: Gpr,
+        lhs: Gpr,
+        rhs: RegImm<Gpr>,
+    ) {
+        let s = sz(size);
+        let op = match kind {
+            ShiftKind::Shl => Shift::Shl,
+            ShiftKind::ShrU => Shift::Shr,
+            ShiftKind::ShrS => Shift::Sar,
+        };
+        // Work register: dst, unless dst is the count register of a three-operand form.
+        let t = if dst != lhs && rhs == RegImm::Reg(dst) {
+            AUX
+        } else {
+            dst
+        };
+        self.mov(OperandSize::S64, t, lhs);
+        match rhs {
+            RegImm::Imm(i) => {
+                let n = (i as u32 & (size.bits() - 1)) as u8;
+                if n == 0 {
+                    // Nothing to shift; a 32-bit result is still zero-extended.
+                    if size == OperandSize::S32 {
+                        enc::mov_rr(self.b(), Sz::W, t, t);
+                    }
+                } else {
+                    enc::shift_ri(self.b(), s, op, t, n);
+                }
+            }
+            RegImm::Reg(c) if c == Gpr::RCX => enc::shift_rcl(self.b(), s, op, t),
+            RegImm::Reg(c) => {
+                let b = &mut self.buf;
+                if t == Gpr::RCX {
+                    // The value lives in rcx, which must hold the count.
+                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
+                    enc::shift_rcl(b, s, op, AUX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
+                } else {
+                    enc::mov_rr(b, Sz::Q, AUX, Gpr::RCX);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, c);
+                    enc::shift_rcl(b, s, op, t);
+                    enc::mov_rr(b, Sz::Q, Gpr::RCX, AUX);
+                }
+            }
+        }
+        if t != dst {
+            enc::mov_rr(self.b(), Sz::Q, dst, t);
+        }
+    }
+
+    /// [`MacroAssembler::alu`] for multiplication and three operands.
+    #[inline(never)]
+    fn alu_general(
+        &mut self,
+        kind: AluKind,
+        size: OperandSize,
+        dst: Gpr,
+        lhs: Gpr,
+        rhs: RegImm<Gpr>,
+    ) {
+        let s = sz(size);
+        let mut rhs = rhs;
+        if let (AluKind::Add, OperandSize::S64, RegImm::Imm(i)) = (kind, size, rhs) {
+            if dst != lhs {
+                // Three operands in one instruction.
+                enc::lea(self.b(), dst, Mem { base: lhs, disp: i });
+                return;
+            }
+        }
+        if dst != lhs {
+            if rhs == RegImm::Reg(dst) {
+                if kind == AluKind::Sub {
+                    // dst = lhs - dst: negate-and-add keeps it in two registers.
+                    enc::neg(self.b(), s, dst);
+                    enc::alu_rr(self.b(), s, Alu1::Add, dst, lhs);
+                    return;
+                }
+                // Commutative: dst = dst op lhs.
+                rhs = RegImm::Reg(lhs);
+            } else {
+                self.mov(OperandSize::S64, dst, lhs);
+            }
+        }
+        let b = self.b();
+        let op = match kind {
+            AluKind::Add => Alu1::Add,
+            AluKind::Sub => Alu1::Sub,
+            AluKind::And => Alu1::And,
+            AluKind::Or => Alu1::Or,
+            AluKind::Xor => Alu1::Xor,
+            AluKind::Mul => {
+                match rhs {
+                    RegImm::Reg(r) => enc::imul_rr(b, s, dst, r),
+                    RegImm::Imm(i) => enc::imul_rri(b, s, dst, dst, i),
+                }
+                return;
+            }
+        };
+        match rhs {
+            RegImm::Reg(r) => enc::alu_rr(b, s, op, dst, r),
+            RegImm::Imm(i) => enc::alu_ri(b, s, op, dst, i),
+        }
+    }
+}
+
 /// Compiles `prog` to x86-64 machine code (not yet executable).
 pub fn compile_code(prog: &Program, opts: &JitOptions<'_>) -> Result<CompiledCode, JitError> {
-    let mut masm = X86Masm::new();
-    bpf_jit::compile(&mut masm, prog, opts)
+    Compiler::new().compile_code(prog, opts)
 }
 
 /// Compiles `prog` and maps it executable.
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<JitProgram, JitError> {
-    let code = compile_code(prog, opts)?;
-    // Direct tail-call sites (if any) stay patchable through a writable alias.
-    JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
+    Compiler::new().compile(prog, opts)
+}
+
+/// A reusable x86-64 compiler: the backend's code buffer and the driver's
+/// tables ([`bpf_jit::Scratch`]) are kept from one compile to the next,
+/// so compiling many programs with one `Compiler` allocates only what the
+/// results own. [`compile_code`] and [`compile`] use a fresh one.
+///
+/// ```
+/// use bpf_isa::Program;
+/// use bpf_jit::{HelperTable, JitOptions};
+///
+/// let helpers = HelperTable::new();
+/// let opts = JitOptions::new(&helpers);
+/// let mut jit = bpf_jit_x86::Compiler::new();
+/// for imm in 1..4 {
+///     // r0 = imm; exit
+///     let p = Program::decode(&[
+///         0xb7, 0x00, 0x00, 0x00, imm, 0x00, 0x00, 0x00,
+///         0x95, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+///     ])
+///     .unwrap();
+///     let code = jit.compile_code(&p, &opts).unwrap();
+///     assert!(!code.code.is_empty());
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Compiler {
+    masm: X86Masm,
+    scratch: bpf_jit::Scratch,
+}
+
+impl Compiler {
+    /// A compiler with nothing allocated yet.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Compiles `prog` to position-independent code ([`compile_code`]).
+    pub fn compile_code(
+        &mut self,
+        prog: &Program,
+        opts: &JitOptions<'_>,
+    ) -> Result<CompiledCode, JitError> {
+        bpf_jit::compile_reusing(&mut self.masm, &mut self.scratch, prog, opts)
+    }
+
+    /// Compiles `prog` and maps it executable ([`compile`]).
+    pub fn compile(
+        &mut self,
+        prog: &Program,
+        opts: &JitOptions<'_>,
+    ) -> Result<JitProgram, JitError> {
+        let code = self.compile_code(prog, opts)?;
+        // Direct tail-call sites (if any) stay patchable through a writable alias.
+        JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
+    }
 }

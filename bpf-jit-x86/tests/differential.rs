@@ -49,3 +49,41 @@ proptest! {
         prop_assert_eq!(got, want, "seed {:#x} program:\n{}", seed, bpf_isa::fmt_program(&prog, &Default::default()));
     }
 }
+
+thread_local! {
+    /// One compiler kept across the cases below (proptest runs them on one thread).
+    static REUSED: std::cell::RefCell<bpf_jit_x86::Compiler> =
+        std::cell::RefCell::new(bpf_jit_x86::Compiler::new());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A `Compiler` reused across programs of every shape (including ones
+    /// the JIT rejects, which leave its tables mid-compile) gives exactly
+    /// what a fresh compile gives: the same code, offsets and error.
+    #[test]
+    fn reused_compiler_matches_fresh(
+        prog in prop_oneof![runnable_program(48), bpf_isa::arbitrary::valid_program(64)],
+        blind in any::<Option<u64>>(),
+    ) {
+        let helpers = HelperTable::new();
+        let mut opts = JitOptions::new(&helpers);
+        if let Some(seed) = blind {
+            opts = opts.with_blinding(seed);
+        }
+        let fresh = bpf_jit_x86::compile_code(&prog, &opts);
+        let reused = REUSED.with(|j| j.borrow_mut().compile_code(&prog, &opts));
+        match (fresh, reused) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(&a.code, &b.code);
+                prop_assert_eq!(&a.insn_offsets, &b.insn_offsets);
+                prop_assert_eq!(&a.entries, &b.entries);
+                prop_assert_eq!(&a.subprog_starts, &b.subprog_starts);
+                prop_assert_eq!(a.passes, b.passes);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "fresh {:?} but reused {:?}", a.map(|c| c.code.len()), b.map(|c| c.code.len())),
+        }
+    }
+}

@@ -532,6 +532,20 @@ impl CodeBuffer {
         v
     }
 
+    /// Copies the positions of labels `range` in the current pass (0 for
+    /// a label not bound in it), keeping the buffer's memory for the next
+    /// compile (see [`CodeBuffer::take_label_offsets`]).
+    pub fn label_offsets_in(&self, range: core::ops::Range<usize>) -> Vec<u32> {
+        let src = self.cur.get(range).unwrap_or(&[]);
+        let mut v = Vec::with_capacity(src.len());
+        // Branch-free (the loop vectorizes): 0 for UNBOUND.
+        v.extend(
+            src.iter()
+                .map(|&p| p & u32::from(p != UNBOUND).wrapping_neg()),
+        );
+        v
+    }
+
     /// Takes the finished code out of the buffer.
     pub fn take_bytes(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.bytes)

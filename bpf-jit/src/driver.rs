@@ -459,25 +459,87 @@ struct Plan {
     /// Bit `i` set when instruction `i` is a jump target: straight-line
     /// facts (see [`Ranges`]) end there.
     targets: Vec<u64>,
-    /// Whether some division or remainder takes a register divisor (only
-    /// then are [`Ranges`] tracked).
-    reg_div: bool,
+    /// Divisions and remainders whose register divisor [`Ranges`] proves
+    /// neither 0 nor -1, ascending.
+    safe_divs: Vec<usize>,
+    /// Every position [`emit_pass`] cannot lower on its fast path,
+    /// ascending and distinct: subprogram starts, `bpf_fastcall` calls,
+    /// direct tail calls, safe divisions, `may_goto`, `ld_abs`/`ld_ind`,
+    /// and with blinding every instruction.
+    specials: Vec<usize>,
 }
 
-fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
+impl Plan {
+    /// Computes [`Plan::safe_divs`] (only when `reg_div`: some division
+    /// takes a register divisor) and [`Plan::specials`] (`extra`: the
+    /// `may_goto` and `ld_abs`/`ld_ind` positions).
+    fn finish(mut self, prog: &Program, reg_div: bool, extra: Vec<usize>) -> Plan {
+        if reg_div {
+            self.safe_divs = safe_divisors(prog, &self);
+        }
+        let mut sp = core::mem::take(&mut self.specials);
+        sp.clear();
+        if self.blind.is_some() {
+            sp.extend(0..prog.len());
+        } else {
+            sp.extend_from_slice(&extra);
+            sp.extend_from_slice(&self.starts);
+            sp.extend(self.fastcall_calls.iter().map(|e| e.0));
+            sp.extend(self.direct.iter().map(|e| e.0));
+            sp.extend_from_slice(&self.safe_divs);
+            sp.sort_unstable();
+            sp.dedup();
+        }
+        self.specials = sp;
+        self
+    }
+
+    /// Whether position `pos` is a jump target.
+    #[inline(always)]
+    fn is_target(&self, pos: usize) -> bool {
+        self.targets
+            .get(pos / 64)
+            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+}
+
+/// The divisions and remainders (positions, ascending) whose register
+/// divisor [`Ranges`], run over straight-line code from each jump target
+/// and subprogram start, proves neither 0 nor -1.
+fn safe_divisors(prog: &Program, plan: &Plan) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut ranges = Ranges::UNKNOWN;
+    let mut next_sub = 0usize;
+    for (pos, insn) in prog.insns().iter().enumerate() {
+        if plan.starts.get(next_sub) == Some(&pos) {
+            next_sub += 1;
+            ranges = Ranges::UNKNOWN;
+        } else if plan.is_target(pos) {
+            ranges = Ranges::UNKNOWN;
+        }
+        if ranges.safe_divisor(insn) {
+            out.push(pos);
+        }
+        ranges.step(insn, plan.aux.get(pos).copied().unwrap_or(0));
+    }
+    out
+}
+
+fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan, JitError> {
     let n = prog.len();
     let mut scan = Scan {
         prog,
         opts,
         starts: &[0],
         one_subprog: true,
-        fastcall_calls: Vec::new(),
+        fastcall_calls: take_cleared(&mut sc.fastcall_calls),
         ld_abs: None,
         has_callx: false,
-        targets: vec![0u64; n.div_ceil(64)],
+        targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
         reg_div: false,
+        extra: take_cleared(&mut sc.extra),
     };
-    let mut aux = vec![0u64; n];
+    let mut aux = take_zeroed(&mut sc.aux, n);
     // A program without calls, function references or tail calls is one
     // subprogram that no tail call reaches: no call graph needed (the
     // checks below still bound every jump and the fall-through). Scan it
@@ -488,13 +550,17 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
     match scan.subprog(&mut aux, 0, 0, n) {
         Ok(facts) => {
             let (frame, may_goto) = frame_of(prog, opts, None, 0, 0, n, facts)?;
-            let frames = vec![frame];
+            let mut frames = take_cleared(&mut sc.frames);
+            frames.push(frame);
+            let mut may_goto_slots = take_cleared(&mut sc.may_goto_slots);
+            may_goto_slots.push(may_goto);
             let private_stack_bytes = if opts.private_stack {
                 frame.stack_depth
             } else {
                 0
             };
-            let starts = vec![0];
+            let mut starts = take_cleared(&mut sc.starts);
+            starts.push(0);
             let direct = direct_calls(prog, opts, &starts, &aux);
             Ok(Plan {
                 aux,
@@ -505,16 +571,67 @@ fn plan(prog: &Program, opts: &JitOptions<'_>) -> Result<Plan, JitError> {
                 fastcall_calls: scan.fastcall_calls,
                 direct,
                 direct_sites: core::cell::RefCell::new(Vec::new()),
-                may_goto_slots: vec![may_goto],
+                may_goto_slots,
                 ld_abs: scan.ld_abs,
                 blind: opts.blind_constants,
                 targets: scan.targets,
-                reg_div: scan.reg_div,
-            })
+                safe_divs: take_cleared(&mut sc.safe_divs),
+                specials: take_cleared(&mut sc.specials),
+            }
+            .finish(prog, scan.reg_div, scan.extra))
         }
         Err(ScanStop::Error(e)) if !needs_call_graph(prog.insns()) => Err(e),
         Err(_) => plan_with_call_graph(prog, opts, aux),
     }
+}
+
+/// Reusable memory for the driver's per-compile tables (see
+/// [`compile_reusing`]): compiling many programs with one `Scratch` (and
+/// one backend) allocates only for what the results own.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    aux: Vec<u64>,
+    targets: Vec<u64>,
+    fastcall_calls: Vec<(usize, u16)>,
+    extra: Vec<usize>,
+    frames: Vec<FrameInfo>,
+    may_goto_slots: Vec<Option<i32>>,
+    starts: Vec<usize>,
+    safe_divs: Vec<usize>,
+    specials: Vec<usize>,
+}
+
+impl Scratch {
+    /// Empty scratch space (nothing allocated until the first compile).
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+
+    /// Takes back the tables of a finished compile.
+    fn restore(&mut self, plan: Plan) {
+        self.aux = plan.aux;
+        self.targets = plan.targets;
+        self.fastcall_calls = plan.fastcall_calls;
+        self.frames = plan.frames;
+        self.may_goto_slots = plan.may_goto_slots;
+        self.starts = plan.starts;
+        self.safe_divs = plan.safe_divs;
+        self.specials = plan.specials;
+    }
+}
+
+/// `v`'s allocation, emptied.
+fn take_cleared<T>(v: &mut Vec<T>) -> Vec<T> {
+    let mut v = core::mem::take(v);
+    v.clear();
+    v
+}
+
+/// `v`'s allocation, holding `n` zeros.
+fn take_zeroed(v: &mut Vec<u64>, n: usize) -> Vec<u64> {
+    let mut v = take_cleared(v);
+    v.resize(n, 0);
+    v
 }
 
 /// [`plan`] for a program that needs its call graph: one scan per
@@ -549,6 +666,7 @@ fn plan_with_call_graph(
         has_callx: false,
         targets: vec![0u64; n.div_ceil(64)],
         reg_div: false,
+        extra: Vec::new(),
     };
     let mut frames = Vec::with_capacity(starts.len());
     let mut may_goto_slots = Vec::with_capacity(starts.len());
@@ -579,6 +697,7 @@ fn plan_with_call_graph(
         has_callx,
         targets,
         reg_div,
+        extra,
         ..
     } = scan;
     Ok(Plan {
@@ -594,8 +713,10 @@ fn plan_with_call_graph(
         ld_abs,
         blind: opts.blind_constants,
         targets,
-        reg_div,
-    })
+        safe_divs: Vec::new(),
+        specials: Vec::new(),
+    }
+    .finish(prog, reg_div, extra))
 }
 
 /// Direct tail calls (position, array value, index), when enabled.
@@ -653,8 +774,11 @@ struct Scan<'a, 'o> {
     has_callx: bool,
     /// Jump targets, one bit per position (see [`Plan::targets`]).
     targets: Vec<u64>,
-    /// See [`Plan::reg_div`].
+    /// Whether some division or remainder takes a register divisor (only
+    /// then are [`Ranges`] run).
     reg_div: bool,
+    /// Positions of `may_goto`, `ld_abs` and `ld_ind` (see [`Plan::specials`]).
+    extra: Vec<usize>,
 }
 
 impl Scan<'_, '_> {
@@ -667,7 +791,8 @@ impl Scan<'_, '_> {
 
     /// One dispatch per instruction of subprogram `s` (positions
     /// `begin..end`): the registers it names, and its label, helper
-    /// address or `ld_imm64` value, stored in `aux`.
+    /// address or `ld_imm64` value, stored in `aux`. The common
+    /// instructions are handled inline; the rest by [`Scan::other`].
     fn subprog(
         &mut self,
         aux: &mut [u64],
@@ -675,21 +800,73 @@ impl Scan<'_, '_> {
         begin: usize,
         end: usize,
     ) -> Result<SubprogFacts, ScanStop> {
-        let prog = self.prog;
-        let opts = self.opts;
-        let (Some(insns), Some(slots), Some(aux)) = (
-            prog.insns().get(begin..end),
-            prog.starts().get(begin..end),
-            aux.get_mut(begin..end),
-        ) else {
+        let Some(insns) = self.prog.insns().get(begin..end) else {
             return Err(JitError::program(JitErrorKind::BadTarget(begin as i64)).into());
         };
-        let all_starts = prog.starts();
         let mut used = 0u16;
+        let mut reg_div = false;
         let mut has_may_goto = false;
+        for (i, insn) in insns.iter().enumerate() {
+            match *insn {
+                Insn::Alu { dst, src, op, .. } => {
+                    used |= reg_bit(dst) | src_bit(src);
+                    reg_div |= matches!(src, Source::Reg(_))
+                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod);
+                }
+                Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
+                    used |= reg_bit(dst);
+                }
+                Insn::MovSx { dst, src, .. }
+                | Insn::AddrSpaceCast { dst, src, .. }
+                | Insn::Ldx { dst, src, .. }
+                | Insn::LdxSx { dst, src, .. }
+                | Insn::Stx { dst, src, .. }
+                | Insn::Atomic { dst, src, .. } => {
+                    used |= reg_bit(dst) | reg_bit(src);
+                }
+                Insn::Exit => {}
+                _ => {
+                    let pos = begin + i;
+                    used |= self.other(aux, s, begin, end, pos)?;
+                    has_may_goto |= matches!(insn, Insn::MayGoto { .. });
+                }
+            }
+        }
+        self.reg_div |= reg_div;
+        Ok(SubprogFacts { used, has_may_goto })
+    }
+
+    /// Marks `t` as a jump target and returns it.
+    #[inline]
+    fn target(&mut self, t: usize) -> u64 {
+        if let Some(w) = self.targets.get_mut(t / 64) {
+            *w |= 1 << (t % 64);
+        }
+        t as u64
+    }
+
+    /// [`Scan::subprog`] for the instruction at `pos` when it is a jump, a
+    /// call, a wide load or `ld_abs`/`ld_ind`: stores its `aux` value and
+    /// returns the registers it names.
+    #[inline(never)]
+    fn other(
+        &mut self,
+        aux: &mut [u64],
+        s: usize,
+        begin: usize,
+        end: usize,
+        pos: usize,
+    ) -> Result<u16, ScanStop> {
+        let prog = self.prog;
+        let opts = self.opts;
+        let all_starts = prog.starts();
+        let (Some(insn), Some(&slot)) = (prog.insns().get(pos), all_starts.get(pos)) else {
+            return Err(JitError::program(JitErrorKind::BadTarget(pos as i64)).into());
+        };
+        let mut used = 0u16;
         // Position of the instruction a branch at `pos` (slot `slot`) with
         // offset `off` lands on, checked to stay in the subprogram.
-        let branch = |pos: usize, slot: u32, off: i64| -> Result<u64, JitError> {
+        let branch = |off: i64| -> Result<usize, JitError> {
             let t = i64::from(slot) + 1 + off;
             // Without wide instructions in between, the target's position
             // is as far from `pos` as its slot is from `slot`.
@@ -701,138 +878,114 @@ impl Scan<'_, '_> {
             if p < begin || p >= end {
                 return Err(JitError::at(slot as usize, JitErrorKind::CrossesSubprogram));
             }
-            Ok(p as u64)
+            Ok(p)
         };
-        // Taken out of `self` while the loop borrows it (put back at the end;
-        // a scan that stops early is not used).
-        let mut targets = core::mem::take(&mut self.targets);
-        let mut target = |t: u64| {
-            if let Some(w) = targets.get_mut((t / 64) as usize) {
-                *w |= 1 << (t % 64);
+        let value = match *insn {
+            Insn::Jmp { dst, src, off, .. } => {
+                used |= reg_bit(dst) | src_bit(src);
+                self.target(branch(i64::from(off))?)
             }
-            t
-        };
-        let mut reg_div = false;
-        for (i, ((insn, &slot), a)) in insns.iter().zip(slots).zip(aux.iter_mut()).enumerate() {
-            let pos = begin + i;
-            let value = match *insn {
-                Insn::Alu { dst, src, op, .. } => {
-                    used |= reg_bit(dst) | src_bit(src);
-                    reg_div |= matches!(src, Source::Reg(_))
-                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod);
-                    continue;
+            Insn::Ja { off } => self.target(branch(i64::from(off))?),
+            Insn::JaLong { imm } => self.target(branch(i64::from(imm))?),
+            Insn::MayGoto { off } => {
+                self.extra.push(pos);
+                self.target(branch(i64::from(off))?)
+            }
+            Insn::LdAbs { .. } | Insn::LdInd { .. } => {
+                self.extra.push(pos);
+                let slot = slot as usize;
+                if let Insn::LdInd { src, .. } = *insn {
+                    used |= reg_bit(src);
                 }
-                Insn::Jmp { dst, src, off, .. } => {
-                    used |= reg_bit(dst) | src_bit(src);
-                    target(branch(pos, slot, i64::from(off))?)
-                }
-                Insn::Ja { off } => target(branch(pos, slot, i64::from(off))?),
-                Insn::JaLong { imm } => target(branch(pos, slot, i64::from(imm))?),
-                Insn::MayGoto { off } => {
-                    has_may_goto = true;
-                    target(branch(pos, slot, i64::from(off))?)
-                }
-                Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
-                    used |= reg_bit(dst);
-                    continue;
-                }
-                Insn::MovSx { dst, src, .. }
-                | Insn::AddrSpaceCast { dst, src, .. }
-                | Insn::Ldx { dst, src, .. }
-                | Insn::LdxSx { dst, src, .. }
-                | Insn::Stx { dst, src, .. }
-                | Insn::Atomic { dst, src, .. } => {
-                    used |= reg_bit(dst) | reg_bit(src);
-                    continue;
-                }
-                Insn::Exit => continue,
-                Insn::LdAbs { .. } | Insn::LdInd { .. } => {
-                    let slot = slot as usize;
-                    if let Insn::LdInd { src, .. } = *insn {
-                        used |= reg_bit(src);
-                    }
-                    if s != 0 {
-                        return Err(JitError::at(
-                            slot,
-                            JitErrorKind::Unsupported("ld_abs/ld_ind outside the main subprogram"),
-                        )
-                        .into());
-                    }
-                    self.ld_abs = Some(opts.ld_abs.ok_or(JitError::at(
+                if s != 0 {
+                    return Err(JitError::at(
                         slot,
-                        JitErrorKind::Unsupported("ld_abs/ld_ind without JitOptions::ld_abs"),
-                    ))?);
-                    // The context is read from r6.
-                    used |= 1 << 6;
-                    continue;
+                        JitErrorKind::Unsupported("ld_abs/ld_ind outside the main subprogram"),
+                    )
+                    .into());
                 }
-                Insn::Call(CallTarget::Local(_))
-                | Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER))
-                | Insn::CallReg { .. }
-                | Insn::LdImm64 {
-                    src: LdImm64Src::Func(_),
-                    ..
-                } if self.one_subprog => return Err(ScanStop::NeedsCallGraph),
-                Insn::Call(CallTarget::Local(off)) => {
-                    self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?)
-                }
-                // bpf_tail_call: inline code (MacroAssembler::tail_call).
-                Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => continue,
-                Insn::CallReg { reg } => {
-                    used |= reg_bit(reg);
-                    self.has_callx = true;
-                    continue;
-                }
-                Insn::Call(CallTarget::Kfunc { btf_id, off }) => opts
-                    .kfuncs
-                    .and_then(|r| r(btf_id, off))
-                    .ok_or(JitError::at(
-                        slot as usize,
-                        JitErrorKind::Unsupported("unresolved kfunc"),
-                    ))?,
-                Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
-                    Some(addr) => {
-                        let keep = opts.helpers.preserve_mask(id);
-                        if keep != 0 {
-                            self.fastcall_calls.push((pos, keep));
-                        }
-                        addr
+                self.ld_abs = Some(opts.ld_abs.ok_or(JitError::at(
+                    slot,
+                    JitErrorKind::Unsupported("ld_abs/ld_ind without JitOptions::ld_abs"),
+                ))?);
+                // The context is read from r6.
+                return Ok(used | 1 << 6);
+            }
+            Insn::Call(CallTarget::Local(_))
+            | Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER))
+            | Insn::CallReg { .. }
+            | Insn::LdImm64 {
+                src: LdImm64Src::Func(_),
+                ..
+            } if self.one_subprog => return Err(ScanStop::NeedsCallGraph),
+            Insn::Call(CallTarget::Local(off)) => {
+                self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?)
+            }
+            // bpf_tail_call: inline code (MacroAssembler::tail_call).
+            Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => return Ok(used),
+            Insn::CallReg { reg } => {
+                self.has_callx = true;
+                return Ok(reg_bit(reg));
+            }
+            Insn::Call(CallTarget::Kfunc { btf_id, off }) => opts
+                .kfuncs
+                .and_then(|r| r(btf_id, off))
+                .ok_or(JitError::at(
+                    slot as usize,
+                    JitErrorKind::Unsupported("unresolved kfunc"),
+                ))?,
+            Insn::Call(CallTarget::Helper(id)) => match opts.helpers.address(id) {
+                Some(addr) => {
+                    let keep = opts.helpers.preserve_mask(id);
+                    if keep != 0 {
+                        self.fastcall_calls.push((pos, keep));
                     }
-                    None => {
-                        return Err(
-                            JitError::at(slot as usize, JitErrorKind::UnknownHelper(id)).into()
-                        )
+                    addr
+                }
+                None => {
+                    return Err(JitError::at(slot as usize, JitErrorKind::UnknownHelper(id)).into())
+                }
+            },
+            Insn::LdImm64 { dst, src } => {
+                used |= reg_bit(dst);
+                let slot = slot as usize;
+                match src {
+                    LdImm64Src::Func(off) => {
+                        self.entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
                     }
-                },
-                Insn::LdImm64 { dst, src } => {
-                    used |= reg_bit(dst);
-                    let slot = slot as usize;
-                    match src {
-                        LdImm64Src::Func(off) => {
-                            self.entry_label(target_pos(prog, pos, slot, 1, i64::from(off))?)
-                        }
-                        LdImm64Src::Imm(v) => v,
-                        _ => {
-                            let what = match src {
-                                LdImm64Src::MapFd(_) => "map fd",
-                                LdImm64Src::MapValue { .. } => "map value",
-                                LdImm64Src::BtfId(_) => "BTF id",
-                                LdImm64Src::MapIdx(_) => "map index",
-                                LdImm64Src::MapIdxValue { .. } => "map index value",
-                                LdImm64Src::Imm(_) | LdImm64Src::Func(_) => "immediate",
-                            };
-                            opts.ld_imm64
-                                .and_then(|r| r(slot, src))
-                                .ok_or(JitError::at(slot, JitErrorKind::UnresolvedLdImm64(what)))?
-                        }
+                    LdImm64Src::Imm(v) => v,
+                    _ => {
+                        let what = match src {
+                            LdImm64Src::MapFd(_) => "map fd",
+                            LdImm64Src::MapValue { .. } => "map value",
+                            LdImm64Src::BtfId(_) => "BTF id",
+                            LdImm64Src::MapIdx(_) => "map index",
+                            LdImm64Src::MapIdxValue { .. } => "map index value",
+                            LdImm64Src::Imm(_) | LdImm64Src::Func(_) => "immediate",
+                        };
+                        opts.ld_imm64
+                            .and_then(|r| r(slot, src))
+                            .ok_or(JitError::at(slot, JitErrorKind::UnresolvedLdImm64(what)))?
                     }
                 }
-            };
+            }
+            // Handled inline by `subprog`.
+            Insn::Alu { .. }
+            | Insn::Neg { .. }
+            | Insn::Endian { .. }
+            | Insn::St { .. }
+            | Insn::MovSx { .. }
+            | Insn::AddrSpaceCast { .. }
+            | Insn::Ldx { .. }
+            | Insn::LdxSx { .. }
+            | Insn::Stx { .. }
+            | Insn::Atomic { .. }
+            | Insn::Exit => return Ok(used),
+        };
+        if let Some(a) = aux.get_mut(pos) {
             *a = value;
         }
-        self.reg_div |= reg_div;
-        self.targets = targets;
-        Ok(SubprogFacts { used, has_may_goto })
+        Ok(used)
     }
 }
 
@@ -981,10 +1134,34 @@ pub fn compile<M: MacroAssembler>(
     prog: &Program,
     opts: &JitOptions<'_>,
 ) -> Result<CompiledCode, JitError> {
+    compile_reusing(masm, &mut Scratch::new(), prog, opts)
+}
+
+/// [`compile`] with the driver's tables in `scratch`, kept for the next
+/// call: the way to compile many programs (reuse `masm` too; its code
+/// buffer is kept the same way).
+pub fn compile_reusing<M: MacroAssembler>(
+    masm: &mut M,
+    scratch: &mut Scratch,
+    prog: &Program,
+    opts: &JitOptions<'_>,
+) -> Result<CompiledCode, JitError> {
     if prog.is_empty() {
         return Err(JitError::program(JitErrorKind::Empty));
     }
-    let plan = plan(prog, opts)?;
+    let plan = plan(prog, opts, scratch)?;
+    let r = emit(masm, &plan, prog, opts);
+    scratch.restore(plan);
+    r
+}
+
+/// The layout passes of [`compile_reusing`].
+fn emit<M: MacroAssembler>(
+    masm: &mut M,
+    plan: &Plan,
+    prog: &Program,
+    opts: &JitOptions<'_>,
+) -> Result<CompiledCode, JitError> {
     let n = prog.len();
     // Labels: one per instruction, one per subprogram entry, then the
     // callx helper table.
@@ -1034,7 +1211,7 @@ pub fn compile<M: MacroAssembler>(
         } else {
             buf.begin_pass(nlabels, true);
         }
-        let emitted = emit_pass(masm, prog, &plan, table_label, table.len() as u32);
+        let emitted = emit_pass(masm, prog, plan, table_label, table.len() as u32);
         // Also after a failed pass: nothing deferred may outlive it.
         masm.emit_deferred();
         emitted?;
@@ -1048,18 +1225,15 @@ pub fn compile<M: MacroAssembler>(
         };
         if done {
             let buf = masm.buffer_mut();
-            let mut insn_offsets = buf.take_label_offsets();
-            let entries = insn_offsets
-                .get(n..n + plan.starts.len())
-                .map(<[u32]>::to_vec)
-                .unwrap_or_default();
-            insn_offsets.truncate(n);
-            let code = buf.take_bytes();
+            let insn_offsets = buf.label_offsets_in(0..n);
+            let entries = buf.label_offsets_in(n..n + plan.starts.len());
+            // Copied out: the buffer keeps its memory for the next compile.
+            let code = buf.bytes().to_vec();
             buf.reset();
             return Ok(CompiledCode {
                 code,
                 entries,
-                subprog_starts: plan.starts,
+                subprog_starts: plan.starts.clone(),
                 insn_offsets,
                 passes,
                 private_stack_bytes: plan.private_stack_bytes,
@@ -1253,6 +1427,22 @@ impl Ranges {
     }
 }
 
+/// Largest code offset at which an instruction may start: displacements
+/// stay far from overflowing `i32`.
+const IMAGE_LIMIT: u32 = i32::MAX as u32 / 2;
+
+/// Where [`emit_special`] is in the plan's ascending position lists.
+#[derive(Default)]
+struct Cursors {
+    sub: usize,
+    fastcall: usize,
+    direct: usize,
+    safe_div: usize,
+}
+
+/// Emits the whole program once. Most instructions take the fast path (a
+/// label, a size check, one [`lower`]); the positions in
+/// [`Plan::specials`] go through [`emit_special`].
 fn emit_pass<M: MacroAssembler>(
     masm: &mut M,
     prog: &Program,
@@ -1261,128 +1451,52 @@ fn emit_pass<M: MacroAssembler>(
     table_len: u32,
 ) -> Result<(), JitError> {
     let n = prog.len();
-    let mut next_sub = 0usize;
-    // Subprogram 0 starts at position 0, so `frame` is set before the first
-    // instruction is lowered.
+    // Subprogram 0 starts at position 0 (always special), so `frame` is
+    // set before the first instruction is lowered.
     let Some(mut frame) = plan.frames.first() else {
         return Ok(());
     };
-    // Cursor into `plan.fastcall_calls` (ascending positions).
-    let mut fastcalls = plan.fastcall_calls.iter().peekable();
-    // Cursor into `plan.direct` (ascending positions).
-    let mut direct = plan.direct.iter().peekable();
     plan.direct_sites.borrow_mut().clear();
-    let mut ranges = Ranges::UNKNOWN;
-    // Read once: `plan` holds a `RefCell`, so the compiler would reload
-    // its fields after every call into the backend.
-    let reg_div = plan.reg_div;
-    let pairs = plan.blind.is_none();
-    let is_target = |pos: usize| {
-        plan.targets
-            .get(pos / 64)
-            .is_some_and(|w| w & (1 << (pos % 64)) != 0)
-    };
-    // The instruction was lowered together with the one before it.
-    let mut fused = false;
     let insns = prog.insns();
-    for (pos, (insn, &slot)) in insns.iter().zip(prog.starts()).enumerate() {
-        if reg_div && (is_target(pos) || plan.starts.get(next_sub) == Some(&pos)) {
-            ranges = Ranges::UNKNOWN;
-        }
-        if plan.starts.get(next_sub) == Some(&pos) {
-            if let Some(f) = plan.frames.get(next_sub) {
-                frame = f;
-            }
-            masm.buffer_mut().bind(Label::new((n + next_sub) as u32));
-            masm.prologue(frame);
-            if let Some(Some(off)) = plan.may_goto_slots.get(next_sub) {
-                // The frame's may_goto budget (`BPF_MAX_LOOPS`).
-                let r10 = masm.reg(Reg::R10);
-                let a = masm.address(r10, *off);
-                masm.store(Size::DW, a, RegImm::Imm(MAY_GOTO_BUDGET as i32))
-                    .map_err(|k| JitError::at(slot as usize, k))?;
-            }
-            next_sub += 1;
-        }
-        masm.buffer_mut().bind(Label::new(pos as u32));
-        let aux = plan.aux.get(pos).copied().unwrap_or(0);
-        if fused {
-            fused = false;
-            if reg_div {
-                ranges.step(insn, aux);
-            }
+    let aux = plan.aux.as_slice();
+    let specials = plan.specials.as_slice();
+    let mut cur = Cursors::default();
+    let mut sp = 0usize;
+    let mut next_special = specials.first().copied().unwrap_or(usize::MAX);
+    let pairs = plan.blind.is_none();
+    let mut pos = 0usize;
+    while let Some(insn) = insns.get(pos) {
+        if pos == next_special {
+            sp += 1;
+            next_special = specials.get(sp).copied().unwrap_or(usize::MAX);
+            let ctx = SpecialCtx {
+                plan,
+                n,
+                next_special,
+                table,
+                table_len,
+            };
+            pos += emit_special(masm, prog, &ctx, &mut cur, &mut frame, pos)?;
             continue;
         }
-        if masm.buffer().offset() > i32::MAX as u32 / 2 {
-            return Err(JitError::at(slot as usize, JitErrorKind::ImageTooLarge));
+        let buf = masm.buffer_mut();
+        buf.bind(Label::new(pos as u32));
+        if buf.offset() > IMAGE_LIMIT {
+            return Err(at_pos(prog, pos, JitErrorKind::ImageTooLarge));
         }
-        // A pair that lowers to one native instruction, when nothing jumps
-        // between the two (and no blinding rewrites the immediate).
         if pairs
-            && matches!(
-                insn,
-                Insn::Alu {
-                    op: AluOp::Lsh,
-                    src: Source::Imm(_),
-                    ..
-                } | Insn::Alu {
-                    width: Width::W64,
-                    op: AluOp::Mov,
-                    src: Source::Reg(_),
-                    ..
-                }
-            )
-            && !is_target(pos + 1)
-            && plan.starts.get(next_sub) != Some(&(pos + 1))
+            && is_pair_head(insn)
+            && pos + 1 != next_special
+            && !plan.is_target(pos + 1)
+            && try_pair(masm, insns, pos, plan)
         {
-            if let Some(next) = insns.get(pos + 1) {
-                if lower_pair(masm, insn, next) || lower_rotate(masm, insns, pos, &is_target) {
-                    fused = true;
-                    if reg_div {
-                        ranges.step(insn, aux);
-                    }
-                    continue;
-                }
-            }
-        }
-        if let Some(&(_, array, index)) = direct.next_if(|e| e.0 == pos) {
-            let site = (pos, slot as usize, array, index);
-            emit_direct_tail_call(masm, plan, frame, site)
-                .map_err(|k| JitError::at(slot as usize, k))?;
+            masm.buffer_mut().bind(Label::new(pos as u32 + 1));
+            pos += 2;
             continue;
         }
-        let key = plan.blind.map(|seed| blind_key(seed, pos));
-        let mg_slot = next_sub
-            .checked_sub(1)
-            .and_then(|s| plan.may_goto_slots.get(s).copied().flatten());
-        let lowered = match fastcalls.next_if(|e| e.0 == pos) {
-            // A call to a `bpf_fastcall` helper (plan: only helper calls).
-            Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
-            // Without blinding, only these need `lower_extra` (one
-            // well-predicted test instead of a second dispatch).
-            // A division by a register proved neither 0 nor -1 here.
-            None if reg_div && ranges.safe_divisor(insn) => {
-                lower_div_nonzero(masm, insn);
-                Ok(())
-            }
-            None if key.is_none()
-                && !matches!(
-                    insn,
-                    Insn::MayGoto { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. }
-                ) =>
-            {
-                lower(masm, insn, aux, frame, table, table_len)
-            }
-            None => match lower_extra(masm, insn, aux, mg_slot, plan, n, key) {
-                Ok(true) => Ok(()),
-                Ok(false) => lower(masm, insn, aux, frame, table, table_len),
-                Err(k) => Err(k),
-            },
-        };
-        lowered.map_err(|k| JitError::at(slot as usize, k))?;
-        if reg_div {
-            ranges.step(insn, aux);
-        }
+        let a = aux.get(pos).copied().unwrap_or(0);
+        lower(masm, insn, a, frame, table, table_len).map_err(|k| at_pos(prog, pos, k))?;
+        pos += 1;
     }
     if plan.ld_abs.is_some() {
         // The failure exit of ld_abs/ld_ind (main subprogram only): r0 = 0
@@ -1396,6 +1510,160 @@ fn emit_pass<M: MacroAssembler>(
         }
     }
     Ok(())
+}
+
+/// The error `kind` at the slot of the instruction at position `pos`.
+#[cold]
+#[inline(never)]
+fn at_pos(prog: &Program, pos: usize, kind: JitErrorKind) -> JitError {
+    let slot = prog.starts().get(pos).copied().unwrap_or(0);
+    JitError::at(slot as usize, kind)
+}
+
+/// Whether `insn` may start a pair [`try_pair`] fuses.
+#[inline(always)]
+fn is_pair_head(insn: &Insn) -> bool {
+    matches!(
+        insn,
+        Insn::Alu {
+            op: AluOp::Lsh,
+            src: Source::Imm(_),
+            ..
+        } | Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            src: Source::Reg(_),
+            ..
+        }
+    )
+}
+
+/// Lowers the instructions at `pos` and `pos + 1` as one (see
+/// [`lower_pair`] and [`lower_rotate`]) when they form a pattern; the
+/// caller checked that nothing jumps to `pos + 1`. Returns `false` (having
+/// emitted nothing) otherwise.
+#[inline(never)]
+fn try_pair<M: MacroAssembler>(masm: &mut M, insns: &[Insn], pos: usize, plan: &Plan) -> bool {
+    let (Some(insn), Some(next)) = (insns.get(pos), insns.get(pos + 1)) else {
+        return false;
+    };
+    // Only these second instructions complete a pattern: most heads are
+    // refused by this one test.
+    match *next {
+        Insn::Alu {
+            op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
+            src: Source::Imm(_),
+            width: Width::W64,
+            ..
+        } => lower_pair(masm, insn, next),
+        Insn::Alu {
+            op: AluOp::Or,
+            src: Source::Reg(_),
+            ..
+        } => lower_rotate(masm, insns, pos, plan),
+        _ => false,
+    }
+}
+
+/// What [`emit_special`] needs from [`emit_pass`].
+struct SpecialCtx<'p> {
+    plan: &'p Plan,
+    n: usize,
+    /// The next special position after this one.
+    next_special: usize,
+    table: Label,
+    table_len: u32,
+}
+
+/// Emits the instruction at special position `pos` (see
+/// [`Plan::specials`]), with the subprogram's prologue first when one
+/// starts there. Returns how many instructions it lowered (2 for a fused
+/// pair).
+#[inline(never)]
+fn emit_special<'p, M: MacroAssembler>(
+    masm: &mut M,
+    prog: &Program,
+    ctx: &SpecialCtx<'p>,
+    cur: &mut Cursors,
+    frame: &mut &'p FrameInfo,
+    pos: usize,
+) -> Result<usize, JitError> {
+    let plan = ctx.plan;
+    let n = ctx.n;
+    let insns = prog.insns();
+    let Some(insn) = insns.get(pos) else {
+        return Ok(1);
+    };
+    let err = |k| at_pos(prog, pos, k);
+    if plan.starts.get(cur.sub) == Some(&pos) {
+        if let Some(f) = plan.frames.get(cur.sub) {
+            *frame = f;
+        }
+        masm.buffer_mut().bind(Label::new((n + cur.sub) as u32));
+        masm.prologue(frame);
+        if let Some(Some(off)) = plan.may_goto_slots.get(cur.sub) {
+            // The frame's may_goto budget (`BPF_MAX_LOOPS`).
+            let r10 = masm.reg(Reg::R10);
+            let a = masm.address(r10, *off);
+            masm.store(Size::DW, a, RegImm::Imm(MAY_GOTO_BUDGET as i32))
+                .map_err(err)?;
+        }
+        cur.sub += 1;
+    }
+    let frame: &FrameInfo = frame;
+    let buf = masm.buffer_mut();
+    buf.bind(Label::new(pos as u32));
+    if buf.offset() > IMAGE_LIMIT {
+        return Err(err(JitErrorKind::ImageTooLarge));
+    }
+    // A pair that lowers to one native instruction, when nothing jumps
+    // between the two (and no blinding rewrites the immediate).
+    if plan.blind.is_none()
+        && is_pair_head(insn)
+        && pos + 1 != ctx.next_special
+        && !plan.is_target(pos + 1)
+        && try_pair(masm, insns, pos, plan)
+    {
+        masm.buffer_mut().bind(Label::new(pos as u32 + 1));
+        return Ok(2);
+    }
+    let aux = plan.aux.get(pos).copied().unwrap_or(0);
+    if let Some(&(_, array, index)) = plan.direct.get(cur.direct).filter(|e| e.0 == pos) {
+        cur.direct += 1;
+        let slot = prog.starts().get(pos).copied().unwrap_or(0) as usize;
+        emit_direct_tail_call(masm, plan, frame, (pos, slot, array, index)).map_err(err)?;
+        return Ok(1);
+    }
+    let fastcall = plan.fastcall_calls.get(cur.fastcall).filter(|e| e.0 == pos);
+    if fastcall.is_some() {
+        cur.fastcall += 1;
+    }
+    let safe_div = plan.safe_divs.get(cur.safe_div) == Some(&pos);
+    if safe_div {
+        cur.safe_div += 1;
+    }
+    let key = plan.blind.map(|seed| blind_key(seed, pos));
+    let mg_slot = cur
+        .sub
+        .checked_sub(1)
+        .and_then(|s| plan.may_goto_slots.get(s).copied().flatten());
+    let (table, table_len) = (ctx.table, ctx.table_len);
+    let lowered = match fastcall {
+        // A call to a `bpf_fastcall` helper (plan: only helper calls).
+        Some(&(_, keep)) => masm.call_helper_preserving(aux, keep),
+        // A division by a register proved neither 0 nor -1 here.
+        None if safe_div => {
+            lower_div_nonzero(masm, insn);
+            Ok(())
+        }
+        None => match lower_extra(masm, insn, aux, mg_slot, plan, n, key) {
+            Ok(true) => Ok(()),
+            Ok(false) => lower(masm, insn, aux, frame, table, table_len),
+            Err(k) => Err(k),
+        },
+    };
+    lowered.map_err(err)?;
+    Ok(1)
 }
 
 /// The 64-bit blinding key material of the instruction at `pos`
@@ -1618,12 +1886,8 @@ fn lower_div_nonzero<M: MacroAssembler>(masm: &mut M, insn: &Insn) {
 /// lowered as they are (`a` keeps its value); only `<<=` and `|=` become one
 /// rotate of `x`. Nothing may jump into the idiom past its first
 /// instruction. Returns `false` (having emitted nothing) otherwise.
-fn lower_rotate<M: MacroAssembler>(
-    masm: &mut M,
-    insns: &[Insn],
-    pos: usize,
-    is_target: &dyn Fn(usize) -> bool,
-) -> bool {
+fn lower_rotate<M: MacroAssembler>(masm: &mut M, insns: &[Insn], pos: usize, plan: &Plan) -> bool {
+    let is_target = |p: usize| plan.is_target(p);
     let alu = |p: usize| match insns.get(p) {
         Some(&Insn::Alu {
             width,
@@ -1997,7 +2261,7 @@ mod tests {
         ]);
         // Subprogram 0 is [0, 2): its conditional jump at slot 1 may land
         // in subprogram 1 (the kernel checks jumps before fall-through).
-        let e = plan(&p, &opts).err().unwrap();
+        let e = plan(&p, &opts, &mut Scratch::new()).err().unwrap();
         assert_eq!(e.index, Some(1));
         assert!(
             matches!(
@@ -2014,7 +2278,7 @@ mod tests {
             Insn::Ja { off: 0 },
             Insn::Exit,
         ]);
-        let e = plan(&p, &opts).err().unwrap();
+        let e = plan(&p, &opts, &mut Scratch::new()).err().unwrap();
         assert_eq!(
             e,
             JitError::at(
@@ -2041,7 +2305,7 @@ mod tests {
             },
             Insn::Exit,
         ]);
-        let plan = plan(&p, &opts).unwrap();
+        let plan = plan(&p, &opts, &mut Scratch::new()).unwrap();
         assert_eq!(plan.frames[0].callee_saved, 1 << 7);
         assert_eq!(plan.frames[0].stack_depth, 32);
     }
@@ -2065,7 +2329,7 @@ mod tests {
         let helpers = HelperTable::new();
         let depths = [20u32, 64];
         let opts = JitOptions::new(&helpers).with_stack_depths(&depths);
-        let plan = plan(&p, &opts).unwrap();
+        let plan = plan(&p, &opts, &mut Scratch::new()).unwrap();
         assert_eq!(plan.may_goto_slots, vec![Some(-40), None]);
         assert_eq!(plan.frames[0].stack_depth, 48);
         assert_eq!(plan.frames[1].stack_depth, 64);
@@ -2099,8 +2363,13 @@ mod tests {
         let helpers = HelperTable::new();
         let depths = [20u32, 64, 16];
         let opts = JitOptions::new(&helpers).with_stack_depths(&depths);
-        assert_eq!(plan(&p, &opts).unwrap().private_stack_bytes, 0);
-        let plan = plan(&p, &opts.with_private_stack(true)).unwrap();
+        assert_eq!(
+            plan(&p, &opts, &mut Scratch::new())
+                .unwrap()
+                .private_stack_bytes,
+            0
+        );
+        let plan = plan(&p, &opts.with_private_stack(true), &mut Scratch::new()).unwrap();
         assert_eq!(plan.private_stack_bytes, 112);
         // r10 is always set up on a private stack (calls derive from it).
         assert!(plan
@@ -2115,7 +2384,7 @@ mod tests {
         let opts = JitOptions::new(&helpers);
         let p = Program::from_insns(vec![Insn::Call(CallTarget::Helper(1)), Insn::Exit]);
         assert_eq!(
-            plan(&p, &opts).err().unwrap(),
+            plan(&p, &opts, &mut Scratch::new()).err().unwrap(),
             JitError::at(0, JitErrorKind::UnknownHelper(1))
         );
         let p = Program::from_insns(vec![
@@ -2127,13 +2396,13 @@ mod tests {
             Insn::Exit,
         ]);
         assert_eq!(
-            plan(&p, &opts).err().unwrap(),
+            plan(&p, &opts, &mut Scratch::new()).err().unwrap(),
             JitError::at(1, JitErrorKind::UnresolvedLdImm64("map fd"))
         );
         let r =
             |slot: usize, src: LdImm64Src| (slot == 1 && src == LdImm64Src::MapFd(3)).then_some(77);
         let opts = opts.with_ld_imm64(&r);
-        assert_eq!(plan(&p, &opts).unwrap().aux[1], 77);
+        assert_eq!(plan(&p, &opts, &mut Scratch::new()).unwrap().aux[1], 77);
     }
 
     #[test]
@@ -2150,7 +2419,7 @@ mod tests {
             Insn::Ja { off: 0 },
             Insn::Exit,
         ]);
-        let e = plan(&p, &opts).err().unwrap();
+        let e = plan(&p, &opts, &mut Scratch::new()).err().unwrap();
         assert_eq!(
             e,
             JitError::at(
@@ -2167,7 +2436,7 @@ mod tests {
             Insn::Ja { off: 0 },
             Insn::Exit,
         ]);
-        let e = plan(&p, &opts).err().unwrap();
+        let e = plan(&p, &opts, &mut Scratch::new()).err().unwrap();
         assert_eq!(e, JitError::at(0, JitErrorKind::UnknownHelper(1)));
     }
 }

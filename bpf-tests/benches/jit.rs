@@ -26,8 +26,10 @@
 //!
 //! Then JIT compile time (`compile/<prog>`, throughput in instructions, so
 //! criterion's elements/s gives ns per instruction = 1e9 / that): ours
-//! (`compile_code`, to a byte vector, and `compile`, mapped executable)
-//! against rbpf's `jit_compile` (which also allocates and maps its page), on
+//! (a reused `bpf_jit_x86::Compiler`: `compile_code`, to a byte vector,
+//! and `compile`, mapped executable; and `bpf_jit_x86::compile` with a
+//! fresh compiler each time) against rbpf's `jit_compile` (which also
+//! allocates and maps its page), on
 //! the six programs and on generated straight-line-and-branch programs. rbpf's
 //! JIT writes into one fixed 4 KiB page, so the largest generated program it
 //! can take is small; the 4096-instruction one is timed for ours only.
@@ -215,10 +217,19 @@ fn compile_benches(c: &mut Criterion) {
         g.throughput(Throughput::Elements(prog.len() as u64));
         let code = bpf_jit_x86::compile_code(prog, &opts)
             .unwrap_or_else(|err| panic!("{name}: x86 JIT: {err}"));
+        // One `Compiler` per bench, reused across iterations (its buffers
+        // are sized by the first compile), as a loader compiling many
+        // programs would use it; rbpf's `jit_compile` likewise reuses its VM.
+        let mut jit = bpf_jit_x86::Compiler::new();
         g.bench_function("bpfkit-x86-code", |b| {
-            b.iter_custom(|n| cpu_time(n, || bpf_jit_x86::compile_code(black_box(prog), &opts)))
+            b.iter_custom(|n| cpu_time(n, || jit.compile_code(black_box(prog), &opts)))
         });
         g.bench_function("bpfkit-x86-exec", |b| {
+            b.iter_custom(|n| cpu_time(n, || jit.compile(black_box(prog), &opts)))
+        });
+        // A fresh compiler each time (`bpf_jit_x86::compile`): its own
+        // allocations included.
+        g.bench_function("bpfkit-x86-exec-fresh", |b| {
             b.iter_custom(|n| cpu_time(n, || bpf_jit_x86::compile(black_box(prog), &opts)))
         });
         let bytes: &'static [u8] = Box::leak(prog.to_bytes().into_boxed_slice());

@@ -12,7 +12,8 @@ fn main() {
     let helpers = HelperTable::new();
     let opts = JitOptions::new(&helpers);
     let p = bpf_tests::benchprogs::load(&name).unwrap().mem;
+    let mut jit = bpf_jit_x86::Compiler::new();
     for _ in 0..n {
-        std::hint::black_box(bpf_jit_x86::compile_code(std::hint::black_box(&p), &opts).ok());
+        std::hint::black_box(jit.compile_code(std::hint::black_box(&p), &opts).ok());
     }
 }
