@@ -517,8 +517,15 @@ fn safe_divisors(prog: &Program, plan: &Plan) -> Vec<usize> {
         } else if plan.is_target(pos) {
             ranges = Ranges::UNKNOWN;
         }
-        if ranges.safe_divisor(insn) {
-            out.push(pos);
+        if let Insn::Alu {
+            op: AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod,
+            src: Source::Reg(_),
+            ..
+        } = insn
+        {
+            if ranges.safe_divisor(insn) {
+                out.push(pos);
+            }
         }
         ranges.step(insn, plan.aux.get(pos).copied().unwrap_or(0));
     }
@@ -1349,7 +1356,7 @@ impl Ranges {
     }
 
     /// The bounds after `insn` (whose `ld_imm64` value is `aux`).
-    #[inline(never)]
+    #[inline]
     fn step(&mut self, insn: &Insn, aux: u64) {
         const ALL: (u64, u64) = (0, u64::MAX);
         match *insn {

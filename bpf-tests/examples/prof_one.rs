@@ -11,7 +11,20 @@ fn main() {
         .unwrap_or(1000);
     let helpers = HelperTable::new();
     let opts = JitOptions::new(&helpers);
-    let p = bpf_tests::benchprogs::load(&name).unwrap().mem;
+    // `gen<blocks>`: the bench's generated program of that many blocks.
+    let p = match name.strip_prefix("gen").and_then(|b| b.parse().ok()) {
+        Some(blocks) => bpf_isa::arbitrary::initialized_bench_program(blocks),
+        None => bpf_tests::benchprogs::load(&name).unwrap().mem,
+    };
+    if std::env::var_os("PROF_PASSES").is_some() {
+        let c = bpf_jit_x86::compile_code(&p, &opts).unwrap();
+        eprintln!(
+            "{name}: {} insns, {} passes, {} bytes",
+            p.len(),
+            c.passes,
+            c.code.len()
+        );
+    }
     let mut jit = bpf_jit_x86::Compiler::new();
     for _ in 0..n {
         std::hint::black_box(jit.compile_code(std::hint::black_box(&p), &opts).ok());
