@@ -52,7 +52,8 @@ pub const AUX2: Gpr = Gpr::R10;
 /// counter (a value up to 33, or a pointer to it) the caller left in `rax`.
 pub const TAIL_CALL_ENTRY_OFFSET: u32 = 7;
 /// Size of the whole prologue before the callee-saved pushes: the head plus
-/// `push rbp` (1), `mov rbp, rsp` (3) and `sub rsp, imm32` (7).
+/// `push rbp` (1), `mov rbp, rsp` (3) and `sub rsp, imm32` (7), of a frame
+/// with stack (a frame of size 0 has no `sub`: 7 bytes less).
 pub const FRAME_SETUP_FIXED_SIZE: u32 = TAIL_CALL_ENTRY_OFFSET + 11;
 
 /// The x86-64 implementation of [`MacroAssembler`].
@@ -358,9 +359,13 @@ impl MacroAssembler for X86Masm {
     fn frame_setup(&mut self, frame: &FrameInfo) {
         let b = self.b();
         enc::push(b, Gpr::RBP);
-        if !frame.private_stack {
+        if !pad_below(frame) {
             enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
-            enc::sub_rsp_imm32(b, frame.stack_depth.saturating_add(frame_pad(frame)));
+            let size = frame.stack_depth.saturating_add(frame_pad(frame));
+            if size != 0 {
+                // A frame without stack (a leaf subprogram, say) needs no `sub`.
+                enc::sub_rsp_imm32(b, size);
+            }
         }
         if frame.tail_call_reachable {
             if frame.kind == EntryKind::Main {
@@ -386,12 +391,13 @@ impl MacroAssembler for X86Masm {
                 enc::push(b, REG_MAP[r.idx()]);
             }
         }
+        if pad_below(frame) && frame_pad(frame) != 0 {
+            // The alignment pad goes below the pushes.
+            enc::alu_ri(b, Sz::Q, Alu1::Sub, Gpr::RSP, 8);
+        }
         if frame.private_stack {
-            // The alignment pad goes below the pushes; r10 = the incoming
-            // frame address (the top of this frame in the private region).
-            if frame_pad(frame) != 0 {
-                enc::alu_ri(b, Sz::Q, Alu1::Sub, Gpr::RSP, 8);
-            }
+            // r10 = the incoming frame address (the top of this frame in
+            // the private region).
             enc::mov_rr(b, Sz::Q, Gpr::RBP, FIN);
         }
     }
@@ -897,7 +903,7 @@ impl X86Masm {
     /// return, `rax` (eBPF `r0`) is left alone.
     fn unwind_frame(&mut self, frame: &FrameInfo, tail: bool) {
         let b = self.b();
-        if frame.private_stack && frame_pad(frame) != 0 {
+        if pad_below(frame) && frame_pad(frame) != 0 {
             enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RSP, 8);
         }
         for r in SAVED.iter().rev() {
@@ -913,7 +919,7 @@ impl X86Masm {
             // on the native stack).
             enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RSP, 16);
         }
-        if frame.private_stack {
+        if pad_below(frame) {
             enc::pop(b, Gpr::RBP);
         } else {
             enc::leave(b);
@@ -942,6 +948,23 @@ impl X86Masm {
         }
         Ok(())
     }
+}
+
+/// Whether the frame needs no frame pointer: its code never names `r10`
+/// (so no eBPF stack slot can be reached, whatever `stack_depth` says), it
+/// keeps no tail-call counter (addressed from `rbp`) and it is not on a
+/// private stack. Such a frame (a leaf subprogram, typically) has no `mov
+/// rbp, rsp` and no eBPF stack; `push rbp` stays, for the alignment of
+/// `rsp` at calls. The kernel's JIT gives every frame a frame pointer.
+fn frameless(frame: &FrameInfo) -> bool {
+    !frame.private_stack && !frame.tail_call_reachable && !frame.saves(BpfReg::R10)
+}
+
+/// Whether the alignment pad goes below the callee-saved pushes (a frame
+/// whose `rbp` is not `rsp` after `push rbp`: private stack or frameless),
+/// rather than into the `sub rsp` that carves out the eBPF stack.
+fn pad_below(frame: &FrameInfo) -> bool {
+    frame.private_stack || frameless(frame)
 }
 
 /// Padding below the eBPF stack keeping `rsp` 16-byte aligned after the

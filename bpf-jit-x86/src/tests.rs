@@ -733,9 +733,17 @@ fn sequences() -> Vec<Row> {
         ),
         r(
             // A main program that never tail calls: no counter.
-            |m| m.prologue(&frame(EntryKind::Main, 512, &[R6, R7])),
+            |m| m.prologue(&frame(EntryKind::Main, 512, &[R6, R7, R10])),
             "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 00 02 00 00 53 41 55",
             "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 512; push rbx; push r13",
+        ),
+        r(
+            // No stack and an even number of pushes: a frame of size 0
+            // needs no `sub rsp` (bytes of `xchg ax, ax` onwards from
+            // llvm-mc-19).
+            |m| m.prologue(&frame(EntryKind::Subprog, 0, &[R6, R7, R10])),
+            "0f 1f 44 00 00 66 90 55 48 89 e5 53 41 55",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; push rbx; push r13",
         ),
         r(
             // A main program that may tail call: counter = 0 in the head;
@@ -759,14 +767,38 @@ fn sequences() -> Vec<Row> {
         ),
         r(
             // One push: 8 bytes of padding keep rsp 16-aligned.
-            |m| m.prologue(&frame(EntryKind::Subprog, 1024, &[R9])),
+            |m| m.prologue(&frame(EntryKind::Subprog, 1024, &[R9, R10])),
             "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 08 04 00 00 41 57",
             "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 1032; push r15",
         ),
         r(
-            |m| m.epilogue(&frame(EntryKind::Main, 512, &[R6, R7])),
+            |m| m.epilogue(&frame(EntryKind::Main, 512, &[R6, R7, R10])),
             "41 5d 5b c9 c3",
             "pop r13; pop rbx; leave; ret",
+        ),
+        // Frames whose code never names r10: no frame pointer, no eBPF
+        // stack whatever the depth; `push rbp` keeps rsp's alignment and
+        // the pad goes below the pushes (bytes from `xchg ax, ax` onwards
+        // from llvm-mc-19).
+        r(
+            |m| m.prologue(&frame(EntryKind::Subprog, 512, &[])),
+            "0f 1f 44 00 00 66 90 55",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp",
+        ),
+        r(
+            |m| m.epilogue(&frame(EntryKind::Subprog, 512, &[])),
+            "5d c3",
+            "pop rbp; ret",
+        ),
+        r(
+            |m| m.prologue(&frame(EntryKind::Main, 0, &[R9])),
+            "0f 1f 44 00 00 66 90 55 41 57 48 83 ec 08",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; push r15; sub rsp, 8",
+        ),
+        r(
+            |m| m.epilogue(&frame(EntryKind::Main, 0, &[R9])),
+            "48 83 c4 08 41 5f 5d c3",
+            "add rsp, 8; pop r15; pop rbp; ret",
         ),
         r(
             // r0 /= r1 (64-bit): x / 0 = 0, out of line after the code.

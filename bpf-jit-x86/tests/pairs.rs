@@ -106,6 +106,32 @@ fn rotate_idioms_become_one_rol() {
 }
 
 #[test]
+fn rotate_of_a_copy_shifted_in_place_is_one_rol() {
+    // Third form (clang's for `(acc << 7) | (acc >> 57)` in a function
+    // whose argument dies): r0 = r1; r1 >>= 57; r0 <<= 7; r0 |= r1. The
+    // shifted r1 stays: r0 = rotl64(x, 7) + (x >> 57).
+    let x = 0xf123_4567_89ab_cdefu64;
+    let src = "r0 = r1\nr1 >>= 57\nr0 <<= 7\nr0 |= r1\nr0 += r1\nexit";
+    let (r0, ops) = run(src, x, 0);
+    assert_eq!(r0, x.rotate_left(7).wrapping_add(x >> 57));
+    assert!(ops.contains(&Mnemonic::Rol), "{ops:?}");
+    assert!(!ops.contains(&Mnemonic::Shl), "{ops:?}");
+    // 32-bit: 0x9abcdef1 rotl 4 = 0xabcdef19 (upper half of r1 dropped).
+    let src = "w0 = w1\nw1 >>= 28\nw0 <<= 4\nw0 |= w1\nexit";
+    let (r0, ops) = run(src, 0xffff_ffff_9abc_def1, 0);
+    assert_eq!(r0, 0xabcd_ef19);
+    assert!(ops.contains(&Mnemonic::Rol), "{ops:?}");
+    // A jump to the `>>=` skips the copy: r0 = 3, r1 = x >> 57, then
+    // r0 = (3 << 7) | (x >> 57) = 0x180 | 0x78 = 0x1f8 (x >> 57 = 0x78);
+    // falling through (r2 == 0) it is the rotate.
+    let src = "r0 = 3\nif r2 != 0 goto +1\nr0 = r1\nr1 >>= 57\nr0 <<= 7\nr0 |= r1\nexit";
+    let (r0, ops) = run(src, x, 1);
+    assert_eq!(r0, 0x1f8);
+    assert!(!ops.contains(&Mnemonic::Rol), "{ops:?}");
+    assert_eq!(run(src, x, 0).0, x.rotate_left(7));
+}
+
+#[test]
 fn near_rotates_stay_shifts() {
     // Amounts that do not add up to the width: (x << 4) | (x >> 27).
     let x = 0x8000_0001u64;

@@ -1888,6 +1888,8 @@ fn lower_div_nonzero<M: MacroAssembler>(masm: &mut M, insn: &Insn) {
 /// (clang's, as eBPF has no rotate), all of one width `bits`:
 /// - `a = x; a >>= k; x <<= bits - k; x |= a` (x = rotl(x, bits - k)), or
 /// - `a = y; a >>= k; x = y; x <<= bits - k; x |= a` (x = rotl(y, bits - k)),
+/// - `x = a; a >>= k; x <<= bits - k; x |= a` (x = rotl(a, bits - k); `a`
+///   keeps its shifted value),
 ///
 /// with `a`, `x` (and `y`) distinct registers. The earlier instructions are
 /// lowered as they are (`a` keeps its value); only `<<=` and `|=` become one
@@ -1933,12 +1935,18 @@ fn lower_rotate<M: MacroAssembler>(masm: &mut M, insns: &[Insn], pos: usize, pla
             _ => None,
         }
     };
+    // `x = a; a >>= bits - m` ending at `at` (the third form).
+    let copied_then_shifted = |at: usize| -> bool {
+        at.checked_sub(1).and_then(alu) == Some((w, AluOp::Mov, x, Source::Reg(a)))
+            && alu(at) == Some((w, AluOp::Rsh, a, Source::Imm(bits - m)))
+            && !is_target(at)
+    };
     let matched = match pos.checked_sub(1).and_then(|p| alu(p).map(|i| (p, i))) {
         // `x = y` right before: the second form.
         Some((p, (wm, AluOp::Mov, xm, Source::Reg(y)))) if wm == w && xm == x => {
             y != x && y != a && !is_target(p) && p.checked_sub(1).and_then(half) == Some(y)
         }
-        Some((p, _)) => half(p) == Some(x),
+        Some((p, _)) => half(p) == Some(x) || copied_then_shifted(p),
         None => false,
     };
     let d = masm.reg(x);

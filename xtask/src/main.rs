@@ -4,7 +4,10 @@
 //!   docs, fuzz targets).
 //! - `cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER_ARGS]` — run one cargo-fuzz target.
 //! - `cargo xtask build-examples` — compile `examples/*.c` to BPF objects.
+//! - `cargo xtask bench-table [--runs N] [--filter F] [--cpu C | --no-pin]` — run the
+//!   JIT run-time bench N times and print medians, spreads and ratios (not part of `ci`).
 
+mod bench_table;
 mod ci;
 mod examples;
 mod fuzz;
@@ -17,7 +20,11 @@ const USAGE: &str = "usage:
                                           unless --keep-going)
   cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER_ARGS]
                                           run a fuzz target (decode | assemble | elf | verify | nocsr), default 60 s
-  cargo xtask build-examples              compile examples/*.c with clang-19 -target bpf";
+  cargo xtask build-examples              compile examples/*.c with clang-19 -target bpf
+  cargo xtask bench-table [--runs N] [--filter F] [--cpu C | --no-pin]
+                                          run `cargo bench -p bpf-tests --bench jit` N times
+                                          (default 3, filter run/, pinned to CPU 1 with
+                                          taskset) and print a markdown table of medians";
 
 fn main() {
     if let Err(e) = real_main() {
@@ -56,6 +63,10 @@ fn real_main() -> Result<()> {
             fuzz::fuzz(&root, &target, seconds, &extra)
         }
         Some("build-examples") if args.len() == 1 => examples::build_examples(&root),
+        Some("bench-table") => {
+            let opts = bench_table::parse_args(&args[1..])?;
+            bench_table::bench_table(&root, &opts)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
