@@ -78,6 +78,10 @@ pub struct InsnAux {
     /// rejects an instruction that accesses the context on one path and
     /// other memory on another, so [`rewrite`] may convert it.
     pub ctx_access: bool,
+    /// For a load: the base register was a `sock_common` pointer (the
+    /// kernel converts such loads from `struct bpf_sock` to the kernel's
+    /// socket; [`rewrite`] has no such conversion and refuses them).
+    pub sock_access: bool,
     /// For a load, store or atomic: some path reached it (its base type was recorded).
     pub mem_access_seen: bool,
     /// The instruction defines a register by its low 32 bits only (a 32-bit

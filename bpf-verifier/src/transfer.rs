@@ -783,7 +783,7 @@ fn atomic(
             let base = st.cur().regs[dst.idx()];
             if matches!(
                 base.ty,
-                RegType::Ctx | RegType::Packet | RegType::PacketMeta
+                RegType::Ctx | RegType::Packet | RegType::PacketMeta | RegType::SockCommon
             ) {
                 return Err(env.err(
                     pc,
@@ -795,8 +795,13 @@ fn atomic(
                     ),
                 ));
             }
-            check_mem(env, st, pc, dst, off as i64, size.bytes(), Access::Atomic)?;
-            let fetched = RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes()));
+            let old = check_mem(env, st, pc, dst, off as i64, size.bytes(), Access::Atomic)?;
+            // A fetch of a whole spilled pointer yields the pointer (the
+            // kernel's register fill); anything else an unknown number.
+            let fetched = match old {
+                Some(r) if r.is_pointer() => r,
+                _ => RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes())),
+            };
             if op == AtomicOp::Cmpxchg {
                 set(st, Reg::R0, fetched);
             } else if op.writes_register() {
