@@ -172,7 +172,22 @@ impl Bt {
                 }
             }
             Insn::Call(CallTarget::Helper(_)) => {
-                if subseq.is_some_and(|s| s != idx + 1) {
+                let jumped = subseq.is_some_and(|s| s != idx + 1);
+                if jumped && calls_cb.get(idx as usize) != Some(&true) {
+                    // A tail call in a subprogram that returned to the
+                    // caller (kernel `check_helper_call`: treated as the
+                    // subprogram's exit): the caller's r0 is unknown and its
+                    // r1-r5 are not set, so nothing traced crosses into the callee.
+                    self.clear_reg(0);
+                    if self.regs[self.frame] & ARGS != 0 || self.frame + 1 >= MAX_FRAMES {
+                        return Err(Unsupported);
+                    }
+                    self.frame += 1;
+                    self.regs[self.frame] = 0;
+                    self.stack[self.frame] = 0;
+                    return Ok(());
+                }
+                if jumped {
                     // Entered a callback: its r1-r5 were set by the helper,
                     // not by the caller's instructions.
                     if self.regs[self.frame] & !ARGS != 0 || self.stack[self.frame] != 0 {

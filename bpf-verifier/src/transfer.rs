@@ -176,6 +176,15 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                 other: Box::new(cb_state),
                 other_pc: cb_start,
             }),
+            None if st.frames.len() > 1
+                && env
+                    .opts
+                    .helpers
+                    .get(id)
+                    .is_some_and(|p| p.special == Special::TailCall) =>
+            {
+                tail_call_exit(env, st, pc, next)
+            }
             None => Ok(Next::Goto(next)),
         },
         Insn::Call(CallTarget::Local(off)) => {
@@ -1349,6 +1358,43 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
     };
     st.cur_mut().regs[0] = r0;
     Ok(cb_entry)
+}
+
+/// A tail call in a subprogram (kernel `check_helper_call`, 6.13+): when it
+/// succeeds, the called program's exit returns to the subprogram's caller.
+/// The failed call goes on at `next` (explored later); the current path
+/// leaves the subprogram with an unknown r0 and every packet pointer
+/// invalidated (`clear_all_pkt_pointers`: the other program may have
+/// changed the packet), as if by `exit`.
+fn tail_call_exit(env: &mut Env<'_>, st: &mut State, pc: usize, next: usize) -> R<Next> {
+    let cont = st.clone();
+    let privileged = env.opts.privileged;
+    st.for_each_reg(|r| {
+        if matches!(
+            r.ty,
+            RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+        ) {
+            *r = if privileged {
+                RegState::unknown()
+            } else {
+                RegState::NOT_INIT
+            };
+        }
+    });
+    st.cur_mut().regs[0] = RegState::unknown();
+    match exit(env, st, pc)? {
+        Next::Goto(to) => Ok(Next::Fork {
+            pc: to,
+            other: Box::new(cont),
+            other_pc: next,
+        }),
+        // `exit` of a subprogram always returns to a caller; were it not
+        // to, only the failed call's path remains.
+        _ => {
+            *st = cont;
+            Ok(Next::Goto(next))
+        }
+    }
 }
 
 fn local_call(env: &mut Env<'_>, st: &mut State, pc: usize, target: u32) -> R<()> {

@@ -317,4 +317,15 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("sk_arith_or_null", 1, "r1 = *(u64 *)(r1 + 168)\nr1 += 4\nr0 = 0\nexit"),
     ("sk_atomic_denied", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr2 = 1\nlock *(u32 *)(r1 + 4) += r2\nr0 = 0\nexit"),
     ("sk_ret_ptr_priv", 1, "r1 = *(u64 *)(r1 + 168)\nr0 = r1\nexit"),
+    // --- a tail call in a subprogram also returns to the caller (check_helper_call):
+    // r0 unknown there, packet pointers invalidated; the failed call goes on ---
+    ("tail_call_subprog_r0_unknown", 1, "call pc+6\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_r0_masked", 1, "call pc+7\nr0 &= 7\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_nested_r0_unknown", 1, "call pc+6\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\ncall pc+1\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_nested_masked", 1, "call pc+7\nr0 &= 7\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\ncall pc+1\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +6\nr6 = r2\nr1 = r7\ncall pc+5\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("subprog_no_tail_call_pkt_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +6\nr6 = r2\nr1 = r7\ncall pc+5\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_spilled_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +7\n*(u64 *)(r10 - 8) = r2\nr1 = r7\ncall pc+6\nr6 = *(u64 *)(r10 - 8)\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_in_fallthrough", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +4\nr1 = r7\ncall pc+4\nr0 = 2\nexit\nr0 = 2\nexit\nr6 = r2\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = *(u8 *)(r6 + 0)\nr0 = 0\nexit"),
+    ("tail_call_in_loop_callback", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 2\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r1 = *(u64 *)(r2 + 0)\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
 ];
