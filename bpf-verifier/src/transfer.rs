@@ -293,6 +293,7 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             off,
         } => {
             let val = read_reg(env, st, pc, src)?;
+            let val = link_spill(env, st, dst, off, size, src, val);
             store(env, st, pc, dst, off, size, val)?;
             Ok(Next::Goto(next))
         }
@@ -713,6 +714,42 @@ fn unary(
 
 /// `*(size *)(dst + off) = val` (`st` and `stx`): `dst` must be readable
 /// and the access a valid write of `val`.
+/// The kernel's `check_stack_write_fixed_off` (privileged): a scalar
+/// spilled to a slot-aligned fixed stack offset, whose value fits the store,
+/// gets an id first (`assign_scalar_id_before_mov`), so that the register
+/// and the spilled copy are refined together by later branches.
+fn link_spill(
+    env: &mut Env<'_>,
+    st: &mut State,
+    dst: Reg,
+    off: i16,
+    size: Size,
+    src: Reg,
+    val: RegState,
+) -> RegState {
+    let base = st.cur().regs[dst.idx()];
+    let Some(var) = base.var.const_value() else {
+        return val;
+    };
+    if !env.opts.privileged
+        || base.ty != RegType::Stack
+        || val.ty != RegType::Scalar
+        || val.id != 0
+        || val.var.is_const()
+    {
+        return val;
+    }
+    let total = i64::from(off) + i64::from(base.off) + var as i64;
+    let width = 64 - val.var.umax.leading_zeros();
+    if total % 8 != 0 || width > 8 * size.bytes() {
+        return val;
+    }
+    let mut v = val;
+    v.id = env.new_id();
+    set(st, src, v);
+    v
+}
+
 fn store(
     env: &mut Env<'_>,
     st: &mut State,
@@ -971,6 +1008,17 @@ fn branch(
             env.mark_precise(st, r.num());
         }
         return Ok(Next::Goto(if t { target } else { next }));
+    }
+    // The kernel's `check_cond_jmp_op` records scalars linked to the
+    // compared ones in the jump history (`collect_linked_regs`).
+    let mut linked = 0u32;
+    for id in [a.id, if b_reg.is_some() { b.id } else { 0 }] {
+        if id != 0 {
+            st.for_each_reg(|r| linked += u32::from(r.id == id));
+        }
+    }
+    if linked > 1 {
+        env.push_jmp_hist();
     }
     let mut taken = st.clone();
     let (mut ta, mut tb) = (a, b);

@@ -47,6 +47,8 @@ pub(crate) struct Pending {
     pub(crate) parent: Option<u32>,
     pub(crate) from: usize,
     pub(crate) hist: Vec<Hist>,
+    /// Kernel jump-history entries of the path since `parent` (see [`Env::jmp_hist`]).
+    pub(crate) jmp_hist: u32,
     /// Log length when the path was pushed (level 1 cuts the log back to
     /// it when the path is popped, as the kernel's `pop_stack`).
     pub(crate) log_pos: usize,
@@ -93,6 +95,16 @@ pub(crate) struct Env<'a> {
     pub(crate) parent: Option<u32>,
     /// Instructions the current path processed since `parent`.
     pub(crate) hist: Vec<Hist>,
+    /// How many entries the kernel's jump history (`jmp_history_cnt`) of
+    /// the current path holds since `parent`: one per instruction that is
+    /// a jump point (a branch target or the return point of a call), spills
+    /// or fills a register, or compares a scalar linked to others. Over 40
+    /// forces a checkpoint.
+    pub(crate) jmp_hist: u32,
+    /// The current instruction already has its jump-history entry.
+    pub(crate) jmp_hist_pushed: bool,
+    /// Jump points (kernel `mark_jmp_point`).
+    jmp_point: Vec<bool>,
     /// Slot of the instruction being processed.
     pub(crate) cur_pc: usize,
     /// Spill or fill of the instruction being processed, for `hist`.
@@ -122,6 +134,7 @@ impl<'a> Env<'a> {
     pub(crate) fn new(prog: &'a Program, opts: &'a Options, subprog_starts: Vec<u32>) -> Env<'a> {
         let n = prog.slot_len();
         let mut prune_point = vec![false; n];
+        let mut jmp_point = vec![false; n];
         let mut calls_callback = vec![false; n];
         for (idx, insn) in prog.iter() {
             let pc = idx.slot();
@@ -131,6 +144,43 @@ impl<'a> Env<'a> {
                     *p = true;
                 }
             };
+            let mut jmp = |t: usize| {
+                if let Some(p) = jmp_point.get_mut(t) {
+                    *p = true;
+                }
+            };
+            // Jump points: targets of branch edges, the return points of
+            // calls and callback-calling calls themselves (`visit_insn`).
+            match *insn {
+                Insn::Jmp { off, .. } | Insn::MayGoto { off } => {
+                    jmp((next as i64 + off as i64) as usize);
+                }
+                Insn::Ja { .. } | Insn::JaLong { .. } => {
+                    jmp((next as i64 + insn.branch_offset().unwrap_or(0)) as usize);
+                }
+                Insn::Call(CallTarget::Local(off)) => {
+                    jmp(next);
+                    jmp((pc as i64 + 1 + off as i64) as usize);
+                }
+                Insn::Call(CallTarget::Helper(id))
+                    if opts
+                        .helpers
+                        .get(id)
+                        .is_some_and(|p| p.special == crate::helpers::Special::Loop) =>
+                {
+                    jmp(next);
+                    jmp(pc);
+                }
+                Insn::Call(_) => jmp(next),
+                Insn::LdImm64 {
+                    src: bpf_isa::LdImm64Src::Func(off),
+                    ..
+                } => {
+                    jmp(next);
+                    jmp((pc as i64 + 1 + off as i64) as usize);
+                }
+                _ => {}
+            }
             // Prune points as the kernel's `visit_insn` marks them.
             match *insn {
                 Insn::Jmp { off, .. } | Insn::MayGoto { off } => {
@@ -190,6 +240,9 @@ impl<'a> Env<'a> {
             subprog_starts,
             parent: None,
             hist: Vec::new(),
+            jmp_hist: 0,
+            jmp_hist_pushed: false,
+            jmp_point,
             cur_pc: 0,
             cur_stack: Hist::NO_STACK,
             live_regs: liveness::live_regs(prog, &opts.helpers),
@@ -269,14 +322,19 @@ impl<'a> Env<'a> {
             Some(Insn::MayGoto { .. })
         );
         let calls_cb = self.calls_callback.get(pc).copied().unwrap_or(false);
-        // Callback-calling helpers and may_goto are forced checkpoints.
-        let force = calls_cb || is_may_goto;
+        // Callback-calling helpers and may_goto are forced checkpoints; a
+        // long jump history forces one too (kernel `force_new_state`).
+        let force_ckpt = calls_cb || is_may_goto;
+        let force = force_ckpt || self.jmp_hist > 40;
         let mut add_new = force
             || (self.jmps_processed - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
+        // Newest first, as the kernel's list (new states go to its head):
+        // the order decides which state a path is pruned against and whose
+        // miss counts grow.
         let list: SmallVec<[u32; 8]> = self
             .at
             .get(pc)
-            .map(|v| v.iter().copied().collect())
+            .map(|v| v.iter().rev().copied().collect())
             .unwrap_or_default();
         let privileged = self.opts.privileged;
         let mut states_cnt = 0u64;
@@ -379,7 +437,7 @@ impl<'a> Env<'a> {
                 if add_new {
                     e.miss += 1;
                 }
-                let n = if force && e.branches > 0 { 64 } else { 3 };
+                let n = if force_ckpt && e.branches > 0 { 64 } else { 3 };
                 if e.miss > e.hit * n + n {
                     evict.push(i);
                 }
@@ -400,6 +458,8 @@ impl<'a> Env<'a> {
             cur.for_each_reg(|r| r.precise = false);
         }
         let idx = self.explored.len() as u32;
+        // The new checkpoint starts a new jump history.
+        self.jmp_hist = 0;
         self.explored.push(Explored {
             state: cur.clone(),
             parent: self.parent,
@@ -561,6 +621,7 @@ impl<'a> Env<'a> {
             parent: None,
             from: usize::MAX,
             hist: Vec::new(),
+            jmp_hist: 0,
             log_pos: 0,
         });
         while let Some(p) = self.stack.pop() {
@@ -570,10 +631,12 @@ impl<'a> Env<'a> {
                 parent,
                 from,
                 hist,
+                jmp_hist,
                 log_pos,
             } = p;
             self.parent = parent;
             self.hist = hist;
+            self.jmp_hist = jmp_hist;
             if self.opts.log_level >= 2 {
                 if from == usize::MAX {
                     self.log_prologue();
@@ -609,6 +672,10 @@ impl<'a> Env<'a> {
                 self.cur_pc = pc;
                 if self.prune_point.get(pc).copied().unwrap_or(false) && self.visit(&mut cur, pc)? {
                     break;
+                }
+                self.jmp_hist_pushed = false;
+                if self.jmp_point.get(pc).copied().unwrap_or(false) {
+                    self.push_jmp_hist();
                 }
                 let Some(insn) = self.prog.get(InsnIdx::from_u32(pc as u32)).copied() else {
                     return Err(self.err(
@@ -653,6 +720,9 @@ impl<'a> Env<'a> {
                         None
                     };
                 let step = crate::transfer::step(self, &mut cur, pc, &insn)?;
+                if self.cur_stack != Hist::NO_STACK {
+                    self.push_jmp_hist();
+                }
                 self.stack_live.commit(pc);
                 self.hist.push(Hist {
                     idx: pc as u32,
@@ -705,6 +775,7 @@ impl<'a> Env<'a> {
                             parent: self.parent,
                             from: pc,
                             hist: self.hist.clone(),
+                            jmp_hist: self.jmp_hist,
                             log_pos: insn_end,
                         });
                         pc = t;
@@ -743,6 +814,14 @@ impl<'a> Env<'a> {
         }
         if spill && lo % 8 == 0 {
             self.note_stack_hist(fidx, lo);
+        }
+    }
+
+    /// Counts the current instruction's entry in the kernel's jump history
+    /// (once per instruction, as `push_jmp_history` merges entries).
+    pub(crate) fn push_jmp_hist(&mut self) {
+        if !std::mem::replace(&mut self.jmp_hist_pushed, true) {
+            self.jmp_hist += 1;
         }
     }
 
