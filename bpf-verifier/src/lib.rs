@@ -43,6 +43,7 @@ mod check;
 mod klog;
 mod liveness;
 mod precision;
+mod scc;
 mod transfer;
 mod verifier;
 mod zext;

@@ -261,8 +261,10 @@ impl Bt {
 }
 
 /// Marks the traced registers and slots of `st` precise; drops from `bt`
-/// what is already precise or not a scalar there.
-fn mark_state(st: &mut State, bt: &mut Bt) {
+/// what is already precise or not a scalar there. Returns how many marks
+/// were new.
+fn mark_state(st: &mut State, bt: &mut Bt) -> u64 {
+    let mut new = 0;
     for fr in 0..=bt.frame.min(MAX_FRAMES - 1) {
         let Some(f) = st.frames.get_mut(fr) else {
             bt.regs[fr] = 0;
@@ -278,6 +280,7 @@ fn mark_state(st: &mut State, bt: &mut Bt) {
                 bt.regs[fr] &= !(1 << i);
             } else {
                 r.precise = true;
+                new += 1;
             }
         }
         for spi in 0..64 {
@@ -291,20 +294,26 @@ fn mark_state(st: &mut State, bt: &mut Bt) {
                         bt.stack[fr] &= !(1u64 << spi);
                     } else {
                         s.spilled.precise = true;
+                        new += 1;
                     }
                 }
                 _ => bt.stack[fr] &= !(1u64 << spi),
             }
         }
     }
+    new
 }
 
-fn mark_all(st: &mut State) {
+/// Marks every scalar of `st` precise; returns how many marks were new.
+fn mark_all(st: &mut State) -> u64 {
+    let mut new = 0;
     st.for_each_reg(|r| {
-        if r.ty == RegType::Scalar {
+        if r.ty == RegType::Scalar && !r.precise {
             r.precise = true;
+            new += 1;
         }
     });
+    new
 }
 
 impl Env<'_> {
@@ -381,7 +390,7 @@ impl Env<'_> {
             let Some(e) = self.explored.get_mut(n as usize) else {
                 return;
             };
-            mark_state(&mut e.state, &mut bt);
+            self.precise_marks += mark_state(&mut e.state, &mut bt);
             if bt.is_empty() {
                 return;
             }
@@ -392,13 +401,13 @@ impl Env<'_> {
     }
 
     /// Every scalar of every checkpoint on the current chain becomes precise.
-    fn mark_all_precise(&mut self) {
+    pub(crate) fn mark_all_precise(&mut self) {
         let mut node = self.parent;
         while let Some(n) = node {
             let Some(e) = self.explored.get_mut(n as usize) else {
                 break;
             };
-            mark_all(&mut e.state);
+            self.precise_marks += mark_all(&mut e.state);
             node = e.parent;
         }
     }

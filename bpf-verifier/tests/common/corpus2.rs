@@ -340,4 +340,10 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("spill_linked_bound_u32", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u32 *)(r10 - 8) = r1\nif r1 > 7 goto +6\nr2 = *(u32 *)(r10 - 8)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
     ("spill_unaligned_not_linked", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u32 *)(r10 - 4) = r1\nif r1 > 7 goto +6\nr2 = *(u32 *)(r10 - 4)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
     ("spill_narrow_not_linked", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u16 *)(r10 - 8) = r1\nif r1 > 7 goto +6\nr2 = *(u16 *)(r10 - 8)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
+    // --- inside a may_goto loop, checkpoints whose loop still has back-edges
+    // to follow are compared by range (incomplete_read_marks): r7 set on one
+    // path must not be pruned against the checkpoint made before it was read ---
+    ("may_goto_incomplete_marks_oob", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -600\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    ("may_goto_incomplete_marks_uninit", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -40\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    ("may_goto_incomplete_marks_ok", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -24\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
 ];
