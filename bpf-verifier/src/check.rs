@@ -563,11 +563,13 @@ pub(crate) fn check_helper_mem(
             Ok(())
         }
         RegType::NotInit => Err(env.err(pc, K::UninitRegister, format!("R{regno} !read_ok"))),
+        // `check_reg_type` lists the kernel's `mem_types` (ring-buffer
+        // memory, buffers and trusted BTF pointers are not modelled here).
         t => Err(env.err(
             pc,
             K::HelperCall,
             format!(
-                "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem",
+                "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_",
                 t.name()
             ),
         )),

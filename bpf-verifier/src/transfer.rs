@@ -205,7 +205,7 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             set(st, dst, r);
             Ok(Next::Goto(next))
         }
-        Insn::LdAbs { size, .. } | Insn::LdInd { size, .. } => {
+        Insn::LdAbs { .. } | Insn::LdInd { .. } => {
             if !env.opts.prog.ld_abs_allowed() {
                 return Err(env.err(
                     pc,
@@ -242,7 +242,9 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             for r in 1..=5 {
                 st.cur_mut().regs[r] = RegState::NOT_INIT;
             }
-            st.cur_mut().regs[0] = RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes()));
+            // `check_ld_abs`: r0 is marked unknown (all 64 bits), whatever
+            // the size loaded.
+            st.cur_mut().regs[0] = RegState::unknown();
             Ok(Next::Goto(next))
         }
         Insn::Ldx {

@@ -346,4 +346,13 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("may_goto_incomplete_marks_oob", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -600\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
     ("may_goto_incomplete_marks_uninit", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -40\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
     ("may_goto_incomplete_marks_ok", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -24\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    // --- recursion: found while exploring (the call stack outgrows 8 frames)
+    // or, when every path bounds it, by check_max_stack_depth afterwards ---
+    ("call_recursive_bounded", 1, "r1 = 2\ncall pc+2\nr0 = 0\nexit\nif r1 == 0 goto +2\nr1 -= 1\ncall pc-3\nr0 = 0\nexit"),
+    ("call_recursive_mutual", 1, "call pc+2\nr0 = 0\nexit\ncall pc+2\nr0 = 0\nexit\ncall pc-4\nr0 = 0\nexit"),
+    ("call_recursive_deep_bound", 1, "r1 = 9\ncall pc+2\nr0 = 0\nexit\nif r1 == 0 goto +2\nr1 -= 1\ncall pc-3\nr0 = 0\nexit"),
+    // --- check_ld_abs marks r0 unknown whatever the load size ---
+    ("ld_abs_value_unknown_stack_index", 1, "r6 = r1\nr0 = *(u8 *)skb[0]\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
+    ("ld_abs_value_masked_stack_index", 1, "r6 = r1\nr0 = *(u8 *)skb[0]\nr0 &= 255\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
+    ("ld_ind_value_unknown_stack_index", 1, "r6 = r1\nr7 = 0\nr0 = *(u16 *)skb[r7 + 0]\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
 ];
