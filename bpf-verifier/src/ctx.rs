@@ -247,7 +247,7 @@ pub const BPF_SOCK_SIZE: i64 = 80;
 /// (`type` through `priority` are not part of `sock_common`) on top of
 /// `bpf_sock_is_valid_access` (`struct bpf_sock` of the UAPI).
 pub fn sock_common_read_ok(off: i64, size: u32) -> bool {
-    if off < 0 || off >= BPF_SOCK_SIZE || size == 0 || off % size as i64 != 0 {
+    if !(0..BPF_SOCK_SIZE).contains(&off) || size == 0 || off % size as i64 != 0 {
         return false;
     }
     // `bpf_ctx_narrow_access_ok`: a power of two no wider than the field.
