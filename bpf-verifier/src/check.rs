@@ -51,7 +51,10 @@ pub(crate) fn check_mem(
     // on one path and other memory on another (its conversion differs).
     if let Some(a) = env.aux.get_mut(pc) {
         let is_ctx = reg.ty == RegType::Ctx;
-        if a.mem_access_seen && a.ctx_access != is_ctx {
+        let is_sock = reg.ty == RegType::SockCommon;
+        // `reg_type_mismatch`: the converted types (ctx, sockets) may not
+        // mix with each other or with plain memory.
+        if a.mem_access_seen && (a.ctx_access != is_ctx || a.sock_access != is_sock) {
             return Err(env.err(
                 pc,
                 K::MemoryAccess,
@@ -60,6 +63,7 @@ pub(crate) fn check_mem(
         }
         a.mem_access_seen = true;
         a.ctx_access = is_ctx;
+        a.sock_access = is_sock;
     }
     if let Access::Write(Some(v)) = access {
         if v.is_pointer() && !env.opts.privileged && reg.ty != RegType::Stack {
@@ -178,9 +182,8 @@ pub(crate) fn check_mem(
                 Some(RegType::Scalar) => Ok(None),
                 Some(t) => {
                     let mut r = RegState::pointer(t);
-                    if t != RegType::PacketEnd {
-                        r.id = 0;
-                    }
+                    // A maybe-NULL field gets an id for its NULL check.
+                    r.id = if t.maybe_null() { env.new_id() } else { 0 };
                     Ok(Some(r))
                 }
                 None => Err(env.err(
@@ -189,6 +192,27 @@ pub(crate) fn check_mem(
                     format!("invalid bpf_context access off={off} size={size}"),
                 )),
             }
+        }
+        RegType::SockCommon => {
+            // check_mem_access (type_is_sk_pointer) and check_sock_access.
+            if access.writes() {
+                return Err(env.err(
+                    pc,
+                    K::MemoryAccess,
+                    format!("R{regno} cannot write into sock_common"),
+                ));
+            }
+            if reg.var.smin < 0 {
+                return Err(env.err(pc, K::MemoryAccess, format!("R{regno} min value is negative, either use unsigned index or do a if (index >=0) check.")));
+            }
+            if !crate::ctx::sock_common_read_ok(off, size) {
+                return Err(env.err(
+                    pc,
+                    K::MemoryAccess,
+                    format!("R{regno} invalid sock_common access off={off} size={size}"),
+                ));
+            }
+            Ok(None)
         }
         RegType::NotInit => Err(env.err(pc, K::UninitRegister, format!("R{regno} !read_ok"))),
         t => Err(env.err(
@@ -410,15 +434,33 @@ fn stack_access(
             Ok(None)
         }
         Access::Atomic => {
-            if let Some(s) = stack.slot(Stack::locate(lo).0) {
-                if s.is_spill() && s.spilled.is_pointer() {
-                    return Err(env.err(pc, K::MemoryAccess, "atomic on spilled pointer".into()));
+            // `check_atomic_rmw` reads the old value first (the rules of
+            // `check_stack_read_fixed_off`: a spilled pointer only as a whole)
+            // and then writes unknown data, which scrubs any spill.
+            let (spi, _) = Stack::locate(lo);
+            let defs = stack.slot(spi).map(|s| s.defs.clone()).unwrap_or_default();
+            let old = match stack.read(lo, size, privileged) {
+                Ok(StackRead::Fill(v)) if v.is_pointer() => v,
+                Ok(StackRead::Zero) => RegState::constant(0),
+                Ok(_) => RegState::scalar(Scalar::UNKNOWN.truncate(size)),
+                Err(StackReadError::PartialPointerFill) => {
+                    return Err(env.err(
+                        pc,
+                        K::MemoryAccess,
+                        "invalid size of register fill".into(),
+                    ))
                 }
-                let defs = s.defs.clone();
-                env.note_escape(&defs);
-            }
+                Err(StackReadError::Uninit(i)) => {
+                    return Err(env.err(
+                        pc,
+                        K::MemoryAccess,
+                        format!("invalid read from stack off {lo}+{i} size {size}"),
+                    ))
+                }
+            };
+            env.note_escape(&defs);
             stack.clobber(lo, size, pc as u32);
-            Ok(None)
+            Ok(Some(old))
         }
     }
 }
@@ -521,11 +563,13 @@ pub(crate) fn check_helper_mem(
             Ok(())
         }
         RegType::NotInit => Err(env.err(pc, K::UninitRegister, format!("R{regno} !read_ok"))),
+        // `check_reg_type` lists the kernel's `mem_types` (ring-buffer
+        // memory, buffers and trusted BTF pointers are not modelled here).
         t => Err(env.err(
             pc,
             K::HelperCall,
             format!(
-                "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem",
+                "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value, mem, ringbuf_mem, buf, trusted_ptr_",
                 t.name()
             ),
         )),

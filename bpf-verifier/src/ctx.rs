@@ -91,7 +91,7 @@ pub static SK_BUFF_SOCKET: &[CtxField] = &[
     f("tstamp", 152, 8, Deny),
     f("wire_len", 160, 4, Deny),
     f("gso_segs", 164, 4, Narrow),
-    f("sk", 168, 8, Deny),
+    ptr(f("sk", 168, 8, Exact), RegType::SockCommonOrNull),
     f("gso_size", 176, 4, Narrow),
     f("tstamp_type+pad", 180, 4, Deny),
     f("hwtstamp", 184, 8, Deny),
@@ -127,7 +127,7 @@ pub static SK_BUFF_TC: &[CtxField] = &[
     w(f("tstamp", 152, 8, Exact)),
     f("wire_len", 160, 4, Narrow),
     f("gso_segs", 164, 4, Narrow),
-    f("sk", 168, 8, Deny),
+    ptr(f("sk", 168, 8, Exact), RegType::SockCommonOrNull),
     f("gso_size", 176, 4, Narrow),
     f("tstamp_type+pad", 180, 4, Deny),
     f("hwtstamp", 184, 8, Exact),
@@ -239,6 +239,35 @@ pub fn check_ctx_access(desc: &CtxDesc, off: i64, size: u32, write: bool) -> Opt
     }
 }
 
+/// `sizeof(struct bpf_sock)`.
+pub const BPF_SOCK_SIZE: i64 = 80;
+
+/// Whether a read of `size` bytes at `off` of a [`RegType::SockCommon`]
+/// pointer is allowed: the kernel's `bpf_sock_common_is_valid_access`
+/// (`type` through `priority` are not part of `sock_common`) on top of
+/// `bpf_sock_is_valid_access` (`struct bpf_sock` of the UAPI).
+pub fn sock_common_read_ok(off: i64, size: u32) -> bool {
+    if !(0..BPF_SOCK_SIZE).contains(&off) || size == 0 || off % size as i64 != 0 {
+        return false;
+    }
+    // `bpf_ctx_narrow_access_ok`: a power of two no wider than the field.
+    let narrow = |field: u32| size <= field && size.is_power_of_two();
+    match off {
+        // type, protocol, mark, priority: struct sock only.
+        8..=23 => false,
+        // family, src_port, state, rx_queue_mapping: narrow at the field start.
+        4 | 44 | 72 | 76 => narrow(4),
+        // src_ip4, src_ip6[4], dst_ip4, dst_ip6[4]: narrow anywhere inside.
+        24..=43 | 52..=71 => narrow(4),
+        // dst_port: the 16-bit field, or 4 bytes with its padding.
+        48 | 49 => size == 4 || narrow(2),
+        // The padding after dst_port alone.
+        50 | 51 => false,
+        // bound_dev_if and anything else: the whole 4 bytes only.
+        _ => size == 4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +294,26 @@ mod tests {
         let t = ctx_desc(ProgKind::SchedCls);
         assert_eq!(check_ctx_access(&t, 76, 4, false), Some(RegType::Packet));
         assert_eq!(check_ctx_access(&t, 8, 4, true), Some(RegType::Scalar));
+    }
+
+    #[test]
+    fn sock_common_rules() {
+        // Rules of bpf_sock_is_valid_access / bpf_sock_common_is_valid_access
+        // in net/core/filter.c, offsets from struct bpf_sock in the UAPI.
+        assert!(sock_common_read_ok(4, 4)); // family
+        assert!(sock_common_read_ok(4, 2));
+        assert!(!sock_common_read_ok(6, 2)); // inside family, not its start
+        assert!(!sock_common_read_ok(8, 4)); // type
+        assert!(!sock_common_read_ok(16, 4)); // mark
+        assert!(sock_common_read_ok(0, 4)); // bound_dev_if
+        assert!(!sock_common_read_ok(0, 2));
+        assert!(sock_common_read_ok(26, 2)); // src_ip4 upper half
+        assert!(sock_common_read_ok(48, 2)); // dst_port
+        assert!(sock_common_read_ok(48, 4));
+        assert!(!sock_common_read_ok(50, 2)); // padding
+        assert!(sock_common_read_ok(76, 4)); // rx_queue_mapping
+        assert!(!sock_common_read_ok(76, 8));
+        assert!(!sock_common_read_ok(80, 4));
+        assert!(!sock_common_read_ok(-4, 4));
     }
 }

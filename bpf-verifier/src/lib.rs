@@ -43,6 +43,7 @@ mod check;
 mod klog;
 mod liveness;
 mod precision;
+mod scc;
 mod transfer;
 mod verifier;
 mod zext;
@@ -78,6 +79,10 @@ pub struct InsnAux {
     /// rejects an instruction that accesses the context on one path and
     /// other memory on another, so [`rewrite`] may convert it.
     pub ctx_access: bool,
+    /// For a load: the base register was a `sock_common` pointer (the
+    /// kernel converts such loads from `struct bpf_sock` to the kernel's
+    /// socket; [`rewrite`] has no such conversion and refuses them).
+    pub sock_access: bool,
     /// For a load, store or atomic: some path reached it (its base type was recorded).
     pub mem_access_seen: bool,
     /// The instruction defines a register by its low 32 bits only (a 32-bit
@@ -250,6 +255,29 @@ pub(crate) fn stack_config(opts: &Options) -> bpf_callgraph::StackConfig {
     }
 }
 
+/// Subprogram starts without a call graph: the entry and every target of a
+/// local call or a function reference, ascending.
+fn subprog_starts(prog: &Program) -> Vec<u32> {
+    let mut v = vec![0u32];
+    for (idx, insn) in prog.iter() {
+        let off = match *insn {
+            bpf_isa::Insn::Call(bpf_isa::CallTarget::Local(off)) => i64::from(off),
+            bpf_isa::Insn::LdImm64 {
+                src: bpf_isa::LdImm64Src::Func(off),
+                ..
+            } => i64::from(off),
+            _ => continue,
+        };
+        let t = idx.slot() as i64 + 1 + off;
+        if let Ok(t) = u32::try_from(t) {
+            v.push(t);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Verification up to (not including) the combined stack-depth check of
 /// call chains, which [`nocsr`] runs after its rewrite as the kernel does.
 pub(crate) fn explore(
@@ -291,20 +319,35 @@ pub(crate) fn explore(
             msg,
         )));
     }
-    let cg = bpf_callgraph::CallGraph::build(prog).map_err(|e| {
-        let msg = match e {
-            bpf_callgraph::BuildError::LastInsnNotExit { .. } => {
-                "last insn is not an exit or jmp".to_string()
-            }
-            ref e => e.to_string(),
-        };
-        fail(VerifierError::new(e.index(), ErrorKind::ControlFlow, msg))
-    })?;
-    let starts: Vec<u32> = cg
-        .subprogs()
-        .values()
-        .map(|s| s.start.slot() as u32)
-        .collect();
+    // The kernel finds recursion while exploring (the simulated call stack
+    // grows past MAX_CALL_FRAMES) or, for recursion every path bounds, in
+    // the static walk of `check_max_stack_depth` afterwards: a recursive
+    // program is explored and then rejected.
+    let (cg, recursion) = match bpf_callgraph::CallGraph::build(prog) {
+        Ok(cg) => (Some(cg), None),
+        Err(e @ bpf_callgraph::BuildError::Recursion { .. }) => (None, Some(e.index())),
+        Err(e) => {
+            let msg = match e {
+                bpf_callgraph::BuildError::LastInsnNotExit { .. } => {
+                    "last insn is not an exit or jmp".to_string()
+                }
+                ref e => e.to_string(),
+            };
+            return Err(fail(VerifierError::new(
+                e.index(),
+                ErrorKind::ControlFlow,
+                msg,
+            )));
+        }
+    };
+    let starts: Vec<u32> = match &cg {
+        Some(cg) => cg
+            .subprogs()
+            .values()
+            .map(|s| s.start.slot() as u32)
+            .collect(),
+        None => subprog_starts(prog),
+    };
     verifier::check_cfg(prog, opts.privileged).map_err(|e| {
         let (e, log) = fail(e);
         if opts.log_level < 2 {
@@ -322,6 +365,34 @@ pub(crate) fn explore(
     match env.run(init) {
         Ok(()) => {
             let mut out = env.finish();
+            let Some(cg) = cg else {
+                // Every explored path bounded the recursion; the static
+                // walk of the call graph does not end (the kernel stops at
+                // MAX_CALL_FRAMES).
+                let at = recursion.unwrap_or(0);
+                let e = VerifierError::new(
+                    at,
+                    ErrorKind::Call,
+                    format!(
+                        "the call stack of {} frames is too deep !",
+                        platform::MAX_CALL_FRAMES
+                    ),
+                );
+                let mut log = String::new();
+                if opts.log_level > 0 {
+                    let body = out.log.trim_end_matches('\n');
+                    let (head, stats) = body.rsplit_once('\n').unwrap_or(("", body));
+                    if !head.is_empty() {
+                        log.push_str(head);
+                        log.push('\n');
+                    }
+                    log.push_str(&e.message);
+                    log.push('\n');
+                    log.push_str(stats);
+                    log.push('\n');
+                }
+                return Err((e, log));
+            };
             zext::analyse(prog, &opts.helpers, &mut out.aux);
             Ok((out, cg))
         }

@@ -172,7 +172,22 @@ impl Bt {
                 }
             }
             Insn::Call(CallTarget::Helper(_)) => {
-                if subseq.is_some_and(|s| s != idx + 1) {
+                let jumped = subseq.is_some_and(|s| s != idx + 1);
+                if jumped && calls_cb.get(idx as usize) != Some(&true) {
+                    // A tail call in a subprogram that returned to the
+                    // caller (kernel `check_helper_call`: treated as the
+                    // subprogram's exit): the caller's r0 is unknown and its
+                    // r1-r5 are not set, so nothing traced crosses into the callee.
+                    self.clear_reg(0);
+                    if self.regs[self.frame] & ARGS != 0 || self.frame + 1 >= MAX_FRAMES {
+                        return Err(Unsupported);
+                    }
+                    self.frame += 1;
+                    self.regs[self.frame] = 0;
+                    self.stack[self.frame] = 0;
+                    return Ok(());
+                }
+                if jumped {
                     // Entered a callback: its r1-r5 were set by the helper,
                     // not by the caller's instructions.
                     if self.regs[self.frame] & !ARGS != 0 || self.stack[self.frame] != 0 {
@@ -246,8 +261,10 @@ impl Bt {
 }
 
 /// Marks the traced registers and slots of `st` precise; drops from `bt`
-/// what is already precise or not a scalar there.
-fn mark_state(st: &mut State, bt: &mut Bt) {
+/// what is already precise or not a scalar there. Returns how many marks
+/// were new.
+fn mark_state(st: &mut State, bt: &mut Bt) -> u64 {
+    let mut new = 0;
     for fr in 0..=bt.frame.min(MAX_FRAMES - 1) {
         let Some(f) = st.frames.get_mut(fr) else {
             bt.regs[fr] = 0;
@@ -263,6 +280,7 @@ fn mark_state(st: &mut State, bt: &mut Bt) {
                 bt.regs[fr] &= !(1 << i);
             } else {
                 r.precise = true;
+                new += 1;
             }
         }
         for spi in 0..64 {
@@ -276,20 +294,26 @@ fn mark_state(st: &mut State, bt: &mut Bt) {
                         bt.stack[fr] &= !(1u64 << spi);
                     } else {
                         s.spilled.precise = true;
+                        new += 1;
                     }
                 }
                 _ => bt.stack[fr] &= !(1u64 << spi),
             }
         }
     }
+    new
 }
 
-fn mark_all(st: &mut State) {
+/// Marks every scalar of `st` precise; returns how many marks were new.
+fn mark_all(st: &mut State) -> u64 {
+    let mut new = 0;
     st.for_each_reg(|r| {
-        if r.ty == RegType::Scalar {
+        if r.ty == RegType::Scalar && !r.precise {
             r.precise = true;
+            new += 1;
         }
     });
+    new
 }
 
 impl Env<'_> {
@@ -366,7 +390,7 @@ impl Env<'_> {
             let Some(e) = self.explored.get_mut(n as usize) else {
                 return;
             };
-            mark_state(&mut e.state, &mut bt);
+            self.precise_marks += mark_state(&mut e.state, &mut bt);
             if bt.is_empty() {
                 return;
             }
@@ -377,13 +401,13 @@ impl Env<'_> {
     }
 
     /// Every scalar of every checkpoint on the current chain becomes precise.
-    fn mark_all_precise(&mut self) {
+    pub(crate) fn mark_all_precise(&mut self) {
         let mut node = self.parent;
         while let Some(n) = node {
             let Some(e) = self.explored.get_mut(n as usize) else {
                 break;
             };
-            mark_all(&mut e.state);
+            self.precise_marks += mark_all(&mut e.state);
             node = e.parent;
         }
     }

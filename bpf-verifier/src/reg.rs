@@ -35,6 +35,11 @@ pub enum RegType {
     MemOrNull,
     /// A subprogram (from `ld_imm64` of a function), for callbacks.
     Func,
+    /// A `struct bpf_sock` with only the `sock_common` fields readable
+    /// (kernel `PTR_TO_SOCK_COMMON`).
+    SockCommon,
+    /// [`RegType::SockCommon`] or NULL (the `sk` field of `__sk_buff`).
+    SockCommonOrNull,
 }
 
 impl RegType {
@@ -45,7 +50,10 @@ impl RegType {
 
     /// Whether the pointer may be NULL.
     pub const fn maybe_null(self) -> bool {
-        matches!(self, RegType::MapValueOrNull | RegType::MemOrNull)
+        matches!(
+            self,
+            RegType::MapValueOrNull | RegType::MemOrNull | RegType::SockCommonOrNull
+        )
     }
 
     /// The non-NULL form of a maybe-NULL type.
@@ -53,6 +61,7 @@ impl RegType {
         match self {
             RegType::MapValueOrNull => RegType::MapValue,
             RegType::MemOrNull => RegType::Mem,
+            RegType::SockCommonOrNull => RegType::SockCommon,
             t => t,
         }
     }
@@ -78,6 +87,8 @@ impl RegType {
             RegType::Mem => "mem",
             RegType::MemOrNull => "mem_or_null",
             RegType::Func => "func",
+            RegType::SockCommon => "sock_common",
+            RegType::SockCommonOrNull => "sock_common_or_null",
         }
     }
 }

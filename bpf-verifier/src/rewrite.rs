@@ -362,6 +362,12 @@ impl VerifiedProgram {
             }
             let aux = self.aux.get(slot);
             let is_ctx = aux.is_some_and(|a| a.ctx_access);
+            if aux.is_some_and(|a| a.sock_access) {
+                return Err(RewriteError::CtxAccess {
+                    insn: slot,
+                    what: "load through a sock_common pointer (not converted)",
+                });
+            }
             match insn {
                 Insn::Ldx { .. } | Insn::LdxSx { .. } | Insn::Stx { .. } | Insn::St { .. }
                     if is_ctx =>

@@ -3,7 +3,7 @@
 
 use smallvec::SmallVec;
 
-use crate::reg::{RegState, RegType};
+use crate::reg::RegState;
 use crate::stack::Stack;
 
 /// A bpf_loop callback frame's bookkeeping.
@@ -104,10 +104,10 @@ impl State {
                     *r = RegState::constant(0);
                 } else {
                     r.ty = r.ty.non_null();
-                    // Map values keep the id only for packet-like sharing; the kernel clears it.
-                    if r.ty == RegType::MapValue {
-                        r.id = 0;
-                    }
+                    // `mark_ptr_or_null_reg`: the id is no longer needed (only
+                    // spin-lock map values, not modelled, keep it); a
+                    // reference stays in `ref_obj_id`.
+                    r.id = 0;
                 }
             }
         });

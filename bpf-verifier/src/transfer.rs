@@ -176,6 +176,15 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
                 other: Box::new(cb_state),
                 other_pc: cb_start,
             }),
+            None if st.frames.len() > 1
+                && env
+                    .opts
+                    .helpers
+                    .get(id)
+                    .is_some_and(|p| p.special == Special::TailCall) =>
+            {
+                tail_call_exit(env, st, pc, next)
+            }
             None => Ok(Next::Goto(next)),
         },
         Insn::Call(CallTarget::Local(off)) => {
@@ -196,7 +205,7 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             set(st, dst, r);
             Ok(Next::Goto(next))
         }
-        Insn::LdAbs { size, .. } | Insn::LdInd { size, .. } => {
+        Insn::LdAbs { .. } | Insn::LdInd { .. } => {
             if !env.opts.prog.ld_abs_allowed() {
                 return Err(env.err(
                     pc,
@@ -233,7 +242,9 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             for r in 1..=5 {
                 st.cur_mut().regs[r] = RegState::NOT_INIT;
             }
-            st.cur_mut().regs[0] = RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes()));
+            // `check_ld_abs`: r0 is marked unknown (all 64 bits), whatever
+            // the size loaded.
+            st.cur_mut().regs[0] = RegState::unknown();
             Ok(Next::Goto(next))
         }
         Insn::Ldx {
@@ -284,6 +295,7 @@ pub(crate) fn step(env: &mut Env<'_>, st: &mut State, pc: usize, insn: &Insn) ->
             off,
         } => {
             let val = read_reg(env, st, pc, src)?;
+            let val = link_spill(env, st, dst, off, size, src, val);
             store(env, st, pc, dst, off, size, val)?;
             Ok(Next::Goto(next))
         }
@@ -704,6 +716,42 @@ fn unary(
 
 /// `*(size *)(dst + off) = val` (`st` and `stx`): `dst` must be readable
 /// and the access a valid write of `val`.
+/// The kernel's `check_stack_write_fixed_off` (privileged): a scalar
+/// spilled to a slot-aligned fixed stack offset, whose value fits the store,
+/// gets an id first (`assign_scalar_id_before_mov`), so that the register
+/// and the spilled copy are refined together by later branches.
+fn link_spill(
+    env: &mut Env<'_>,
+    st: &mut State,
+    dst: Reg,
+    off: i16,
+    size: Size,
+    src: Reg,
+    val: RegState,
+) -> RegState {
+    let base = st.cur().regs[dst.idx()];
+    let Some(var) = base.var.const_value() else {
+        return val;
+    };
+    if !env.opts.privileged
+        || base.ty != RegType::Stack
+        || val.ty != RegType::Scalar
+        || val.id != 0
+        || val.var.is_const()
+    {
+        return val;
+    }
+    let total = i64::from(off) + i64::from(base.off) + var as i64;
+    let width = 64 - val.var.umax.leading_zeros();
+    if total % 8 != 0 || width > 8 * size.bytes() {
+        return val;
+    }
+    let mut v = val;
+    v.id = env.new_id();
+    set(st, src, v);
+    v
+}
+
 fn store(
     env: &mut Env<'_>,
     st: &mut State,
@@ -783,7 +831,7 @@ fn atomic(
             let base = st.cur().regs[dst.idx()];
             if matches!(
                 base.ty,
-                RegType::Ctx | RegType::Packet | RegType::PacketMeta
+                RegType::Ctx | RegType::Packet | RegType::PacketMeta | RegType::SockCommon
             ) {
                 return Err(env.err(
                     pc,
@@ -795,8 +843,13 @@ fn atomic(
                     ),
                 ));
             }
-            check_mem(env, st, pc, dst, off as i64, size.bytes(), Access::Atomic)?;
-            let fetched = RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes()));
+            let old = check_mem(env, st, pc, dst, off as i64, size.bytes(), Access::Atomic)?;
+            // A fetch of a whole spilled pointer yields the pointer (the
+            // kernel's register fill); anything else an unknown number.
+            let fetched = match old {
+                Some(r) if r.is_pointer() => r,
+                _ => RegState::scalar(Scalar::UNKNOWN.truncate(size.bytes())),
+            };
             if op == AtomicOp::Cmpxchg {
                 set(st, Reg::R0, fetched);
             } else if op.writes_register() {
@@ -957,6 +1010,17 @@ fn branch(
             env.mark_precise(st, r.num());
         }
         return Ok(Next::Goto(if t { target } else { next }));
+    }
+    // The kernel's `check_cond_jmp_op` records scalars linked to the
+    // compared ones in the jump history (`collect_linked_regs`).
+    let mut linked = 0u32;
+    for id in [a.id, if b_reg.is_some() { b.id } else { 0 }] {
+        if id != 0 {
+            st.for_each_reg(|r| linked += u32::from(r.id == id));
+        }
+    }
+    if linked > 1 {
+        env.push_jmp_hist();
     }
     let mut taken = st.clone();
     let (mut ta, mut tb) = (a, b);
@@ -1344,6 +1408,43 @@ fn helper_call(env: &mut Env<'_>, st: &mut State, pc: usize, id: i32) -> R<Optio
     };
     st.cur_mut().regs[0] = r0;
     Ok(cb_entry)
+}
+
+/// A tail call in a subprogram (kernel `check_helper_call`, 6.13+): when it
+/// succeeds, the called program's exit returns to the subprogram's caller.
+/// The failed call goes on at `next` (explored later); the current path
+/// leaves the subprogram with an unknown r0 and every packet pointer
+/// invalidated (`clear_all_pkt_pointers`: the other program may have
+/// changed the packet), as if by `exit`.
+fn tail_call_exit(env: &mut Env<'_>, st: &mut State, pc: usize, next: usize) -> R<Next> {
+    let cont = st.clone();
+    let privileged = env.opts.privileged;
+    st.for_each_reg(|r| {
+        if matches!(
+            r.ty,
+            RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+        ) {
+            *r = if privileged {
+                RegState::unknown()
+            } else {
+                RegState::NOT_INIT
+            };
+        }
+    });
+    st.cur_mut().regs[0] = RegState::unknown();
+    match exit(env, st, pc)? {
+        Next::Goto(to) => Ok(Next::Fork {
+            pc: to,
+            other: Box::new(cont),
+            other_pc: next,
+        }),
+        // `exit` of a subprogram always returns to a caller; were it not
+        // to, only the failed call's path remains.
+        _ => {
+            *st = cont;
+            Ok(Next::Goto(next))
+        }
+    }
 }
 
 fn local_call(env: &mut Env<'_>, st: &mut State, pc: usize, target: u32) -> R<()> {

@@ -47,6 +47,8 @@ pub(crate) struct Pending {
     pub(crate) parent: Option<u32>,
     pub(crate) from: usize,
     pub(crate) hist: Vec<Hist>,
+    /// Kernel jump-history entries of the path since `parent` (see [`Env::jmp_hist`]).
+    pub(crate) jmp_hist: u32,
     /// Log length when the path was pushed (level 1 cuts the log back to
     /// it when the path is popped, as the kernel's `pop_stack`).
     pub(crate) log_pos: usize,
@@ -93,6 +95,16 @@ pub(crate) struct Env<'a> {
     pub(crate) parent: Option<u32>,
     /// Instructions the current path processed since `parent`.
     pub(crate) hist: Vec<Hist>,
+    /// How many entries the kernel's jump history (`jmp_history_cnt`) of
+    /// the current path holds since `parent`: one per instruction that is
+    /// a jump point (a branch target or the return point of a call), spills
+    /// or fills a register, or compares a scalar linked to others. Over 40
+    /// forces a checkpoint.
+    pub(crate) jmp_hist: u32,
+    /// The current instruction already has its jump-history entry.
+    pub(crate) jmp_hist_pushed: bool,
+    /// Jump points (kernel `mark_jmp_point`).
+    jmp_point: Vec<bool>,
     /// Slot of the instruction being processed.
     pub(crate) cur_pc: usize,
     /// Spill or fill of the instruction being processed, for `hist`.
@@ -108,6 +120,36 @@ pub(crate) struct Env<'a> {
     prev_jmps: u64,
     prev_insns: u64,
     pub(crate) max_states: u64,
+    /// Component id per slot (see [`crate::scc`]).
+    scc: Vec<u32>,
+    /// Visits of components, by call chain.
+    visits: Vec<SccVisit>,
+    /// Back-edges held by all visits (counted in `peak_states`).
+    num_backedges: u64,
+    /// Precision marks set so far (to see when back-edge propagation settles).
+    pub(crate) precise_marks: u64,
+}
+
+/// A component's call chain: the call sites of the frames outside it, and its id.
+type SccKey = (SmallVec<[u32; 4]>, u32);
+
+/// One visit of a component for one call chain (kernel `bpf_scc_visit`).
+struct SccVisit {
+    key: SccKey,
+    /// The checkpoint that opened the visit.
+    entry: Option<u32>,
+    backedges: Vec<Backedge>,
+}
+
+/// A path pruned inside a loop by range inclusion, kept for the
+/// precision propagation when its component's visit ends.
+struct Backedge {
+    state: State,
+    parent: Option<u32>,
+    hist: Vec<Hist>,
+    pc: usize,
+    /// The checkpoint it was found equal to.
+    equal: u32,
 }
 
 impl MapNames for Options {
@@ -122,6 +164,7 @@ impl<'a> Env<'a> {
     pub(crate) fn new(prog: &'a Program, opts: &'a Options, subprog_starts: Vec<u32>) -> Env<'a> {
         let n = prog.slot_len();
         let mut prune_point = vec![false; n];
+        let mut jmp_point = vec![false; n];
         let mut calls_callback = vec![false; n];
         for (idx, insn) in prog.iter() {
             let pc = idx.slot();
@@ -131,6 +174,43 @@ impl<'a> Env<'a> {
                     *p = true;
                 }
             };
+            let mut jmp = |t: usize| {
+                if let Some(p) = jmp_point.get_mut(t) {
+                    *p = true;
+                }
+            };
+            // Jump points: targets of branch edges, the return points of
+            // calls and callback-calling calls themselves (`visit_insn`).
+            match *insn {
+                Insn::Jmp { off, .. } | Insn::MayGoto { off } => {
+                    jmp((next as i64 + off as i64) as usize);
+                }
+                Insn::Ja { .. } | Insn::JaLong { .. } => {
+                    jmp((next as i64 + insn.branch_offset().unwrap_or(0)) as usize);
+                }
+                Insn::Call(CallTarget::Local(off)) => {
+                    jmp(next);
+                    jmp((pc as i64 + 1 + off as i64) as usize);
+                }
+                Insn::Call(CallTarget::Helper(id))
+                    if opts
+                        .helpers
+                        .get(id)
+                        .is_some_and(|p| p.special == crate::helpers::Special::Loop) =>
+                {
+                    jmp(next);
+                    jmp(pc);
+                }
+                Insn::Call(_) => jmp(next),
+                Insn::LdImm64 {
+                    src: bpf_isa::LdImm64Src::Func(off),
+                    ..
+                } => {
+                    jmp(next);
+                    jmp((pc as i64 + 1 + off as i64) as usize);
+                }
+                _ => {}
+            }
             // Prune points as the kernel's `visit_insn` marks them.
             match *insn {
                 Insn::Jmp { off, .. } | Insn::MayGoto { off } => {
@@ -190,6 +270,9 @@ impl<'a> Env<'a> {
             subprog_starts,
             parent: None,
             hist: Vec::new(),
+            jmp_hist: 0,
+            jmp_hist_pushed: false,
+            jmp_point,
             cur_pc: 0,
             cur_stack: Hist::NO_STACK,
             live_regs: liveness::live_regs(prog, &opts.helpers),
@@ -203,6 +286,10 @@ impl<'a> Env<'a> {
             prev_jmps: 0,
             prev_insns: 0,
             max_states: 0,
+            scc: crate::scc::compute(prog),
+            visits: Vec::new(),
+            num_backedges: 0,
+            precise_marks: 0,
         }
     }
 
@@ -233,10 +320,14 @@ impl<'a> Env<'a> {
             if e.branches > 0 {
                 break;
             }
-            if e.evicted {
+            let (evicted, parent) = (e.evicted, e.parent);
+            self.exit_scc(i);
+            // `maybe_free_verifier_state`: an evicted state is freed once
+            // explored, unless its loop's marks are still incomplete.
+            if evicted && !self.incomplete_marks(i) {
                 self.cur_states = self.cur_states.saturating_sub(1);
             }
-            p = e.parent;
+            p = parent;
         }
     }
 
@@ -269,14 +360,19 @@ impl<'a> Env<'a> {
             Some(Insn::MayGoto { .. })
         );
         let calls_cb = self.calls_callback.get(pc).copied().unwrap_or(false);
-        // Callback-calling helpers and may_goto are forced checkpoints.
-        let force = calls_cb || is_may_goto;
+        // Callback-calling helpers and may_goto are forced checkpoints; a
+        // long jump history forces one too (kernel `force_new_state`).
+        let force_ckpt = calls_cb || is_may_goto;
+        let force = force_ckpt || self.jmp_hist > 40;
         let mut add_new = force
             || (self.jmps_processed - self.prev_jmps >= 2 && self.processed - self.prev_insns >= 8);
+        // Newest first, as the kernel's list (new states go to its head):
+        // the order decides which state a path is pruned against and whose
+        // miss counts grow.
         let list: SmallVec<[u32; 8]> = self
             .at
             .get(pc)
-            .map(|v| v.iter().copied().collect())
+            .map(|v| v.iter().rev().copied().collect())
             .unwrap_or_default();
         let privileged = self.opts.privileged;
         let mut states_cnt = 0u64;
@@ -290,6 +386,8 @@ impl<'a> Env<'a> {
             };
             let branches = e.branches;
             let mut hit = false;
+            // A hit by range inclusion inside a loop leaves a back-edge.
+            let mut lp = false;
             if branches > 0 {
                 // Stack liveness is only known once a state is fully explored.
                 self.state_liveness(cur, pc, &mut regs, &mut stack);
@@ -315,6 +413,7 @@ impl<'a> Env<'a> {
                         &live,
                         Some(&mut mismatch),
                     );
+                    lp = hit && is_may_goto && e.state.may_goto_depth != cur.may_goto_depth;
                 }
                 if hit {
                     if mismatch != 0 {
@@ -358,7 +457,15 @@ impl<'a> Env<'a> {
                     privileged,
                 };
                 let mut mismatch = 0u64;
-                hit = states_equal_defs(&old, cur, Mode::NotExact, &live, Some(&mut mismatch));
+                // Marks of a loop's checkpoints are incomplete while the
+                // loop is being explored: every scalar is compared by range.
+                lp = self.incomplete_marks(i);
+                let mode = if lp {
+                    Mode::RangeWithin
+                } else {
+                    Mode::NotExact
+                };
+                hit = states_equal_defs(&old, cur, mode, &live, Some(&mut mismatch));
                 if hit && mismatch != 0 {
                     self.account_defs(st_pc, cur, mismatch);
                 }
@@ -368,6 +475,9 @@ impl<'a> Env<'a> {
                     e.hit += 1;
                 }
                 self.propagate_precision(i, cur, &regs, &stack);
+                if lp {
+                    self.add_backedge(i, cur, pc);
+                }
                 // The kernel counts `max_states_per_insn` on misses only.
                 if self.opts.log_level >= 2 {
                     let _ = writeln!(self.log, "{pc}: safe");
@@ -379,7 +489,7 @@ impl<'a> Env<'a> {
                 if add_new {
                     e.miss += 1;
                 }
-                let n = if force && e.branches > 0 { 64 } else { 3 };
+                let n = if force_ckpt && e.branches > 0 { 64 } else { 3 };
                 if e.miss > e.hit * n + n {
                     evict.push(i);
                 }
@@ -400,6 +510,8 @@ impl<'a> Env<'a> {
             cur.for_each_reg(|r| r.precise = false);
         }
         let idx = self.explored.len() as u32;
+        // The new checkpoint starts a new jump history.
+        self.jmp_hist = 0;
         self.explored.push(Explored {
             state: cur.clone(),
             parent: self.parent,
@@ -416,7 +528,8 @@ impl<'a> Env<'a> {
         self.parent = Some(idx);
         self.total_states += 1;
         self.cur_states += 1;
-        self.peak_states = self.peak_states.max(self.cur_states);
+        self.peak_states = self.peak_states.max(self.cur_states + self.num_backedges);
+        self.enter_scc(idx);
         Ok(false)
     }
 
@@ -485,13 +598,153 @@ impl<'a> Env<'a> {
             v.retain(|i| !which.contains(i));
         }
         for &i in which {
-            if let Some(e) = self.explored.get_mut(i as usize) {
+            let explored = if let Some(e) = self.explored.get_mut(i as usize) {
                 e.evicted = true;
-                if e.branches == 0 {
-                    self.cur_states = self.cur_states.saturating_sub(1);
-                }
+                e.branches == 0
+            } else {
+                false
+            };
+            if explored && !self.incomplete_marks(i) {
+                self.cur_states = self.cur_states.saturating_sub(1);
             }
         }
+    }
+
+    /// The call chain of `st` at `pc` up to the first frame inside a
+    /// component (kernel `compute_scc_callchain`); `None` outside loops.
+    fn scc_key(&self, st: &State, pc: usize) -> Option<SccKey> {
+        let n = st.frames.len();
+        let mut sites = SmallVec::new();
+        for i in 0..n {
+            let at = if i + 1 == n {
+                pc
+            } else {
+                st.frames.get(i + 1)?.callsite as usize
+            };
+            let id = self.scc.get(at).copied().unwrap_or(0);
+            if id != 0 {
+                return Some((sites, id));
+            }
+            if i + 1 == n {
+                return None;
+            }
+            sites.push(at as u32);
+        }
+        None
+    }
+
+    fn explored_key(&self, i: u32) -> Option<SccKey> {
+        let e = self.explored.get(i as usize)?;
+        self.scc_key(&e.state, e.pc as usize)
+    }
+
+    /// Whether checkpoint `i` lies in a loop visit holding back-edges
+    /// (kernel `incomplete_read_marks`).
+    fn incomplete_marks(&self, i: u32) -> bool {
+        let Some(key) = self.explored_key(i) else {
+            return false;
+        };
+        self.visits
+            .iter()
+            .find(|v| v.key == key)
+            .is_some_and(|v| !v.backedges.is_empty())
+    }
+
+    /// A new checkpoint inside a loop opens its visit if none is open
+    /// (kernel `maybe_enter_scc`).
+    fn enter_scc(&mut self, i: u32) {
+        let Some(key) = self.explored_key(i) else {
+            return;
+        };
+        match self.visits.iter_mut().find(|v| v.key == key) {
+            Some(v) => {
+                if v.entry.is_none() {
+                    v.entry = Some(i);
+                }
+            }
+            None => self.visits.push(SccVisit {
+                key,
+                entry: Some(i),
+                backedges: Vec::new(),
+            }),
+        }
+    }
+
+    /// Keeps the current path, pruned against checkpoint `equal` by range
+    /// inclusion, as a back-edge of `equal`'s loop visit (kernel
+    /// `add_scc_backedge`).
+    fn add_backedge(&mut self, equal: u32, cur: &State, pc: usize) {
+        let Some(key) = self.explored_key(equal) else {
+            return;
+        };
+        let Some(v) = self.visits.iter_mut().find(|v| v.key == key) else {
+            return;
+        };
+        v.backedges.push(Backedge {
+            state: cur.clone(),
+            parent: self.parent,
+            hist: self.hist.clone(),
+            pc,
+            equal,
+        });
+        self.num_backedges += 1;
+        self.peak_states = self.peak_states.max(self.cur_states + self.num_backedges);
+    }
+
+    /// When the checkpoint that opened a loop visit has all its paths
+    /// explored, precision marks go once more through the visit's
+    /// back-edges until nothing changes (kernel `maybe_exit_scc` and
+    /// `propagate_backedges`).
+    fn exit_scc(&mut self, i: u32) {
+        let Some(key) = self.explored_key(i) else {
+            return;
+        };
+        let Some(v) = self.visits.iter_mut().find(|v| v.key == key) else {
+            return;
+        };
+        if v.entry != Some(i) {
+            return;
+        }
+        v.entry = None;
+        let backedges = std::mem::take(&mut v.backedges);
+        self.num_backedges = self.num_backedges.saturating_sub(backedges.len() as u64);
+        if backedges.is_empty() {
+            return;
+        }
+        // The current path's context, restored afterwards.
+        let saved = (self.parent, std::mem::take(&mut self.hist), self.cur_pc);
+        const MAX_BACKEDGE_ITERS: usize = 64;
+        let mut iters = 0;
+        loop {
+            let before = self.precise_marks;
+            for b in &backedges {
+                self.parent = b.parent;
+                self.hist.clone_from(&b.hist);
+                self.cur_pc = b.pc;
+                let mut regs = [u16::MAX; 8];
+                let mut stack = [u64::MAX; 8];
+                if let Some(e) = self.explored.get(b.equal as usize) {
+                    let (old, pc, open) = (e.state.clone(), e.pc as usize, e.branches > 0);
+                    self.state_liveness(&old, pc, &mut regs, &mut stack);
+                    if open {
+                        stack = [u64::MAX; 8];
+                    }
+                }
+                self.propagate_precision(b.equal, &b.state, &regs, &stack);
+            }
+            iters += 1;
+            if self.precise_marks == before {
+                break;
+            }
+            if iters > MAX_BACKEDGE_ITERS {
+                for b in &backedges {
+                    self.parent = b.parent;
+                    self.mark_all_precise();
+                }
+                break;
+            }
+        }
+        (self.parent, self.hist, self.cur_pc) = saved;
     }
 
     /// Marks precise in the current chain what is precise and live in the
@@ -561,6 +814,7 @@ impl<'a> Env<'a> {
             parent: None,
             from: usize::MAX,
             hist: Vec::new(),
+            jmp_hist: 0,
             log_pos: 0,
         });
         while let Some(p) = self.stack.pop() {
@@ -570,10 +824,12 @@ impl<'a> Env<'a> {
                 parent,
                 from,
                 hist,
+                jmp_hist,
                 log_pos,
             } = p;
             self.parent = parent;
             self.hist = hist;
+            self.jmp_hist = jmp_hist;
             if self.opts.log_level >= 2 {
                 if from == usize::MAX {
                     self.log_prologue();
@@ -609,6 +865,10 @@ impl<'a> Env<'a> {
                 self.cur_pc = pc;
                 if self.prune_point.get(pc).copied().unwrap_or(false) && self.visit(&mut cur, pc)? {
                     break;
+                }
+                self.jmp_hist_pushed = false;
+                if self.jmp_point.get(pc).copied().unwrap_or(false) {
+                    self.push_jmp_hist();
                 }
                 let Some(insn) = self.prog.get(InsnIdx::from_u32(pc as u32)).copied() else {
                     return Err(self.err(
@@ -653,6 +913,9 @@ impl<'a> Env<'a> {
                         None
                     };
                 let step = crate::transfer::step(self, &mut cur, pc, &insn)?;
+                if self.cur_stack != Hist::NO_STACK {
+                    self.push_jmp_hist();
+                }
                 self.stack_live.commit(pc);
                 self.hist.push(Hist {
                     idx: pc as u32,
@@ -705,6 +968,7 @@ impl<'a> Env<'a> {
                             parent: self.parent,
                             from: pc,
                             hist: self.hist.clone(),
+                            jmp_hist: self.jmp_hist,
                             log_pos: insn_end,
                         });
                         pc = t;
@@ -743,6 +1007,14 @@ impl<'a> Env<'a> {
         }
         if spill && lo % 8 == 0 {
             self.note_stack_hist(fidx, lo);
+        }
+    }
+
+    /// Counts the current instruction's entry in the kernel's jump history
+    /// (once per instruction, as `push_jmp_history` merges entries).
+    pub(crate) fn push_jmp_hist(&mut self) {
+        if !std::mem::replace(&mut self.jmp_hist_pushed, true) {
+            self.jmp_hist += 1;
         }
     }
 

@@ -178,6 +178,14 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("atomic_src_ptr_priv", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nlock *(u64 *)(r10 - 8) += r10\nr0 = 0\nexit"),
     ("atomic_stack_uninit", 1, "r1 = 1\nlock *(u64 *)(r10 - 8) += r1\nr0 = 0\nexit"),
     ("atomic_stack_spilled_ptr", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 1\nlock *(u64 *)(r10 - 8) += r1\nr0 = 0\nexit"),
+    // check_atomic_rmw reads the old value (check_stack_read_fixed_off: a spilled
+    // pointer only whole, a fetch returns it) and then scrubs the spill.
+    ("atomic_spilled_ptr_fetch_deref", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 0\nr1 = atomic_fetch_add((u64 *)(r10 - 8), r1)\nr0 = *(u32 *)(r1 + 0)\nexit"),
+    ("atomic_spilled_ptr_xchg_deref", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 0\nr1 = xchg_64(r10 - 8, r1)\nr0 = *(u32 *)(r1 + 0)\nexit"),
+    ("atomic_spilled_ptr_32", 1, "*(u64 *)(r10 - 8) = r1\nw1 = 1\nlock *(u32 *)(r10 - 8) += w1\nr0 = 0\nexit"),
+    ("atomic_spilled_ptr_refill_deref", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 0\nlock *(u64 *)(r10 - 8) += r1\nr1 = *(u64 *)(r10 - 8)\nr0 = *(u32 *)(r1 + 0)\nexit"),
+    ("atomic_spilled_map_ptr_or", 1, "r1 = map[idx:0]\n*(u64 *)(r10 - 8) = r1\nr1 = 1\nlock *(u64 *)(r10 - 8) |= r1\nr0 = 0\nexit"),
+    ("atomic_spilled_scalar_fetch_32", 1, "r1 = 7\n*(u64 *)(r10 - 8) = r1\nw1 = 1\nw1 = atomic_fetch_add((u32 *)(r10 - 8), w1)\nr0 = r1\nexit"),
     ("atomic_fetch_and_32", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nw1 = 3\nw1 = atomic_fetch_and((u32 *)(r10 - 8), w1)\nr0 = r1\nexit"),
     ("atomic_misaligned", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\n*(u64 *)(r10 - 16) = r1\nr1 = 1\nlock *(u64 *)(r10 - 12) += r1\nr0 = 0\nexit"),
     // --- ld_abs / ld_ind (verifier_ld_ind.c, verifier/ld_abs.c) ---
@@ -276,4 +284,75 @@ pub const CORPUS2: &[(&str, u32, &str)] = &[
     ("privstack_tail_call_main_kprobe", 2, "r6 = r1\nr1 = 0\n*(u64 *)(r10 - 256) = r1\ncall pc+7\nr1 = r6\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit\nr1 = 0\n*(u64 *)(r10 - 320) = r1\nr0 = 0\nexit"),
     ("privstack_tail_call_small_main_kprobe", 2, "r6 = r1\nr1 = 0\n*(u64 *)(r10 - 48) = r1\ncall pc+7\nr1 = r6\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit\nr1 = 0\n*(u64 *)(r10 - 320) = r1\nr0 = 0\nexit"),
     ("privstack_tail_call_subprog_kprobe", 2, "r6 = r1\nr1 = 0\n*(u64 *)(r10 - 256) = r1\nr1 = r6\ncall pc+2\nr0 = 0\nexit\nr6 = r1\nr1 = 0\n*(u64 *)(r10 - 320) = r1\nr1 = r6\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    // --- the sk field of __sk_buff (bpf_skb_is_valid_access: an 8-byte read
+    // yields sock_common_or_null) and reads through it
+    // (bpf_sock_common_is_valid_access on struct bpf_sock) ---
+    ("sk_family_after_null_check", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 4)\nexit\nr0 = 0\nexit"),
+    ("sk_family_tc", 3, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 4)\nexit\nr0 = 0\nexit"),
+    ("sk_no_null_check", 1, "r1 = *(u64 *)(r1 + 168)\nr0 = *(u32 *)(r1 + 4)\nexit"),
+    ("sk_deref_in_null_branch", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 != 0 goto +2\nr0 = *(u32 *)(r1 + 4)\nexit\nr0 = 0\nexit"),
+    ("sk_ne_check_deref", 1, "r1 = *(u64 *)(r1 + 168)\nr0 = 0\nif r1 != 0 goto +1\nexit\nr0 = *(u32 *)(r1 + 44)\nexit"),
+    ("sk_copy_checked_together", 1, "r1 = *(u64 *)(r1 + 168)\nr2 = r1\nif r1 == 0 goto +2\nr0 = *(u32 *)(r2 + 72)\nexit\nr0 = 0\nexit"),
+    ("sk_spill_fill_deref", 1, "r1 = *(u64 *)(r1 + 168)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nif r2 == 0 goto +2\nr0 = *(u32 *)(r2 + 4)\nexit\nr0 = 0\nexit"),
+    ("sk_read_u32", 1, "r0 = *(u32 *)(r1 + 168)\nexit"),
+    ("sk_read_u64_off172", 1, "r0 = *(u64 *)(r1 + 172)\nexit"),
+    ("sk_ctx_write", 3, "r2 = 0\n*(u64 *)(r1 + 168) = r2\nr0 = 0\nexit"),
+    ("sk_type_denied", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 8)\nexit\nr0 = 0\nexit"),
+    ("sk_mark_denied", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 16)\nexit\nr0 = 0\nexit"),
+    ("sk_bound_dev_if", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 0)\nexit\nr0 = 0\nexit"),
+    ("sk_bound_dev_if_narrow", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 0)\nexit\nr0 = 0\nexit"),
+    ("sk_family_narrow", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 4)\nexit\nr0 = 0\nexit"),
+    ("sk_family_inner_half", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 6)\nexit\nr0 = 0\nexit"),
+    ("sk_src_ip4_inner_half", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 26)\nexit\nr0 = 0\nexit"),
+    ("sk_dst_ip6_byte", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u8 *)(r1 + 63)\nexit\nr0 = 0\nexit"),
+    ("sk_dst_port_u16", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 48)\nexit\nr0 = 0\nexit"),
+    ("sk_dst_port_u32", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 48)\nexit\nr0 = 0\nexit"),
+    ("sk_dst_port_pad", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u16 *)(r1 + 50)\nexit\nr0 = 0\nexit"),
+    ("sk_state_u64", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u64 *)(r1 + 72)\nexit\nr0 = 0\nexit"),
+    ("sk_rx_queue_mapping", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 76)\nexit\nr0 = 0\nexit"),
+    ("sk_past_end", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 + 80)\nexit\nr0 = 0\nexit"),
+    ("sk_negative_off", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr0 = *(u32 *)(r1 - 4)\nexit\nr0 = 0\nexit"),
+    ("sk_write_denied", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr2 = 1\n*(u32 *)(r1 + 4) = r2\nr0 = 0\nexit"),
+    ("sk_arith_after_check", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +3\nr1 += 4\nr0 = *(u32 *)(r1 + 0)\nexit\nr0 = 0\nexit"),
+    ("sk_arith_or_null", 1, "r1 = *(u64 *)(r1 + 168)\nr1 += 4\nr0 = 0\nexit"),
+    ("sk_atomic_denied", 1, "r1 = *(u64 *)(r1 + 168)\nif r1 == 0 goto +2\nr2 = 1\nlock *(u32 *)(r1 + 4) += r2\nr0 = 0\nexit"),
+    ("sk_ret_ptr_priv", 1, "r1 = *(u64 *)(r1 + 168)\nr0 = r1\nexit"),
+    // --- a tail call in a subprogram also returns to the caller (check_helper_call):
+    // r0 unknown there, packet pointers invalidated; the failed call goes on ---
+    ("tail_call_subprog_r0_unknown", 1, "call pc+6\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_r0_masked", 1, "call pc+7\nr0 &= 7\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_nested_r0_unknown", 1, "call pc+6\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\ncall pc+1\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_nested_masked", 1, "call pc+7\nr0 &= 7\nr1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = r10\nr2 += r0\nr0 = *(u8 *)(r2 - 8)\nexit\ncall pc+1\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +6\nr6 = r2\nr1 = r7\ncall pc+5\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("subprog_no_tail_call_pkt_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +6\nr6 = r2\nr1 = r7\ncall pc+5\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_spilled_after_return", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +7\n*(u64 *)(r10 - 8) = r2\nr1 = r7\ncall pc+6\nr6 = *(u64 *)(r10 - 8)\nr0 = *(u8 *)(r6 + 0)\nr0 = 2\nexit\nr0 = 2\nexit\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    ("tail_call_subprog_pkt_in_fallthrough", 6, "r7 = r1\nr2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 1\nif r4 > r3 goto +4\nr1 = r7\ncall pc+4\nr0 = 2\nexit\nr0 = 2\nexit\nr6 = r2\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = *(u8 *)(r6 + 0)\nr0 = 0\nexit"),
+    ("tail_call_in_loop_callback", 1, "*(u64 *)(r10 - 8) = r1\nr1 = 2\nr2 = subprog[cb]\nr3 = r10\nr3 += -8\nr4 = 0\ncall 181\nr0 = 0\nexit\ncb: r1 = *(u64 *)(r2 + 0)\nr2 = map[idx:3]\nr3 = 0\ncall 12\nr0 = 0\nexit"),
+    // --- a jump history of over 40 entries (spills and fills) forces a
+    // checkpoint (is_state_visited: force_new_state) ---
+    ("jmp_hist_spill_fill_loop_22", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr1 += 1\nif r1 < 4 goto -46\nr0 = 0\nexit"),
+    ("jmp_hist_spill_fill_loop_19", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr1 += 1\nif r1 < 4 goto -40\nr0 = 0\nexit"),
+    ("jmp_hist_spill_fill_loop_30", 1, "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr1 += 1\nif r1 < 6 goto -62\nr0 = 0\nexit"),
+    ("jmp_hist_spill_fill_branches", 1, "r1 = *(u32 *)(r1 + 0)\nif r1 > 7 goto +1\nr1 = 3\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nif r1 > 5 goto +1\nr1 = 1\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\n*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr0 = 0\nexit"),
+    // --- a scalar spilled to an aligned slot, when it fits the store, shares an id
+    // with its register (check_stack_write_fixed_off): a bound learnt on one is on both ---
+    ("spill_linked_bound", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u64 *)(r10 - 8) = r1\nif r1 > 7 goto +6\nr2 = *(u64 *)(r10 - 8)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
+    ("spill_linked_bound_u32", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u32 *)(r10 - 8) = r1\nif r1 > 7 goto +6\nr2 = *(u32 *)(r10 - 8)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
+    ("spill_unaligned_not_linked", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u32 *)(r10 - 4) = r1\nif r1 > 7 goto +6\nr2 = *(u32 *)(r10 - 4)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
+    ("spill_narrow_not_linked", 1, "r6 = r1\nr2 = 0\n*(u64 *)(r10 - 16) = r2\nr1 = *(u32 *)(r6 + 0)\n*(u16 *)(r10 - 8) = r1\nif r1 > 7 goto +6\nr2 = *(u16 *)(r10 - 8)\nr3 = r10\nr3 += -16\nr3 += r2\nr0 = *(u8 *)(r3 + 0)\nexit\nr0 = 0\nexit"),
+    // --- inside a may_goto loop, checkpoints whose loop still has back-edges
+    // to follow are compared by range (incomplete_read_marks): r7 set on one
+    // path must not be pruned against the checkpoint made before it was read ---
+    ("may_goto_incomplete_marks_oob", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -600\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    ("may_goto_incomplete_marks_uninit", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -40\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    ("may_goto_incomplete_marks_ok", 1, "r9 = r1\nr6 = *(u32 *)(r9 + 0)\nr7 = -16\nr1 = 0\n*(u64 *)(r10 - 16) = r1\n*(u64 *)(r10 - 24) = r1\nmay_goto +9\nif r6 != 42 goto +5\nr0 = r10\nr0 += r7\nr8 = *(u64 *)(r0 + 0)\nr6 = *(u32 *)(r9 + 0)\ngoto -7\nr7 = -24\nr6 = *(u32 *)(r9 + 0)\ngoto -10\nr0 = 0\nexit"),
+    // --- recursion: found while exploring (the call stack outgrows 8 frames)
+    // or, when every path bounds it, by check_max_stack_depth afterwards ---
+    ("call_recursive_bounded", 1, "r1 = 2\ncall pc+2\nr0 = 0\nexit\nif r1 == 0 goto +2\nr1 -= 1\ncall pc-3\nr0 = 0\nexit"),
+    ("call_recursive_mutual", 1, "call pc+2\nr0 = 0\nexit\ncall pc+2\nr0 = 0\nexit\ncall pc-4\nr0 = 0\nexit"),
+    ("call_recursive_deep_bound", 1, "r1 = 9\ncall pc+2\nr0 = 0\nexit\nif r1 == 0 goto +2\nr1 -= 1\ncall pc-3\nr0 = 0\nexit"),
+    // --- check_ld_abs marks r0 unknown whatever the load size ---
+    ("ld_abs_value_unknown_stack_index", 1, "r6 = r1\nr0 = *(u8 *)skb[0]\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
+    ("ld_abs_value_masked_stack_index", 1, "r6 = r1\nr0 = *(u8 *)skb[0]\nr0 &= 255\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
+    ("ld_ind_value_unknown_stack_index", 1, "r6 = r1\nr7 = 0\nr0 = *(u16 *)skb[r7 + 0]\nr1 = r10\nr1 += -256\nr1 += r0\nr0 = *(u8 *)(r1 + 0)\nexit"),
 ];
