@@ -1491,13 +1491,7 @@ fn emit_pass<M: MacroAssembler>(
         if buf.offset() > IMAGE_LIMIT {
             return Err(at_pos(prog, pos, JitErrorKind::ImageTooLarge));
         }
-        if pairs
-            && is_pair_head(insn)
-            && pos + 1 != next_special
-            && !plan.is_target(pos + 1)
-            && try_pair(masm, insns, pos, plan)
-        {
-            masm.buffer_mut().bind(Label::new(pos as u32 + 1));
+        if pairs && is_pair_head(insn) && fuse_pair(masm, insns, pos, plan, next_special) {
             pos += 2;
             continue;
         }
@@ -1543,6 +1537,25 @@ fn is_pair_head(insn: &Insn) -> bool {
             ..
         }
     )
+}
+
+/// Lowers the pair at `pos` as one (see [`try_pair`]) when nothing jumps
+/// to `pos + 1` and it is not the next special position, and binds the
+/// second instruction's label after it; returns whether it did.
+#[inline(always)]
+fn fuse_pair<M: MacroAssembler>(
+    masm: &mut M,
+    insns: &[Insn],
+    pos: usize,
+    plan: &Plan,
+    next_special: usize,
+) -> bool {
+    let fused =
+        pos + 1 != next_special && !plan.is_target(pos + 1) && try_pair(masm, insns, pos, plan);
+    if fused {
+        masm.buffer_mut().bind(Label::new(pos as u32 + 1));
+    }
+    fused
 }
 
 /// Lowers the instructions at `pos` and `pos + 1` as one (see
@@ -1627,11 +1640,8 @@ fn emit_special<'p, M: MacroAssembler>(
     // between the two (and no blinding rewrites the immediate).
     if plan.blind.is_none()
         && is_pair_head(insn)
-        && pos + 1 != ctx.next_special
-        && !plan.is_target(pos + 1)
-        && try_pair(masm, insns, pos, plan)
+        && fuse_pair(masm, insns, pos, plan, ctx.next_special)
     {
-        masm.buffer_mut().bind(Label::new(pos as u32 + 1));
         return Ok(2);
     }
     let aux = plan.aux.get(pos).copied().unwrap_or(0);
