@@ -1122,12 +1122,14 @@ impl X86Masm {
 
 /// Compiles `prog` to x86-64 machine code (not yet executable).
 pub fn compile_code(prog: &Program, opts: &JitOptions<'_>) -> Result<CompiledCode, JitError> {
-    Compiler::new().compile_code(prog, opts)
+    bpf_jit::compile(&mut X86Masm::new(), prog, opts)
 }
 
 /// Compiles `prog` and maps it executable.
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<JitProgram, JitError> {
-    Compiler::new().compile(prog, opts)
+    let code = compile_code(prog, opts)?;
+    // Direct tail-call sites (if any) stay patchable through a writable alias.
+    JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
 }
 
 /// A reusable x86-64 compiler: the backend's code buffer and the driver's

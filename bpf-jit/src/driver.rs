@@ -606,6 +606,9 @@ pub struct Scratch {
     starts: Vec<usize>,
     safe_divs: Vec<usize>,
     specials: Vec<usize>,
+    /// Used for one compile only ([`compile`]): the result takes the code
+    /// buffer's memory rather than a copy.
+    one_shot: bool,
 }
 
 impl Scratch {
@@ -637,6 +640,10 @@ fn take_cleared<T>(v: &mut Vec<T>) -> Vec<T> {
 /// `v`'s allocation, holding `n` zeros.
 fn take_zeroed(v: &mut Vec<u64>, n: usize) -> Vec<u64> {
     let mut v = take_cleared(v);
+    if v.capacity() < n {
+        // Fresh zeroed memory (calloc) beats growing and filling.
+        return vec![0; n];
+    }
     v.resize(n, 0);
     v
 }
@@ -1141,7 +1148,10 @@ pub fn compile<M: MacroAssembler>(
     prog: &Program,
     opts: &JitOptions<'_>,
 ) -> Result<CompiledCode, JitError> {
-    compile_reusing(masm, &mut Scratch::new(), prog, opts)
+    let mut once = Scratch::new();
+    // Nothing is kept: the results take the buffers instead of copies.
+    once.one_shot = true;
+    compile_reusing(masm, &mut once, prog, opts)
 }
 
 /// [`compile`] with the driver's tables in `scratch`, kept for the next
@@ -1157,7 +1167,7 @@ pub fn compile_reusing<M: MacroAssembler>(
         return Err(JitError::program(JitErrorKind::Empty));
     }
     let plan = plan(prog, opts, scratch)?;
-    let r = emit(masm, &plan, prog, opts);
+    let r = emit(masm, &plan, prog, opts, scratch.one_shot);
     scratch.restore(plan);
     r
 }
@@ -1168,6 +1178,7 @@ fn emit<M: MacroAssembler>(
     plan: &Plan,
     prog: &Program,
     opts: &JitOptions<'_>,
+    one_shot: bool,
 ) -> Result<CompiledCode, JitError> {
     let n = prog.len();
     // Labels: one per instruction, one per subprogram entry, then the
@@ -1232,10 +1243,15 @@ fn emit<M: MacroAssembler>(
         };
         if done {
             let buf = masm.buffer_mut();
-            let insn_offsets = buf.label_offsets_in(0..n);
             let entries = buf.label_offsets_in(n..n + plan.starts.len());
-            // Copied out: the buffer keeps its memory for the next compile.
-            let code = buf.bytes().to_vec();
+            let (insn_offsets, code) = if one_shot {
+                let mut offsets = buf.take_label_offsets();
+                offsets.truncate(n);
+                (offsets, buf.take_bytes())
+            } else {
+                // Copied out: the buffer keeps its memory for the next compile.
+                (buf.label_offsets_in(0..n), buf.bytes().to_vec())
+            };
             buf.reset();
             return Ok(CompiledCode {
                 code,

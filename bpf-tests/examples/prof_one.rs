@@ -1,6 +1,7 @@
 //! Compiles one `../shared/bench/` program N times with the x86 JIT and nothing else, for instruction counts under callgrind:
 //!
 //! `valgrind --tool=callgrind target/release/examples/prof_one parse_hash 1000`, minus the same with 100, divided by 900 = instructions per compile.
+//! One reused `bpf_jit_x86::Compiler`; with `PROF_FRESH=1`, a fresh one per compile. `gen<blocks>` names the bench's generated program.
 
 use bpf_jit::{HelperTable, JitOptions};
 fn main() {
@@ -26,7 +27,15 @@ fn main() {
         );
     }
     let mut jit = bpf_jit_x86::Compiler::new();
+    // PROF_FRESH: a fresh compiler per compile (`bpf_jit_x86::compile_code`).
+    let fresh = std::env::var_os("PROF_FRESH").is_some();
     for _ in 0..n {
-        std::hint::black_box(jit.compile_code(std::hint::black_box(&p), &opts).ok());
+        let p = std::hint::black_box(&p);
+        let r = if fresh {
+            bpf_jit_x86::compile_code(p, &opts)
+        } else {
+            jit.compile_code(p, &opts)
+        };
+        std::hint::black_box(r.ok());
     }
 }
