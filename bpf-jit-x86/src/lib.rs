@@ -498,17 +498,9 @@ impl MacroAssembler for X86Masm {
 
     fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         // The common two-operand form stays small; the rest is out of line.
-        let op = match kind {
-            AluKind::Add => Alu1::Add,
-            AluKind::Sub => Alu1::Sub,
-            AluKind::And => Alu1::And,
-            AluKind::Or => Alu1::Or,
-            AluKind::Xor => Alu1::Xor,
-            AluKind::Mul => return self.alu_general(kind, size, dst, lhs, rhs),
-        };
-        if dst != lhs {
+        let (Some(op), true) = (alu1(kind), dst == lhs) else {
             return self.alu_general(kind, size, dst, lhs, rhs);
-        }
+        };
         match rhs {
             RegImm::Reg(r) => enc::alu_rr(&mut self.buf, sz(size), op, dst, r),
             RegImm::Imm(i) => enc::alu_ri(&mut self.buf, sz(size), op, dst, i),
@@ -521,11 +513,7 @@ impl MacroAssembler for X86Masm {
         if let (true, RegImm::Imm(i)) = (dst == lhs, rhs) {
             let n = (i as u32 & (size.bits() - 1)) as u8;
             if n != 0 {
-                let op = match kind {
-                    ShiftKind::Shl => Shift::Shl,
-                    ShiftKind::ShrU => Shift::Shr,
-                    ShiftKind::ShrS => Shift::Sar,
-                };
+                let op = shift_op(kind);
                 enc::shift_ri(&mut self.buf, sz(size), op, dst, n);
                 return;
             }
@@ -950,6 +938,27 @@ impl X86Masm {
     }
 }
 
+/// The x86 group-1 operation of `kind` (`None` for multiplication).
+fn alu1(kind: AluKind) -> Option<Alu1> {
+    Some(match kind {
+        AluKind::Add => Alu1::Add,
+        AluKind::Sub => Alu1::Sub,
+        AluKind::And => Alu1::And,
+        AluKind::Or => Alu1::Or,
+        AluKind::Xor => Alu1::Xor,
+        AluKind::Mul => return None,
+    })
+}
+
+/// The x86 shift of `kind`.
+fn shift_op(kind: ShiftKind) -> Shift {
+    match kind {
+        ShiftKind::Shl => Shift::Shl,
+        ShiftKind::ShrU => Shift::Shr,
+        ShiftKind::ShrS => Shift::Sar,
+    }
+}
+
 /// Whether the frame needs no frame pointer: its code never names `r10`
 /// (so no eBPF stack slot can be reached, whatever `stack_depth` says), it
 /// keeps no tail-call counter (addressed from `rbp`) and it is not on a
@@ -1019,11 +1028,7 @@ impl X86Masm {
         rhs: RegImm<Gpr>,
     ) {
         let s = sz(size);
-        let op = match kind {
-            ShiftKind::Shl => Shift::Shl,
-            ShiftKind::ShrU => Shift::Shr,
-            ShiftKind::ShrS => Shift::Sar,
-        };
+        let op = shift_op(kind);
         // Work register: dst, unless dst is the count register of a three-operand form.
         let t = if dst != lhs && rhs == RegImm::Reg(dst) {
             AUX
@@ -1099,19 +1104,13 @@ impl X86Masm {
             }
         }
         let b = self.b();
-        let op = match kind {
-            AluKind::Add => Alu1::Add,
-            AluKind::Sub => Alu1::Sub,
-            AluKind::And => Alu1::And,
-            AluKind::Or => Alu1::Or,
-            AluKind::Xor => Alu1::Xor,
-            AluKind::Mul => {
-                match rhs {
-                    RegImm::Reg(r) => enc::imul_rr(b, s, dst, r),
-                    RegImm::Imm(i) => enc::imul_rri(b, s, dst, dst, i),
-                }
-                return;
+        let Some(op) = alu1(kind) else {
+            // Multiplication.
+            match rhs {
+                RegImm::Reg(r) => enc::imul_rr(b, s, dst, r),
+                RegImm::Imm(i) => enc::imul_rri(b, s, dst, dst, i),
             }
+            return;
         };
         match rhs {
             RegImm::Reg(r) => enc::alu_rr(b, s, op, dst, r),
