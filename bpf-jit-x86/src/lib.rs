@@ -440,7 +440,7 @@ impl MacroAssembler for X86Masm {
 
     // ---- moves ----------------------------------------------------------------
 
-    #[inline]
+    #[inline(always)]
     fn mov(&mut self, size: OperandSize, dst: Gpr, src: Gpr) {
         if size == OperandSize::S64 && dst == src {
             return;
@@ -496,6 +496,7 @@ impl MacroAssembler for X86Masm {
 
     // ---- arithmetic -----------------------------------------------------------
 
+    #[inline(always)]
     fn alu(&mut self, kind: AluKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         // The common two-operand form stays small; the rest is out of line.
         let (Some(op), true) = (alu1(kind), dst == lhs) else {
@@ -507,6 +508,7 @@ impl MacroAssembler for X86Masm {
         }
     }
 
+    #[inline(always)]
     fn shift(&mut self, kind: ShiftKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         // The common in-place shift by a non-zero constant stays small; the
         // rest is out of line.
@@ -542,6 +544,7 @@ impl MacroAssembler for X86Masm {
 
     // ---- memory ---------------------------------------------------------------
 
+    #[inline(always)]
     fn load(&mut self, size: Size, signed: bool, dst: Gpr, addr: Mem) -> Result<(), JitErrorKind> {
         let b = self.b();
         match (size, signed) {
@@ -553,6 +556,7 @@ impl MacroAssembler for X86Masm {
         Ok(())
     }
 
+    #[inline(always)]
     fn store(&mut self, size: Size, addr: Mem, src: RegImm<Gpr>) -> Result<(), JitErrorKind> {
         match src {
             RegImm::Reg(r) => enc::store(self.b(), msz(size), addr, r),
@@ -649,6 +653,7 @@ impl MacroAssembler for X86Masm {
 
     // ---- control flow ---------------------------------------------------------
 
+    #[inline(always)]
     fn jmp(&mut self, target: Label) -> Result<(), JitErrorKind> {
         let b = &mut self.buf;
         let e0 = b.estimate(target, 0);
@@ -671,6 +676,7 @@ impl MacroAssembler for X86Masm {
         Ok(())
     }
 
+    #[inline(always)]
     fn branch(
         &mut self,
         cond: IntCmpKind,

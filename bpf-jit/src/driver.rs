@@ -1507,7 +1507,7 @@ fn emit_pass<M: MacroAssembler>(
         if buf.offset() > IMAGE_LIMIT {
             return Err(at_pos(prog, pos, JitErrorKind::ImageTooLarge));
         }
-        if pairs && is_pair_head(insn) && fuse_pair(masm, insns, pos, plan, next_special) {
+        if pairs && is_pair_shape(insns, pos) && fuse_pair(masm, insns, pos, plan, next_special) {
             pos += 2;
             continue;
         }
@@ -1537,12 +1537,14 @@ fn at_pos(prog: &Program, pos: usize, kind: JitErrorKind) -> JitError {
     JitError::at(slot as usize, kind)
 }
 
-/// Whether `insn` may start a pair [`try_pair`] fuses.
+/// Whether the instructions at `pos` and `pos + 1` have the shape of a
+/// pair [`try_pair`] may fuse (a quick test on both opcodes, inlined into
+/// the emission loop; [`try_pair`] checks the rest).
 #[inline(always)]
-fn is_pair_head(insn: &Insn) -> bool {
-    matches!(
-        insn,
-        Insn::Alu {
+fn is_pair_shape(insns: &[Insn], pos: usize) -> bool {
+    let head = matches!(
+        insns.get(pos),
+        Some(Insn::Alu {
             op: AluOp::Lsh,
             src: Source::Imm(_),
             ..
@@ -1551,7 +1553,20 @@ fn is_pair_head(insn: &Insn) -> bool {
             op: AluOp::Mov,
             src: Source::Reg(_),
             ..
-        }
+        })
+    );
+    head && matches!(
+        insns.get(pos + 1),
+        Some(Insn::Alu {
+            op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
+            src: Source::Imm(_),
+            width: Width::W64,
+            ..
+        } | Insn::Alu {
+            op: AluOp::Or,
+            src: Source::Reg(_),
+            ..
+        })
     )
 }
 
@@ -1655,7 +1670,7 @@ fn emit_special<'p, M: MacroAssembler>(
     // A pair that lowers to one native instruction, when nothing jumps
     // between the two (and no blinding rewrites the immediate).
     if plan.blind.is_none()
-        && is_pair_head(insn)
+        && is_pair_shape(insns, pos)
         && fuse_pair(masm, insns, pos, plan, ctx.next_special)
     {
         return Ok(2);
@@ -1737,7 +1752,7 @@ fn blindable(op: AluOp, imm: i32) -> bool {
 }
 
 /// `dst = dst op rhs` for the ALU operations (not `mov`).
-#[inline]
+#[inline(always)]
 fn alu_op<M: MacroAssembler>(
     masm: &mut M,
     op: AluOp,
@@ -2046,7 +2061,7 @@ fn emit_direct_tail_call<M: MacroAssembler>(
 
 /// Lowers one instruction. `aux` is its branch label, helper address or
 /// `ld_imm64` value, from the plan.
-#[inline]
+#[inline(always)]
 fn lower<M: MacroAssembler>(
     masm: &mut M,
     insn: &Insn,
