@@ -92,7 +92,9 @@ pub struct CallGraph {
     pub(crate) site_start: Vec<u32>,
     /// Subprograms in post-order (callees before callers).
     pub(crate) post_order: Vec<SubprogId>,
-    pub(crate) graph: DiGraph<SubprogId, CallSite>,
+    /// The petgraph view, built on first use ([`CallGraph::graph`]): most
+    /// users (the JITs) never ask for it.
+    pub(crate) graph: std::sync::OnceLock<DiGraph<SubprogId, CallSite>>,
 }
 
 /// DFS colours for cycle detection.
@@ -148,11 +150,10 @@ impl CallGraph {
             sites,
             site_start,
             post_order: Vec::with_capacity(n),
-            graph: DiGraph::with_capacity(0, 0),
+            graph: std::sync::OnceLock::new(),
         };
         cg.order_and_check_cycles()?;
         cg.mark_tail_call_reachable();
-        cg.graph = cg.make_graph();
         Ok(cg)
     }
 
@@ -191,9 +192,9 @@ impl CallGraph {
     }
 
     /// The call graph as a petgraph graph: node weight = subprogram, edge weight = call site.
-    /// Node index `i` is subprogram `i`.
+    /// Node index `i` is subprogram `i`. Built on the first call.
     pub fn graph(&self) -> &DiGraph<SubprogId, CallSite> {
-        &self.graph
+        self.graph.get_or_init(|| self.make_graph())
     }
 
     /// Subprograms in post-order from the entry (every callee before its callers).

@@ -389,22 +389,25 @@ pub struct CompiledCode {
 /// rules); a violation is a [`JitErrorKind::CallGraph`] naming the slot.
 pub fn subprogram_starts(prog: &Program) -> Result<Vec<usize>, JitError> {
     let cg = call_graph(prog)?;
-    starts_of(prog, &cg)
+    let mut starts = Vec::with_capacity(cg.len());
+    starts_of(prog, &cg, &mut starts)?;
+    Ok(starts)
 }
 
 fn call_graph(prog: &Program) -> Result<CallGraph, JitError> {
     CallGraph::build(prog).map_err(|e| JitError::at(e.index(), JitErrorKind::CallGraph(e)))
 }
 
-fn starts_of(prog: &Program, cg: &CallGraph) -> Result<Vec<usize>, JitError> {
-    cg.subprogs()
-        .values()
-        .map(|s| {
-            let slot = s.start.slot();
-            prog.insn_at_slot(slot)
-                .ok_or(JitError::at(slot, JitErrorKind::BadTarget(slot as i64)))
-        })
-        .collect()
+/// Appends the position of each subprogram's first instruction to `out`.
+fn starts_of(prog: &Program, cg: &CallGraph, out: &mut Vec<usize>) -> Result<(), JitError> {
+    for s in cg.subprogs().values() {
+        let slot = s.start.slot();
+        let pos = prog
+            .insn_at_slot(slot)
+            .ok_or(JitError::at(slot, JitErrorKind::BadTarget(slot as i64)))?;
+        out.push(pos);
+    }
+    Ok(())
 }
 
 /// Position in `insns` of the instruction at `slot + step + off`, where
@@ -588,7 +591,13 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
             .finish(prog, scan.reg_div, scan.extra))
         }
         Err(ScanStop::Error(e)) if !needs_call_graph(prog.insns()) => Err(e),
-        Err(_) => plan_with_call_graph(prog, opts, aux),
+        Err(_) => {
+            // The tables the stopped scan took come back for the full one.
+            sc.targets = scan.targets;
+            sc.fastcall_calls = scan.fastcall_calls;
+            sc.extra = scan.extra;
+            plan_with_call_graph(prog, opts, aux, sc)
+        }
     }
 }
 
@@ -654,10 +663,12 @@ fn plan_with_call_graph(
     prog: &Program,
     opts: &JitOptions<'_>,
     mut aux: Vec<u64>,
+    sc: &mut Scratch,
 ) -> Result<Plan, JitError> {
     let n = prog.len();
     let cg = call_graph(prog)?;
-    let starts = starts_of(prog, &cg)?;
+    let mut starts = take_cleared(&mut sc.starts);
+    starts_of(prog, &cg, &mut starts)?;
     if opts.private_stack {
         // A callback is entered from a helper, which cannot pass the
         // incoming-frame register.
@@ -675,15 +686,15 @@ fn plan_with_call_graph(
         opts,
         starts: &starts,
         one_subprog: false,
-        fastcall_calls: Vec::new(),
+        fastcall_calls: take_cleared(&mut sc.fastcall_calls),
         ld_abs: None,
         has_callx: false,
-        targets: vec![0u64; n.div_ceil(64)],
+        targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
         reg_div: false,
-        extra: Vec::new(),
+        extra: take_cleared(&mut sc.extra),
     };
-    let mut frames = Vec::with_capacity(starts.len());
-    let mut may_goto_slots = Vec::with_capacity(starts.len());
+    let mut frames = take_cleared(&mut sc.frames);
+    let mut may_goto_slots = take_cleared(&mut sc.may_goto_slots);
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
         let facts = scan.subprog(&mut aux, s, begin, end).map_err(|e| match e {
@@ -727,8 +738,8 @@ fn plan_with_call_graph(
         ld_abs,
         blind: opts.blind_constants,
         targets,
-        safe_divs: Vec::new(),
-        specials: Vec::new(),
+        safe_divs: take_cleared(&mut sc.safe_divs),
+        specials: take_cleared(&mut sc.specials),
     }
     .finish(prog, reg_div, extra))
 }
