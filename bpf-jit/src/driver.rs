@@ -548,6 +548,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
         targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
         reg_div: false,
         extra: take_cleared(&mut sc.extra),
+        edges: take_cleared(&mut sc.edges),
     };
     let mut aux = take_zeroed(&mut sc.aux, n);
     // A program without calls, function references or tail calls is one
@@ -596,6 +597,17 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
             sc.targets = scan.targets;
             sc.fastcall_calls = scan.fastcall_calls;
             sc.extra = scan.extra;
+            sc.edges = scan.edges;
+            let mut starts = take_cleared(&mut sc.starts);
+            if local_call_starts(prog, opts, &mut starts) {
+                // Without the call graph; any error is reported by the
+                // call-graph path, in the kernel's order.
+                if let Ok(plan) = plan_subprogs(prog, opts, aux, sc, starts, None) {
+                    return Ok(plan);
+                }
+                return plan_with_call_graph(prog, opts, vec![0; n], sc);
+            }
+            sc.starts = starts;
             plan_with_call_graph(prog, opts, aux, sc)
         }
     }
@@ -615,6 +627,8 @@ pub struct Scratch {
     starts: Vec<usize>,
     safe_divs: Vec<usize>,
     specials: Vec<usize>,
+    edges: Vec<(u16, u16)>,
+    walk: Vec<(u16, usize)>,
     /// Used for one compile only ([`compile`]): the result takes the code
     /// buffer's memory rather than a copy.
     one_shot: bool,
@@ -662,10 +676,9 @@ fn take_zeroed(v: &mut Vec<u64>, n: usize) -> Vec<u64> {
 fn plan_with_call_graph(
     prog: &Program,
     opts: &JitOptions<'_>,
-    mut aux: Vec<u64>,
+    aux: Vec<u64>,
     sc: &mut Scratch,
 ) -> Result<Plan, JitError> {
-    let n = prog.len();
     let cg = call_graph(prog)?;
     let mut starts = take_cleared(&mut sc.starts);
     starts_of(prog, &cg, &mut starts)?;
@@ -680,6 +693,102 @@ fn plan_with_call_graph(
             ));
         }
     }
+    plan_subprogs(prog, opts, aux, sc, starts, Some(&cg))
+}
+
+/// The subprogram starts (positions, ascending) of a program whose only
+/// calls are bpf-to-bpf calls (no tail call, `callx` or function
+/// reference) and which is not compiled for a private stack, collected
+/// in `out`; `false` otherwise, or if a call target is out of range or
+/// there are more subprograms than the kernel allows. Such a program
+/// needs no tail-call reachability and no callbacks: [`plan_subprogs`]
+/// then checks the rest of the call graph's rules itself (see
+/// [`calls_form_a_tree_walk`]).
+fn local_call_starts(prog: &Program, opts: &JitOptions<'_>, out: &mut Vec<usize>) -> bool {
+    if opts.private_stack {
+        return false;
+    }
+    out.push(0);
+    let slots = prog.starts();
+    for (pos, insn) in prog.insns().iter().enumerate() {
+        match *insn {
+            Insn::Call(CallTarget::Local(off)) => {
+                let slot = slots.get(pos).copied().unwrap_or(0) as usize;
+                match target_pos(prog, pos, slot, 1, i64::from(off)) {
+                    Ok(t) => out.push(t),
+                    Err(_) => return false,
+                }
+            }
+            Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER))
+            | Insn::CallReg { .. }
+            | Insn::LdImm64 {
+                src: LdImm64Src::Func(_),
+                ..
+            } => return false,
+            _ => {}
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out.len() <= bpf_callgraph::BPF_MAX_SUBPROGS
+}
+
+/// Whether the calls `edges` (caller, callee: subprogram indices, grouped
+/// by caller in ascending order) between `n` subprograms reach every
+/// subprogram from subprogram 0 without recursion: the call graph's
+/// last two rules, for [`local_call_starts`] programs.
+fn calls_form_a_tree_walk(n: usize, edges: &[(u16, u16)], stack: &mut Vec<(u16, usize)>) -> bool {
+    const WHITE: u8 = 0;
+    const GREY: u8 = 1;
+    const BLACK: u8 = 2;
+    let mut color = [WHITE; bpf_callgraph::BPF_MAX_SUBPROGS];
+    if n == 0 || n > color.len() {
+        return false;
+    }
+    let first = |s: u16| edges.partition_point(|e| e.0 < s);
+    stack.clear();
+    stack.push((0, first(0)));
+    color[0] = GREY;
+    while let Some(top) = stack.last_mut() {
+        let (node, next) = *top;
+        match edges.get(next) {
+            Some(&(caller, callee)) if caller == node => {
+                top.1 += 1;
+                match color.get(usize::from(callee)) {
+                    Some(&WHITE) => {
+                        color[usize::from(callee)] = GREY;
+                        stack.push((callee, first(callee)));
+                    }
+                    Some(&BLACK) => {}
+                    // Recursion (or an out-of-range callee).
+                    _ => return false,
+                }
+            }
+            _ => {
+                color[usize::from(node)] = BLACK;
+                stack.pop();
+            }
+        }
+    }
+    color.iter().take(n).all(|&c| c == BLACK)
+}
+
+/// [`plan`] for a program of several subprograms starting at `starts`:
+/// one scan per subprogram. With `cg`, the call graph has checked the
+/// structure and gives tail-call reachability; without it (a
+/// [`local_call_starts`] program), the calls found by the scan are
+/// checked here and a violation is an error (the caller then plans with
+/// the call graph for the kernel's own error). `aux` is reused (any
+/// values in it are overwritten).
+fn plan_subprogs(
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    mut aux: Vec<u64>,
+    sc: &mut Scratch,
+    starts: Vec<usize>,
+    cg: Option<&CallGraph>,
+) -> Result<Plan, JitError> {
+    let n = prog.len();
     aux.iter_mut().for_each(|a| *a = 0);
     let mut scan = Scan {
         prog,
@@ -692,6 +801,7 @@ fn plan_with_call_graph(
         targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
         reg_div: false,
         extra: take_cleared(&mut sc.extra),
+        edges: take_cleared(&mut sc.edges),
     };
     let mut frames = take_cleared(&mut sc.frames);
     let mut may_goto_slots = take_cleared(&mut sc.may_goto_slots);
@@ -699,21 +809,25 @@ fn plan_with_call_graph(
         let end = starts.get(s + 1).copied().unwrap_or(n);
         let facts = scan.subprog(&mut aux, s, begin, end).map_err(|e| match e {
             ScanStop::Error(e) => e,
-            // Not produced when scanning with the call graph.
+            // Not produced when scanning subprogram by subprogram.
             ScanStop::NeedsCallGraph => {
                 JitError::program(JitErrorKind::Unsupported("call graph needed twice"))
             }
         })?;
-        let (frame, may_goto) = frame_of(prog, opts, Some(&cg), s, begin, end, facts)?;
+        let (frame, may_goto) = frame_of(prog, opts, cg, s, begin, end, facts)?;
         frames.push(frame);
         may_goto_slots.push(may_goto);
     }
-    let private_stack_bytes = if opts.private_stack {
-        chain_bytes(&cg, &frames).ok_or(JitError::program(JitErrorKind::PrivateStack(
-            "frames too large",
-        )))?
-    } else {
-        0
+    if cg.is_none() && !calls_form_a_tree_walk(starts.len(), &scan.edges, &mut sc.walk) {
+        return Err(JitError::program(JitErrorKind::Unsupported(
+            "recursive or unreachable subprogram",
+        )));
+    }
+    let private_stack_bytes = match cg {
+        Some(cg) if opts.private_stack => chain_bytes(cg, &frames).ok_or(JitError::program(
+            JitErrorKind::PrivateStack("frames too large"),
+        ))?,
+        _ => 0,
     };
     let direct = direct_calls(prog, opts, &starts, &aux);
     let Scan {
@@ -723,8 +837,10 @@ fn plan_with_call_graph(
         targets,
         reg_div,
         extra,
+        edges,
         ..
     } = scan;
+    sc.edges = edges;
     Ok(Plan {
         aux,
         frames,
@@ -804,6 +920,9 @@ struct Scan<'a, 'o> {
     reg_div: bool,
     /// Positions of `may_goto`, `ld_abs` and `ld_ind` (see [`Plan::specials`]).
     extra: Vec<usize>,
+    /// Bpf-to-bpf calls found scanning subprogram by subprogram: (caller,
+    /// callee) subprogram indices.
+    edges: Vec<(u16, u16)>,
 }
 
 impl Scan<'_, '_> {
@@ -944,7 +1063,11 @@ impl Scan<'_, '_> {
                 ..
             } if self.one_subprog => return Err(ScanStop::NeedsCallGraph),
             Insn::Call(CallTarget::Local(off)) => {
-                self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?)
+                let label =
+                    self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?);
+                let callee = label.saturating_sub(prog.len() as u64);
+                self.edges.push((s as u16, callee as u16));
+                label
             }
             // bpf_tail_call: inline code (MacroAssembler::tail_call).
             Insn::Call(CallTarget::Helper(TAIL_CALL_HELPER)) => return Ok(used),
@@ -1555,29 +1678,33 @@ fn at_pos(prog: &Program, pos: usize, kind: JitErrorKind) -> JitError {
 fn is_pair_shape(insns: &[Insn], pos: usize) -> bool {
     let head = matches!(
         insns.get(pos),
-        Some(Insn::Alu {
-            op: AluOp::Lsh,
-            src: Source::Imm(_),
-            ..
-        } | Insn::Alu {
-            width: Width::W64,
-            op: AluOp::Mov,
-            src: Source::Reg(_),
-            ..
-        })
+        Some(
+            Insn::Alu {
+                op: AluOp::Lsh,
+                src: Source::Imm(_),
+                ..
+            } | Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                src: Source::Reg(_),
+                ..
+            }
+        )
     );
     head && matches!(
         insns.get(pos + 1),
-        Some(Insn::Alu {
-            op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
-            src: Source::Imm(_),
-            width: Width::W64,
-            ..
-        } | Insn::Alu {
-            op: AluOp::Or,
-            src: Source::Reg(_),
-            ..
-        })
+        Some(
+            Insn::Alu {
+                op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
+                src: Source::Imm(_),
+                width: Width::W64,
+                ..
+            } | Insn::Alu {
+                op: AluOp::Or,
+                src: Source::Reg(_),
+                ..
+            }
+        )
     )
 }
 
@@ -2470,6 +2597,121 @@ mod tests {
             |slot: usize, src: LdImm64Src| (slot == 1 && src == LdImm64Src::MapFd(3)).then_some(77);
         let opts = opts.with_ld_imm64(&r);
         assert_eq!(plan(&p, &opts, &mut Scratch::new()).unwrap().aux[1], 77);
+    }
+
+    /// What two plans of the same program must agree on.
+    fn plan_facts(p: &Plan) -> impl PartialEq + core::fmt::Debug {
+        (
+            p.aux.clone(),
+            p.frames.clone(),
+            p.starts.clone(),
+            p.has_callx,
+            p.targets.clone(),
+            p.specials.clone(),
+            p.safe_divs.clone(),
+            p.fastcall_calls.clone(),
+            p.may_goto_slots.clone(),
+            p.direct.clone(),
+        )
+    }
+
+    /// Plans `p` both ways: [`plan`] (which plans a program whose only
+    /// calls are bpf-to-bpf calls without the call graph) and always with
+    /// the call graph; they must give the same plan or the same error.
+    fn assert_same_plan_as_call_graph(p: &Program, opts: &JitOptions<'_>) {
+        let fast = plan(p, opts, &mut Scratch::new());
+        let full = call_graph(p)
+            .and_then(|_| plan_with_call_graph(p, opts, vec![0; p.len()], &mut Scratch::new()));
+        let full = if needs_call_graph(p.insns()) {
+            full
+        } else {
+            // One subprogram: the call graph path is not what plan() uses.
+            return;
+        };
+        match (fast, full) {
+            (Ok(a), Ok(b)) => assert_eq!(plan_facts(&a), plan_facts(&b), "{p:?}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "{p:?}"),
+            (a, b) => panic!("{p:?}: plan {:?} vs call graph {:?}", a.err(), b.err()),
+        }
+    }
+
+    #[test]
+    fn local_calls_without_call_graph_keep_the_kernels_errors() {
+        let helpers = HelperTable::new();
+        let opts = JitOptions::new(&helpers);
+        let mov = |r: Reg| Insn::Alu {
+            width: bpf_isa::Width::W64,
+            op: AluOp::Mov,
+            dst: r,
+            src: Source::Imm(1),
+        };
+        // 0: call +1 (-> 2); 1: exit | 2: call -1 (-> 2, itself); 3: exit:
+        // recursion.
+        let recursive = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Exit,
+            Insn::Call(CallTarget::Local(-1)),
+            Insn::Exit,
+        ]);
+        let e = plan(&recursive, &opts, &mut Scratch::new()).err().unwrap();
+        assert!(
+            matches!(
+                e.kind,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::Recursion { .. })
+            ),
+            "{e:?}"
+        );
+        // Subprogram 2 (at 4) is called only from itself: unreachable.
+        let unreachable = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Exit,
+            mov(Reg::R6),
+            Insn::Exit,
+            Insn::Call(CallTarget::Local(-1)),
+            Insn::Exit,
+        ]);
+        let e = plan(&unreachable, &opts, &mut Scratch::new())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                e.kind,
+                JitErrorKind::CallGraph(bpf_callgraph::BuildError::Unreachable { .. })
+            ),
+            "{e:?}"
+        );
+        for p in [&recursive, &unreachable] {
+            assert_same_plan_as_call_graph(p, &opts);
+        }
+        // A chain 0 -> 1 -> 2 and 0 -> 2 (a diamond, not recursion) plans.
+        let ok = Program::from_insns(vec![
+            Insn::Call(CallTarget::Local(2)),
+            Insn::Call(CallTarget::Local(4)),
+            Insn::Exit,
+            mov(Reg::R7),
+            Insn::Call(CallTarget::Local(1)),
+            Insn::Exit,
+            Insn::Exit,
+        ]);
+        let plan_ok = plan(&ok, &opts, &mut Scratch::new()).unwrap();
+        assert_eq!(plan_ok.starts, vec![0, 3, 6]);
+        assert_same_plan_as_call_graph(&ok, &opts);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn plan_without_call_graph_matches_plan_with_it(
+            p in bpf_isa::arbitrary::valid_program(48)
+        ) {
+            let mut helpers = HelperTable::new();
+            unsafe extern "C" fn h(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 { 0 }
+            for id in 1..8 {
+                helpers.insert(id, h);
+            }
+            let opts = JitOptions::new(&helpers);
+            assert_same_plan_as_call_graph(&p, &opts);
+        }
     }
 
     #[test]
