@@ -545,6 +545,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
         targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
         reg_div: false,
         extra: take_cleared(&mut sc.extra),
+        calls: false,
     };
     let mut aux = take_zeroed(&mut sc.aux, n);
     // A program without calls, function references or tail calls is one
@@ -681,6 +682,7 @@ fn plan_with_call_graph(
         targets: vec![0u64; n.div_ceil(64)],
         reg_div: false,
         extra: Vec::new(),
+        calls: false,
     };
     let mut frames = Vec::with_capacity(starts.len());
     let mut may_goto_slots = Vec::with_capacity(starts.len());
@@ -772,6 +774,9 @@ struct SubprogFacts {
     /// Bit `n` set when the subprogram names `rn`.
     used: u16,
     has_may_goto: bool,
+    /// Whether it has an instruction that makes a native call (see
+    /// [`FrameInfo::makes_calls`]).
+    makes_calls: bool,
 }
 
 /// The per-instruction pass of [`plan`] and what it gathers across
@@ -793,6 +798,9 @@ struct Scan<'a, 'o> {
     reg_div: bool,
     /// Positions of `may_goto`, `ld_abs` and `ld_ind` (see [`Plan::specials`]).
     extra: Vec<usize>,
+    /// The subprogram being scanned has a call of some kind so far (set
+    /// by [`Scan::other`], which sees every call).
+    calls: bool,
 }
 
 impl Scan<'_, '_> {
@@ -820,6 +828,7 @@ impl Scan<'_, '_> {
         let mut used = 0u16;
         let mut reg_div = false;
         let mut has_may_goto = false;
+        self.calls = false;
         for (i, insn) in insns.iter().enumerate() {
             match *insn {
                 Insn::Alu { dst, src, op, .. } => {
@@ -847,7 +856,11 @@ impl Scan<'_, '_> {
             }
         }
         self.reg_div |= reg_div;
-        Ok(SubprogFacts { used, has_may_goto })
+        Ok(SubprogFacts {
+            used,
+            has_may_goto,
+            makes_calls: self.calls,
+        })
     }
 
     /// Marks `t` as a jump target and returns it.
@@ -894,6 +907,8 @@ impl Scan<'_, '_> {
             }
             Ok(p)
         };
+        // Every call makes the frame a non-leaf (ld_abs/ld_ind below too).
+        self.calls |= matches!(insn, Insn::Call(_) | Insn::CallReg { .. });
         let value = match *insn {
             Insn::Jmp { dst, src, off, .. } => {
                 used |= reg_bit(dst) | src_bit(src);
@@ -907,6 +922,7 @@ impl Scan<'_, '_> {
             }
             Insn::LdAbs { .. } | Insn::LdInd { .. } => {
                 self.extra.push(pos);
+                self.calls = true;
                 let slot = slot as usize;
                 if let Insn::LdInd { src, .. } = *insn {
                     used |= reg_bit(src);
@@ -1032,7 +1048,11 @@ fn frame_of(
 ) -> Result<(FrameInfo, Option<i32>), JitError> {
     let insns = prog.insns();
     let slots = prog.starts();
-    let SubprogFacts { used, has_may_goto } = facts;
+    let SubprogFacts {
+        used,
+        has_may_goto,
+        makes_calls,
+    } = facts;
     // The last instruction must not fall through into the next subprogram.
     if let (Some(last), Some(&slot)) = (
         end.checked_sub(1).and_then(|p| insns.get(p)),
@@ -1095,6 +1115,7 @@ fn frame_of(
             },
         tail_call_reachable,
         private_stack: opts.private_stack,
+        makes_calls,
     };
     Ok((frame, may_goto))
 }

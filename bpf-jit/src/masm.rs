@@ -214,6 +214,11 @@ pub struct FrameInfo {
     /// `stack_depth` bytes out of the native stack; calls and tail calls
     /// pass the callee its incoming frame address in that register.
     pub private_stack: bool,
+    /// The subprogram's code can make a native call: a helper or kfunc
+    /// call, a bpf-to-bpf call, a `callx`, a tail call or an
+    /// `ld_abs`/`ld_ind` (which calls a routine). A frame without (a
+    /// leaf) never needs the native stack aligned for a callee.
+    pub makes_calls: bool,
 }
 
 impl FrameInfo {
