@@ -377,6 +377,19 @@ pub struct CompiledCode {
     /// The direct tail-call sites (with [`JitOptions::direct_tail_calls`]),
     /// ascending by position.
     pub direct_tail_calls: Vec<DirectTailCall>,
+    /// Byte offset where the code of the last eBPF instruction ends. What
+    /// follows belongs to no single instruction: the `ld_abs`/`ld_ind`
+    /// failure exit (up to [`CompiledCode::deferred`]), the backend's
+    /// out-of-line code ([`MacroAssembler::emit_deferred`]), and the
+    /// `callx` helper table ([`CompiledCode::helper_table`]).
+    pub insns_end: u32,
+    /// Byte offset of the backend's out-of-line code (x86-64: the cold
+    /// paths of divisions by a register), up to the helper table's
+    /// alignment padding or the end of the code.
+    pub deferred: u32,
+    /// Byte offset of the `callx` helper-address table (8-byte entries up
+    /// to the end of the image), if the program has a `callx`.
+    pub helper_table: Option<u32>,
 }
 
 /// Positions in [`Program::insns`] where subprograms start, from
@@ -1251,6 +1264,7 @@ fn emit<M: MacroAssembler>(
             buf.begin_pass(nlabels, true);
         }
         let emitted = emit_pass(masm, prog, plan, table_label, table.len() as u32);
+        let deferred = masm.buffer().offset();
         // Also after a failed pass: nothing deferred may outlive it.
         masm.emit_deferred();
         emitted?;
@@ -1265,6 +1279,16 @@ fn emit<M: MacroAssembler>(
         if done {
             let buf = masm.buffer_mut();
             let entries = buf.label_offsets_in(n..n + plan.starts.len());
+            let ld_abs_exit = Label::new((n + plan.starts.len() + 1) as u32);
+            let insns_end = match plan.ld_abs {
+                Some(_) => buf.label_offset(ld_abs_exit).unwrap_or(deferred),
+                None => deferred,
+            };
+            let helper_table = if plan.has_callx {
+                buf.label_offset(table_label)
+            } else {
+                None
+            };
             let (insn_offsets, code) = if one_shot {
                 let mut offsets = buf.take_label_offsets();
                 offsets.truncate(n);
@@ -1283,6 +1307,9 @@ fn emit<M: MacroAssembler>(
                 private_stack_bytes: plan.private_stack_bytes,
                 private_stack: opts.private_stack,
                 direct_tail_calls: plan.direct_sites.take(),
+                insns_end,
+                deferred,
+                helper_table,
             });
         }
     }
