@@ -29,11 +29,16 @@ struct Listing {
     /// `; patch site: …` comments and the index into `native` of the line
     /// they announce.
     patches: Vec<(String, usize)>,
+    /// Headings of the code after the last instruction (`; out-of-line:
+    /// …`, `; padding`, `; callx helper table`) and the indices into
+    /// `native` of the lines under each.
+    tails: Vec<(String, Vec<usize>)>,
 }
 
 fn parse(text: &str) -> Listing {
     let mut l = Listing::default();
     let mut cur: Option<usize> = None;
+    let mut tail: Option<usize> = None;
     let mut want_prologue = false;
     for line in text.lines().skip(1) {
         if let Some(rest) = line.strip_prefix("    ; patch site: ") {
@@ -53,16 +58,24 @@ fn parse(text: &str) -> Listing {
             }
             if let Some(s) = cur {
                 l.under.entry(s).or_default().push(l.native.len());
+            } else if let Some(t) = tail.and_then(|t| l.tails.get_mut(t)) {
+                t.1.push(l.native.len());
             }
             l.native.push((off, bytes, text));
         } else if line == "  ; prologue" {
             want_prologue = true;
+            cur = None;
+            tail = None;
+        } else if let Some(rest) = line.strip_prefix("  ; ") {
+            tail = Some(l.tails.len());
+            l.tails.push((rest.to_string(), Vec::new()));
             cur = None;
         } else if let Some(rest) = line.strip_prefix("  ") {
             let (slot, text) = rest.split_once(": ").expect("eBPF line has `slot: `");
             let slot: usize = slot.parse().expect("slot number");
             l.bpf.push((slot, text.to_string()));
             cur = Some(slot);
+            tail = None;
         } else if let Some(name) = line.strip_suffix(':') {
             l.labels.push(name.to_string());
         } else {
@@ -391,4 +404,118 @@ fn blinding_hides_the_immediate() {
     assert!(!has(&a) && !has(&b));
     assert_ne!(a, b);
     assert!(!has(&bytes_of(&["--blind"])));
+}
+
+/// The signed displacement target of a `jmp` (eb rel8 / e9 rel32) line.
+fn jmp_target(off: u32, bytes: &[u8]) -> i64 {
+    let end = i64::from(off) + bytes.len() as i64;
+    match bytes {
+        [0xeb, d] => end + i64::from(*d as i8),
+        [0xe9, a, b, c, d] => end + i64::from(i32::from_le_bytes([*a, *b, *c, *d])),
+        _ => panic!("not a jmp: {bytes:02x?}"),
+    }
+}
+
+/// Division by a register: the x86 check for a zero divisor jumps to
+/// out-of-line code after the last instruction, which the listing puts
+/// under its own heading rather than under `exit`. By the ISA, `x / 0`
+/// is 0 and execution goes on with the next instruction: the cold path
+/// zeroes `rax` (r0) and jumps back to the code of `exit`.
+#[test]
+fn x86_division_checks_are_listed_apart() {
+    let p = scratch("dump_jited_div.bin");
+    std::fs::write(
+        &p,
+        [
+            0xbf, 0x10, 0, 0, 0, 0, 0, 0, // r0 = r1
+            0x3f, 0x20, 0, 0, 0, 0, 0, 0, // r0 /= r2
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = parse(&out);
+    assert_eq!(l.bpf.len(), 3);
+    // `exit` is `ret` and nothing after it.
+    assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
+    let heads: Vec<&str> = l.tails.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(heads, ["out-of-line: division checks"], "{out}");
+    let lines = &l.tails[0].1;
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(l.native[lines[0]].2, "xor eax, eax", "{out}");
+    let (off, bytes, _) = &l.native[lines[1]];
+    let exit_code = l.native[l.under[&2][0]].0;
+    assert_eq!(jmp_target(*off, bytes), i64::from(exit_code), "{out}");
+}
+
+/// `callx`: the image ends with the helper-address table, listed as data
+/// under its own heading (entry `id` = the placeholder address of helper
+/// `id`, 0x7fff_0000_0000 + id, documented by `dump jited`).
+#[test]
+fn x86_callx_helper_table_is_listed_apart() {
+    let p = scratch("dump_jited_callx.bin");
+    std::fs::write(
+        &p,
+        [
+            0xb7, 0x01, 0, 0, 5, 0, 0, 0, // r1 = 5
+            0x8d, 0x01, 0, 0, 0, 0, 0, 0, // callx r1
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = parse(&out);
+    assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
+    let table = l
+        .tails
+        .iter()
+        .find(|t| t.0 == "callx helper table")
+        .unwrap_or_else(|| panic!("no table heading:\n{out}"));
+    assert_eq!(
+        l.tails.last().map(|t| t.0.as_str()),
+        Some("callx helper table")
+    );
+    let rows = &table.1;
+    assert!(rows.len() > 5, "{out}");
+    // 8-byte aligned, 8 bytes a row.
+    let first = l.native[rows[0]].0;
+    assert_eq!(first % 8, 0);
+    for (k, &i) in rows.iter().enumerate() {
+        let (off, bytes, text) = &l.native[i];
+        assert_eq!(*off, first + 8 * k as u32);
+        let want = 0x0000_7fff_0000_0000u64 + k as u64;
+        assert_eq!(bytes.as_slice(), want.to_le_bytes(), "row {k}: {text}");
+        assert_eq!(text, &format!(".quad {want:#x}"));
+    }
+}
+
+/// `ld_abs`: its failure path (a packet too short) ends the program with
+/// r0 = 0 (the kernel's rule for legacy packet loads); that exit follows
+/// the last instruction, under its own heading.
+#[test]
+fn x86_ld_abs_failure_exit_is_listed_apart() {
+    let p = scratch("dump_jited_ld_abs.bin");
+    std::fs::write(
+        &p,
+        [
+            0xbf, 0x16, 0, 0, 0, 0, 0, 0, // r6 = r1
+            0x30, 0, 0, 0, 0, 0, 0, 0, // r0 = *(u8 *)skb[0]
+            0x95, 0, 0, 0, 0, 0, 0, 0, // exit
+        ],
+    )
+    .unwrap();
+    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = parse(&out);
+    assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
+    let heads: Vec<&str> = l.tails.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(heads, ["out-of-line: ld_abs/ld_ind failure exit"], "{out}");
+    let lines = &l.tails[0].1;
+    assert_eq!(l.native[lines[0]].2, "xor eax, eax", "{out}");
+    assert_eq!(l.native[*lines.last().unwrap()].1, [0xc3], "{out}");
 }

@@ -48,6 +48,7 @@ fn frame(kind: EntryKind, depth: u32, saved: &[BpfReg], tc: bool) -> FrameInfo {
         callee_saved: saved.iter().fold(0, |m, r| m | 1 << r.num()),
         tail_call_reachable: tc,
         private_stack: false,
+        makes_calls: true,
     }
 }
 

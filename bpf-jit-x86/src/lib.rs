@@ -47,9 +47,11 @@ pub const AUX: Gpr = Gpr::R11;
 /// it as a temporary.
 pub const AUX2: Gpr = Gpr::R10;
 
-/// Bytes from an entry to the end of its fixed-size head (`nop5` + `xor eax, eax`
-/// or `nop2`): where a tail call enters a program, with the tail-call
-/// counter (a value up to 33, or a pointer to it) the caller left in `rax`.
+/// Bytes from a program's entry to the end of its fixed-size head (`nop5` +
+/// `xor eax, eax` or `nop2`): where a tail call enters a program, with the
+/// tail-call counter (a value up to 33, or a pointer to it) the caller left
+/// in `rax`. Subprogram entries, never entered by a tail call, have the
+/// `nop5` only.
 pub const TAIL_CALL_ENTRY_OFFSET: u32 = 7;
 /// Size of the whole prologue before the callee-saved pushes: the head plus
 /// `push rbp` (1), `mov rbp, rsp` (3) and `sub rsp, imm32` (7), of a frame
@@ -346,19 +348,27 @@ impl MacroAssembler for X86Masm {
 
     // ---- frame ----------------------------------------------------------------
 
+    /// `nop5` (the patchable entry), then on a main program the 2-byte
+    /// slot that puts [`TAIL_CALL_ENTRY_OFFSET`] at the same place in every
+    /// program: `xor eax, eax` (the counter starts at 0) when a tail call
+    /// can happen, else `nop2`. A subprogram is never a tail call's target
+    /// (tail calls enter programs, at their main entry): it has no slot.
     fn entry_padding(&mut self, frame: &FrameInfo) {
         enc::nop5(self.b());
-        if frame.kind == EntryKind::Main && frame.tail_call_reachable {
-            // The invocation's tail-call counter starts at 0.
-            enc::alu_rr(self.b(), Sz::W, Alu1::Xor, Gpr::RAX, Gpr::RAX);
-        } else {
-            enc::nop2(self.b());
+        if frame.kind == EntryKind::Main {
+            if frame.tail_call_reachable {
+                enc::alu_rr(self.b(), Sz::W, Alu1::Xor, Gpr::RAX, Gpr::RAX);
+            } else {
+                enc::nop2(self.b());
+            }
         }
     }
 
     fn frame_setup(&mut self, frame: &FrameInfo) {
         let b = self.b();
-        enc::push(b, Gpr::RBP);
+        if saves_rbp(frame) {
+            enc::push(b, Gpr::RBP);
+        }
         if !pad_below(frame) {
             enc::mov_rr(b, Sz::Q, Gpr::RBP, Gpr::RSP);
             let size = frame.stack_depth.saturating_add(frame_pad(frame));
@@ -913,10 +923,10 @@ impl X86Masm {
             // on the native stack).
             enc::alu_ri(b, Sz::Q, Alu1::Add, Gpr::RSP, 16);
         }
-        if pad_below(frame) {
-            enc::pop(b, Gpr::RBP);
-        } else {
+        if !pad_below(frame) {
             enc::leave(b);
+        } else if saves_rbp(frame) {
+            enc::pop(b, Gpr::RBP);
         }
     }
 
@@ -969,10 +979,19 @@ fn shift_op(kind: ShiftKind) -> Shift {
 /// (so no eBPF stack slot can be reached, whatever `stack_depth` says), it
 /// keeps no tail-call counter (addressed from `rbp`) and it is not on a
 /// private stack. Such a frame (a leaf subprogram, typically) has no `mov
-/// rbp, rsp` and no eBPF stack; `push rbp` stays, for the alignment of
-/// `rsp` at calls. The kernel's JIT gives every frame a frame pointer.
+/// rbp, rsp` and no eBPF stack; `push rbp` stays if the frame makes calls,
+/// for the alignment of `rsp` at them (see [`saves_rbp`]). The kernel's
+/// JIT gives every frame a frame pointer.
 fn frameless(frame: &FrameInfo) -> bool {
     !frame.private_stack && !frame.tail_call_reachable && !frame.saves(BpfReg::R10)
+}
+
+/// Whether the frame setup pushes `rbp`: every frame but a frameless one
+/// that makes no native call ([`FrameInfo::makes_calls`]), which leaves
+/// `rbp` alone and has no callee that could need `rsp` aligned: its code
+/// is the body, the callee-saved pushes it needs, and `ret`.
+fn saves_rbp(frame: &FrameInfo) -> bool {
+    !frameless(frame) || frame.makes_calls
 }
 
 /// Whether the alignment pad goes below the callee-saved pushes (a frame
@@ -983,8 +1002,12 @@ fn pad_below(frame: &FrameInfo) -> bool {
 }
 
 /// Padding below the eBPF stack keeping `rsp` 16-byte aligned after the
-/// pushes (the two tail-call words never change the parity).
+/// pushes (the two tail-call words never change the parity); none in a
+/// frame that makes no native call, where nothing needs the alignment.
 fn frame_pad(frame: &FrameInfo) -> u32 {
+    if !frame.makes_calls {
+        return 0;
+    }
     let pushes = SAVED.iter().filter(|r| frame.saves(**r)).count() as u32;
     // Entry rsp = 8 (mod 16); after `push rbp` 0; keep it 0 after the pushes.
     if pushes % 2 == 1 {

@@ -682,6 +682,15 @@ fn frame(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
         callee_saved: regs.iter().fold(0, |m, r| m | (1 << r.num())),
         tail_call_reachable: false,
         private_stack: false,
+        makes_calls: true,
+    }
+}
+
+/// [`frame`] of a leaf: no native call in its code.
+fn leaf(kind: EntryKind, stack_depth: u32, regs: &[BpfReg]) -> FrameInfo {
+    FrameInfo {
+        makes_calls: false,
+        ..frame(kind, stack_depth, regs)
     }
 }
 
@@ -714,10 +723,11 @@ fn sequences() -> Vec<Row> {
             "nop dword ptr [rax + rax]; xor eax, eax; push rbp; cmp rax, 33; ja 20; push rax; mov rax, rsp; jmp 21; push rax; push rax; push rbx; push r13; mov rbp, r9",
         ),
         r(
-            // One push: the alignment pad goes below it.
+            // One push: the alignment pad goes below it. A subprogram's
+            // head is the nop5 only (no tail call enters it).
             |m| m.prologue(&priv_frame(frame(EntryKind::Subprog, 64, &[R9]))),
-            "0f 1f 44 00 00 66 90 55 41 57 48 83 ec 08 4c 89 cd",
-            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; push r15; sub rsp, 8; mov rbp, r9",
+            "0f 1f 44 00 00 55 41 57 48 83 ec 08 4c 89 cd",
+            "nop dword ptr [rax + rax]; push rbp; push r15; sub rsp, 8; mov rbp, r9",
         ),
         r(
             // The counter words are skipped, rax (r0) kept.
@@ -742,8 +752,8 @@ fn sequences() -> Vec<Row> {
             // needs no `sub rsp` (bytes of `xchg ax, ax` onwards from
             // llvm-mc-19).
             |m| m.prologue(&frame(EntryKind::Subprog, 0, &[R6, R7, R10])),
-            "0f 1f 44 00 00 66 90 55 48 89 e5 53 41 55",
-            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; push rbx; push r13",
+            "0f 1f 44 00 00 55 48 89 e5 53 41 55",
+            "nop dword ptr [rax + rax]; push rbp; mov rbp, rsp; push rbx; push r13",
         ),
         r(
             // A main program that may tail call: counter = 0 in the head;
@@ -756,8 +766,8 @@ fn sequences() -> Vec<Row> {
         r(
             // A tail-call-reachable subprogram: the pointer (rax) twice.
             |m| m.prologue(&tc_frame(EntryKind::Subprog, 32, &[R9])),
-            "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 28 00 00 00 50 50 41 57",
-            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 40; push rax; push rax; push r15",
+            "0f 1f 44 00 00 55 48 89 e5 48 81 ec 28 00 00 00 50 50 41 57",
+            "nop dword ptr [rax + rax]; push rbp; mov rbp, rsp; sub rsp, 40; push rax; push rax; push r15",
         ),
         r(
             // bpf_tail_call(r1, r2 = JitProgArray *, r3 = index) from that main frame.
@@ -768,8 +778,8 @@ fn sequences() -> Vec<Row> {
         r(
             // One push: 8 bytes of padding keep rsp 16-aligned.
             |m| m.prologue(&frame(EntryKind::Subprog, 1024, &[R9, R10])),
-            "0f 1f 44 00 00 66 90 55 48 89 e5 48 81 ec 08 04 00 00 41 57",
-            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp; mov rbp, rsp; sub rsp, 1032; push r15",
+            "0f 1f 44 00 00 55 48 89 e5 48 81 ec 08 04 00 00 41 57",
+            "nop dword ptr [rax + rax]; push rbp; mov rbp, rsp; sub rsp, 1032; push r15",
         ),
         r(
             |m| m.epilogue(&frame(EntryKind::Main, 512, &[R6, R7, R10])),
@@ -777,13 +787,13 @@ fn sequences() -> Vec<Row> {
             "pop r13; pop rbx; leave; ret",
         ),
         // Frames whose code never names r10: no frame pointer, no eBPF
-        // stack whatever the depth; `push rbp` keeps rsp's alignment and
-        // the pad goes below the pushes (bytes from `xchg ax, ax` onwards
-        // from llvm-mc-19).
+        // stack whatever the depth; in a frame that makes calls `push rbp`
+        // keeps rsp's alignment and the pad goes below the pushes (bytes
+        // after the nop5 from llvm-mc-19).
         r(
             |m| m.prologue(&frame(EntryKind::Subprog, 512, &[])),
-            "0f 1f 44 00 00 66 90 55",
-            "nop dword ptr [rax + rax]; xchg ax, ax; push rbp",
+            "0f 1f 44 00 00 55",
+            "nop dword ptr [rax + rax]; push rbp",
         ),
         r(
             |m| m.epilogue(&frame(EntryKind::Subprog, 512, &[])),
@@ -799,6 +809,49 @@ fn sequences() -> Vec<Row> {
             |m| m.epilogue(&frame(EntryKind::Main, 0, &[R9])),
             "48 83 c4 08 41 5f 5d c3",
             "add rsp, 8; pop r15; pop rbp; ret",
+        ),
+        // Leaves (no native call): nothing needs rsp aligned, so no pad;
+        // a leaf without frame pointer does not push rbp either: the
+        // body, its callee-saved pushes and `ret` (bytes after the nop5
+        // from llvm-mc-19).
+        r(
+            |m| m.prologue(&leaf(EntryKind::Subprog, 512, &[])),
+            "0f 1f 44 00 00",
+            "nop dword ptr [rax + rax]",
+        ),
+        r(|m| m.epilogue(&leaf(EntryKind::Subprog, 512, &[])), "c3", "ret"),
+        r(
+            |m| m.prologue(&leaf(EntryKind::Subprog, 0, &[R6])),
+            "0f 1f 44 00 00 53",
+            "nop dword ptr [rax + rax]; push rbx",
+        ),
+        r(
+            |m| m.epilogue(&leaf(EntryKind::Subprog, 0, &[R6])),
+            "5b c3",
+            "pop rbx; ret",
+        ),
+        r(
+            // A main program keeps the 2-byte slot (tail calls enter at +7).
+            |m| m.prologue(&leaf(EntryKind::Main, 0, &[R9])),
+            "0f 1f 44 00 00 66 90 41 57",
+            "nop dword ptr [rax + rax]; xchg ax, ax; push r15",
+        ),
+        r(
+            |m| m.epilogue(&leaf(EntryKind::Main, 0, &[R9])),
+            "41 5f c3",
+            "pop r15; ret",
+        ),
+        r(
+            // With a frame pointer: an odd push and no pad (sub rsp, 32,
+            // not 40).
+            |m| m.prologue(&leaf(EntryKind::Subprog, 32, &[R6, R10])),
+            "0f 1f 44 00 00 55 48 89 e5 48 81 ec 20 00 00 00 53",
+            "nop dword ptr [rax + rax]; push rbp; mov rbp, rsp; sub rsp, 32; push rbx",
+        ),
+        r(
+            |m| m.epilogue(&leaf(EntryKind::Subprog, 32, &[R6, R10])),
+            "5b c9 c3",
+            "pop rbx; leave; ret",
         ),
         r(
             // r0 /= r1 (64-bit): x / 0 = 0, out of line after the code.

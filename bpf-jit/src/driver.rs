@@ -377,6 +377,19 @@ pub struct CompiledCode {
     /// The direct tail-call sites (with [`JitOptions::direct_tail_calls`]),
     /// ascending by position.
     pub direct_tail_calls: Vec<DirectTailCall>,
+    /// Byte offset where the code of the last eBPF instruction ends. What
+    /// follows belongs to no single instruction: the `ld_abs`/`ld_ind`
+    /// failure exit (up to [`CompiledCode::deferred`]), the backend's
+    /// out-of-line code ([`MacroAssembler::emit_deferred`]), and the
+    /// `callx` helper table ([`CompiledCode::helper_table`]).
+    pub insns_end: u32,
+    /// Byte offset of the backend's out-of-line code (x86-64: the cold
+    /// paths of divisions by a register), up to the helper table's
+    /// alignment padding or the end of the code.
+    pub deferred: u32,
+    /// Byte offset of the `callx` helper-address table (8-byte entries up
+    /// to the end of the image), if the program has a `callx`.
+    pub helper_table: Option<u32>,
 }
 
 /// Positions in [`Program::insns`] where subprograms start, from
@@ -549,6 +562,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
         reg_div: false,
         extra: take_cleared(&mut sc.extra),
         edges: take_cleared(&mut sc.edges),
+        calls: false,
     };
     let mut aux = take_zeroed(&mut sc.aux, n);
     // A program without calls, function references or tail calls is one
@@ -802,6 +816,7 @@ fn plan_subprogs(
         reg_div: false,
         extra: take_cleared(&mut sc.extra),
         edges: take_cleared(&mut sc.edges),
+        calls: false,
     };
     let mut frames = take_cleared(&mut sc.frames);
     let mut may_goto_slots = take_cleared(&mut sc.may_goto_slots);
@@ -899,6 +914,9 @@ struct SubprogFacts {
     /// Bit `n` set when the subprogram names `rn`.
     used: u16,
     has_may_goto: bool,
+    /// Whether it has an instruction that makes a native call (see
+    /// [`FrameInfo::makes_calls`]).
+    makes_calls: bool,
 }
 
 /// The per-instruction pass of [`plan`] and what it gathers across
@@ -923,6 +941,9 @@ struct Scan<'a, 'o> {
     /// Bpf-to-bpf calls found scanning subprogram by subprogram: (caller,
     /// callee) subprogram indices.
     edges: Vec<(u16, u16)>,
+    /// The subprogram being scanned has a call of some kind so far (set
+    /// by [`Scan::other`], which sees every call).
+    calls: bool,
 }
 
 impl Scan<'_, '_> {
@@ -950,6 +971,7 @@ impl Scan<'_, '_> {
         let mut used = 0u16;
         let mut reg_div = false;
         let mut has_may_goto = false;
+        self.calls = false;
         for (i, insn) in insns.iter().enumerate() {
             match *insn {
                 Insn::Alu { dst, src, op, .. } => {
@@ -977,7 +999,11 @@ impl Scan<'_, '_> {
             }
         }
         self.reg_div |= reg_div;
-        Ok(SubprogFacts { used, has_may_goto })
+        Ok(SubprogFacts {
+            used,
+            has_may_goto,
+            makes_calls: self.calls,
+        })
     }
 
     /// Marks `t` as a jump target and returns it.
@@ -1024,6 +1050,8 @@ impl Scan<'_, '_> {
             }
             Ok(p)
         };
+        // Every call makes the frame a non-leaf (ld_abs/ld_ind below too).
+        self.calls |= matches!(insn, Insn::Call(_) | Insn::CallReg { .. });
         let value = match *insn {
             Insn::Jmp { dst, src, off, .. } => {
                 used |= reg_bit(dst) | src_bit(src);
@@ -1037,6 +1065,7 @@ impl Scan<'_, '_> {
             }
             Insn::LdAbs { .. } | Insn::LdInd { .. } => {
                 self.extra.push(pos);
+                self.calls = true;
                 let slot = slot as usize;
                 if let Insn::LdInd { src, .. } = *insn {
                     used |= reg_bit(src);
@@ -1166,7 +1195,11 @@ fn frame_of(
 ) -> Result<(FrameInfo, Option<i32>), JitError> {
     let insns = prog.insns();
     let slots = prog.starts();
-    let SubprogFacts { used, has_may_goto } = facts;
+    let SubprogFacts {
+        used,
+        has_may_goto,
+        makes_calls,
+    } = facts;
     // The last instruction must not fall through into the next subprogram.
     if let (Some(last), Some(&slot)) = (
         end.checked_sub(1).and_then(|p| insns.get(p)),
@@ -1229,6 +1262,7 @@ fn frame_of(
             },
         tail_call_reachable,
         private_stack: opts.private_stack,
+        makes_calls,
     };
     Ok((frame, may_goto))
 }
@@ -1364,6 +1398,7 @@ fn emit<M: MacroAssembler>(
             buf.begin_pass(nlabels, true);
         }
         let emitted = emit_pass(masm, prog, plan, table_label, table.len() as u32);
+        let deferred = masm.buffer().offset();
         // Also after a failed pass: nothing deferred may outlive it.
         masm.emit_deferred();
         emitted?;
@@ -1378,6 +1413,16 @@ fn emit<M: MacroAssembler>(
         if done {
             let buf = masm.buffer_mut();
             let entries = buf.label_offsets_in(n..n + plan.starts.len());
+            let ld_abs_exit = Label::new((n + plan.starts.len() + 1) as u32);
+            let insns_end = match plan.ld_abs {
+                Some(_) => buf.label_offset(ld_abs_exit).unwrap_or(deferred),
+                None => deferred,
+            };
+            let helper_table = if plan.has_callx {
+                buf.label_offset(table_label)
+            } else {
+                None
+            };
             let (insn_offsets, code) = if one_shot {
                 let mut offsets = buf.take_label_offsets();
                 offsets.truncate(n);
@@ -1396,6 +1441,9 @@ fn emit<M: MacroAssembler>(
                 private_stack_bytes: plan.private_stack_bytes,
                 private_stack: opts.private_stack,
                 direct_tail_calls: plan.direct_sites.take(),
+                insns_end,
+                deferred,
+                helper_table,
             });
         }
     }

@@ -214,6 +214,11 @@ pub struct FrameInfo {
     /// `stack_depth` bytes out of the native stack; calls and tail calls
     /// pass the callee its incoming frame address in that register.
     pub private_stack: bool,
+    /// The subprogram's code can make a native call: a helper or kfunc
+    /// call, a bpf-to-bpf call, a `callx`, a tail call or an
+    /// `ld_abs`/`ld_ind` (which calls a routine). A frame without (a
+    /// leaf) never needs the native stack aligned for a callee.
+    pub makes_calls: bool,
 }
 
 impl FrameInfo {
@@ -281,11 +286,13 @@ pub trait MacroAssembler {
 
     // ---- frame ----------------------------------------------------------------
 
-    /// The fixed-size start of every entry, before the frame is set up: on
-    /// x86-64 a 5-byte patchable nop followed by `xor eax, eax` (a main
-    /// program that may tail call: the counter starts at 0) or a 2-byte nop,
-    /// so that the tail-call entry offset is the same for every program. Its
-    /// size must not depend on `frame`.
+    /// The start of every entry, before the frame is set up: on x86-64 a
+    /// 5-byte patchable nop, and on a main entry then `xor eax, eax` (a
+    /// program that may tail call: the counter starts at 0) or a 2-byte
+    /// nop, so that the tail-call entry offset is the same for every
+    /// program. A main entry's size must not depend on `frame` beyond its
+    /// [`FrameInfo::kind`]; a subprogram entry, never the target of a tail
+    /// call, may be shorter.
     fn entry_padding(&mut self, frame: &FrameInfo);
 
     /// Sets up the frame: saves the caller's frame pointer, points the eBPF
@@ -294,7 +301,9 @@ pub trait MacroAssembler {
     /// `tail_call_reachable` (a main entry first turns a counter value
     /// into a counter slot of its own), and saves the callee-saved registers
     /// `frame` lists. The stack pointer must be aligned as the native C ABI
-    /// requires for calls afterwards. Code entering at the tail-call entry
+    /// requires for calls afterwards, if [`FrameInfo::makes_calls`]; a
+    /// frame that needs neither a frame pointer nor alignment may save and
+    /// set nothing but the callee-saved registers. Code entering at the tail-call entry
     /// offset runs exactly this. With [`FrameInfo::private_stack`], `r10` is
     /// instead the incoming-frame register's value (the top of this frame
     /// in the private region) and no eBPF stack is taken from the native

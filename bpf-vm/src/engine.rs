@@ -423,7 +423,18 @@ impl<'p> LoadBuilder<'p> {
         // Tail calls through a constant array and index become patchable
         // direct jumps, kept in step with the slot by the array (below).
         opts = opts.with_direct_tail_calls(true);
-        let code = bpf_jit_x86::compile(self.prog, &opts).map_err(|e| refs.jit_error(e))?;
+        // The thread's compiler keeps its buffers from one load to the
+        // next; a fresh one if it is in use (or the thread is exiting).
+        let code = X86_COMPILER
+            .try_with(|c| {
+                c.try_borrow_mut()
+                    .map(|mut c| c.compile(self.prog, &opts))
+                    .ok()
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| bpf_jit_x86::compile(self.prog, &opts))
+            .map_err(|e| refs.jit_error(e))?;
         let (maps, prog_arrays) = refs.into_parts();
         if prog_arrays
             .iter()
@@ -773,6 +784,13 @@ const GUARD_WORDS: usize = PRIVATE_STACK_GUARD_BYTES / 8;
 pub fn private_stack_region_bytes() -> usize {
     let chain = PRIVATE_CHAIN_MAX.load(Ordering::SeqCst) as usize;
     chain.saturating_mul(bpf_jit::MAX_TAIL_CALL_CNT as usize + 1)
+}
+
+thread_local! {
+    /// One x86-64 JIT compiler per thread, reused by every JIT load
+    /// ([`bpf_jit_x86::Compiler`]: its code buffer and the driver's tables
+    /// are kept between compiles).
+    static X86_COMPILER: RefCell<bpf_jit_x86::Compiler> = RefCell::new(bpf_jit_x86::Compiler::new());
 }
 
 thread_local! {

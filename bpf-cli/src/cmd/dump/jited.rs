@@ -15,7 +15,12 @@
 //!
 //! Every native instruction is listed under the eBPF instruction whose
 //! code it belongs to (`CompiledCode::insn_offsets`); the code between a
-//! subprogram's entry and its first instruction is its prologue.
+//! subprogram's entry and its first instruction is its prologue. Code
+//! after the last instruction belongs to none and gets its own heading:
+//! `; out-of-line: ld_abs/ld_ind failure exit`, `; out-of-line: division
+//! checks` (x86-64's cold paths of divisions by a register), `; padding`
+//! and `; callx helper table`, whose 8-byte entries are listed as
+//! `.quad` data rather than decoded.
 //!
 //! The code is compiled but never mapped, so addresses that only exist at
 //! load time are placeholders: helper `id` is called at
@@ -162,10 +167,26 @@ fn dump_one(
     blind: Option<u64>,
 ) -> Result<()> {
     let code = compile(prog, arch, blind)?;
-    let native = match arch {
-        Arch::X86 => decode_x86(&code.code),
-        Arch::Arm64 => decode_arm64(&code.code)?,
+    // The helper table is data: decoded as such, not as instructions.
+    let text_end = code
+        .helper_table
+        .map_or(code.code.len(), |t| (t as usize).min(code.code.len()));
+    let text = code.code.get(..text_end).unwrap_or(&code.code);
+    let mut native = match arch {
+        Arch::X86 => decode_x86(text),
+        Arch::Arm64 => decode_arm64(text)?,
     };
+    let mut off = text_end;
+    while let Some(entry) = code.code.get(off..off + 8) {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(entry);
+        native.push(NativeLine {
+            off: off as u32,
+            len: 8,
+            text: format!(".quad {:#x}", u64::from_le_bytes(v)),
+        });
+        off += 8;
+    }
     let _ = writeln!(
         out,
         "{head}: {}, {} bytes, {} function{}",
@@ -174,7 +195,7 @@ fn dump_one(
         code.entries.len(),
         if code.entries.len() == 1 { "" } else { "s" }
     );
-    interleave(out, prog, &code, names, &native, dis);
+    interleave(out, prog, &code, names, &native, dis, arch);
     Ok(())
 }
 
@@ -184,6 +205,49 @@ enum Event {
     Entry(usize),
     /// eBPF instruction at position `pos`.
     Insn(usize),
+    /// Code or data after the last instruction: its heading.
+    Tail(&'static str),
+}
+
+/// Headings of what follows the last instruction's code, by offset: the
+/// `ld_abs` failure exit, the backend's deferred code, padding and the
+/// `callx` helper table (only the parts that have bytes).
+fn tail_events(code: &CompiledCode, arch: Arch) -> Vec<(u32, Event)> {
+    let len = code.code.len() as u32;
+    let table = code.helper_table.unwrap_or(len).min(len);
+    let mut v = Vec::new();
+    if code.insns_end < code.deferred {
+        v.push((
+            code.insns_end,
+            Event::Tail("out-of-line: ld_abs/ld_ind failure exit"),
+        ));
+    }
+    if code.deferred < table {
+        // Up to the table, the image may end in alignment padding.
+        let pad = match arch {
+            Arch::X86 => 0xcc,
+            Arch::Arm64 => 0,
+        };
+        let rest = code
+            .code
+            .get(code.deferred as usize..table as usize)
+            .unwrap_or(&[]);
+        let body = rest.iter().rposition(|&b| b != pad).map_or(0, |i| i + 1);
+        if body > 0 {
+            let what = match arch {
+                Arch::X86 => "out-of-line: division checks",
+                Arch::Arm64 => "out-of-line: deferred code",
+            };
+            v.push((code.deferred, Event::Tail(what)));
+        }
+        if body < rest.len() {
+            v.push((code.deferred + body as u32, Event::Tail("padding")));
+        }
+    }
+    if table < len {
+        v.push((table, Event::Tail("callx helper table")));
+    }
+    v
 }
 
 fn interleave(
@@ -193,8 +257,9 @@ fn interleave(
     names: &[(usize, &str)],
     native: &[NativeLine],
     dis: &DisasmOptions,
+    arch: Arch,
 ) {
-    let mut events: Vec<(u32, Event)> = Vec::with_capacity(prog.len() + code.entries.len());
+    let mut events: Vec<(u32, Event)> = Vec::with_capacity(prog.len() + code.entries.len() + 4);
     let mut k = 0;
     for pos in 0..prog.len() {
         if code.subprog_starts.get(k) == Some(&pos) {
@@ -206,6 +271,7 @@ fn interleave(
             Event::Insn(pos),
         ));
     }
+    events.extend(tail_events(code, arch));
     // Patchable parts of direct tail-call sites, ascending by offset.
     let mut marks: Vec<(u32, &'static str, usize, u32)> = code
         .direct_tail_calls
@@ -244,6 +310,9 @@ fn interleave(
             if let Some(insn) = prog.insns().get(pos) {
                 let _ = writeln!(out, "  {slot}: {}", fmt_insn(insn, dis));
             }
+        }
+        Event::Tail(what) => {
+            let _ = writeln!(out, "  ; {what}");
         }
     };
     for line in native {
