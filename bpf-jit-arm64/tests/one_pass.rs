@@ -16,7 +16,12 @@ fn compile(prog: &Program, one_pass: bool) -> CompiledCode {
     let helpers = HelperTable::new();
     let mut masm = bpf_jit_arm64::Arm64Masm::new();
     masm.buffer_mut().set_one_pass(one_pass);
-    bpf_jit::compile(&mut masm, prog, &JitOptions::new(&helpers)).expect("compiles")
+    bpf_jit::compile(
+        &mut masm,
+        prog,
+        &JitOptions::new(&helpers).with_inline_leaf_calls(false),
+    )
+    .expect("compiles")
 }
 
 fn word(code: &CompiledCode, at: u32) -> u32 {

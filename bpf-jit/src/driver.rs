@@ -251,7 +251,25 @@ pub struct JitOptions<'a> {
     pub ld_abs: Option<u64>,
     /// Resolver of kfunc calls; without one they are refused.
     pub kfuncs: Option<KfuncResolver<'a>>,
+    /// Lower a bpf-to-bpf call to a small leaf subprogram as the
+    /// subprogram's body in place of the call (see [`MAX_INLINE_BODY`] for
+    /// which subprograms qualify). The result is the same as the call's
+    /// (`r0`; `r1`-`r5` hold what the callee left, which the verifier
+    /// forbids reading anyway), with no `call`/`ret`, prologue or
+    /// epilogue. The subprogram is still compiled at its own entry, but an
+    /// inlined call does not pass through that entry: a loader that will
+    /// patch subprogram entries (the kernel's `freplace` of a global
+    /// function) must turn this off. Off with constant blinding. On by
+    /// default.
+    pub inline_leaf_calls: bool,
 }
+
+/// Largest body (instructions before its `exit`) of a subprogram whose
+/// calls [`JitOptions::inline_leaf_calls`] lowers in place. Such a
+/// subprogram also makes no call of any kind, has no jump (its only
+/// `exit` is its last instruction) and names none of `r6`-`r10` (so it
+/// needs no frame of its own).
+pub const MAX_INLINE_BODY: usize = 16;
 
 /// A seed for [`JitOptions::blind_constants`] that differs from one call
 /// to the next (std's randomly keyed hasher over a counter and the time).
@@ -282,6 +300,7 @@ impl<'a> JitOptions<'a> {
             blind_constants: None,
             ld_abs: None,
             kfuncs: None,
+            inline_leaf_calls: true,
         }
     }
 
@@ -328,6 +347,13 @@ impl<'a> JitOptions<'a> {
         self
     }
 
+    /// With (`true`) or without inlining of leaf calls (see
+    /// [`JitOptions::inline_leaf_calls`]).
+    pub fn with_inline_leaf_calls(mut self, on: bool) -> JitOptions<'a> {
+        self.inline_leaf_calls = on;
+        self
+    }
+
     /// With per-subprogram stack depths (e.g. from the verifier or `bpf-callgraph`).
     pub fn with_stack_depths(mut self, depths: &'a [u32]) -> JitOptions<'a> {
         self.stack_depths = Some(depths);
@@ -346,6 +372,7 @@ impl core::fmt::Debug for JitOptions<'_> {
             .field("blind_constants", &self.blind_constants.is_some())
             .field("ld_abs", &self.ld_abs.is_some())
             .field("kfuncs", &self.kfuncs.is_some())
+            .field("inline_leaf_calls", &self.inline_leaf_calls)
             .finish()
     }
 }
@@ -478,6 +505,9 @@ struct Plan {
     /// Divisions and remainders whose register divisor [`Ranges`] proves
     /// neither 0 nor -1, ascending.
     safe_divs: Vec<usize>,
+    /// Calls lowered as their callee's body ([`JitOptions::inline_leaf_calls`]):
+    /// call position, body start, body end (the callee's `exit`); ascending.
+    inline: Vec<(usize, usize, usize)>,
     /// Every position [`emit_pass`] cannot lower on its fast path,
     /// ascending and distinct: subprogram starts, `bpf_fastcall` calls,
     /// direct tail calls, safe divisions, `may_goto`, `ld_abs`/`ld_ind`,
@@ -503,6 +533,7 @@ impl Plan {
             sp.extend(self.fastcall_calls.iter().map(|e| e.0));
             sp.extend(self.direct.iter().map(|e| e.0));
             sp.extend_from_slice(&self.safe_divs);
+            sp.extend(self.inline.iter().map(|e| e.0));
             sp.sort_unstable();
             sp.dedup();
         }
@@ -601,6 +632,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
                 blind: opts.blind_constants,
                 targets: scan.targets,
                 safe_divs: take_cleared(&mut sc.safe_divs),
+                inline: take_cleared(&mut sc.inline),
                 specials: take_cleared(&mut sc.specials),
             }
             .finish(prog, scan.reg_div, scan.extra))
@@ -641,8 +673,9 @@ pub struct Scratch {
     starts: Vec<usize>,
     safe_divs: Vec<usize>,
     specials: Vec<usize>,
-    edges: Vec<(u16, u16)>,
+    edges: Vec<(u16, u16, u32)>,
     walk: Vec<(u16, usize)>,
+    inline: Vec<(usize, usize, usize)>,
     /// Used for one compile only ([`compile`]): the result takes the code
     /// buffer's memory rather than a copy.
     one_shot: bool,
@@ -664,6 +697,7 @@ impl Scratch {
         self.starts = plan.starts;
         self.safe_divs = plan.safe_divs;
         self.specials = plan.specials;
+        self.inline = plan.inline;
     }
 }
 
@@ -751,7 +785,11 @@ fn local_call_starts(prog: &Program, opts: &JitOptions<'_>, out: &mut Vec<usize>
 /// by caller in ascending order) between `n` subprograms reach every
 /// subprogram from subprogram 0 without recursion: the call graph's
 /// last two rules, for [`local_call_starts`] programs.
-fn calls_form_a_tree_walk(n: usize, edges: &[(u16, u16)], stack: &mut Vec<(u16, usize)>) -> bool {
+fn calls_form_a_tree_walk(
+    n: usize,
+    edges: &[(u16, u16, u32)],
+    stack: &mut Vec<(u16, usize)>,
+) -> bool {
     const WHITE: u8 = 0;
     const GREY: u8 = 1;
     const BLACK: u8 = 2;
@@ -766,7 +804,7 @@ fn calls_form_a_tree_walk(n: usize, edges: &[(u16, u16)], stack: &mut Vec<(u16, 
     while let Some(top) = stack.last_mut() {
         let (node, next) = *top;
         match edges.get(next) {
-            Some(&(caller, callee)) if caller == node => {
+            Some(&(caller, callee, _)) if caller == node => {
                 top.1 += 1;
                 match color.get(usize::from(callee)) {
                     Some(&WHITE) => {
@@ -845,6 +883,20 @@ fn plan_subprogs(
         _ => 0,
     };
     let direct = direct_calls(prog, opts, &starts, &aux);
+    let mut inline = take_cleared(&mut sc.inline);
+    if opts.inline_leaf_calls && opts.blind_constants.is_none() {
+        for &(_, callee, at) in &scan.edges {
+            let s = usize::from(callee);
+            let (Some(&begin), Some(frame)) = (starts.get(s), frames.get(s)) else {
+                continue;
+            };
+            let end = starts.get(s + 1).copied().unwrap_or(n);
+            if let Some(exit) = inline_body(prog.insns(), frame, begin, end) {
+                inline.push((at as usize, begin, exit));
+            }
+        }
+        inline.sort_unstable();
+    }
     let Scan {
         fastcall_calls,
         ld_abs,
@@ -870,9 +922,40 @@ fn plan_subprogs(
         blind: opts.blind_constants,
         targets,
         safe_divs: take_cleared(&mut sc.safe_divs),
+        inline,
         specials: take_cleared(&mut sc.specials),
     }
     .finish(prog, reg_div, extra))
+}
+
+/// The position of the `exit` ending the subprogram at `begin..end` if
+/// its calls may be lowered as its body (see [`MAX_INLINE_BODY`]).
+fn inline_body(insns: &[Insn], frame: &FrameInfo, begin: usize, end: usize) -> Option<usize> {
+    let exit = end.checked_sub(1)?;
+    if frame.makes_calls
+        || exit < begin
+        || exit - begin > MAX_INLINE_BODY
+        || insns.get(exit) != Some(&Insn::Exit)
+    {
+        return None;
+    }
+    let mut used = 0u16;
+    for insn in insns.get(begin..exit)? {
+        used |= match *insn {
+            Insn::Alu { dst, src, .. } => reg_bit(dst) | src_bit(src),
+            Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => reg_bit(dst),
+            Insn::MovSx { dst, src, .. }
+            | Insn::Ldx { dst, src, .. }
+            | Insn::LdxSx { dst, src, .. }
+            | Insn::Stx { dst, src, .. }
+            | Insn::Atomic { dst, src, .. } => reg_bit(dst) | reg_bit(src),
+            Insn::LdImm64 { dst, src } if !matches!(src, LdImm64Src::Func(_)) => reg_bit(dst),
+            // Jumps, calls, exits and the rest: not a straight-line leaf.
+            _ => return None,
+        };
+    }
+    // r6-r10: the body would need the callee's own frame.
+    (used & 0b111_1100_0000 == 0).then_some(exit)
 }
 
 /// Direct tail calls (position, array value, index), when enabled.
@@ -939,8 +1022,8 @@ struct Scan<'a, 'o> {
     /// Positions of `may_goto`, `ld_abs` and `ld_ind` (see [`Plan::specials`]).
     extra: Vec<usize>,
     /// Bpf-to-bpf calls found scanning subprogram by subprogram: (caller,
-    /// callee) subprogram indices.
-    edges: Vec<(u16, u16)>,
+    /// callee) subprogram indices and the call's position.
+    edges: Vec<(u16, u16, u32)>,
     /// The subprogram being scanned has a call of some kind so far (set
     /// by [`Scan::other`], which sees every call).
     calls: bool,
@@ -1095,7 +1178,7 @@ impl Scan<'_, '_> {
                 let label =
                     self.entry_label(target_pos(prog, pos, slot as usize, 1, i64::from(off))?);
                 let callee = label.saturating_sub(prog.len() as u64);
-                self.edges.push((s as u16, callee as u16));
+                self.edges.push((s as u16, callee as u16, pos as u32));
                 label
             }
             // bpf_tail_call: inline code (MacroAssembler::tail_call).
@@ -1640,6 +1723,7 @@ const IMAGE_LIMIT: u32 = i32::MAX as u32 / 2;
 #[derive(Default)]
 struct Cursors {
     sub: usize,
+    inline: usize,
     fastcall: usize,
     direct: usize,
     safe_div: usize,
@@ -1853,6 +1937,11 @@ fn emit_special<'p, M: MacroAssembler>(
     if buf.offset() > IMAGE_LIMIT {
         return Err(err(JitErrorKind::ImageTooLarge));
     }
+    if let Some(&(_, begin, exit)) = plan.inline.get(cur.inline).filter(|e| e.0 == pos) {
+        cur.inline += 1;
+        emit_inline_body(masm, prog, plan, begin, exit, frame, ctx)?;
+        return Ok(1);
+    }
     // A pair that lowers to one native instruction, when nothing jumps
     // between the two (and no blinding rewrites the immediate).
     if plan.blind.is_none()
@@ -1898,6 +1987,38 @@ fn emit_special<'p, M: MacroAssembler>(
     };
     lowered.map_err(err)?;
     Ok(1)
+}
+
+/// Lowers the body `begin..exit` of a leaf subprogram in place of a call
+/// to it (see [`Plan::inline`]): its instructions as the fast path lowers
+/// them (pairs fused; nothing jumps into a leaf's body), without binding
+/// their labels, which belong to the subprogram's own copy.
+fn emit_inline_body<M: MacroAssembler>(
+    masm: &mut M,
+    prog: &Program,
+    plan: &Plan,
+    begin: usize,
+    exit: usize,
+    frame: &FrameInfo,
+    ctx: &SpecialCtx<'_>,
+) -> Result<(), JitError> {
+    let insns = prog.insns();
+    let mut p = begin;
+    while p < exit {
+        if p + 1 < exit && is_pair_shape(insns, p) && try_pair(masm, insns, p, plan) {
+            p += 2;
+            continue;
+        }
+        let (Some(insn), aux) = (insns.get(p), plan.aux.get(p).copied().unwrap_or(0)) else {
+            break;
+        };
+        lower(masm, insn, aux, frame, ctx.table, ctx.table_len).map_err(|k| at_pos(prog, p, k))?;
+        p += 1;
+    }
+    if masm.buffer().offset() > IMAGE_LIMIT {
+        return Err(at_pos(prog, begin, JitErrorKind::ImageTooLarge));
+    }
+    Ok(())
 }
 
 /// The 64-bit blinding key material of the instruction at `pos`
