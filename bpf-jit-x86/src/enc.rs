@@ -404,7 +404,42 @@ pub fn lea_rip(b: &mut CodeBuffer, dst: Gpr, disp: i32) {
 /// `lea dst, [m.base + m.disp]` (64-bit; flags untouched).
 #[inline]
 pub fn lea(b: &mut CodeBuffer, dst: Gpr, m: Mem) {
-    rm(b, false, Sz::Q, op1(0x8d), dst.0, m);
+    lea_sized(b, Sz::Q, dst, m);
+}
+
+/// `lea dst, [m.base + m.disp]` at size `W` (the sum's low 32 bits,
+/// zero-extended) or `Q`; flags untouched.
+#[inline]
+pub fn lea_sized(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
+    rm(b, false, sz, op1(0x8d), dst.0, m);
+}
+
+/// `lea dst, [x + y]` at size `W` (the sum's low 32 bits, zero-extended)
+/// or `Q`; flags untouched. `rbp`/`r13` go in the SIB index when the
+/// other register can be the base (as a base they need a zero `disp8`);
+/// `rsp` is never an index.
+#[inline]
+pub fn lea_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, x: Gpr, y: Gpr) {
+    let (base, index) = if (x.low() == 5 && y.low() != 5) || y == Gpr::RSP {
+        (y, x)
+    } else {
+        (x, y)
+    };
+    let disp8 = base.low() == 5;
+    let rex = 0x40
+        | (u8::from(sz == Sz::Q) << 3)
+        | (((dst.0 >> 3) & 1) << 2)
+        | (((index.0 >> 3) & 1) << 1)
+        | ((base.0 >> 3) & 1);
+    let modrm = (u8::from(disp8) << 6) | (dst.low() << 3) | 0b100;
+    let sib = (index.low() << 3) | base.low();
+    Head::EMPTY
+        .byte(0x8d)
+        .byte(modrm)
+        .byte(sib)
+        .byte_if(0, disp8)
+        .prepend_if(rex, rex != 0x40)
+        .emit(b);
 }
 
 /// `op dst, src` for the group-1 operations (`01 09 21 29 31 39`).

@@ -1111,12 +1111,14 @@ impl X86Masm {
     ) {
         let s = sz(size);
         let mut rhs = rhs;
-        if let (AluKind::Add, OperandSize::S64, RegImm::Imm(i)) = (kind, size, rhs) {
-            if dst != lhs {
-                // Three operands in one instruction.
-                enc::lea(self.b(), dst, Mem { base: lhs, disp: i });
-                return;
+        if let (AluKind::Add, true) = (kind, dst != lhs) {
+            // Three operands in one instruction (a 32-bit `lea` keeps the
+            // sum's low half, zero-extended).
+            match rhs {
+                RegImm::Imm(i) => enc::lea_sized(self.b(), s, dst, Mem { base: lhs, disp: i }),
+                RegImm::Reg(r) => enc::lea_rr(self.b(), s, dst, lhs, r),
             }
+            return;
         }
         if dst != lhs {
             if rhs == RegImm::Reg(dst) {

@@ -194,6 +194,49 @@ fn rows() -> Vec<Row> {
             "4c 8d 35 c0 ff ff ff",
             "lea r14, [rip - 64]",
         ),
+        // Bytes from llvm-mc-19 (`lea r8, [rdi + rcx]` ...); a base of rbp
+        // or r13 is swapped into the index when the other register can
+        // be the base (no disp8).
+        r(
+            |m| enc::lea_rr(b(m), Sz::Q, Gpr::R8, Gpr::RDI, Gpr::RCX),
+            "4c 8d 04 0f",
+            "lea r8, [rdi + rcx]",
+        ),
+        r(
+            |m| enc::lea_rr(b(m), Sz::W, Gpr::RAX, Gpr::RSI, Gpr::RDX),
+            "8d 04 16",
+            "lea eax, [rsi + rdx]",
+        ),
+        r(
+            |m| enc::lea_rr(b(m), Sz::Q, Gpr::RAX, Gpr::RBP, Gpr::RDI),
+            "48 8d 04 2f",
+            "lea rax, [rdi + rbp]",
+        ),
+        r(
+            |m| enc::lea_rr(b(m), Sz::Q, Gpr::R13, Gpr::R13, Gpr::R13),
+            "4f 8d 6c 2d 00",
+            "lea r13, [r13 + r13]",
+        ),
+        r(
+            |m| enc::lea_rr(b(m), Sz::W, Gpr::R9, Gpr::R12, Gpr::R15),
+            "47 8d 0c 3c",
+            "lea r9d, [r12 + r15]",
+        ),
+        r(
+            |m| enc::lea_rr(b(m), Sz::Q, Gpr::RBX, Gpr::RBP, Gpr::RBP),
+            "48 8d 5c 2d 00",
+            "lea rbx, [rbp + rbp]",
+        ),
+        r(
+            |m| enc::lea_sized(b(m), Sz::W, Gpr::RAX, mem(Gpr::RDI, 1000)),
+            "8d 87 e8 03 00 00",
+            "lea eax, [rdi + 1000]",
+        ),
+        r(
+            |m| enc::lea_sized(b(m), Sz::W, Gpr::R14, mem(Gpr::R13, -8)),
+            "45 8d 75 f8",
+            "lea r14d, [r13 - 8]",
+        ),
         // ---- ALU
         r(
             |m| enc::alu_rr(b(m), Sz::Q, Alu1::Add, Gpr::RAX, Gpr::RDI),

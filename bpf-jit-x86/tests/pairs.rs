@@ -1,6 +1,6 @@
 //! Instruction pairs the driver lowers as one native instruction
 //! (`lower_pair`): the zero-/sign-extension idiom `<<= 32; >>= 32` and
-//! `rX = rY; rX += imm`. Results are hand-computed; the emitted code is
+//! `rX = rY; rX += imm` or `+= rZ` at either width. Results are hand-computed; the emitted code is
 //! decoded with iced-x86 to see whether the pair was fused, and a pair
 //! whose second instruction is a jump target must not be.
 
@@ -46,6 +46,33 @@ fn sign_extension_idiom_is_one_movsxd() {
     assert_eq!(r0, 0xffff_ffff_9abc_def0);
     assert!(ops.contains(&Mnemonic::Movsxd), "{ops:?}");
     assert!(!ops.contains(&Mnemonic::Sar), "{ops:?}");
+}
+
+#[test]
+fn move_then_add_register_is_one_lea_at_either_width() {
+    let a = 0x1_0000_0005u64;
+    let b = 0xffff_fffe_u64;
+    // r0 = r1 + r2 (64-bit): no carry lost.
+    let (r0, ops) = run("r0 = r1\nr0 += r2\nexit", a, b);
+    assert_eq!(r0, a.wrapping_add(b));
+    assert!(
+        ops.contains(&Mnemonic::Lea) && !ops.contains(&Mnemonic::Add),
+        "{ops:?}"
+    );
+    // w0 = w1 + w2: the low 32 bits, zero-extended (5 + 0xfffffffe = 3).
+    let (r0, ops) = run("w0 = w1\nw0 += w2\nexit", a, b);
+    assert_eq!(r0, 3);
+    assert!(ops.contains(&Mnemonic::Lea), "{ops:?}");
+    // r0 = r1; r0 += r0: twice r1; r1 itself unchanged (r0 - r1 = r1).
+    let (r0, _) = run("r0 = r1\nr0 += r0\nr0 -= r1\nexit", a, 0);
+    assert_eq!(r0, a);
+    // w0 = w1; w0 += -6: 5 - 6 wraps at 32 bits.
+    let (r0, ops) = run("w0 = w1\nw0 += -6\nexit", a, 0);
+    assert_eq!(r0, 0xffff_ffff);
+    assert!(ops.contains(&Mnemonic::Lea), "{ops:?}");
+    // r10 as the first operand (rbp: swapped into the index).
+    let src = "r3 = r10\nr3 += r2\n*(u64 *)(r3 + 0) = r1\nr0 = *(u64 *)(r10 - 8)\nexit";
+    assert_eq!(run(src, 77, (-8i64) as u64).0, 77);
 }
 
 #[test]

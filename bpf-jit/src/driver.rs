@@ -1816,7 +1816,6 @@ fn is_pair_shape(insns: &[Insn], pos: usize) -> bool {
                 src: Source::Imm(_),
                 ..
             } | Insn::Alu {
-                width: Width::W64,
                 op: AluOp::Mov,
                 src: Source::Reg(_),
                 ..
@@ -1827,15 +1826,16 @@ fn is_pair_shape(insns: &[Insn], pos: usize) -> bool {
         insns.get(pos + 1),
         Some(
             Insn::Alu {
-                op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
+                op: AluOp::Rsh | AluOp::Arsh,
                 src: Source::Imm(_),
                 width: Width::W64,
                 ..
-            } | Insn::Alu {
-                op: AluOp::Or,
-                src: Source::Reg(_),
-                ..
-            }
+            } | Insn::Alu { op: AluOp::Add, .. }
+                | Insn::Alu {
+                    op: AluOp::Or,
+                    src: Source::Reg(_),
+                    ..
+                }
         )
     )
 }
@@ -1872,11 +1872,12 @@ fn try_pair<M: MacroAssembler>(masm: &mut M, insns: &[Insn], pos: usize, plan: &
     // refused by this one test.
     match *next {
         Insn::Alu {
-            op: AluOp::Rsh | AluOp::Arsh | AluOp::Add,
+            op: AluOp::Rsh | AluOp::Arsh,
             src: Source::Imm(_),
             width: Width::W64,
             ..
-        } => lower_pair(masm, insn, next),
+        }
+        | Insn::Alu { op: AluOp::Add, .. } => lower_pair(masm, insn, next),
         Insn::Alu {
             op: AluOp::Or,
             src: Source::Reg(_),
@@ -2307,36 +2308,48 @@ fn lower_rotate<M: MacroAssembler>(masm: &mut M, insns: &[Insn], pos: usize, pla
 /// the second one.
 /// - `rX <<= 32; rX >>= 32` (clang's zero-extension idiom): `rX = (u32)rX`;
 ///   with `s>>=`, `rX = (s32)rX`.
-/// - `rX = rY; rX += imm`: `rX = rY + imm` (x86-64 `lea`).
+/// - `rX = rY; rX += imm` or `rX = rY; rX += rZ`, either width: the
+///   three-operand `rX = rY + …` (x86-64 `lea`; with `rZ` = `rX`, the
+///   second operand is `rY` as well).
 #[inline]
 fn lower_pair<M: MacroAssembler>(masm: &mut M, a: &Insn, b: &Insn) -> bool {
     let (
         Insn::Alu {
-            width: Width::W64,
+            width,
             op: op_a,
             dst: dst_a,
             src: src_a,
         },
         Insn::Alu {
-            width: Width::W64,
+            width: width_b,
             op: op_b,
             dst: dst_b,
-            src: Source::Imm(imm_b),
+            src: src_b,
         },
     ) = (*a, *b)
     else {
         return false;
     };
-    if dst_a != dst_b {
+    if dst_a != dst_b || width != width_b {
         return false;
     }
     let d = masm.reg(dst_a);
-    match (op_a, src_a, op_b, imm_b) {
-        (AluOp::Lsh, Source::Imm(32), AluOp::Rsh, 32) => masm.zero_extend(32, d, d),
-        (AluOp::Lsh, Source::Imm(32), AluOp::Arsh, 32) => masm.extend(ExtendKind::I32To64, d, d),
-        (AluOp::Mov, Source::Reg(s), AluOp::Add, i) if s != dst_a => {
-            let s = masm.reg(s);
-            masm.alu(AluKind::Add, OperandSize::S64, d, s, RegImm::Imm(i));
+    match (width, op_a, src_a, op_b, src_b) {
+        (Width::W64, AluOp::Lsh, Source::Imm(32), AluOp::Rsh, Source::Imm(32)) => {
+            masm.zero_extend(32, d, d)
+        }
+        (Width::W64, AluOp::Lsh, Source::Imm(32), AluOp::Arsh, Source::Imm(32)) => {
+            masm.extend(ExtendKind::I32To64, d, d)
+        }
+        (_, AluOp::Mov, Source::Reg(s), AluOp::Add, rhs) if s != dst_a => {
+            let sr = masm.reg(s);
+            let rhs = match rhs {
+                // `rX += rX` adds the value just moved in.
+                Source::Reg(z) if z == dst_a => RegImm::Reg(sr),
+                Source::Reg(z) => RegImm::Reg(masm.reg(z)),
+                Source::Imm(i) => RegImm::Imm(i),
+            };
+            masm.alu(AluKind::Add, OperandSize::of(width), d, sr, rhs);
         }
         _ => return false,
     }
