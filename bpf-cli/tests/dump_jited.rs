@@ -431,6 +431,18 @@ fn jmp_target(off: u32, bytes: &[u8]) -> i64 {
     }
 }
 
+/// `bpfkit dump jited` of a raw instruction file (x86-64, the default):
+/// its output, checked to be a success, and the parsed listing.
+fn dump_raw(name: &str, insns: &[u8]) -> (String, Listing) {
+    let p = scratch(name);
+    std::fs::write(&p, insns).unwrap();
+    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let l = parse(&out);
+    (out, l)
+}
+
 /// Division by a register: the x86 check for a zero divisor jumps to
 /// out-of-line code after the last instruction, which the listing puts
 /// under its own heading rather than under `exit`. By the ISA, `x / 0`
@@ -438,20 +450,14 @@ fn jmp_target(off: u32, bytes: &[u8]) -> i64 {
 /// zeroes `rax` (r0) and jumps back to the code of `exit`.
 #[test]
 fn x86_division_checks_are_listed_apart() {
-    let p = scratch("dump_jited_div.bin");
-    std::fs::write(
-        &p,
-        [
+    let (out, l) = dump_raw(
+        "dump_jited_div.bin",
+        &[
             0xbf, 0x10, 0, 0, 0, 0, 0, 0, // r0 = r1
             0x3f, 0x20, 0, 0, 0, 0, 0, 0, // r0 /= r2
             0x95, 0, 0, 0, 0, 0, 0, 0, // exit
         ],
-    )
-    .unwrap();
-    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    let l = parse(&out);
+    );
     assert_eq!(l.bpf.len(), 3);
     // `exit` is `ret` and nothing after it.
     assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
@@ -470,20 +476,14 @@ fn x86_division_checks_are_listed_apart() {
 /// `id`, 0x7fff_0000_0000 + id, documented by `dump jited`).
 #[test]
 fn x86_callx_helper_table_is_listed_apart() {
-    let p = scratch("dump_jited_callx.bin");
-    std::fs::write(
-        &p,
-        [
+    let (out, l) = dump_raw(
+        "dump_jited_callx.bin",
+        &[
             0xb7, 0x01, 0, 0, 5, 0, 0, 0, // r1 = 5
             0x8d, 0x01, 0, 0, 0, 0, 0, 0, // callx r1
             0x95, 0, 0, 0, 0, 0, 0, 0, // exit
         ],
-    )
-    .unwrap();
-    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    let l = parse(&out);
+    );
     assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
     let table = l
         .tails
@@ -513,20 +513,14 @@ fn x86_callx_helper_table_is_listed_apart() {
 /// the last instruction, under its own heading.
 #[test]
 fn x86_ld_abs_failure_exit_is_listed_apart() {
-    let p = scratch("dump_jited_ld_abs.bin");
-    std::fs::write(
-        &p,
-        [
+    let (out, l) = dump_raw(
+        "dump_jited_ld_abs.bin",
+        &[
             0xbf, 0x16, 0, 0, 0, 0, 0, 0, // r6 = r1
             0x30, 0, 0, 0, 0, 0, 0, 0, // r0 = *(u8 *)skb[0]
             0x95, 0, 0, 0, 0, 0, 0, 0, // exit
         ],
-    )
-    .unwrap();
-    let o = bpfkit(["dump", "jited", p.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = stdout(&o);
-    let l = parse(&out);
+    );
     assert_eq!(l.native[*l.under[&2].last().unwrap()].1, [0xc3], "{out}");
     let heads: Vec<&str> = l.tails.iter().map(|t| t.0.as_str()).collect();
     assert_eq!(heads, ["out-of-line: ld_abs/ld_ind failure exit"], "{out}");
