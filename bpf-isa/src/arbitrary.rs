@@ -614,15 +614,6 @@ pub fn runnable_program(max_len: usize) -> impl Strategy<Value = Program> {
 // ---------------------------------------------------------------------------
 // Deterministic benchmark programs.
 
-fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
-    Insn::Alu {
-        width,
-        op,
-        dst,
-        src,
-    }
-}
-
 /// A fixed program for compile-time benchmarks: `blocks` copies of a
 /// 15-instruction (16-slot) block mixing ALU and ALU64 operations, a stack
 /// store and load, division, an `ld_imm64`, a byte swap and one conditional
@@ -647,11 +638,26 @@ pub fn bench_program(blocks: usize, skip: i16) -> Program {
 /// The block of [`bench_program`] and [`initialized_bench_program`]:
 /// `r0 = k`, then the 15-instruction mix with its branch skipping `off` slots.
 fn bench_block(v: &mut Vec<Insn>, k: i32, off: i16) {
-    v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
-    v.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R1)));
-    v.push(alu(Width::W32, AluOp::Xor, Reg::R3, Source::Imm(0x1234)));
-    v.push(alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
-    v.push(alu(Width::W64, AluOp::Rsh, Reg::R2, Source::Reg(Reg::R4)));
+    v.push(Insn::alu(Width::W64, AluOp::Mov, Reg::R0, Source::Imm(k)));
+    v.push(Insn::alu(
+        Width::W64,
+        AluOp::Add,
+        Reg::R0,
+        Source::Reg(Reg::R1),
+    ));
+    v.push(Insn::alu(
+        Width::W32,
+        AluOp::Xor,
+        Reg::R3,
+        Source::Imm(0x1234),
+    ));
+    v.push(Insn::alu(Width::W64, AluOp::Lsh, Reg::R3, Source::Imm(3)));
+    v.push(Insn::alu(
+        Width::W64,
+        AluOp::Rsh,
+        Reg::R2,
+        Source::Reg(Reg::R4),
+    ));
     v.push(Insn::Stx {
         size: Size::DW,
         dst: Reg::R10,
@@ -664,8 +670,13 @@ fn bench_block(v: &mut Vec<Insn>, k: i32, off: i16) {
         src: Reg::R10,
         off: -8,
     });
-    v.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
-    v.push(alu(Width::W64, AluOp::Div, Reg::R6, Source::Reg(Reg::R7)));
+    v.push(Insn::alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
+    v.push(Insn::alu(
+        Width::W64,
+        AluOp::Div,
+        Reg::R6,
+        Source::Reg(Reg::R7),
+    ));
     v.push(Insn::Jmp {
         width: Width::W64,
         cond: JmpCond::Sgt,
@@ -673,8 +684,13 @@ fn bench_block(v: &mut Vec<Insn>, k: i32, off: i16) {
         src: Source::Imm(100),
         off,
     });
-    v.push(alu(Width::W64, AluOp::Sub, Reg::R7, Source::Reg(Reg::R6)));
-    v.push(alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
+    v.push(Insn::alu(
+        Width::W64,
+        AluOp::Sub,
+        Reg::R7,
+        Source::Reg(Reg::R6),
+    ));
+    v.push(Insn::alu(Width::W32, AluOp::And, Reg::R8, Source::Imm(-1)));
     v.push(Insn::LdImm64 {
         dst: Reg::R9,
         src: LdImm64Src::Imm(0x1122_3344_5566_7788),
@@ -706,12 +722,17 @@ pub fn initialized_bench_program(blocks: usize) -> Program {
         Reg::R8,
         Reg::R9,
     ] {
-        v.push(alu(Width::W64, AluOp::Mov, r, Source::Imm(1)));
+        v.push(Insn::alu(Width::W64, AluOp::Mov, r, Source::Imm(1)));
     }
     for b in 0..blocks {
         bench_block(&mut v, (b % 7) as i32 + 1, 2);
     }
-    v.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R6)));
+    v.push(Insn::alu(
+        Width::W64,
+        AluOp::Mov,
+        Reg::R0,
+        Source::Reg(Reg::R6),
+    ));
     v.push(Insn::Exit);
     Program::from_insns(v)
 }

@@ -453,26 +453,17 @@ mod tests {
     const DEC: DisasmOptions = DisasmOptions { hex: false };
     const HEX: DisasmOptions = DisasmOptions { hex: true };
 
-    fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
-        Insn::Alu {
-            width,
-            op,
-            dst,
-            src,
-        }
-    }
-
     #[test]
     fn alu_forms() {
         // 07 01 00 00 fb ff ff ff
-        let i = alu(Width::W64, AluOp::Add, Reg::R1, Source::Imm(-5));
+        let i = Insn::alu(Width::W64, AluOp::Add, Reg::R1, Source::Imm(-5));
         assert_eq!(fmt_insn(&i, &DEC), "r1 += -5");
         assert_eq!(fmt_insn(&i, &HEX), "r1 += -0x5");
         // cc 21 00 00 00 00 00 00
-        let i = alu(Width::W32, AluOp::Arsh, Reg::R1, Source::Reg(Reg::R2));
+        let i = Insn::alu(Width::W32, AluOp::Arsh, Reg::R1, Source::Reg(Reg::R2));
         assert_eq!(fmt_insn(&i, &HEX), "w1 s>>= w2");
         // 3f 21 01 00 00 00 00 00 (LLVM 19)
-        let i = alu(Width::W64, AluOp::SDiv, Reg::R1, Source::Reg(Reg::R2));
+        let i = Insn::alu(Width::W64, AluOp::SDiv, Reg::R1, Source::Reg(Reg::R2));
         assert_eq!(fmt_insn(&i, &HEX), "r1 s/= r2");
         // 84 01 00 00 00 00 00 00
         let i = Insn::Neg {

@@ -606,6 +606,17 @@ pub enum Insn {
 }
 
 impl Insn {
+    /// The binary ALU instruction `dst op= src` at `width` (shorthand for
+    /// the [`Insn::Alu`] literal).
+    pub const fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
+        Insn::Alu {
+            width,
+            op,
+            dst,
+            src,
+        }
+    }
+
     /// Number of 8-byte slots the instruction occupies: 2 for `ld_imm64`, else 1.
     #[inline]
     pub const fn slots(&self) -> usize {

@@ -12,15 +12,6 @@ use proptest::prelude::*;
 
 const ARGS: [Reg; 6] = [Reg::R0, Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5];
 
-fn alu(width: Width, op: AluOp, dst: Reg, src: Source) -> Insn {
-    Insn::Alu {
-        width,
-        op,
-        dst,
-        src,
-    }
-}
-
 /// One straight-line instruction on r0-r5.
 fn leaf_insn() -> impl Strategy<Value = Vec<Insn>> {
     let reg = prop::sample::select(ARGS.to_vec());
@@ -47,7 +38,7 @@ fn leaf_insn() -> impl Strategy<Value = Vec<Insn>> {
         (0i32..70).prop_map(Source::Imm),
     ];
     prop_oneof![
-        6 => (width.clone(), op, reg.clone(), src).prop_map(|(w, op, d, s)| vec![alu(w, op, d, s)]),
+        6 => (width.clone(), op, reg.clone(), src).prop_map(|(w, op, d, s)| vec![Insn::alu(w, op, d, s)]),
         1 => (reg.clone(), any::<u64>()).prop_map(|(d, v)| vec![Insn::LdImm64 {
             dst: d,
             src: LdImm64Src::Imm(v),
@@ -64,18 +55,18 @@ fn leaf_insn() -> impl Strategy<Value = Vec<Insn>> {
         // The rotate idiom `x = a; x >>= 64 - k; a <<= k; a |= x`.
         1 => (reg.clone(), reg.clone(), 1i32..64).prop_filter_map("distinct", |(a, x, k)| {
             (a != x).then(|| vec![
-                alu(Width::W64, AluOp::Mov, x, Source::Reg(a)),
-                alu(Width::W64, AluOp::Rsh, x, Source::Imm(64 - k)),
-                alu(Width::W64, AluOp::Lsh, a, Source::Imm(k)),
-                alu(Width::W64, AluOp::Or, a, Source::Reg(x)),
+                Insn::alu(Width::W64, AluOp::Mov, x, Source::Reg(a)),
+                Insn::alu(Width::W64, AluOp::Rsh, x, Source::Imm(64 - k)),
+                Insn::alu(Width::W64, AluOp::Lsh, a, Source::Imm(k)),
+                Insn::alu(Width::W64, AluOp::Or, a, Source::Reg(x)),
             ])
         }),
         // `d = s; d += imm` (a lea) and the zero-extension pair.
         1 => (reg.clone(), reg, any::<i32>()).prop_map(|(d, s, i)| vec![
-            alu(Width::W64, AluOp::Mov, d, Source::Reg(s)),
-            alu(Width::W64, AluOp::Add, d, Source::Imm(i)),
-            alu(Width::W64, AluOp::Lsh, d, Source::Imm(32)),
-            alu(Width::W64, AluOp::Rsh, d, Source::Imm(32)),
+            Insn::alu(Width::W64, AluOp::Mov, d, Source::Reg(s)),
+            Insn::alu(Width::W64, AluOp::Add, d, Source::Imm(i)),
+            Insn::alu(Width::W64, AluOp::Lsh, d, Source::Imm(32)),
+            Insn::alu(Width::W64, AluOp::Rsh, d, Source::Imm(32)),
         ]),
     ]
 }
@@ -85,13 +76,28 @@ fn leaf_insn() -> impl Strategy<Value = Vec<Insn>> {
 /// frame) so that both kinds of call are compiled side by side.
 fn leaf() -> impl Strategy<Value = Vec<Insn>> {
     (prop::collection::vec(leaf_insn(), 0..6), 0u8..4).prop_map(|(parts, kind)| {
-        let mut body = vec![alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R1))];
+        let mut body = vec![Insn::alu(
+            Width::W64,
+            AluOp::Mov,
+            Reg::R0,
+            Source::Reg(Reg::R1),
+        )];
         body.extend(parts.into_iter().flatten().take(14));
         match kind {
             0 => body.push(Insn::Ja { off: 0 }),
             1 => {
-                body.push(alu(Width::W64, AluOp::Mov, Reg::R6, Source::Reg(Reg::R0)));
-                body.push(alu(Width::W64, AluOp::Add, Reg::R0, Source::Reg(Reg::R6)));
+                body.push(Insn::alu(
+                    Width::W64,
+                    AluOp::Mov,
+                    Reg::R6,
+                    Source::Reg(Reg::R0),
+                ));
+                body.push(Insn::alu(
+                    Width::W64,
+                    AluOp::Add,
+                    Reg::R0,
+                    Source::Reg(Reg::R6),
+                ));
             }
             _ => {}
         }
@@ -107,19 +113,29 @@ fn program() -> impl Strategy<Value = Program> {
         prop::collection::vec((0usize..4, prop::array::uniform5(any::<i32>())), 1..6),
     )
         .prop_map(|(leaves, calls)| {
-            let mut main = vec![alu(Width::W64, AluOp::Mov, Reg::R6, Source::Imm(7))];
+            let mut main = vec![Insn::alu(Width::W64, AluOp::Mov, Reg::R6, Source::Imm(7))];
             // Call sites, patched once the leaves' positions are known.
             let mut sites = Vec::new();
             for (k, args) in calls {
                 for (r, v) in ARGS[1..].iter().zip(args) {
-                    main.push(alu(Width::W64, AluOp::Mov, *r, Source::Imm(v)));
+                    main.push(Insn::alu(Width::W64, AluOp::Mov, *r, Source::Imm(v)));
                 }
                 sites.push((main.len(), k % leaves.len()));
                 main.push(Insn::Call(CallTarget::Local(0)));
-                main.push(alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
-                main.push(alu(Width::W64, AluOp::Xor, Reg::R6, Source::Reg(Reg::R0)));
+                main.push(Insn::alu(Width::W64, AluOp::Mul, Reg::R6, Source::Imm(31)));
+                main.push(Insn::alu(
+                    Width::W64,
+                    AluOp::Xor,
+                    Reg::R6,
+                    Source::Reg(Reg::R0),
+                ));
             }
-            main.push(alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R6)));
+            main.push(Insn::alu(
+                Width::W64,
+                AluOp::Mov,
+                Reg::R0,
+                Source::Reg(Reg::R6),
+            ));
             main.push(Insn::Exit);
             let mut starts = Vec::new();
             let mut insns = main;
@@ -168,15 +184,15 @@ proptest! {
 #[test]
 fn eligible_leaf_calls_leave_no_call_instruction() {
     let prog = Program::from_insns(vec![
-        alu(Width::W64, AluOp::Mov, Reg::R1, Source::Imm(5)),
+        Insn::alu(Width::W64, AluOp::Mov, Reg::R1, Source::Imm(5)),
         Insn::Call(CallTarget::Local(3)),
-        alu(Width::W64, AluOp::Mov, Reg::R1, Source::Reg(Reg::R0)),
+        Insn::alu(Width::W64, AluOp::Mov, Reg::R1, Source::Reg(Reg::R0)),
         Insn::Call(CallTarget::Local(1)),
         Insn::Exit,
         // leaf: r0 = r1 * 3 + 1
-        alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R1)),
-        alu(Width::W64, AluOp::Mul, Reg::R0, Source::Imm(3)),
-        alu(Width::W64, AluOp::Add, Reg::R0, Source::Imm(1)),
+        Insn::alu(Width::W64, AluOp::Mov, Reg::R0, Source::Reg(Reg::R1)),
+        Insn::alu(Width::W64, AluOp::Mul, Reg::R0, Source::Imm(3)),
+        Insn::alu(Width::W64, AluOp::Add, Reg::R0, Source::Imm(1)),
         Insn::Exit,
     ]);
     let helpers = HelperTable::new();
