@@ -11,7 +11,7 @@ use object::{Object, ObjectSection, SectionKind};
 use crate::util::{cargo, display, files_with_ext, run};
 
 /// The fuzz targets under `fuzz/fuzz_targets/`.
-pub const TARGETS: &[&str] = &["decode", "assemble", "elf", "verify", "nocsr"];
+pub const TARGETS: &[&str] = &["decode", "assemble", "elf", "verify", "nocsr", "jit"];
 
 /// Runs one fuzz target for `seconds` seconds, passing `extra` on to libFuzzer.
 pub fn fuzz(root: &Path, target: &str, seconds: u64, extra: &[String]) -> Result<()> {
@@ -145,11 +145,14 @@ fn write_seeds(root: &Path, target: &str, corpus: &Path) -> Result<usize> {
                 put(stem(o), &bytes)?;
             }
         }
-        "decode" => {
+        // Code sections; `jit` takes an options byte first (0: defaults).
+        "decode" | "jit" => {
+            let lead: &[u8] = if target == "jit" { &[0] } else { &[] };
             for o in &objects {
                 let bytes = fs::read(o).with_context(|| format!("reading {}", o.display()))?;
                 for (sec, code) in code_sections(&bytes) {
-                    put(format!("{}-{}", stem(o), sec.replace('/', "_")), &code)?;
+                    let seed = [lead, code.as_slice()].concat();
+                    put(format!("{}-{}", stem(o), sec.replace('/', "_")), &seed)?;
                 }
             }
         }

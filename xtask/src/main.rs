@@ -19,7 +19,7 @@ const USAGE: &str = "usage:
   cargo xtask ci [--keep-going]           run every CI step (stops at the first failure
                                           unless --keep-going)
   cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER_ARGS]
-                                          run a fuzz target (decode | assemble | elf | verify | nocsr), default 60 s
+                                          run a fuzz target (decode | assemble | elf | verify | nocsr | jit), default 60 s
   cargo xtask build-examples              compile examples/*.c with clang-19 -target bpf
   cargo xtask bench-table [--runs N] [--filter F] [--cpu C | --no-pin]
                                           run `cargo bench -p bpf-tests --bench jit` N times
