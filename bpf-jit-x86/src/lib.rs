@@ -273,6 +273,23 @@ impl X86Masm {
     }
 }
 
+/// `jcc target`, short when the estimate allows, recorded for one-pass layout.
+#[inline(always)]
+fn jcc_to(b: &mut CodeBuffer, c: Cc, target: Label) -> Result<(), JitErrorKind> {
+    let e = b.estimate(target, 2);
+    match i8::try_from(e.disp) {
+        Ok(d) if e.may_shorten => {
+            enc::jcc_short(b, c, d);
+            b.record(target, LabelField::Rel8);
+        }
+        _ => {
+            enc::jcc_near(b, c, rel32(b.estimate(target, 6).disp)?);
+            b.record(target, LabelField::Rel32);
+        }
+    }
+    Ok(())
+}
+
 #[inline]
 const fn sz(size: OperandSize) -> Sz {
     match size {
@@ -705,18 +722,24 @@ impl MacroAssembler for X86Masm {
             (_, RegImm::Imm(i)) => enc::alu_ri(b, s, Alu1::Cmp, lhs, i),
             (_, RegImm::Reg(r)) => enc::alu_rr(b, s, Alu1::Cmp, lhs, r),
         }
-        let e = b.estimate(target, 2);
-        match i8::try_from(e.disp) {
-            Ok(d) if e.may_shorten => {
-                enc::jcc_short(b, cc(cond), d);
-                b.record(target, LabelField::Rel8);
+        jcc_to(b, cc(cond), target)
+    }
+
+    fn branch_on_last_alu(
+        &mut self,
+        cond: IntCmpKind,
+        target: Label,
+    ) -> Result<bool, JitErrorKind> {
+        // `alu`'s in-place add/sub/and/or/xor is one `add`/`sub`/`and`/
+        // `or`/`xor`, which sets ZF from its result (32-bit forms from the
+        // 32-bit result).
+        match cond {
+            IntCmpKind::Eq | IntCmpKind::Ne => {
+                jcc_to(&mut self.buf, cc(cond), target)?;
+                Ok(true)
             }
-            _ => {
-                enc::jcc_near(b, cc(cond), rel32(b.estimate(target, 6).disp)?);
-                b.record(target, LabelField::Rel32);
-            }
+            _ => Ok(false),
         }
-        Ok(())
     }
 
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind> {

@@ -178,3 +178,57 @@ fn near_rotates_stay_shifts() {
     assert_eq!(r0, 0xabcd_ef10);
     assert!(!ops.contains(&Mnemonic::Rol), "{ops:?}");
 }
+
+/// `x op= y; if x ==/!= 0` branches on the flags the ALU operation left
+/// (`MacroAssembler::branch_on_last_alu`): no `test`/`cmp` in between, at
+/// either width; the 32-bit forms test the 32-bit result. Counts are
+/// hand-computed loop trip counts.
+#[test]
+fn branch_on_zero_right_after_an_alu_op_uses_its_flags() {
+    // A count-down loop: r0 counts iterations of `w1 += -1; if w1 != 0`.
+    let (r0, ops) = run(
+        "r0 = 0\nw1 = 5\ntop:\nr0 += 1\nw1 += -1\nif w1 != 0 goto top\nexit",
+        0,
+        0,
+    );
+    assert_eq!(r0, 5);
+    assert!(
+        !ops.contains(&Mnemonic::Test) && !ops.contains(&Mnemonic::Cmp),
+        "{ops:?}"
+    );
+    // 64-bit and with == : r1 = 0x1_0000_0000 & 0xffff_ffff... (64-bit
+    // `and` with a sign-extended -1 keeps everything: non-zero).
+    let src = "r0 = 1\nr1 &= r2\nif r1 == 0 goto z\nexit\nz:\nr0 = 2\nexit";
+    assert_eq!(run(src, 0x1_0000_0000, 0x1_0000_0000).0, 1);
+    assert_eq!(run(src, 0x1_0000_0000, 0xffff_ffff).0, 2);
+    // The 32-bit result decides for a 32-bit op and branch: the low
+    // halves xor to 0 even though the 64-bit values differ.
+    let src = "r0 = 1\nw1 ^= w2\nif w1 == 0 goto z\nexit\nz:\nr0 = 2\nexit";
+    assert_eq!(run(src, 0x1_0000_0007, 0x2_0000_0007).0, 2);
+    assert_eq!(run(src, 7, 8).0, 1);
+    // A 64-bit branch after a 32-bit op compares again (widths differ).
+    let (r0, ops) = run(
+        "r0 = 1\nw1 -= w2\nif r1 == 0 goto z\nexit\nz:\nr0 = 2\nexit",
+        5,
+        5,
+    );
+    assert_eq!(r0, 2);
+    assert!(ops.contains(&Mnemonic::Test), "{ops:?}");
+}
+
+/// When a jump lands on the branch, the flags may come from elsewhere:
+/// the branch compares again.
+#[test]
+fn branch_that_is_a_jump_target_compares_again() {
+    // With r2 != 0 the jump reaches `chk` with the flags of its own
+    // compare (r2 non-zero), not r1's; falling in, `r1 += 0` sets them
+    // from r1.
+    let src = "r0 = 1\nr3 = 2\nr3 -= 1\nif r2 != 0 goto chk\nr1 += 0\nchk:\nif r1 == 0 goto z\nexit\nz:\nr0 = 2\nexit";
+    let (r0, ops) = run(src, 0, 1);
+    assert_eq!(r0, 2);
+    let tests = ops.iter().filter(|&&m| m == Mnemonic::Test).count();
+    // `if r2 != 0` and `if r1 == 0` both compare.
+    assert_eq!(tests, 2, "{ops:?}");
+    assert_eq!(run(src, 0, 0).0, 2);
+    assert_eq!(run(src, 4, 1).0, 1);
+}

@@ -1753,6 +1753,9 @@ fn emit_pass<M: MacroAssembler>(
     let mut sp = 0usize;
     let mut next_special = specials.first().copied().unwrap_or(usize::MAX);
     let pairs = plan.blind.is_none();
+    // The last position lowered alone by the fast path (for
+    // `branch_on_last_alu`).
+    let mut last_single = usize::MAX;
     let mut pos = 0usize;
     while let Some(insn) = insns.get(pos) {
         if pos == next_special {
@@ -1778,7 +1781,15 @@ fn emit_pass<M: MacroAssembler>(
             continue;
         }
         let a = aux.get(pos).copied().unwrap_or(0);
+        if matches!(insn, Insn::Jmp { .. })
+            && pos.checked_sub(1) == Some(last_single)
+            && branch_on_last_alu(masm, insns, pos, plan, a).map_err(|k| at_pos(prog, pos, k))?
+        {
+            pos += 1;
+            continue;
+        }
         lower(masm, insn, a, frame, table, table_len).map_err(|k| at_pos(prog, pos, k))?;
+        last_single = pos;
         pos += 1;
     }
     if plan.ld_abs.is_some() {
@@ -1793,6 +1804,47 @@ fn emit_pass<M: MacroAssembler>(
         }
     }
     Ok(())
+}
+
+/// `if dst == 0` / `if dst != 0` at `pos` right after an in-place
+/// add, sub, and, or or xor of `dst` at the same width at `pos - 1`
+/// (lowered alone, by `alu`) that no jump separates from it: the backend
+/// may branch on the flags that operation left
+/// ([`MacroAssembler::branch_on_last_alu`]) instead of comparing again.
+/// Returns whether it did (nothing emitted otherwise).
+#[inline(never)]
+fn branch_on_last_alu<M: MacroAssembler>(
+    masm: &mut M,
+    insns: &[Insn],
+    pos: usize,
+    plan: &Plan,
+    aux: u64,
+) -> Result<bool, JitErrorKind> {
+    let (
+        Some(&Insn::Jmp {
+            width,
+            cond: cond @ (bpf_isa::JmpCond::Eq | bpf_isa::JmpCond::Ne),
+            dst,
+            src: Source::Imm(0),
+            ..
+        }),
+        Some(&Insn::Alu {
+            width: alu_width,
+            op: AluOp::Add | AluOp::Sub | AluOp::And | AluOp::Or | AluOp::Xor,
+            dst: alu_dst,
+            ..
+        }),
+    ) = (
+        insns.get(pos),
+        pos.checked_sub(1).and_then(|p| insns.get(p)),
+    )
+    else {
+        return Ok(false);
+    };
+    if alu_width != width || alu_dst != dst || plan.is_target(pos) || plan.blind.is_some() {
+        return Ok(false);
+    }
+    masm.branch_on_last_alu(IntCmpKind::of(cond), Label::new(aux as u32))
 }
 
 /// The error `kind` at the slot of the instruction at position `pos`.

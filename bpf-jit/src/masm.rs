@@ -489,6 +489,24 @@ pub trait MacroAssembler {
         target: Label,
     ) -> Result<(), JitErrorKind>;
 
+    /// `if result cond 0 goto target` for `cond` [`IntCmpKind::Eq`] or
+    /// [`IntCmpKind::Ne`], where `result` is what the method called just
+    /// before wrote: an in-place [`MacroAssembler::alu`] (`dst == lhs`) of
+    /// kind Add, Sub, And, Or or Xor, at the size the branch compares at,
+    /// whose `dst` is the register the branch compares with 0; nothing
+    /// jumps between them. A backend whose `alu` leaves flags that tell
+    /// whether its result is 0 may branch on them without comparing again
+    /// and return `true`; otherwise it emits nothing and returns `false`
+    /// (the default), and the driver lowers the branch as usual.
+    fn branch_on_last_alu(
+        &mut self,
+        cond: IntCmpKind,
+        target: Label,
+    ) -> Result<bool, JitErrorKind> {
+        let _ = (cond, target);
+        Ok(false)
+    }
+
     /// Calls the native C-ABI function at `addr` with eBPF `r1`-`r5` as its
     /// five arguments; `r0` receives the result, `r1`-`r5` are clobbered.
     fn call_helper(&mut self, addr: u64) -> Result<(), JitErrorKind>;
