@@ -196,8 +196,9 @@ fn branch_on_zero_right_after_an_alu_op_uses_its_flags() {
         !ops.contains(&Mnemonic::Test) && !ops.contains(&Mnemonic::Cmp),
         "{ops:?}"
     );
-    // 64-bit and with == : r1 = 0x1_0000_0000 & 0xffff_ffff... (64-bit
-    // `and` with a sign-extended -1 keeps everything: non-zero).
+    // 64-bit `and` then `==`: 0x1_0000_0000 & 0x1_0000_0000 is non-zero
+    // (only the upper half is set: the 64-bit result decides), and
+    // 0x1_0000_0000 & 0xffff_ffff is zero.
     let src = "r0 = 1\nr1 &= r2\nif r1 == 0 goto z\nexit\nz:\nr0 = 2\nexit";
     assert_eq!(run(src, 0x1_0000_0000, 0x1_0000_0000).0, 1);
     assert_eq!(run(src, 0x1_0000_0000, 0xffff_ffff).0, 2);

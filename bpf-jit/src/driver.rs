@@ -676,6 +676,7 @@ pub struct Scratch {
     edges: Vec<(u16, u16, u32)>,
     walk: Vec<(u16, usize)>,
     inline: Vec<(usize, usize, usize)>,
+    used: Vec<u16>,
     /// Used for one compile only ([`compile`]): the result takes the code
     /// buffer's memory rather than a copy.
     one_shot: bool,
@@ -858,6 +859,8 @@ fn plan_subprogs(
     };
     let mut frames = take_cleared(&mut sc.frames);
     let mut may_goto_slots = take_cleared(&mut sc.may_goto_slots);
+    // Registers each subprogram names (the scan's), for `inline_body`.
+    let mut used = take_cleared(&mut sc.used);
     for (s, &begin) in starts.iter().enumerate() {
         let end = starts.get(s + 1).copied().unwrap_or(n);
         let facts = scan.subprog(&mut aux, s, begin, end).map_err(|e| match e {
@@ -870,6 +873,7 @@ fn plan_subprogs(
         let (frame, may_goto) = frame_of(prog, opts, cg, s, begin, end, facts)?;
         frames.push(frame);
         may_goto_slots.push(may_goto);
+        used.push(facts.used);
     }
     if cg.is_none() && !calls_form_a_tree_walk(starts.len(), &scan.edges, &mut sc.walk) {
         return Err(JitError::program(JitErrorKind::Unsupported(
@@ -887,16 +891,19 @@ fn plan_subprogs(
     if opts.inline_leaf_calls && opts.blind_constants.is_none() {
         for &(_, callee, at) in &scan.edges {
             let s = usize::from(callee);
-            let (Some(&begin), Some(frame)) = (starts.get(s), frames.get(s)) else {
+            let (Some(&begin), Some(frame), Some(&regs)) =
+                (starts.get(s), frames.get(s), used.get(s))
+            else {
                 continue;
             };
             let end = starts.get(s + 1).copied().unwrap_or(n);
-            if let Some(exit) = inline_body(prog.insns(), frame, begin, end) {
+            if let Some(exit) = inline_body(prog.insns(), frame, regs, begin, end) {
                 inline.push((at as usize, begin, exit));
             }
         }
         inline.sort_unstable();
     }
+    sc.used = used;
     let Scan {
         fastcall_calls,
         ld_abs,
@@ -929,33 +936,46 @@ fn plan_subprogs(
 }
 
 /// The position of the `exit` ending the subprogram at `begin..end` if
-/// its calls may be lowered as its body (see [`MAX_INLINE_BODY`]).
-fn inline_body(insns: &[Insn], frame: &FrameInfo, begin: usize, end: usize) -> Option<usize> {
+/// its calls may be lowered as its body (see [`MAX_INLINE_BODY`]); `used`
+/// is the registers the plan's scan found it naming.
+fn inline_body(
+    insns: &[Insn],
+    frame: &FrameInfo,
+    used: u16,
+    begin: usize,
+    end: usize,
+) -> Option<usize> {
     let exit = end.checked_sub(1)?;
+    // r6-r10: the body would need the callee's own frame.
     if frame.makes_calls
+        || used & 0b111_1100_0000 != 0
         || exit < begin
         || exit - begin > MAX_INLINE_BODY
         || insns.get(exit) != Some(&Insn::Exit)
     {
         return None;
     }
-    let mut used = 0u16;
-    for insn in insns.get(begin..exit)? {
-        used |= match *insn {
-            Insn::Alu { dst, src, .. } => reg_bit(dst) | src_bit(src),
-            Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => reg_bit(dst),
-            Insn::MovSx { dst, src, .. }
-            | Insn::Ldx { dst, src, .. }
-            | Insn::LdxSx { dst, src, .. }
-            | Insn::Stx { dst, src, .. }
-            | Insn::Atomic { dst, src, .. } => reg_bit(dst) | reg_bit(src),
-            Insn::LdImm64 { dst, src } if !matches!(src, LdImm64Src::Func(_)) => reg_bit(dst),
-            // Jumps, calls, exits and the rest: not a straight-line leaf.
-            _ => return None,
-        };
-    }
-    // r6-r10: the body would need the callee's own frame.
-    (used & 0b111_1100_0000 == 0).then_some(exit)
+    // Straight-line: no jump, call or other exit before the last.
+    let straight = insns.get(begin..exit)?.iter().all(|insn| {
+        !matches!(
+            insn,
+            Insn::Jmp { .. }
+                | Insn::Ja { .. }
+                | Insn::JaLong { .. }
+                | Insn::MayGoto { .. }
+                | Insn::Call(_)
+                | Insn::CallReg { .. }
+                | Insn::Exit
+                | Insn::LdAbs { .. }
+                | Insn::LdInd { .. }
+                | Insn::AddrSpaceCast { .. }
+                | Insn::LdImm64 {
+                    src: LdImm64Src::Func(_),
+                    ..
+                }
+        )
+    });
+    straight.then_some(exit)
 }
 
 /// Direct tail calls (position, array value, index), when enabled.
