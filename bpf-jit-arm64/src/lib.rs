@@ -1129,6 +1129,12 @@ pub fn compile_code_with(
 /// Compiles `prog` and maps it executable (on an AArch64 host).
 #[cfg(target_arch = "aarch64")]
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<bpf_jit::JitProgram, JitError> {
-    let code = compile_code(prog, opts)?;
-    bpf_jit::JitProgram::new_patchable(&code, Arm64Masm::PAD_BYTE, &direct::ARM64_SITE_CODEC)
+    bpf_jit::compile_executable(
+        &mut Arm64Masm::new(),
+        &mut bpf_jit::Scratch::new(),
+        prog,
+        opts,
+        Arm64Masm::PAD_BYTE,
+        &direct::ARM64_SITE_CODEC,
+    )
 }

@@ -1180,9 +1180,7 @@ pub fn compile_code(prog: &Program, opts: &JitOptions<'_>) -> Result<CompiledCod
 
 /// Compiles `prog` and maps it executable.
 pub fn compile(prog: &Program, opts: &JitOptions<'_>) -> Result<JitProgram, JitError> {
-    let code = compile_code(prog, opts)?;
-    // Direct tail-call sites (if any) stay patchable through a writable alias.
-    JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
+    Compiler::new().compile(prog, opts)
 }
 
 /// A reusable x86-64 compiler: the backend's code buffer and the driver's
@@ -1235,8 +1233,15 @@ impl Compiler {
         prog: &Program,
         opts: &JitOptions<'_>,
     ) -> Result<JitProgram, JitError> {
-        let code = self.compile_code(prog, opts)?;
-        // Direct tail-call sites (if any) stay patchable through a writable alias.
-        JitProgram::new_patchable(&code, X86Masm::PAD_BYTE, &direct::X86_SITE_CODEC)
+        // Straight from the code buffer into executable memory; direct
+        // tail-call sites (if any) stay patchable through a writable alias.
+        bpf_jit::compile_executable(
+            &mut self.masm,
+            &mut self.scratch,
+            prog,
+            opts,
+            X86Masm::PAD_BYTE,
+            &direct::X86_SITE_CODEC,
+        )
     }
 }

@@ -97,3 +97,58 @@ fn loads_are_bounded_by_their_size() {
     let src = "r3 = 7\ncall pc f\nr1 = 1000\nr1 /= r3\nr0 = r1\nexit\nf:\nr3 = 0\nr0 = 0\nexit";
     assert_eq!(run(src, 0, 0), (0, true));
 }
+
+/// Counts the `je`s in the image (one per checked division).
+fn checks(src: &str) -> usize {
+    let prog = assemble(src).expect("assembles");
+    let helpers = HelperTable::new();
+    let code = bpf_jit_x86::compile_code(&prog, &JitOptions::new(&helpers)).expect("compiles");
+    Decoder::with_ip(64, &code.code, 0, DecoderOptions::NONE)
+        .iter()
+        .filter(|i| i.mnemonic() == Mnemonic::Je)
+        .count()
+}
+
+#[test]
+fn facts_carry_from_one_division_to_the_next() {
+    // r3 is set once; both divisions use it, the second after the first
+    // (whose own facts were gathered first): neither needs a check.
+    let src = "r3 = r2\nr3 |= 1\nr0 = r1\nr0 /= r3\nr4 = r1\nr4 %= r3\nr0 += r4\nexit";
+    assert_eq!(run(src, 100, 6), (14 + 2, false)); // 100 / 7 + 100 % 7
+    assert_eq!(checks(src), 0);
+    // A jump target between them: the second keeps its check.
+    let src = "r3 = r2\nr3 |= 1\nr0 = r1\nr0 /= r3\nif r2 > 1000 goto +0\nr4 = r1\nr4 %= r3\nr0 += r4\nexit";
+    assert_eq!(run(src, 100, 6), (14 + 2, true));
+    assert_eq!(checks(src), 1);
+}
+
+#[test]
+fn a_fact_set_far_back_is_not_looked_for() {
+    // The analysis looks at most 48 instructions back: a divisor set 60
+    // instructions earlier keeps its check (conservative, still right).
+    let mut src = String::from("r3 = r2\nr3 |= 1\n");
+    for _ in 0..60 {
+        src.push_str("r5 += 1\n");
+    }
+    src.push_str("r0 = r1\nr0 /= r3\nexit");
+    assert_eq!(run(&src, 100, 6), (14, true));
+    // Set 20 instructions earlier, it is found.
+    let mut src = String::from("r3 = r2\nr3 |= 1\n");
+    for _ in 0..20 {
+        src.push_str("r5 += 1\n");
+    }
+    src.push_str("r0 = r1\nr0 /= r3\nexit");
+    assert_eq!(run(&src, 100, 6), (14, false));
+}
+
+#[test]
+fn a_subprogram_start_forgets_what_was_known() {
+    // r3 = 1 before the call, but the callee's division starts from
+    // nothing known: it keeps its check (twice: in the callee and where
+    // the leaf call is inlined). The caller's division by r6 = 7 (r6
+    // survives calls) needs none.
+    let src = "r6 = 7\nr3 = 1\ncall pc f\nr1 = 1000\nr1 /= r6\nr0 += r1\nexit\nf:\nr0 = 100\nr0 /= r3\nexit";
+    // f: r0 = 100 / 1; caller: 100 + 1000 / 7 = 242.
+    assert_eq!(run(src, 0, 0), (242, true));
+    assert_eq!(checks(src), 2);
+}

@@ -9,7 +9,7 @@ use bpf_isa::{
 
 use bpf_callgraph::CallGraph;
 
-use crate::buffer::Label;
+use crate::buffer::{CodeBuffer, Label};
 use crate::error::{JitError, JitErrorKind};
 use crate::masm::{
     AluKind, DivKind, EntryKind, ExtendKind, FrameInfo, IntCmpKind, MacroAssembler, OperandSize,
@@ -505,6 +505,9 @@ struct Plan {
     /// Divisions and remainders whose register divisor [`Ranges`] proves
     /// neither 0 nor -1, ascending.
     safe_divs: Vec<usize>,
+    /// Every division and remainder with a register divisor, ascending
+    /// (the scan's; [`Plan::finish`] picks the safe ones).
+    divs: Vec<usize>,
     /// Calls lowered as their callee's body ([`JitOptions::inline_leaf_calls`]):
     /// call position, body start, body end (the callee's `exit`); ascending.
     inline: Vec<(usize, usize, usize)>,
@@ -516,12 +519,14 @@ struct Plan {
 }
 
 impl Plan {
-    /// Computes [`Plan::safe_divs`] (only when `reg_div`: some division
-    /// takes a register divisor) and [`Plan::specials`] (`extra`: the
-    /// `may_goto` and `ld_abs`/`ld_ind` positions).
-    fn finish(mut self, prog: &Program, reg_div: bool, extra: Vec<usize>) -> Plan {
-        if reg_div {
-            self.safe_divs = safe_divisors(prog, &self);
+    /// Computes [`Plan::safe_divs`] (from [`Plan::divs`]) and
+    /// [`Plan::specials`] (`extra`: the `may_goto` and `ld_abs`/`ld_ind`
+    /// positions).
+    fn finish(mut self, prog: &Program, extra: Vec<usize>) -> Plan {
+        if !self.divs.is_empty() {
+            let mut safe = core::mem::take(&mut self.safe_divs);
+            safe_divisors(prog, &self, &mut safe);
+            self.safe_divs = safe;
         }
         let mut sp = core::mem::take(&mut self.specials);
         sp.clear();
@@ -550,33 +555,84 @@ impl Plan {
     }
 }
 
-/// The divisions and remainders (positions, ascending) whose register
-/// divisor [`Ranges`], run over straight-line code from each jump target
-/// and subprogram start, proves neither 0 nor -1.
-fn safe_divisors(prog: &Program, plan: &Plan) -> Vec<usize> {
-    let mut out = Vec::new();
+/// How many instructions before a division [`safe_divisors`] looks back
+/// at most: the facts it needs are nearly always set a few instructions
+/// earlier, and the bound keeps the analysis linear in the number of
+/// divisions, not the program's length.
+const RANGE_WINDOW: usize = 48;
+
+/// Fills `out` with the divisions and remainders of [`Plan::divs`]
+/// (positions, ascending) whose register divisor [`Ranges`], run over the
+/// straight-line code before each one (from the last jump target or
+/// subprogram start, at most [`RANGE_WINDOW`] instructions back), proves
+/// neither 0 nor -1. Starting later than the block's start only knows
+/// less (every register unknown there), so it stays sound.
+fn safe_divisors(prog: &Program, plan: &Plan, out: &mut Vec<usize>) {
+    out.clear();
+    let insns = prog.insns();
     let mut ranges = Ranges::UNKNOWN;
-    let mut next_sub = 0usize;
-    for (pos, insn) in prog.insns().iter().enumerate() {
-        if plan.starts.get(next_sub) == Some(&pos) {
-            next_sub += 1;
-            ranges = Ranges::UNKNOWN;
-        } else if plan.is_target(pos) {
-            ranges = Ranges::UNKNOWN;
+    // `ranges` holds the facts before instruction `at`, gathered with no
+    // jump target or subprogram start in between.
+    let mut at = 0usize;
+    for &d in &plan.divs {
+        let Some(insn) = insns.get(d) else {
+            continue;
+        };
+        // The latest reset point in `at..=d` (a jump target or a
+        // subprogram start), or where the window begins.
+        let lo = at.max(d.saturating_sub(RANGE_WINDOW));
+        let sub_start = plan
+            .starts
+            .partition_point(|&x| x <= d)
+            .checked_sub(1)
+            .and_then(|i| plan.starts.get(i).copied())
+            .unwrap_or(0);
+        let mut from = (lo..=d)
+            .rev()
+            .find(|&p| plan.is_target(p) || p == sub_start);
+        if from.is_none() && d - at > RANGE_WINDOW {
+            from = Some(lo);
         }
-        if let Insn::Alu {
-            op: AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod,
-            src: Source::Reg(_),
-            ..
-        } = insn
-        {
-            if ranges.safe_divisor(insn) {
-                out.push(pos);
+        let start = from.unwrap_or(at);
+        // Only a few kinds of instruction can leave a register known
+        // nonzero: unless the divisor's last writer since `start` is one,
+        // the check stays and nothing needs stepping.
+        let divisor_may_be_known = match *insn {
+            Insn::Alu {
+                src: Source::Reg(r),
+                ..
+            } => insns
+                .get(start..d)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .find(|i| writes(i) & reg_bit(r) != 0)
+                .is_some_and(may_leave_nonzero),
+            _ => false,
+        };
+        if let (false, Some(f)) = (divisor_may_be_known, from) {
+            // Nothing known before `f`; a later division in this block
+            // steps from there. (Without a reset point, the facts carried
+            // in may still know the divisor: step as usual.)
+            ranges = Ranges::UNKNOWN;
+            at = f;
+            continue;
+        }
+        if let Some(f) = from {
+            ranges = Ranges::UNKNOWN;
+            at = f;
+        }
+        for p in at..d {
+            if let Some(i) = insns.get(p) {
+                ranges.step(i, plan.aux.get(p).copied().unwrap_or(0));
             }
         }
-        ranges.step(insn, plan.aux.get(pos).copied().unwrap_or(0));
+        if ranges.safe_divisor(insn) {
+            out.push(d);
+        }
+        ranges.step(insn, plan.aux.get(d).copied().unwrap_or(0));
+        at = d + 1;
     }
-    out
 }
 
 fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan, JitError> {
@@ -590,7 +646,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
         ld_abs: None,
         has_callx: false,
         targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
-        reg_div: false,
+        divs: take_cleared(&mut sc.divs),
         extra: take_cleared(&mut sc.extra),
         edges: take_cleared(&mut sc.edges),
         calls: false,
@@ -632,10 +688,11 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
                 blind: opts.blind_constants,
                 targets: scan.targets,
                 safe_divs: take_cleared(&mut sc.safe_divs),
+                divs: scan.divs,
                 inline: take_cleared(&mut sc.inline),
                 specials: take_cleared(&mut sc.specials),
             }
-            .finish(prog, scan.reg_div, scan.extra))
+            .finish(prog, scan.extra))
         }
         Err(ScanStop::Error(e)) if !needs_call_graph(prog.insns()) => Err(e),
         Err(_) => {
@@ -643,6 +700,7 @@ fn plan(prog: &Program, opts: &JitOptions<'_>, sc: &mut Scratch) -> Result<Plan,
             sc.targets = scan.targets;
             sc.fastcall_calls = scan.fastcall_calls;
             sc.extra = scan.extra;
+            sc.divs = scan.divs;
             sc.edges = scan.edges;
             let mut starts = take_cleared(&mut sc.starts);
             if local_call_starts(prog, opts, &mut starts) {
@@ -672,6 +730,7 @@ pub struct Scratch {
     may_goto_slots: Vec<Option<i32>>,
     starts: Vec<usize>,
     safe_divs: Vec<usize>,
+    divs: Vec<usize>,
     specials: Vec<usize>,
     edges: Vec<(u16, u16, u32)>,
     walk: Vec<(u16, usize)>,
@@ -697,6 +756,7 @@ impl Scratch {
         self.may_goto_slots = plan.may_goto_slots;
         self.starts = plan.starts;
         self.safe_divs = plan.safe_divs;
+        self.divs = plan.divs;
         self.specials = plan.specials;
         self.inline = plan.inline;
     }
@@ -852,7 +912,7 @@ fn plan_subprogs(
         ld_abs: None,
         has_callx: false,
         targets: take_zeroed(&mut sc.targets, n.div_ceil(64)),
-        reg_div: false,
+        divs: take_cleared(&mut sc.divs),
         extra: take_cleared(&mut sc.extra),
         edges: take_cleared(&mut sc.edges),
         calls: false,
@@ -909,7 +969,7 @@ fn plan_subprogs(
         ld_abs,
         has_callx,
         targets,
-        reg_div,
+        divs,
         extra,
         edges,
         ..
@@ -929,10 +989,11 @@ fn plan_subprogs(
         blind: opts.blind_constants,
         targets,
         safe_divs: take_cleared(&mut sc.safe_divs),
+        divs,
         inline,
         specials: take_cleared(&mut sc.specials),
     }
-    .finish(prog, reg_div, extra))
+    .finish(prog, extra))
 }
 
 /// The position of the `exit` ending the subprogram at `begin..end` if
@@ -1036,9 +1097,9 @@ struct Scan<'a, 'o> {
     has_callx: bool,
     /// Jump targets, one bit per position (see [`Plan::targets`]).
     targets: Vec<u64>,
-    /// Whether some division or remainder takes a register divisor (only
-    /// then are [`Ranges`] run).
-    reg_div: bool,
+    /// Divisions and remainders with a register divisor (see
+    /// [`Plan::divs`]).
+    divs: Vec<usize>,
     /// Positions of `may_goto`, `ld_abs` and `ld_ind` (see [`Plan::specials`]).
     extra: Vec<usize>,
     /// Bpf-to-bpf calls found scanning subprogram by subprogram: (caller,
@@ -1072,15 +1133,17 @@ impl Scan<'_, '_> {
             return Err(JitError::program(JitErrorKind::BadTarget(begin as i64)).into());
         };
         let mut used = 0u16;
-        let mut reg_div = false;
         let mut has_may_goto = false;
         self.calls = false;
         for (i, insn) in insns.iter().enumerate() {
             match *insn {
                 Insn::Alu { dst, src, op, .. } => {
                     used |= reg_bit(dst) | src_bit(src);
-                    reg_div |= matches!(src, Source::Reg(_))
-                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod);
+                    if matches!(src, Source::Reg(_))
+                        && matches!(op, AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod)
+                    {
+                        self.divs.push(begin + i);
+                    }
                 }
                 Insn::Neg { dst, .. } | Insn::Endian { dst, .. } | Insn::St { dst, .. } => {
                     used |= reg_bit(dst);
@@ -1101,7 +1164,6 @@ impl Scan<'_, '_> {
                 }
             }
         }
-        self.reg_div |= reg_div;
         Ok(SubprogFacts {
             used,
             has_may_goto,
@@ -1434,23 +1496,102 @@ pub fn compile_reusing<M: MacroAssembler>(
     prog: &Program,
     opts: &JitOptions<'_>,
 ) -> Result<CompiledCode, JitError> {
+    let one_shot = scratch.one_shot;
+    compile_then(masm, scratch, prog, opts, |buf, done| {
+        let n = prog.len();
+        let (insn_offsets, code) = if one_shot {
+            let mut offsets = buf.take_label_offsets();
+            offsets.truncate(n);
+            (offsets, buf.take_bytes())
+        } else {
+            // Copied out: the buffer keeps its memory for the next compile.
+            (buf.label_offsets_in(0..n), buf.bytes().to_vec())
+        };
+        Ok(CompiledCode {
+            code,
+            entries: done.entries,
+            subprog_starts: done.subprog_starts.to_vec(),
+            insn_offsets,
+            passes: done.passes,
+            private_stack_bytes: done.private_stack_bytes,
+            private_stack: opts.private_stack,
+            direct_tail_calls: done.direct_tail_calls,
+            insns_end: done.insns_end,
+            deferred: done.deferred,
+            helper_table: done.helper_table,
+        })
+    })
+}
+
+/// Compiles `prog` as [`compile_reusing`] and maps the image executable
+/// straight from the backend's buffer (no [`CompiledCode`] in between):
+/// the way a loader that only runs the code compiles. `pad` is the
+/// backend's trap byte and `codec` its direct tail-call site codec (see
+/// [`JitProgram::new_patchable`](crate::JitProgram::new_patchable)).
+pub fn compile_executable<M: MacroAssembler>(
+    masm: &mut M,
+    scratch: &mut Scratch,
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    pad: u8,
+    codec: &'static dyn crate::patch::SiteCodec,
+) -> Result<crate::JitProgram, JitError> {
+    compile_then(masm, scratch, prog, opts, |buf, done| {
+        crate::JitProgram::from_parts(
+            buf.bytes(),
+            done.entries,
+            done.private_stack_bytes,
+            opts.private_stack,
+            done.direct_tail_calls,
+            pad,
+            codec,
+        )
+    })
+}
+
+/// What a finished layout leaves besides the code and the instruction
+/// labels (both still in the buffer).
+struct Done<'p> {
+    entries: Vec<u32>,
+    subprog_starts: &'p [usize],
+    passes: u32,
+    private_stack_bytes: u32,
+    direct_tail_calls: Vec<DirectTailCall>,
+    insns_end: u32,
+    deferred: u32,
+    helper_table: Option<u32>,
+}
+
+/// Plans and emits `prog`, then hands the finished buffer to `take`
+/// (which copies or takes what it keeps); the buffer is reset after.
+fn compile_then<M: MacroAssembler, R>(
+    masm: &mut M,
+    scratch: &mut Scratch,
+    prog: &Program,
+    opts: &JitOptions<'_>,
+    take: impl FnOnce(&mut CodeBuffer, Done<'_>) -> Result<R, JitError>,
+) -> Result<R, JitError> {
     if prog.is_empty() {
         return Err(JitError::program(JitErrorKind::Empty));
     }
     let plan = plan(prog, opts, scratch)?;
-    let r = emit(masm, &plan, prog, opts, scratch.one_shot);
+    let r = match emit(masm, &plan, prog, opts) {
+        Ok(done) => take(masm.buffer_mut(), done),
+        Err(e) => Err(e),
+    };
+    masm.buffer_mut().reset();
     scratch.restore(plan);
     r
 }
 
-/// The layout passes of [`compile_reusing`].
-fn emit<M: MacroAssembler>(
+/// The layout passes of [`compile_reusing`]: on success the code and the
+/// labels' positions are in the backend's buffer.
+fn emit<'p, M: MacroAssembler>(
     masm: &mut M,
-    plan: &Plan,
+    plan: &'p Plan,
     prog: &Program,
     opts: &JitOptions<'_>,
-    one_shot: bool,
-) -> Result<CompiledCode, JitError> {
+) -> Result<Done<'p>, JitError> {
     let n = prog.len();
     // Labels: one per instruction, one per subprogram entry, then the
     // callx helper table.
@@ -1526,23 +1667,11 @@ fn emit<M: MacroAssembler>(
             } else {
                 None
             };
-            let (insn_offsets, code) = if one_shot {
-                let mut offsets = buf.take_label_offsets();
-                offsets.truncate(n);
-                (offsets, buf.take_bytes())
-            } else {
-                // Copied out: the buffer keeps its memory for the next compile.
-                (buf.label_offsets_in(0..n), buf.bytes().to_vec())
-            };
-            buf.reset();
-            return Ok(CompiledCode {
-                code,
+            return Ok(Done {
                 entries,
-                subprog_starts: plan.starts.clone(),
-                insn_offsets,
+                subprog_starts: &plan.starts,
                 passes,
                 private_stack_bytes: plan.private_stack_bytes,
-                private_stack: opts.private_stack,
                 direct_tail_calls: plan.direct_sites.take(),
                 insns_end,
                 deferred,
@@ -1597,6 +1726,48 @@ fn emit_helper_table<M: MacroAssembler>(masm: &mut M, table: &[u64], label: Labe
 /// verified program never reaches this.)
 unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     (-38i64) as u64
+}
+
+/// The registers `insn` may write (a superset).
+#[inline]
+fn writes(insn: &Insn) -> u16 {
+    match *insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::MovSx { dst, .. }
+        | Insn::AddrSpaceCast { dst, .. }
+        | Insn::Ldx { dst, .. }
+        | Insn::LdxSx { dst, .. }
+        | Insn::LdImm64 { dst, .. } => reg_bit(dst),
+        Insn::Atomic { dst, src, .. } => reg_bit(dst) | reg_bit(src) | 1,
+        // r0-r5.
+        Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => 0x3f,
+        Insn::St { .. }
+        | Insn::Stx { .. }
+        | Insn::Jmp { .. }
+        | Insn::Ja { .. }
+        | Insn::JaLong { .. }
+        | Insn::MayGoto { .. }
+        | Insn::Exit => 0,
+    }
+}
+
+/// Whether [`Ranges::step`] may leave the register `insn` writes with a
+/// lower bound above 0 (every other write leaves 0 or nothing known).
+#[inline]
+fn may_leave_nonzero(insn: &Insn) -> bool {
+    matches!(
+        *insn,
+        Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov | AluOp::Or | AluOp::Add | AluOp::Rsh,
+            ..
+        } | Insn::LdImm64 {
+            src: LdImm64Src::Imm(_),
+            ..
+        }
+    )
 }
 
 /// Unsigned 64-bit bounds of each eBPF register's value, known from the

@@ -138,15 +138,47 @@ impl JitProgram {
         pad: u8,
         codec: &'static dyn crate::patch::SiteCodec,
     ) -> Result<JitProgram, JitError> {
-        let mut p = JitProgram::new(code, pad)?;
-        if !code.direct_tail_calls.is_empty() {
-            p.patch = Some(Arc::new(crate::patch::PatchImage {
-                alias: p.mem.alias(),
-                sites: code.direct_tail_calls.clone(),
+        JitProgram::from_parts(
+            &code.code,
+            code.entries.clone(),
+            code.private_stack_bytes,
+            code.private_stack,
+            code.direct_tail_calls.clone(),
+            pad,
+            codec,
+        )
+    }
+
+    /// [`JitProgram::new_patchable`] from the parts of a [`CompiledCode`]
+    /// (the image, its subprogram entries, the private-stack facts and
+    /// the direct tail-call sites), for a driver that has them without
+    /// building one ([`compile_executable`](crate::compile_executable)).
+    pub fn from_parts(
+        code: &[u8],
+        entries: Vec<u32>,
+        private_stack_bytes: u32,
+        private_stack: bool,
+        direct_tail_calls: Vec<crate::patch::DirectTailCall>,
+        pad: u8,
+        codec: &'static dyn crate::patch::SiteCodec,
+    ) -> Result<JitProgram, JitError> {
+        let mem = ExecMemory::new(code, pad)?;
+        let patch = if direct_tail_calls.is_empty() {
+            None
+        } else {
+            Some(Arc::new(crate::patch::PatchImage {
+                alias: mem.alias(),
+                sites: direct_tail_calls,
                 codec,
-            }));
-        }
-        Ok(p)
+            }))
+        };
+        Ok(JitProgram {
+            patch,
+            mem,
+            entries,
+            private_stack_bytes,
+            private_stack,
+        })
     }
 
     /// The direct tail-call sites (empty unless built with

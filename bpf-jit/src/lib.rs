@@ -13,9 +13,10 @@ pub mod trampoline;
 
 pub use buffer::{BranchEstimate, CodeBuffer, Label, LabelField};
 pub use driver::{
-    compile, compile_reusing, random_blinding_seed, subprogram_starts, CompiledCode, HelperFn,
-    HelperTable, JitOptions, KfuncResolver, LdImm64Resolver, Scratch, DEFAULT_STACK_DEPTH,
-    MAX_INLINE_BODY, MAX_RELAX_PASSES, MAY_GOTO_BUDGET, PRESERVABLE, TAIL_CALL_HELPER,
+    compile, compile_executable, compile_reusing, random_blinding_seed, subprogram_starts,
+    CompiledCode, HelperFn, HelperTable, JitOptions, KfuncResolver, LdImm64Resolver, Scratch,
+    DEFAULT_STACK_DEPTH, MAX_INLINE_BODY, MAX_RELAX_PASSES, MAY_GOTO_BUDGET, PRESERVABLE,
+    TAIL_CALL_HELPER,
 };
 pub use error::{JitError, JitErrorKind};
 pub use exec::{ExecMemory, JitProgram};
