@@ -532,6 +532,14 @@ impl Plan {
         sp.clear();
         if self.blind.is_some() {
             sp.extend(0..prog.len());
+        } else if extra.is_empty()
+            && self.fastcall_calls.is_empty()
+            && self.direct.is_empty()
+            && self.safe_divs.is_empty()
+            && self.inline.is_empty()
+        {
+            // Only the subprogram starts: already ascending and distinct.
+            sp.extend_from_slice(&self.starts);
         } else {
             sp.extend_from_slice(&extra);
             sp.extend_from_slice(&self.starts);
