@@ -315,6 +315,56 @@ fn rm_imm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: 
     h.emit_with(b, tail, dlen + ilen);
 }
 
+/// `[REX] op ModRM SIB [disp]` for the memory operand `[base + index +
+/// disp]` (scale 1), at size `W` or `Q`. `rsp` cannot be an index: it
+/// goes in the base when it is `index` (the caller never passes it twice).
+#[inline(always)]
+fn rm_indexed(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, base: Gpr, index: Gpr, disp: i32) {
+    let (base, index) = if index == Gpr::RSP {
+        (index, base)
+    } else {
+        (base, index)
+    };
+    // mod 00 with base rbp/r13 means "no base": those take a displacement.
+    let (md, dlen, dmask) = if disp == 0 && base.low() != 5 {
+        (0u8, 0u32, 0u64)
+    } else if fits_i8(i64::from(disp)) {
+        (1, 1, 0xff)
+    } else {
+        (2, 4, 0xffff_ffff)
+    };
+    let rex = 0x40
+        | (u8::from(sz == Sz::Q) << 3)
+        | (((reg >> 3) & 1) << 2)
+        | (((index.0 >> 3) & 1) << 1)
+        | ((base.0 >> 3) & 1);
+    Head::EMPTY
+        .op(op)
+        .byte((md << 6) | ((reg & 7) << 3) | 0b100)
+        .byte((index.low() << 3) | base.low())
+        .prepend_if(rex, rex != 0x40)
+        .emit_with(b, u64::from(disp as u32) & dmask, dlen);
+}
+
+/// `lea dst, [base + index + disp]` (64-bit; flags untouched).
+#[inline]
+pub fn lea_indexed(b: &mut CodeBuffer, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
+    rm_indexed(b, Sz::Q, op1(0x8d), dst.0, base, index, disp);
+}
+
+/// `dst = *(sz *)(base + index + disp)`, zero-extended: `movzx r32,
+/// byte/word [..]` for `B`/`H`, `mov r32/r64, [..]` for `W`/`Q`.
+#[inline]
+pub fn load_indexed(b: &mut CodeBuffer, sz: Sz, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
+    let (op, osz) = match sz {
+        Sz::B => (op2(0x0f, 0xb6), Sz::W),
+        Sz::H => (op2(0x0f, 0xb7), Sz::W),
+        Sz::W => (op1(0x8b), Sz::W),
+        Sz::Q => (op1(0x8b), Sz::Q),
+    };
+    rm_indexed(b, osz, op, dst.0, base, index, disp);
+}
+
 /// `[F0] [prefix] [REX] op ModRM [SIB] [disp]` for a memory operand.
 #[inline(always)]
 fn rm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem) {

@@ -556,6 +556,26 @@ impl MacroAssembler for X86Masm {
         true
     }
 
+    const INDEXED_ADDRESSING: bool = true;
+
+    #[inline]
+    fn add3(&mut self, dst: Gpr, a: Gpr, b: Gpr, imm: i32) {
+        enc::lea_indexed(self.b(), dst, a, b, imm);
+    }
+
+    #[inline]
+    fn load_indexed(
+        &mut self,
+        size: Size,
+        dst: Gpr,
+        a: Gpr,
+        b: Gpr,
+        off: i32,
+    ) -> Result<(), JitErrorKind> {
+        enc::load_indexed(self.b(), msz(size), dst, a, b, off);
+        Ok(())
+    }
+
     fn div_rem(&mut self, kind: DivKind, size: OperandSize, dst: Gpr, lhs: Gpr, rhs: RegImm<Gpr>) {
         self.div_rem_inner(kind, size, dst, lhs, rhs, true);
     }

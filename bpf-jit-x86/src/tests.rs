@@ -198,6 +198,41 @@ fn rows() -> Vec<Row> {
         // or r13 is swapped into the index when the other register can
         // be the base (no disp8).
         r(
+            |m| enc::lea_indexed(b(m), Gpr::RAX, Gpr::RDI, Gpr::RCX, 2),
+            "48 8d 44 0f 02",
+            "lea rax, [rdi + rcx + 2]",
+        ),
+        r(
+            |m| enc::lea_indexed(b(m), Gpr::R9, Gpr::R13, Gpr::RSI, 0),
+            "4d 8d 4c 35 00",
+            "lea r9, [r13 + rsi]",
+        ),
+        r(
+            |m| enc::lea_indexed(b(m), Gpr::RAX, Gpr::RBX, Gpr::RSP, 100000),
+            "48 8d 84 1c a0 86 01 00",
+            "lea rax, [rsp + rbx + 100000]",
+        ),
+        r(
+            |m| enc::load_indexed(b(m), Sz::H, Gpr::R8, Gpr::RDI, Gpr::RCX, 0),
+            "44 0f b7 04 0f",
+            "movzx r8d, word ptr [rdi + rcx]",
+        ),
+        r(
+            |m| enc::load_indexed(b(m), Sz::B, Gpr::RAX, Gpr::R12, Gpr::R15, -1),
+            "43 0f b6 44 3c ff",
+            "movzx eax, byte ptr [r12 + r15 - 1]",
+        ),
+        r(
+            |m| enc::load_indexed(b(m), Sz::W, Gpr::RDX, Gpr::RBP, Gpr::RAX, 0),
+            "8b 54 05 00",
+            "mov edx, dword ptr [rbp + rax]",
+        ),
+        r(
+            |m| enc::load_indexed(b(m), Sz::Q, Gpr::R14, Gpr::RSI, Gpr::R8, 8),
+            "4e 8b 74 06 08",
+            "mov r14, qword ptr [rsi + r8 + 8]",
+        ),
+        r(
             |m| enc::lea_rr(b(m), Sz::Q, Gpr::R8, Gpr::RDI, Gpr::RCX),
             "4c 8d 04 0f",
             "lea r8, [rdi + rcx]",

@@ -1975,9 +1975,26 @@ fn emit_pass<M: MacroAssembler>(
         if buf.offset() > IMAGE_LIMIT {
             return Err(at_pos(prog, pos, JitErrorKind::ImageTooLarge));
         }
-        if pairs && is_pair_shape(insns, pos) && fuse_pair(masm, insns, pos, plan, next_special) {
-            pos += 2;
-            continue;
+        if pairs && is_pair_shape(insns, pos) {
+            if M::INDEXED_ADDRESSING {
+                let ctx = ForwardCtx {
+                    plan,
+                    next_special,
+                    frame,
+                    table,
+                    table_len,
+                };
+                let n = forward_address(masm, prog, &ctx, pos)?;
+                if n != 0 {
+                    pos += n;
+                    last_single = usize::MAX;
+                    continue;
+                }
+            }
+            if fuse_pair(masm, insns, pos, plan, next_special) {
+                pos += 2;
+                continue;
+            }
         }
         let a = aux.get(pos).copied().unwrap_or(0);
         if matches!(insn, Insn::Jmp { .. })
@@ -2044,6 +2061,189 @@ fn branch_on_last_alu<M: MacroAssembler>(
         return Ok(false);
     }
     masm.branch_on_last_alu(IntCmpKind::of(cond), Label::new(aux as u32))
+}
+
+/// The most instructions [`forward_address`] looks at after the sum.
+const FORWARD_WINDOW: usize = 8;
+/// The most instructions [`dead_at`] looks at from a jump target.
+const DEAD_SCAN: usize = 32;
+
+/// What [`forward_address`] needs from [`emit_pass`].
+struct ForwardCtx<'p> {
+    plan: &'p Plan,
+    next_special: usize,
+    frame: &'p FrameInfo,
+    table: Label,
+    table_len: u32,
+}
+
+/// One use of the forwarded sum in a [`forward_address`] window.
+#[derive(Clone, Copy)]
+enum ForwardUse {
+    /// `rY = rX; rY += imm` (two positions).
+    Lea(Reg, i32),
+    /// A conditional jump that reads neither `rX` nor writes anything.
+    Jump,
+    /// `rZ = *(size *)(rX + off)`.
+    Load(Size, Reg, i16),
+}
+
+/// The pointer sum `rX = rA; rX += rB` (64-bit) at `pos`, when every later
+/// use of it up to a load that overwrites `rX` (`rX = *(rX + off)`) is an
+/// address: `rY = rX; rY += imm` (lowered as one `add3`), a load with base
+/// `rX` (lowered as `load_indexed`), or a conditional jump not reading `rX`
+/// to a place where [`dead_at`] shows `rX` dead. Then `rX` is never
+/// computed: a bounds check and load of `p = data + i` becomes `lea`, `cmp`,
+/// `ja`, `movzx [data + i]`. Nothing but `pos` may be a jump target or a
+/// special position, `rA` and `rB` must not be written, and neither is
+/// `r10`. Returns the number of positions lowered (0: none, nothing
+/// emitted). Only for a backend with [`MacroAssembler::INDEXED_ADDRESSING`].
+#[inline(never)]
+fn forward_address<M: MacroAssembler>(
+    masm: &mut M,
+    prog: &Program,
+    ctx: &ForwardCtx<'_>,
+    pos: usize,
+) -> Result<usize, JitError> {
+    let insns = prog.insns();
+    let (
+        Some(&Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: x,
+            src: Source::Reg(a),
+        }),
+        Some(&Insn::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: x2,
+            src: Source::Reg(b),
+        }),
+    ) = (insns.get(pos), insns.get(pos + 1))
+    else {
+        return Ok(0);
+    };
+    let plan = ctx.plan;
+    if x != x2 || a == x || b == x || a == Reg::R10 || b == Reg::R10 || x == Reg::R10 {
+        return Ok(0);
+    }
+    let kept = |r: Reg| r != x && r != a && r != b && r != Reg::R10;
+    let usable = |i: usize| i < ctx.next_special && !plan.is_target(i);
+    if !usable(pos + 1) {
+        return Ok(0);
+    }
+    // Check the whole window before emitting anything.
+    let mut uses = [ForwardUse::Jump; FORWARD_WINDOW];
+    let mut n_uses = 0usize;
+    let mut i = pos + 2;
+    let end = loop {
+        if n_uses == FORWARD_WINDOW || !usable(i) {
+            return Ok(0);
+        }
+        let Some(&insn) = insns.get(i) else {
+            return Ok(0);
+        };
+        let (u, len) = match insn {
+            Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                dst: y,
+                src: Source::Reg(s),
+            } if s == x && kept(y) => match insns.get(i + 1) {
+                Some(&Insn::Alu {
+                    width: Width::W64,
+                    op: AluOp::Add,
+                    dst: y2,
+                    src: Source::Imm(k),
+                }) if y2 == y && usable(i + 1) => (ForwardUse::Lea(y, k), 2),
+                _ => return Ok(0),
+            },
+            Insn::Jmp { dst, src, .. } => {
+                let target = plan.aux.get(i).copied().unwrap_or(u64::MAX) as usize;
+                if dst == x || src == Source::Reg(x) || !dead_at(insns, target, x) {
+                    return Ok(0);
+                }
+                (ForwardUse::Jump, 1)
+            }
+            Insn::Ldx {
+                size,
+                dst,
+                src,
+                off,
+            } if src == x && (dst == x || kept(dst)) => (ForwardUse::Load(size, dst, off), 1),
+            _ => return Ok(0),
+        };
+        if let Some(slot) = uses.get_mut(n_uses) {
+            *slot = u;
+        }
+        n_uses += 1;
+        i += len;
+        if let ForwardUse::Load(_, d, _) = u {
+            if d == x {
+                break i;
+            }
+        }
+    };
+    let (ra, rb) = (masm.reg(a), masm.reg(b));
+    masm.buffer_mut().bind(Label::new(pos as u32 + 1));
+    let mut i = pos + 2;
+    for u in uses.iter().take(n_uses) {
+        masm.buffer_mut().bind(Label::new(i as u32));
+        match *u {
+            ForwardUse::Lea(y, k) => {
+                let d = masm.reg(y);
+                masm.add3(d, ra, rb, k);
+                masm.buffer_mut().bind(Label::new(i as u32 + 1));
+                i += 2;
+                continue;
+            }
+            ForwardUse::Jump => {
+                if let Some(insn) = insns.get(i) {
+                    let aux = plan.aux.get(i).copied().unwrap_or(0);
+                    lower(masm, insn, aux, ctx.frame, ctx.table, ctx.table_len)
+                        .map_err(|k| at_pos(prog, i, k))?;
+                }
+            }
+            ForwardUse::Load(size, d, off) => {
+                let d = masm.reg(d);
+                masm.load_indexed(size, d, ra, rb, i32::from(off))
+                    .map_err(|k| at_pos(prog, i, k))?;
+            }
+        }
+        i += 1;
+    }
+    Ok(end - pos)
+}
+
+/// Whether `r` is dead at position `at`: straight-line code from there
+/// writes it (without reading it first) or exits (`r` not `r0`) within
+/// [`DEAD_SCAN`] instructions. Anything else it does not know (jumps,
+/// calls, atomics, ...) counts as a read.
+fn dead_at(insns: &[Insn], at: usize, r: Reg) -> bool {
+    for insn in insns.iter().skip(at).take(DEAD_SCAN) {
+        let (reads, writes) = match *insn {
+            Insn::Alu {
+                op: AluOp::Mov,
+                dst,
+                src,
+                ..
+            } => (src == Source::Reg(r), dst == r),
+            Insn::Alu { dst, src, .. } => (dst == r || src == Source::Reg(r), false),
+            Insn::Ldx { dst, src, .. } | Insn::LdxSx { dst, src, .. } => (src == r, dst == r),
+            Insn::LdImm64 { dst, .. } => (false, dst == r),
+            Insn::St { dst, .. } => (dst == r, false),
+            Insn::Stx { dst, src, .. } => (dst == r || src == r, false),
+            Insn::Exit => return r != Reg::R0,
+            _ => return false,
+        };
+        if reads {
+            return false;
+        }
+        if writes {
+            return true;
+        }
+    }
+    false
 }
 
 /// The error `kind` at the slot of the instruction at position `pos`.

@@ -382,6 +382,34 @@ pub trait MacroAssembler {
         false
     }
 
+    /// Whether [`MacroAssembler::add3`] and
+    /// [`MacroAssembler::load_indexed`] are one instruction each (a base +
+    /// index + displacement addressing mode): the driver then forwards a
+    /// pointer sum `rX = rA + rB` into its uses instead of computing it
+    /// (see `docs/ARCHITECTURE.md`). The default is `false`.
+    const INDEXED_ADDRESSING: bool = false;
+
+    /// `dst = a + b + imm` (64 bits). The default is two additions.
+    fn add3(&mut self, dst: Self::Reg, a: Self::Reg, b: Self::Reg, imm: i32) {
+        self.alu(AluKind::Add, OperandSize::S64, dst, a, RegImm::Reg(b));
+        self.alu(AluKind::Add, OperandSize::S64, dst, dst, RegImm::Imm(imm));
+    }
+
+    /// `dst = *(size *)(a + b + off)`, zero-extended. The default adds into
+    /// `dst` first, then loads through it.
+    fn load_indexed(
+        &mut self,
+        size: Size,
+        dst: Self::Reg,
+        a: Self::Reg,
+        b: Self::Reg,
+        off: i32,
+    ) -> Result<(), JitErrorKind> {
+        self.alu(AluKind::Add, OperandSize::S64, dst, a, RegImm::Reg(b));
+        let addr = self.address(dst, off);
+        self.load(size, false, dst, addr)
+    }
+
     /// `dst = lhs / rhs` or `lhs % rhs` with eBPF's semantics for a zero
     /// divisor and for `MIN / -1` (see [`DivKind`]). Must not trap.
     fn div_rem(
