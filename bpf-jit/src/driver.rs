@@ -1976,7 +1976,7 @@ fn emit_pass<M: MacroAssembler>(
             return Err(at_pos(prog, pos, JitErrorKind::ImageTooLarge));
         }
         if pairs && is_pair_shape(insns, pos) {
-            if M::INDEXED_ADDRESSING {
+            if M::INDEXED_ADDRESSING && is_pointer_sum(insns, pos) {
                 let ctx = ForwardCtx {
                     plan,
                     next_special,
@@ -2061,6 +2061,29 @@ fn branch_on_last_alu<M: MacroAssembler>(
         return Ok(false);
     }
     masm.branch_on_last_alu(IntCmpKind::of(cond), Label::new(aux as u32))
+}
+
+/// Whether `pos` holds `rX = rY; rX += rZ` at 64 bits (the shape
+/// [`forward_address`] starts from; a quick test on both opcodes).
+#[inline(always)]
+fn is_pointer_sum(insns: &[Insn], pos: usize) -> bool {
+    matches!(
+        (insns.get(pos), insns.get(pos + 1)),
+        (
+            Some(Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Mov,
+                src: Source::Reg(_),
+                ..
+            }),
+            Some(Insn::Alu {
+                width: Width::W64,
+                op: AluOp::Add,
+                src: Source::Reg(_),
+                ..
+            })
+        )
+    )
 }
 
 /// The most instructions [`forward_address`] looks at after the sum.
@@ -2220,7 +2243,8 @@ fn forward_address<M: MacroAssembler>(
 /// [`DEAD_SCAN`] instructions. Anything else it does not know (jumps,
 /// calls, atomics, ...) counts as a read.
 fn dead_at(insns: &[Insn], at: usize, r: Reg) -> bool {
-    for insn in insns.iter().skip(at).take(DEAD_SCAN) {
+    let end = at.saturating_add(DEAD_SCAN).min(insns.len());
+    for insn in insns.get(at..end).unwrap_or_default() {
         let (reads, writes) = match *insn {
             Insn::Alu {
                 op: AluOp::Mov,
