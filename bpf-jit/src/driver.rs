@@ -554,12 +554,37 @@ impl Plan {
         self
     }
 
+    /// The last jump target in `lo..=hi`, if any.
+    fn last_target_in(&self, lo: usize, hi: usize) -> Option<usize> {
+        last_bit_in(&self.targets, lo, hi)
+    }
+
     /// Whether position `pos` is a jump target.
     #[inline(always)]
     fn is_target(&self, pos: usize) -> bool {
         self.targets
             .get(pos / 64)
             .is_some_and(|w| w & (1 << (pos % 64)) != 0)
+    }
+}
+
+/// The highest set bit of the bit set `words` (bit `i` is bit `i % 64`
+/// of word `i / 64`) in `lo..=hi`, a word at a time.
+fn last_bit_in(words: &[u64], lo: usize, hi: usize) -> Option<usize> {
+    let mut w = hi / 64;
+    // Bits 0..=hi % 64 of the first word looked at.
+    let mut mask = u64::MAX >> (63 - hi % 64);
+    loop {
+        let bits = words.get(w).copied().unwrap_or(0) & mask;
+        if bits != 0 {
+            let p = w * 64 + 63 - bits.leading_zeros() as usize;
+            return (p >= lo).then_some(p);
+        }
+        if w == 0 || w * 64 <= lo {
+            return None;
+        }
+        w -= 1;
+        mask = u64::MAX;
     }
 }
 
@@ -595,9 +620,9 @@ fn safe_divisors(prog: &Program, plan: &Plan, out: &mut Vec<usize>) {
             .checked_sub(1)
             .and_then(|i| plan.starts.get(i).copied())
             .unwrap_or(0);
-        let mut from = (lo..=d)
-            .rev()
-            .find(|&p| plan.is_target(p) || p == sub_start);
+        let mut from = plan
+            .last_target_in(lo, d)
+            .max((lo..=d).contains(&sub_start).then_some(sub_start));
         if from.is_none() && d - at > RANGE_WINDOW {
             from = Some(lo);
         }
@@ -3186,6 +3211,23 @@ mod tests {
         assert_eq!(plan.frames[1].stack_depth, 64);
         assert!(plan.frames[0].saves(Reg::R10));
         assert!(!plan.frames[1].saves(Reg::R10));
+    }
+
+    #[test]
+    fn last_bit_in_matches_a_bit_by_bit_search() {
+        let words = [
+            0x8000_0000_0000_0001u64,
+            0,
+            0x0000_0100_0000_0000,
+            0xffff_ffff_ffff_ffff,
+        ];
+        let set = |p: usize| words.get(p / 64).is_some_and(|w| w >> (p % 64) & 1 != 0);
+        for lo in 0..260 {
+            for hi in lo..260 {
+                let want = (lo..=hi).rev().find(|&p| set(p));
+                assert_eq!(last_bit_in(&words, lo, hi), want, "lo {lo} hi {hi}");
+            }
+        }
     }
 
     #[test]
