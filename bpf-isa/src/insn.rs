@@ -617,6 +617,52 @@ impl Insn {
         }
     }
 
+    /// The registers the instruction may write, one bit per register (bit
+    /// `n` for `rn`): the destination of ALU, move, load and `ld_imm64`
+    /// instructions; for atomics, `src` for the fetch forms and `xchg`,
+    /// `r0` for `cmpxchg`, `dst` for load-acquire, nothing for the others
+    /// and store-release; `r0`-`r5` for every call and for legacy packet
+    /// loads (`ld_abs`/`ld_ind`), whose callee or helper clobbers them.
+    /// Stores, jumps and `exit` write none.
+    ///
+    /// ```
+    /// use bpf_isa::{AtomicOp, Insn, Reg, Size};
+    ///
+    /// let acq = Insn::Atomic { op: AtomicOp::LoadAcquire, size: Size::DW, dst: Reg::R3, src: Reg::R10, off: -8 };
+    /// assert_eq!(acq.written_regs(), 1 << 3);
+    /// assert_eq!(Insn::Exit.written_regs(), 0);
+    /// ```
+    #[inline]
+    pub const fn written_regs(&self) -> u16 {
+        const fn bit(r: Reg) -> u16 {
+            1 << (r.num() & 15)
+        }
+        match *self {
+            Insn::Alu { dst, .. }
+            | Insn::Neg { dst, .. }
+            | Insn::Endian { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::AddrSpaceCast { dst, .. }
+            | Insn::Ldx { dst, .. }
+            | Insn::LdxSx { dst, .. }
+            | Insn::LdImm64 { dst, .. } => bit(dst),
+            Insn::Atomic { op, dst, src, .. } => match op {
+                AtomicOp::LoadAcquire => bit(dst),
+                AtomicOp::Cmpxchg => bit(Reg::R0),
+                _ if op.writes_register() => bit(src),
+                _ => 0,
+            },
+            Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => 0x3f,
+            Insn::St { .. }
+            | Insn::Stx { .. }
+            | Insn::Jmp { .. }
+            | Insn::Ja { .. }
+            | Insn::JaLong { .. }
+            | Insn::MayGoto { .. }
+            | Insn::Exit => 0,
+        }
+    }
+
     /// Number of 8-byte slots the instruction occupies: 2 for `ld_imm64`, else 1.
     #[inline]
     pub const fn slots(&self) -> usize {

@@ -639,7 +639,7 @@ fn safe_divisors(prog: &Program, plan: &Plan, out: &mut Vec<usize>) {
                 .unwrap_or_default()
                 .iter()
                 .rev()
-                .find(|i| writes(i) & reg_bit(r) != 0)
+                .find(|i| i.written_regs() & reg_bit(r) != 0)
                 .is_some_and(may_leave_nonzero),
             _ => false,
         };
@@ -1759,31 +1759,6 @@ fn emit_helper_table<M: MacroAssembler>(masm: &mut M, table: &[u64], label: Labe
 /// verified program never reaches this.)
 unsafe extern "C" fn callx_unknown_helper(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     (-38i64) as u64
-}
-
-/// The registers `insn` may write (a superset).
-#[inline]
-fn writes(insn: &Insn) -> u16 {
-    match *insn {
-        Insn::Alu { dst, .. }
-        | Insn::Neg { dst, .. }
-        | Insn::Endian { dst, .. }
-        | Insn::MovSx { dst, .. }
-        | Insn::AddrSpaceCast { dst, .. }
-        | Insn::Ldx { dst, .. }
-        | Insn::LdxSx { dst, .. }
-        | Insn::LdImm64 { dst, .. } => reg_bit(dst),
-        Insn::Atomic { dst, src, .. } => reg_bit(dst) | reg_bit(src) | 1,
-        // r0-r5.
-        Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => 0x3f,
-        Insn::St { .. }
-        | Insn::Stx { .. }
-        | Insn::Jmp { .. }
-        | Insn::Ja { .. }
-        | Insn::JaLong { .. }
-        | Insn::MayGoto { .. }
-        | Insn::Exit => 0,
-    }
 }
 
 /// Whether [`Ranges::step`] may leave the register `insn` writes with a

@@ -5,9 +5,10 @@
 //! two facts per instruction: the `ld_imm64` reference `r2` holds (keyed by
 //! a caller-chosen identity, e.g. the resolved value) and the constant `r3`
 //! holds (from `r3 = imm`, 32 or 64 bit; the tail call uses its low 32
-//! bits). Every other write to `r2`/`r3` — any ALU op, load, register move,
-//! atomic fetch, every call (which clobbers `r1`-`r5`) — makes the fact
-//! unknown, and at a join point two different facts merge to unknown. A
+//! bits). Every other write to `r2`/`r3` ([`Insn::written_regs`]: any ALU
+//! op, load, register move, atomic fetch or load-acquire, every call, which
+//! clobbers `r1`-`r5`) makes the fact unknown, and at a join point two
+//! different facts merge to unknown. A
 //! subprogram's entry knows nothing. So a site is reported only when every
 //! path from the entry to it loads the same reference and the same index:
 //! sound by construction, whatever happens elsewhere in the program.
@@ -86,32 +87,6 @@ impl<K: Copy + Eq> State<K> {
     }
 }
 
-/// Bit mask of the registers an instruction may write (conservative: an
-/// atomic counts as writing its source and `r0`; every call and legacy
-/// packet load clobbers `r0`-`r5`).
-fn writes(insn: &Insn) -> u16 {
-    let b = |r: Reg| 1u16 << r.num();
-    match *insn {
-        Insn::Alu { dst, .. }
-        | Insn::Neg { dst, .. }
-        | Insn::MovSx { dst, .. }
-        | Insn::AddrSpaceCast { dst, .. }
-        | Insn::Endian { dst, .. }
-        | Insn::LdImm64 { dst, .. }
-        | Insn::Ldx { dst, .. }
-        | Insn::LdxSx { dst, .. } => b(dst),
-        Insn::Atomic { src, .. } => b(src) | 1,
-        Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => 0b11_1111,
-        Insn::St { .. }
-        | Insn::Stx { .. }
-        | Insn::Ja { .. }
-        | Insn::JaLong { .. }
-        | Insn::Jmp { .. }
-        | Insn::MayGoto { .. }
-        | Insn::Exit => 0,
-    }
-}
-
 /// The state after `insn` given the state before it.
 fn transfer<K: Copy + Eq>(
     insn: &Insn,
@@ -119,7 +94,7 @@ fn transfer<K: Copy + Eq>(
     mut s: State<K>,
     key: &dyn Fn(usize, LdImm64Src) -> Option<K>,
 ) -> State<K> {
-    let w = writes(insn);
+    let w = insn.written_regs();
     if w & (1 << 2) != 0 {
         s.r2 = match *insn {
             Insn::LdImm64 { dst: Reg::R2, src } if !matches!(src, LdImm64Src::Func(_)) => {
@@ -305,6 +280,16 @@ mod tests {
         );
         assert_eq!(
             sites("r2 = map[fd:3]\nr3 = r1\ncall 12\nr0 = 0\nexit"),
+            vec![]
+        );
+        // Atomics that write a register: a load-acquire writes its `dst`,
+        // a fetching add its `src`, cmpxchg r0 (which leaves r3 known).
+        assert_eq!(
+            sites("r2 = map[fd:3]\nr3 = 0\nr3 = load_acquire((u64 *)(r10 - 8))\ncall 12\nr0 = 0\nexit"),
+            vec![]
+        );
+        assert_eq!(
+            sites("r2 = map[fd:3]\nr3 = 0\nr3 = atomic_fetch_add((u64 *)(r10 - 8), r3)\ncall 12\nr0 = 0\nexit"),
             vec![]
         );
         // The first tail call clobbers r2/r3 for the second one.
