@@ -623,7 +623,7 @@ fn safe_divisors(prog: &Program, plan: &Plan, out: &mut Vec<usize>) {
         let mut from = plan
             .last_target_in(lo, d)
             .max((lo..=d).contains(&sub_start).then_some(sub_start));
-        if from.is_none() && d - at > RANGE_WINDOW {
+        if from.is_none() && d.saturating_sub(at) > RANGE_WINDOW {
             from = Some(lo);
         }
         let start = from.unwrap_or(at);
