@@ -72,11 +72,44 @@ impl Program {
         })
     }
 
-    /// Decodes little-endian bytecode, checking every instruction's fields.
+    /// Decodes little-endian bytecode, checking every instruction's fields
+    /// (the same result as [`RawInsn::slice_from_bytes`] then
+    /// [`Program::decode_raw`], without the intermediate slots).
     pub fn decode(bytes: &[u8]) -> Result<Program, Error> {
-        let raw = RawInsn::slice_from_bytes(bytes)
-            .ok_or_else(|| Error::new(bytes.len() / 8, ErrorKind::BadLength(bytes.len())))?;
-        Program::decode_raw(&raw)
+        if !bytes.len().is_multiple_of(8) {
+            return Err(Error::new(
+                bytes.len() / 8,
+                ErrorKind::BadLength(bytes.len()),
+            ));
+        }
+        let (chunks, _) = bytes.as_chunks::<8>();
+        let n = chunks.len();
+        let mut insns = Vec::with_capacity(n);
+        let mut starts = Vec::with_capacity(n);
+        let mut i = 0;
+        while let Some(&c) = chunks.get(i) {
+            let r = RawInsn::from_bytes(c);
+            // `decode_slots` reads the next slot only for an ld_imm64
+            // (opcode 0x18).
+            let pair;
+            let slots: &[RawInsn] = if r.code != 0x18 {
+                core::slice::from_ref(&r)
+            } else if let Some(&next) = chunks.get(i + 1) {
+                pair = [r, RawInsn::from_bytes(next)];
+                &pair
+            } else {
+                core::slice::from_ref(&r)
+            };
+            let insn = decode_slots(slots).map_err(|k| Error::new(i, k))?;
+            starts.push(i as u32);
+            i += insn.slots();
+            insns.push(insn);
+        }
+        Ok(Program {
+            insns,
+            starts,
+            slots: n,
+        })
     }
 
     /// Decodes and then validates control flow ([`Program::validate`]).

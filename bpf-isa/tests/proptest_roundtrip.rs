@@ -165,3 +165,31 @@ fn generators_cover_every_form() {
     assert!(branches > 100, "{branches} branches");
     assert!(local_calls > 10, "{local_calls} local calls");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5000))]
+
+    /// `Program::decode` (straight from the bytes) gives exactly what
+    /// decoding the slots does (`RawInsn::slice_from_bytes`, then
+    /// `Program::decode_raw`): the same program or the same error, on
+    /// arbitrary bytes (mostly invalid) and on encoded valid programs
+    /// (with `ld_imm64`s, and cut short to split one).
+    #[test]
+    fn decode_from_bytes_matches_decode_raw(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..96),
+            valid_program(24).prop_map(|p| p.to_bytes()),
+            (valid_program(24), 0usize..200).prop_map(|(p, cut)| {
+                let b = p.to_bytes();
+                let keep = (cut * 8).min(b.len());
+                b[..keep].to_vec()
+            }),
+        ],
+    ) {
+        let direct = Program::decode(&bytes);
+        let via_raw = RawInsn::slice_from_bytes(&bytes)
+            .ok_or_else(|| Error::new(bytes.len() / 8, ErrorKind::BadLength(bytes.len())))
+            .and_then(|raw| Program::decode_raw(&raw));
+        prop_assert_eq!(direct, via_raw);
+    }
+}

@@ -27,8 +27,11 @@
 //! Then JIT compile time (`compile/<prog>`, throughput in instructions, so
 //! criterion's elements/s gives ns per instruction = 1e9 / that): ours
 //! (a reused `bpf_jit_x86::Compiler`: `compile_code`, to a byte vector,
-//! and `compile`, mapped executable; and `bpf_jit_x86::compile` with a
-//! fresh compiler each time) against rbpf's `jit_compile` (which also
+//! and `compile`, mapped executable, both from a decoded `Program`;
+//! `bpfkit-x86-decode-exec`, `Program::decode` of the bytecode and then
+//! `compile`, the like-for-like counterpart of rbpf's, which decodes as it
+//! compiles; and `bpf_jit_x86::compile` with a fresh compiler each time)
+//! against rbpf's `jit_compile` (which takes the raw bytecode, and also
 //! allocates and maps its page), on
 //! the six programs and on generated straight-line-and-branch programs. rbpf's
 //! JIT writes into one fixed 4 KiB page, so the largest generated program it
@@ -226,6 +229,19 @@ fn compile_benches(c: &mut Criterion) {
         });
         g.bench_function("bpfkit-x86-exec", |b| {
             b.iter_custom(|n| cpu_time(n, || jit.compile(black_box(prog), &opts)))
+        });
+        // From the bytecode, as rbpf's `jit_compile` starts (it decodes
+        // each instruction as it goes): `Program::decode`, then the reused
+        // compiler into executable memory.
+        let bytecode = prog.to_bytes();
+        g.bench_function("bpfkit-x86-decode-exec", |b| {
+            b.iter_custom(|n| {
+                cpu_time(n, || {
+                    Program::decode(black_box(&bytecode))
+                        .ok()
+                        .map(|p| jit.compile(&p, &opts))
+                })
+            })
         });
         // A fresh compiler each time (`bpf_jit_x86::compile`): its own
         // allocations included.

@@ -1,7 +1,7 @@
 //! Compiles one `../shared/bench/` program N times with the x86 JIT and nothing else, for instruction counts under callgrind:
 //!
 //! `valgrind --tool=callgrind target/release/examples/prof_one parse_hash 1000`, minus the same with 100, divided by 900 = instructions per compile.
-//! One reused `bpf_jit_x86::Compiler`; with `PROF_FRESH=1`, a fresh one per compile; with `PROF_EXEC=1`, into executable memory. `gen<blocks>` names the bench's generated program.
+//! One reused `bpf_jit_x86::Compiler`; with `PROF_FRESH=1`, a fresh one per compile; with `PROF_EXEC=1`, into executable memory; with `PROF_DECODE=1`, only `Program::decode` of the bytecode. `gen<blocks>` names the bench's generated program.
 
 use bpf_jit::{HelperTable, JitOptions};
 fn main() {
@@ -29,6 +29,17 @@ fn main() {
     let mut jit = bpf_jit_x86::Compiler::new();
     // PROF_FRESH: a fresh compiler per compile (`bpf_jit_x86::compile_code`).
     let fresh = std::env::var_os("PROF_FRESH").is_some();
+    // PROF_DECODE: decoding the bytecode (`Program::decode`) and nothing
+    // else, for the decode cost a raw-bytes JIT like rbpf's pays inside
+    // its compile.
+    if std::env::var_os("PROF_DECODE").is_some() {
+        let bytes = p.to_bytes();
+        for _ in 0..n {
+            let r = bpf_isa::Program::decode(std::hint::black_box(&bytes));
+            std::hint::black_box(r.ok());
+        }
+        return;
+    }
     // PROF_EXEC: the whole compile into executable memory (`Compiler::compile`).
     if std::env::var_os("PROF_EXEC").is_some() {
         for _ in 0..n {
