@@ -56,20 +56,7 @@ impl Program {
 
     /// Decodes raw slots, checking every instruction's fields. Jump targets are not checked.
     pub fn decode_raw(raw: &[RawInsn]) -> Result<Program, Error> {
-        let mut insns = Vec::with_capacity(raw.len());
-        let mut starts = Vec::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let insn = decode_slots(&raw[i..]).map_err(|k| Error::new(i, k))?;
-            starts.push(i as u32);
-            i += insn.slots();
-            insns.push(insn);
-        }
-        Ok(Program {
-            insns,
-            starts,
-            slots: raw.len(),
-        })
+        Program::decode_slots_with(raw.len(), |i| raw.get(i).copied())
     }
 
     /// Decodes little-endian bytecode, checking every instruction's fields
@@ -83,19 +70,28 @@ impl Program {
             ));
         }
         let (chunks, _) = bytes.as_chunks::<8>();
-        let n = chunks.len();
+        Program::decode_slots_with(chunks.len(), |i| {
+            chunks.get(i).map(|&c| RawInsn::from_bytes(c))
+        })
+    }
+
+    /// Decodes the `n` slots that `slot` returns, in order.
+    #[inline(always)]
+    fn decode_slots_with(
+        n: usize,
+        slot: impl Fn(usize) -> Option<RawInsn>,
+    ) -> Result<Program, Error> {
         let mut insns = Vec::with_capacity(n);
         let mut starts = Vec::with_capacity(n);
         let mut i = 0;
-        while let Some(&c) = chunks.get(i) {
-            let r = RawInsn::from_bytes(c);
+        while let Some(r) = slot(i) {
             // `decode_slots` reads the next slot only for an ld_imm64
             // (opcode 0x18).
             let pair;
             let slots: &[RawInsn] = if r.code != 0x18 {
                 core::slice::from_ref(&r)
-            } else if let Some(&next) = chunks.get(i + 1) {
-                pair = [r, RawInsn::from_bytes(next)];
+            } else if let Some(next) = slot(i + 1) {
+                pair = [r, next];
                 &pair
             } else {
                 core::slice::from_ref(&r)
