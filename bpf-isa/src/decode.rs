@@ -225,6 +225,65 @@ fn decode_jmp(r: RawInsn, width: Width) -> Result<Insn, ErrorKind> {
     })
 }
 
+/// ALU operations by the opcode's high nibble, where the offset must be 0
+/// (`neg`, `end` and the signed forms go the general way).
+const COMMON_ALU: [Option<AluOp>; 16] = [
+    Some(AluOp::Add),
+    Some(AluOp::Sub),
+    Some(AluOp::Mul),
+    Some(AluOp::Div),
+    Some(AluOp::Or),
+    Some(AluOp::And),
+    Some(AluOp::Lsh),
+    Some(AluOp::Rsh),
+    None,
+    Some(AluOp::Mod),
+    Some(AluOp::Xor),
+    Some(AluOp::Mov),
+    Some(AluOp::Arsh),
+    None,
+    None,
+    None,
+];
+
+/// Conditional jumps by the opcode's high nibble (`ja`, `call`, `exit`
+/// and `may_goto` go the general way).
+const COMMON_JMP: [Option<JmpCond>; 16] = [
+    None,
+    Some(JmpCond::Eq),
+    Some(JmpCond::Gt),
+    Some(JmpCond::Ge),
+    Some(JmpCond::Set),
+    Some(JmpCond::Ne),
+    Some(JmpCond::Sgt),
+    Some(JmpCond::Sge),
+    None,
+    None,
+    Some(JmpCond::Lt),
+    Some(JmpCond::Le),
+    Some(JmpCond::Slt),
+    Some(JmpCond::Sle),
+    None,
+    None,
+];
+
+/// The second operand of a common ALU or jump instruction `r`: a register
+/// (with imm 0) or the immediate (with src 0); `None` if those fields are
+/// not valid for it.
+#[inline(always)]
+fn common_operand(r: RawInsn) -> Option<Source> {
+    if r.code & BPF_X != 0 {
+        if r.imm != 0 {
+            return None;
+        }
+        Reg::from_u8(r.src).map(Source::Reg)
+    } else if r.src == 0 {
+        Some(Source::Imm(r.imm))
+    } else {
+        None
+    }
+}
+
 /// Decodes the instruction starting at `slots[0]`; an `ld_imm64` also reads `slots[1]`.
 ///
 /// Checks every field the kernel checks structurally (reserved fields zero,
@@ -234,6 +293,80 @@ pub fn decode_slots(slots: &[RawInsn]) -> Result<Insn, ErrorKind> {
     let Some(&r) = slots.first() else {
         return Err(ErrorKind::Empty);
     };
+    // The common instructions (ALU with offset 0, conditional jumps, plain
+    // loads and stores) with every field valid, with one dispatch; the
+    // rest, invalid encodings included, the general way (which gives the
+    // same result for these too).
+    let code = r.code;
+    let width = |wide| if wide { Width::W64 } else { Width::W32 };
+    match code & 0x07 {
+        BPF_ALU | BPF_ALU64 => {
+            if let (Some(op), 0, Some(dst), Some(src)) = (
+                COMMON_ALU.get(usize::from(code >> 4)).copied().flatten(),
+                r.off,
+                Reg::from_u8(r.dst),
+                common_operand(r),
+            ) {
+                return Ok(Insn::Alu {
+                    width: width(code & 0x07 == BPF_ALU64),
+                    op,
+                    dst,
+                    src,
+                });
+            }
+        }
+        BPF_JMP | BPF_JMP32 => {
+            if let (Some(cond), Some(dst), Some(src)) = (
+                COMMON_JMP.get(usize::from(code >> 4)).copied().flatten(),
+                Reg::from_u8(r.dst),
+                common_operand(r),
+            ) {
+                return Ok(Insn::Jmp {
+                    width: width(code & 0x07 == BPF_JMP),
+                    cond,
+                    dst,
+                    src,
+                    off: r.off,
+                });
+            }
+        }
+        BPF_LDX | BPF_STX if mode(code) == BPF_MEM && r.imm == 0 => {
+            if let (Some(dst), Some(src)) = (Reg::from_u8(r.dst), Reg::from_u8(r.src)) {
+                let (size, off) = (mem_size(code), r.off);
+                return Ok(if code & 0x07 == BPF_LDX {
+                    Insn::Ldx {
+                        size,
+                        dst,
+                        src,
+                        off,
+                    }
+                } else {
+                    Insn::Stx {
+                        size,
+                        dst,
+                        src,
+                        off,
+                    }
+                });
+            }
+        }
+        BPF_ST if mode(code) == BPF_MEM && r.src == 0 => {
+            if let Some(dst) = Reg::from_u8(r.dst) {
+                return Ok(Insn::St {
+                    size: mem_size(code),
+                    dst,
+                    off: r.off,
+                    imm: r.imm,
+                });
+            }
+        }
+        _ => {}
+    }
+    decode_general(r, slots)
+}
+
+/// [`decode_slots`] for every instruction: `r` is `slots[0]`.
+fn decode_general(r: RawInsn, slots: &[RawInsn]) -> Result<Insn, ErrorKind> {
     let code = r.code;
     match class(code) {
         BPF_ALU => decode_alu(r, Width::W32),
@@ -370,4 +503,43 @@ pub fn decode_slots(slots: &[RawInsn]) -> Result<Insn, ErrorKind> {
 pub fn decode_at(slots: &[RawInsn], index: usize) -> Result<Insn, Error> {
     let rest = slots.get(index..).unwrap_or(&[]);
     decode_slots(rest).map_err(|kind| Error::new(index, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn raw() -> impl Strategy<Value = RawInsn> {
+        // Every opcode; registers mostly in range; fields mostly zero or
+        // small, so that valid encodings are common.
+        (
+            any::<u8>(),
+            prop_oneof![0u8..=10, 0u8..=15],
+            prop_oneof![0u8..=10, 0u8..=15],
+            prop_oneof![Just(0i16), Just(1), any::<i16>()],
+            prop_oneof![Just(0i32), any::<i32>()],
+        )
+            .prop_map(|(code, dst, src, off, imm)| RawInsn {
+                code,
+                dst,
+                src,
+                off,
+                imm,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20000))]
+
+        /// The one-dispatch path for common instructions changes nothing:
+        /// `decode_slots` gives exactly what the general path gives, the
+        /// same instruction or the same error, on every encoding.
+        #[test]
+        fn common_path_agrees_with_the_general_one(r in raw(), next in raw()) {
+            let slots = [r, next];
+            prop_assert_eq!(decode_slots(&slots), decode_general(r, &slots));
+            prop_assert_eq!(decode_slots(&slots[..1]), decode_general(r, &slots[..1]));
+        }
+    }
 }
