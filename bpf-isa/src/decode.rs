@@ -31,41 +31,16 @@ fn mem_size(code: u8) -> Size {
 }
 
 fn alu_op(code: u8, off: i16) -> Result<Option<AluOp>, ErrorKind> {
-    Ok(Some(match op(code) {
-        BPF_ADD => AluOp::Add,
-        BPF_SUB => AluOp::Sub,
-        BPF_MUL => AluOp::Mul,
-        BPF_DIV if off == 0 => AluOp::Div,
-        BPF_DIV if off == 1 => AluOp::SDiv,
-        BPF_MOD if off == 0 => AluOp::Mod,
-        BPF_MOD if off == 1 => AluOp::SMod,
-        BPF_DIV | BPF_MOD => return Err(reserved(code, "off")),
-        BPF_OR => AluOp::Or,
-        BPF_AND => AluOp::And,
-        BPF_LSH => AluOp::Lsh,
-        BPF_RSH => AluOp::Rsh,
-        BPF_XOR => AluOp::Xor,
-        BPF_MOV => AluOp::Mov,
-        BPF_ARSH => AluOp::Arsh,
-        _ => return Ok(None),
-    }))
+    Ok(match (op(code), off) {
+        (BPF_DIV, 1) => Some(AluOp::SDiv),
+        (BPF_MOD, 1) => Some(AluOp::SMod),
+        (BPF_DIV | BPF_MOD, o) if o != 0 => return Err(reserved(code, "off")),
+        _ => COMMON_ALU.get(usize::from(code >> 4)).copied().flatten(),
+    })
 }
 
 fn jmp_cond(code: u8) -> Option<JmpCond> {
-    Some(match op(code) {
-        BPF_JEQ => JmpCond::Eq,
-        BPF_JGT => JmpCond::Gt,
-        BPF_JGE => JmpCond::Ge,
-        BPF_JSET => JmpCond::Set,
-        BPF_JNE => JmpCond::Ne,
-        BPF_JSGT => JmpCond::Sgt,
-        BPF_JSGE => JmpCond::Sge,
-        BPF_JLT => JmpCond::Lt,
-        BPF_JLE => JmpCond::Le,
-        BPF_JSLT => JmpCond::Slt,
-        BPF_JSLE => JmpCond::Sle,
-        _ => return None,
-    })
+    COMMON_JMP.get(usize::from(code >> 4)).copied().flatten()
 }
 
 fn decode_alu(r: RawInsn, width: Width) -> Result<Insn, ErrorKind> {
