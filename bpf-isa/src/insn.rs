@@ -688,4 +688,28 @@ impl Insn {
     pub const fn is_terminator(&self) -> bool {
         matches!(self, Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Exit)
     }
+
+    /// Whether the instruction is encoded in the `BPF_JMP` or `BPF_JMP32`
+    /// class: a jump of any kind (`may_goto` included), a call or `exit`.
+    ///
+    /// ```
+    /// use bpf_isa::{CallTarget, Insn};
+    ///
+    /// assert!(Insn::Exit.is_jmp_class());
+    /// assert!(Insn::Call(CallTarget::Helper(1)).is_jmp_class());
+    /// assert!(!Insn::LdAbs { size: bpf_isa::Size::B, imm: 0 }.is_jmp_class());
+    /// ```
+    #[inline]
+    pub const fn is_jmp_class(&self) -> bool {
+        matches!(
+            self,
+            Insn::Jmp { .. }
+                | Insn::Ja { .. }
+                | Insn::JaLong { .. }
+                | Insn::MayGoto { .. }
+                | Insn::Call(_)
+                | Insn::CallReg { .. }
+                | Insn::Exit
+        )
+    }
 }

@@ -889,16 +889,7 @@ impl<'a> Env<'a> {
                 if let Some(a) = self.aux.get_mut(pc) {
                     a.seen = true;
                 }
-                if matches!(
-                    insn,
-                    Insn::Jmp { .. }
-                        | Insn::Ja { .. }
-                        | Insn::JaLong { .. }
-                        | Insn::MayGoto { .. }
-                        | Insn::Call(_)
-                        | Insn::CallReg { .. }
-                        | Insn::Exit
-                ) {
+                if insn.is_jmp_class() {
                     self.jmps_processed += 1;
                 }
                 self.cur_stack = Hist::NO_STACK;
