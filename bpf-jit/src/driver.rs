@@ -1051,23 +1051,17 @@ fn inline_body(
     }
     // Straight-line: no jump, call or other exit before the last.
     let straight = insns.get(begin..exit)?.iter().all(|insn| {
-        !matches!(
-            insn,
-            Insn::Jmp { .. }
-                | Insn::Ja { .. }
-                | Insn::JaLong { .. }
-                | Insn::MayGoto { .. }
-                | Insn::Call(_)
-                | Insn::CallReg { .. }
-                | Insn::Exit
-                | Insn::LdAbs { .. }
-                | Insn::LdInd { .. }
-                | Insn::AddrSpaceCast { .. }
-                | Insn::LdImm64 {
-                    src: LdImm64Src::Func(_),
-                    ..
-                }
-        )
+        !insn.is_jmp_class()
+            && !matches!(
+                insn,
+                Insn::LdAbs { .. }
+                    | Insn::LdInd { .. }
+                    | Insn::AddrSpaceCast { .. }
+                    | Insn::LdImm64 {
+                        src: LdImm64Src::Func(_),
+                        ..
+                    }
+            )
     });
     straight.then_some(exit)
 }
@@ -1885,31 +1879,16 @@ impl Ranges {
                 dst,
                 src: LdImm64Src::Imm(_),
             } => self.set(dst, aux, aux),
-            Insn::Neg { dst, .. }
-            | Insn::Endian { dst, .. }
-            | Insn::MovSx { dst, .. }
-            | Insn::LdxSx { dst, .. }
-            | Insn::AddrSpaceCast { dst, .. }
-            | Insn::LdImm64 { dst, .. } => self.set(dst, ALL.0, ALL.1),
-            // Fetching atomics write `src`, `cmpxchg` r0, load-acquire `dst`.
-            Insn::Atomic { dst, src, .. } => {
-                self.set(dst, ALL.0, ALL.1);
-                self.set(src, ALL.0, ALL.1);
-                self.set(Reg::R0, ALL.0, ALL.1);
-            }
-            // Calls (and ld_abs, a call) clobber r0-r5; r6-r9 survive.
-            Insn::Call(_) | Insn::CallReg { .. } | Insn::LdAbs { .. } | Insn::LdInd { .. } => {
-                for r in [Reg::R0, Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5] {
-                    self.set(r, ALL.0, ALL.1);
+            // Everything else: each register it writes is unknown after it
+            // (calls and ld_abs/ld_ind clobber r0-r5; r6-r9 survive).
+            _ => {
+                let written = insn.written_regs();
+                for r in Reg::ALL {
+                    if written & reg_bit(r) != 0 {
+                        self.set(r, ALL.0, ALL.1);
+                    }
                 }
             }
-            Insn::St { .. }
-            | Insn::Stx { .. }
-            | Insn::Jmp { .. }
-            | Insn::Ja { .. }
-            | Insn::JaLong { .. }
-            | Insn::MayGoto { .. }
-            | Insn::Exit => {}
         }
     }
 }
