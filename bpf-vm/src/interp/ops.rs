@@ -265,19 +265,7 @@ fn off32(off: i16) -> u32 {
 /// top of the current frame, which makes r10-relative accesses checkable
 /// at lowering time.
 fn writes_r10(insn: &Insn) -> bool {
-    use bpf_isa::Reg;
-    match *insn {
-        Insn::Alu { dst, .. }
-        | Insn::Neg { dst, .. }
-        | Insn::MovSx { dst, .. }
-        | Insn::Endian { dst, .. }
-        | Insn::Ldx { dst, .. }
-        | Insn::LdxSx { dst, .. }
-        | Insn::LdImm64 { dst, .. }
-        | Insn::AddrSpaceCast { dst, .. } => dst == Reg::R10,
-        Insn::Atomic { dst, src, .. } => dst == Reg::R10 || src == Reg::R10,
-        _ => false,
-    }
+    insn.written_regs() & (1 << 10) != 0
 }
 
 /// The r10-relative form of a load/store `code` of `size` bytes at `off`
