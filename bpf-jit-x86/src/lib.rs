@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod baseline;
 pub mod direct;
 pub mod enc;
 #[cfg(test)]
@@ -14,6 +15,7 @@ use bpf_jit::{
     PROG_ARRAY_SLOTS_OFFSET,
 };
 
+pub use baseline::Baseline;
 use enc::{Alu1, Cc, Gpr, Mem, Shift, Sz};
 
 /// Native register of each eBPF register `r0`..`r10` (the kernel's choice:
@@ -112,6 +114,11 @@ impl X86Masm {
             Some(e) => e.1 = regs,
             None => self.fastcall.push((addr, regs)),
         }
+    }
+
+    /// Whether any helper was declared with [`X86Masm::preserve_around_helper`].
+    pub(crate) fn has_fastcall(&self) -> bool {
+        !self.fastcall.is_empty()
     }
 
     #[inline]

@@ -28,6 +28,10 @@ pub enum JitErrorKind {
     /// (e.g. a 1-byte atomic add).
     #[error("unsupported operand size {0} bytes for this operation")]
     BadSize(u32),
+    /// The bytecode does not decode (from a compile that starts from
+    /// bytes, such as `bpf_jit_x86::Baseline::compile`).
+    #[error("{0}")]
+    Decode(bpf_isa::ErrorKind),
     /// The program is empty.
     #[error("empty program")]
     Empty,

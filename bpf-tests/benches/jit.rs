@@ -243,6 +243,16 @@ fn compile_benches(c: &mut Criterion) {
                 })
             })
         });
+        // The one-pass baseline compiler from the bytecode (reused), with
+        // its fallback to the optimizing one: the same starting point as
+        // rbpf's `jit_compile`.
+        let mut baseline = bpf_jit_x86::Baseline::new();
+        if baseline.try_compile(&bytecode, &opts).ok().flatten().is_none() {
+            eprintln!("compile/{name}: the baseline falls back to the optimizing compiler");
+        }
+        g.bench_function("bpfkit-x86-baseline", |b| {
+            b.iter_custom(|n| cpu_time(n, || baseline.compile(black_box(&bytecode), &opts)))
+        });
         // A fresh compiler each time (`bpf_jit_x86::compile`): its own
         // allocations included.
         g.bench_function("bpfkit-x86-exec-fresh", |b| {
