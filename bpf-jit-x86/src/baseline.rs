@@ -55,6 +55,44 @@ const CC: [u8; 16] = [
     0xff, 0x4, 0x7, 0x3, 0x5, 0x5, 0xf, 0xd, 0xff, 0xff, 0x2, 0x6, 0xc, 0xe, 0xff, 0xff,
 ];
 
+/// For a slot's register byte (dst in the low nibble, src in the high):
+/// bit `dst` and bit `src` set.
+const NIBBLES: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = 1 << (b & 15) | 1 << (b >> 4);
+        b += 1;
+    }
+    t
+};
+
+/// By a slot's register byte (dst in the low nibble, src in the high):
+/// REX.R and REX.B (low byte) and the register-direct modrm (high byte)
+/// with src's native register in the reg field and dst's in r/m.
+const PAIR: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut b = 0;
+    while b < 256 {
+        let (d, s) = (X[b & 15], X[b >> 4]);
+        t[b] = ((s >> 3) << 2 | (d >> 3)) as u16 | ((0xc0 | (s & 7) << 3 | (d & 7)) as u16) << 8;
+        b += 1;
+    }
+    t
+};
+
+/// By a register nibble: REX.B (low byte) and the register-direct modrm
+/// with that register in r/m and 0 in the reg field (high byte).
+const RM1: [u16; 16] = {
+    let mut t = [0u16; 16];
+    let mut r = 0;
+    while r < 16 {
+        t[r] = (X[r] >> 3) as u16 | ((0xc0 | (X[r] & 7)) as u16) << 8;
+        r += 1;
+    }
+    t
+};
+
 /// The 0x81/0x83 group's operation for add, sub, or, and, xor (by `code >> 4`).
 const ALU_EXT: [u8; 16] = [0, 5, 0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0];
 /// The register-to-register opcode of add, sub, or, and, xor (by `code >> 4`).
@@ -168,52 +206,60 @@ const fn byte_rex(r: u8) -> bool {
     r & 0b1100 == 0b0100
 }
 
+/// Writes `v`, a sequence of `n` bytes starting with a REX prefix,
+/// without that prefix when it is the plain 0x40 and `keep` is unset.
+#[inline(always)]
+fn put_rex(o: &mut Out, v: u64, n: usize, keep: bool) {
+    let skip = usize::from(v as u8 == 0x40 && !keep);
+    o.put(v >> (8 * skip), n - skip);
+}
+
+/// `[REX] op /r` with the registers of a slot's register byte `b1`
+/// (src in the reg field, dst in r/m; see [`PAIR`]).
+#[inline(always)]
+fn rr_b1(o: &mut Out, w: bool, opc: u8, b1: u8) {
+    let p = u64::from(PAIR[usize::from(b1)]);
+    let v = (0x40 | u64::from(w) << 3 | (p & 0xff)) | u64::from(opc) << 8 | (p >> 8) << 16;
+    put_rex(o, v, 3, false);
+}
+
+/// `op r, imm` of the 0x81/0x83 group on eBPF register `dnum` (`ext` = the operation).
+#[inline(always)]
+fn ri_n(o: &mut Out, w: bool, ext: u8, dnum: usize, imm: i32) {
+    let r = u64::from(RM1[dnum & 15]);
+    let small = imm as i8 as i32 == imm;
+    let opc: u64 = if small { 0x83 } else { 0x81 };
+    let v = (0x40 | u64::from(w) << 3 | (r & 0xff))
+        | opc << 8
+        | ((r >> 8) | u64::from(ext) << 3) << 16
+        | u64::from(imm as u32) << 24;
+    put_rex(o, v, if small { 4 } else { 7 }, false);
+}
+
 /// `[REX] op /r` with a register `rm`.
 #[inline(always)]
 fn rr(o: &mut Out, w: bool, opc: u8, reg: u8, rm: u8) {
-    let x = rex(w, reg, rm);
-    let v = u64::from(x) | u64::from(opc) << 8 | modrm_rr(reg, rm) << 16;
-    if x != 0x40 {
-        o.put(v, 3)
-    } else {
-        o.put(v >> 8, 2)
-    }
+    let v = u64::from(rex(w, reg, rm)) | u64::from(opc) << 8 | modrm_rr(reg, rm) << 16;
+    put_rex(o, v, 3, false);
 }
 
 /// `[REX] 0F op /r` with a register `rm` (a REX is forced when `rm` is a
 /// byte operand that needs one and `byte` is set).
 #[inline(always)]
 fn rr0f(o: &mut Out, w: bool, opc: u8, reg: u8, rm: u8, byte: bool) {
-    let x = rex(w, reg, rm);
-    let v = u64::from(x) | 0x0f << 8 | u64::from(opc) << 16 | modrm_rr(reg, rm) << 24;
-    if x != 0x40 || (byte && byte_rex(rm)) {
-        o.put(v, 4)
-    } else {
-        o.put(v >> 8, 3)
-    }
+    let v = u64::from(rex(w, reg, rm)) | 0x0f << 8 | u64::from(opc) << 16 | modrm_rr(reg, rm) << 24;
+    put_rex(o, v, 4, byte && byte_rex(rm));
 }
 
 /// `op rm, imm` of the 0x81/0x83 group (`ext` = the operation).
 #[inline(always)]
 fn ri(o: &mut Out, w: bool, ext: u8, rm: u8, imm: i32) {
-    let x = rex(w, 0, rm);
+    let small = imm as i8 as i32 == imm;
+    let opc: u64 = if small { 0x83 } else { 0x81 };
     let m = 0xc0 | u64::from(ext << 3) | u64::from(rm & 7);
-    let (mut v, mut n) = if imm as i8 as i32 == imm {
-        (
-            u64::from(x) | 0x83 << 8 | m << 16 | u64::from(imm as u8) << 24,
-            4,
-        )
-    } else {
-        (
-            u64::from(x) | 0x81 << 8 | m << 16 | u64::from(imm as u32) << 24,
-            7,
-        )
-    };
-    if x == 0x40 {
-        v >>= 8;
-        n -= 1;
-    }
-    o.put(v, n)
+    // The imm8 form's byte is the low byte of the 4 written.
+    let v = u64::from(rex(w, 0, rm)) | opc << 8 | m << 16 | u64::from(imm as u32) << 24;
+    put_rex(o, v, if small { 4 } else { 7 }, false);
 }
 
 /// `mov r64, r64` (nothing when they are the same).
@@ -266,14 +312,17 @@ fn mov_imm64(o: &mut Out, dst: u8, v: u64) {
         mov_imm(o, dst, i);
     } else {
         // movabs r64, imm64
-        o.put(u64::from(rex(true, 0, dst)) | u64::from(0xb8 + (dst & 7)) << 8, 2);
+        o.put(
+            u64::from(rex(true, 0, dst)) | u64::from(0xb8 + (dst & 7)) << 8,
+            2,
+        );
         o.put(v, 8);
     }
 }
 
 /// Memory operand instruction: `[66] [REX] opc modrm disp` with base
 /// `base` (never `rsp`/`r12`, which no eBPF register maps to) and `reg`
-/// in the modrm's reg field. `opc` holds `nopc` opcode bytes.
+/// in the modrm's reg field. `opc` holds `nopc` (1 or 2) opcode bytes.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn mem(
@@ -290,17 +339,11 @@ fn mem(
     if p66 {
         o.put(0x66, 1);
     }
-    let x = rex(w, reg, base);
-    if x != 0x40 || force_rex {
-        o.put(u64::from(x), 1);
-    }
-    o.put(opc, nopc);
-    let r = u64::from(((reg & 7) << 3) | (base & 7));
-    if disp as i8 as i32 == disp {
-        o.put(0x40 | r | u64::from(disp as u8) << 8, 2);
-    } else {
-        o.put(0x80 | r | u64::from(disp as u32) << 8, 5);
-    }
+    let small = disp as i8 as i32 == disp;
+    let m = if small { 0x40 } else { 0x80 } | u64::from(((reg & 7) << 3) | (base & 7));
+    let v = u64::from(rex(w, reg, base)) | opc << 8 | m << (8 + 8 * nopc);
+    put_rex(o, v, 2 + nopc, force_rex);
+    o.put(u64::from(disp as u32), if small { 1 } else { 4 });
 }
 
 /// Grows `code` (whose first `at` bytes are written); returns the new
@@ -391,7 +434,7 @@ impl Baseline {
         let mut i = 0;
         while let Some(w) = words.get(i) {
             let w = u64::from_le_bytes(*w);
-            used |= 1 << ((w >> 8) & 15) | 1 << ((w >> 12) & 15);
+            used |= NIBBLES[usize::from((w >> 8) as u8)];
             match w as u8 {
                 0x18 => {
                     if w & SRC_FIELD != 0 {
@@ -501,39 +544,26 @@ impl Baseline {
             call_fixups: &mut self.call_fixups,
         };
         // Callee-saved registers (r6-r9) pushed by every frame, and the
-        // epilogue that pops them.
-        let mut pushes = 0u64;
-        let mut npush = 0;
-        for r in 6..10 {
+        // pops of the epilogue, in reverse order.
+        let (mut pushes, mut npush) = (0u64, 0);
+        let (mut pops, mut npops) = (0u64, 0);
+        for (r, &x) in X.iter().enumerate().take(10).skip(6) {
             if used & (1 << r) != 0 {
-                let x = X[r];
-                let (bytes, len): (u64, usize) = if x >= 8 {
-                    (0x41 | u64::from(0x50 + (x & 7)) << 8, 2)
+                let (push, pop, len) = if x >= 8 {
+                    (
+                        0x41 | u64::from(0x50 + (x & 7)) << 8,
+                        0x41 | u64::from(0x58 + (x & 7)) << 8,
+                        2,
+                    )
                 } else {
-                    (u64::from(0x50 + x), 1)
+                    (u64::from(0x50 + x), u64::from(0x58 + x), 1)
                 };
-                pushes |= bytes << (8 * npush);
+                pushes |= push << (8 * npush);
                 npush += len;
-            }
-        }
-        // The epilogue pops them in reverse order.
-        let mut pops = 0u128;
-        let mut npops = 0;
-        for r in (6..10).rev() {
-            if used & (1 << r) != 0 {
-                let x = X[r];
-                let (bytes, len): (u128, usize) = if x >= 8 {
-                    (0x41 | u128::from(0x58 + (x & 7)) << 8, 2)
-                } else {
-                    (u128::from(0x58 + x), 1)
-                };
-                pops |= bytes << (8 * npops);
+                pops = pops << (8 * len) | pop;
                 npops += len;
             }
         }
-        // leave; ret
-        let epilogue = pops | 0xc3c9 << (8 * npops);
-        let nepilogue = npops + 2;
         let count = (used >> 6 & 0xf).count_ones();
         let pad = if count % 2 == 1 { 8 } else { 0 };
 
@@ -574,7 +604,7 @@ impl Baseline {
                 let w = u64::from_le_bytes(words[i]);
                 em.offs[i] = em.o.at as u32;
                 last = w as u8;
-                i = em.insn(words, w, i, begin, end, opts, epilogue, nepilogue)?;
+                i = em.insn(words, w, i, begin, end, opts, pops, npops)?;
             }
             // The last instruction must not fall through.
             if !matches!(last, 0x95 | 0x05 | 0x06) {
@@ -623,8 +653,8 @@ impl Em<'_> {
         begin: usize,
         end: usize,
         opts: &JitOptions<'_>,
-        epilogue: u128,
-        nepilogue: usize,
+        pops: u64,
+        npops: usize,
     ) -> Step<usize> {
         let o = &mut self.o;
         let code = w as u8;
@@ -641,13 +671,13 @@ impl Em<'_> {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
                 let ext = ALU_EXT[usize::from(code >> 4)];
-                ri(o, code & 7 == 7, ext, dst, imm);
+                ri_n(o, code & 7 == 7, ext, dnum, imm);
             }
             0x0c | 0x1c | 0x4c | 0x5c | 0xac | 0x0f | 0x1f | 0x4f | 0x5f | 0xaf => {
                 zero_ok(IMM_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
                 let opc = ALU_OPC[usize::from(code >> 4)];
-                rr(o, code & 7 == 7, opc, src, dst);
+                rr_b1(o, code & 7 == 7, opc, (w >> 8) as u8);
             }
             // mov
             0xb4 => {
@@ -665,8 +695,12 @@ impl Em<'_> {
                 no_r10(dnum)?;
                 let w64 = code == 0xbf;
                 match (off, w64) {
-                    (0, true) => mov64(o, dst, src),
-                    (0, false) => mov32(o, dst, src),
+                    (0, true) => {
+                        if dnum != snum {
+                            rr_b1(o, true, 0x89, (w >> 8) as u8);
+                        }
+                    }
+                    (0, false) => rr_b1(o, false, 0x89, (w >> 8) as u8),
                     (8, _) => rr0f(o, w64, 0xbe, dst, src, true),
                     (16, _) => rr0f(o, w64, 0xbf, dst, src, false),
                     (32, true) => rr(o, true, 0x63, dst, src),
@@ -680,9 +714,15 @@ impl Em<'_> {
                 let x = rex(code == 0x27, dst, dst);
                 let m = modrm_rr(dst, dst);
                 let (mut v, mut len) = if imm as i8 as i32 == imm {
-                    (u64::from(x) | 0x6b << 8 | m << 16 | u64::from(imm as u8) << 24, 4)
+                    (
+                        u64::from(x) | 0x6b << 8 | m << 16 | u64::from(imm as u8) << 24,
+                        4,
+                    )
                 } else {
-                    (u64::from(x) | 0x69 << 8 | m << 16 | u64::from(imm as u32) << 24, 7)
+                    (
+                        u64::from(x) | 0x69 << 8 | m << 16 | u64::from(imm as u32) << 24,
+                        7,
+                    )
                 };
                 if x == 0x40 {
                     v >>= 8;
@@ -708,16 +748,12 @@ impl Em<'_> {
                     }
                 } else {
                     let ext = shift_ext(code);
-                    let x = rex(w64, 0, dst);
-                    let v = u64::from(x)
+                    let r = u64::from(RM1[dnum]);
+                    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
                         | 0xc1 << 8
-                        | (0xc0 | u64::from(ext << 3) | u64::from(dst & 7)) << 16
+                        | ((r >> 8) | u64::from(ext) << 3) << 16
                         | u64::from(count) << 24;
-                    if x != 0x40 {
-                        o.put(v, 4);
-                    } else {
-                        o.put(v >> 8, 3);
-                    }
+                    put_rex(o, v, 4, false);
                 }
             }
             // shifts by a register (x86 masks the count as eBPF does)
@@ -773,10 +809,8 @@ impl Em<'_> {
                         // ror r16, 8; movzx r32, r16
                         o.put(0x66, 1);
                         let x = rex(false, 0, dst);
-                        let v = u64::from(x)
-                            | 0xc1 << 8
-                            | (0xc8 | u64::from(dst & 7)) << 16
-                            | 8 << 24;
+                        let v =
+                            u64::from(x) | 0xc1 << 8 | (0xc8 | u64::from(dst & 7)) << 16 | 8 << 24;
                         if x != 0x40 {
                             o.put(v, 4);
                         } else {
@@ -918,10 +952,9 @@ impl Em<'_> {
             }
             0x95 => {
                 zero_ok(!0xff)?;
-                o.put(epilogue as u64, nepilogue.min(8));
-                if nepilogue > 8 {
-                    o.put((epilogue >> 64) as u64, nepilogue - 8);
-                }
+                // pops; leave; ret
+                o.put(pops, npops);
+                o.put(0xc3c9, 2);
             }
             _ => {
                 // Conditional jumps, 64- and 32-bit.
@@ -964,14 +997,7 @@ impl Em<'_> {
 
     /// `jmp`/`jcc` from slot `i` to slot `t`, inside `[begin, end)`.
     #[inline(always)]
-    fn jump(
-        &mut self,
-        cc: Option<u8>,
-        i: usize,
-        t: i64,
-        begin: usize,
-        end: usize,
-    ) -> Step<()> {
+    fn jump(&mut self, cc: Option<u8>, i: usize, t: i64, begin: usize, end: usize) -> Step<()> {
         if t < begin as i64 || t >= end as i64 {
             return Err(Fallback);
         }
@@ -994,7 +1020,10 @@ impl Em<'_> {
                 match cc {
                     Some(c) => {
                         let d = i64::from(dest) - (o.at as i64 + 6);
-                        o.put(0x800f | u64::from(c) << 8 | u64::from(d as i32 as u32) << 16, 6);
+                        o.put(
+                            0x800f | u64::from(c) << 8 | u64::from(d as i32 as u32) << 16,
+                            6,
+                        );
                     }
                     None => {
                         let d = i64::from(dest) - (o.at as i64 + 5);
@@ -1012,7 +1041,6 @@ impl Em<'_> {
         }
         Ok(())
     }
-
 }
 
 impl Baseline {

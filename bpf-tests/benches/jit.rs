@@ -247,7 +247,12 @@ fn compile_benches(c: &mut Criterion) {
         // its fallback to the optimizing one: the same starting point as
         // rbpf's `jit_compile`.
         let mut baseline = bpf_jit_x86::Baseline::new();
-        if baseline.try_compile(&bytecode, &opts).ok().flatten().is_none() {
+        if baseline
+            .try_compile(&bytecode, &opts)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             eprintln!("compile/{name}: the baseline falls back to the optimizing compiler");
         }
         g.bench_function("bpfkit-x86-baseline", |b| {

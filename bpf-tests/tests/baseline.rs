@@ -17,10 +17,12 @@ fn bench_programs_compile_in_one_pass_and_give_the_expected_results() {
     for e in EXPECTED {
         let p = benchprogs::load(e.name).unwrap();
         let bytes = p.mem.to_bytes();
-        let prog = jit
-            .try_compile(&bytes, &opts)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{}: the baseline left it to the optimizing compiler", e.name));
+        let prog = jit.try_compile(&bytes, &opts).unwrap().unwrap_or_else(|| {
+            panic!(
+                "{}: the baseline left it to the optimizing compiler",
+                e.name
+            )
+        });
         let mut mem = packet.clone();
         // SAFETY: the bench programs read only the packet they are given.
         let got = unsafe { prog.call_mem(&mut mem) };
