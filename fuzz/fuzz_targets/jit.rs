@@ -1,7 +1,9 @@
 //! Bytes -> validated program -> the x86-64 and AArch64 JITs (compiled,
 //! never run). The first byte picks the options (constant blinding, private
 //! stack, leaf-call inlining, direct tail calls); every pseudo `ld_imm64`,
-//! kfunc and `ld_abs` resolves. Any input must give code or a typed error,
+//! kfunc and `ld_abs` resolves. The raw bytes also go through the one-pass
+//! `bpf_jit_x86::Baseline`, whose programs decode and compile on the
+//! optimizing path too. Any input must give code or a typed error,
 //! and a reused `bpf_jit_x86::Compiler` must give exactly what a fresh
 //! compile gives, error or code.
 #![no_main]
@@ -16,9 +18,6 @@ unsafe extern "C" fn helper(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, code)) = data.split_first() else {
-        return;
-    };
-    let Ok(prog) = Program::decode_validated(code) else {
         return;
     };
     let mut helpers = HelperTable::new();
@@ -38,6 +37,18 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 != 0 {
         opts = opts.with_blinding(u64::from(flags) * 0x9e37_79b9);
     }
+    // The one-pass baseline on the raw bytes (compiled, never run): what it
+    // takes on, decode and the optimizing compiler must accept.
+    if let Ok(Some(_)) = bpf_jit_x86::Baseline::new().try_compile(code, &opts) {
+        let prog = Program::decode(code).expect("baseline accepted what decode rejects");
+        assert!(
+            bpf_jit_x86::Compiler::new().compile(&prog, &opts).is_ok(),
+            "baseline accepted what the optimizing compiler rejects"
+        );
+    }
+    let Ok(prog) = Program::decode_validated(code) else {
+        return;
+    };
     let fresh = bpf_jit_x86::compile_code(&prog, &opts);
     let mut jit = bpf_jit_x86::Compiler::new();
     // Twice: the second compile reuses what the first left behind.
