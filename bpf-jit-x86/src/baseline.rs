@@ -885,6 +885,11 @@ impl Em<'_> {
                             mem(o, false, w64, false, 0x87, 1, src, dst, disp);
                         }
                     }
+                    // fetching and/or/xor: a lock cmpxchg loop through rax
+                    0x41 | 0x51 | 0xa1 if rmw => {
+                        no_r10(snum)?;
+                        fetch_op(o, w64, imm, dst, src, disp);
+                    }
                     // lock cmpxchg: r0 is the comparand and gets the old value
                     0xf1 if rmw => {
                         o.put(0xf0, 1);
@@ -1237,4 +1242,52 @@ fn div_rem_in(
     for &j in &done[..ndone] {
         o.land8(j);
     }
+}
+
+/// `src = atomic_fetch_<op>((size *)(base + disp), src)` for `and`, `or`
+/// and `xor` (`imm` 0x51, 0x41, 0xa1), which x86 has no single
+/// instruction for: `rax` (r0) is saved in `r10` (the kernel's AX, no
+/// eBPF register) for the `cmpxchg` loop, with `r10` standing in for a
+/// base or source that was `rax`:
+///
+/// ```text
+///     mov r10, rax
+///     mov rax, [base + disp]
+/// 1:  mov r11, rax
+///     op  r11, src
+///     lock cmpxchg [base + disp], r11
+///     jne 1b
+///     mov src, rax        ; the old value (zero-extended when 32-bit)
+///     mov rax, r10        ; unless src is r0
+/// ```
+fn fetch_op(o: &mut Out, w64: bool, imm: i32, base: u8, src: u8, disp: i32) {
+    const R10: u8 = 10;
+    let opc = match imm {
+        0x41 => 0x09, // or
+        0x51 => 0x21, // and
+        _ => 0x31,    // xor
+    };
+    let b = if base == RAX { R10 } else { base };
+    let s = if src == RAX { R10 } else { src };
+    mov64(o, R10, RAX);
+    mem(o, false, w64, false, 0x8b, 1, RAX, b, disp);
+    let top = o.at;
+    rr(o, true, 0x89, RAX, R11);
+    rr(o, w64, opc, s, R11);
+    o.put(0xf0, 1);
+    mem(o, false, w64, false, 0xb10f, 2, R11, b, disp);
+    // jne top (the loop is far shorter than 128 bytes)
+    let back = top as i64 - (o.at as i64 + 2);
+    o.put(0x75 | u64::from(back as i8 as u8) << 8, 2);
+    if src == RAX {
+        // r0 takes the old value: nothing to restore (a 32-bit result is
+        // already zero-extended: both the load and cmpxchg write eax).
+        return;
+    }
+    if w64 {
+        mov64(o, src, RAX);
+    } else {
+        mov32(o, src, RAX);
+    }
+    mov64(o, RAX, R10);
 }

@@ -73,26 +73,13 @@ fn fmt(prog: &Program) -> String {
 // ---------------------------------------------------------------------------
 // 1. The shared generator's programs.
 
-/// Whether `code` holds an instruction the module documentation lists
-/// as left to the optimizing compiler and the shared generator emits:
-/// the fetching `and`/`or`/`xor` atomics.
-fn has_documented_exclusion(code: &[u8]) -> bool {
-    code.chunks_exact(8).any(|s| {
-        matches!(s[0], 0xc3 | 0xdb)
-            && matches!(
-                i32::from_le_bytes([s[4], s[5], s[6], s[7]]),
-                0x41 | 0x51 | 0xa1
-            )
-    })
-}
-
 #[test]
 fn baseline_matches_interpreter_on_runnable_programs() {
     let helpers = HelperTable::new();
     let opts = JitOptions::new(&helpers);
     let jit = RefCell::new(Baseline::new());
-    // (cases, handled by the one-pass path, cases free of documented exclusions)
-    let counts = RefCell::new((0u32, 0u32, 0u32));
+    // (cases, handled by the one-pass path)
+    let counts = RefCell::new((0u32, 0u32));
     let cases = 3000;
     let result = runner(cases).run(&runnable_program(48), |prog| {
         let vm = bpf_vm::Interpreter::new(&prog)
@@ -102,20 +89,17 @@ fn baseline_matches_interpreter_on_runnable_programs() {
             .run_mem(&mut mem)
             .map_err(|e| TestCaseError::fail(format!("interpreter run: {e}")))?;
         let code = prog.to_bytes();
-        let excluded = has_documented_exclusion(&code);
         counts.borrow_mut().0 += 1;
-        counts.borrow_mut().2 += u32::from(!excluded);
         let compiled = jit
             .borrow_mut()
             .try_compile(&code, &opts)
             .map_err(|e| TestCaseError::fail(format!("baseline: {e}")))?;
         let Some(native) = compiled else {
-            prop_assert!(
-                excluded,
-                "left to the optimizing compiler without a documented reason:\n{}",
+            // The generator emits nothing the one-pass path leaves out.
+            return Err(TestCaseError::fail(format!(
+                "left to the optimizing compiler:\n{}",
                 fmt(&prog)
-            );
-            return Ok(());
+            )));
         };
         counts.borrow_mut().1 += 1;
         let mut mem2 = [0u8; 8];
@@ -127,18 +111,12 @@ fn baseline_matches_interpreter_on_runnable_programs() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    let (total, handled, plain) = *counts.borrow();
-    eprintln!(
-        "runnable programs: {handled} of {total} compiled by the one-pass path; \
-         {plain} free of fetching and/or/xor atomics (all of them compiled)"
-    );
+    let (total, handled) = *counts.borrow();
+    eprintln!("runnable programs: {handled} of {total} compiled by the one-pass path");
     assert!(total >= cases, "only {total} cases ran");
-    // Every case without a documented exclusion is handled (checked per
-    // case above); the fetching atomics the shared generator emits keep
-    // about a fifth of its programs on the optimizing path.
-    assert!(
-        handled * 4 >= total * 3,
-        "the one-pass path handled only {handled} of {total}"
+    assert_eq!(
+        handled, total,
+        "every case is compiled by the one-pass path"
     );
 }
 
@@ -498,7 +476,9 @@ fn memory() -> impl Strategy<Value = Simple> {
         });
     let atomic = (
         any::<bool>(),
-        prop::sample::select(vec![0x00i32, 0x40, 0x50, 0xa0, 0x01, 0xe1, 0xf1]),
+        prop::sample::select(vec![
+            0x00i32, 0x40, 0x50, 0xa0, 0x01, 0x41, 0x51, 0xa1, 0xe1, 0xf1,
+        ]),
         reg(),
         reg(),
         any::<bool>(),

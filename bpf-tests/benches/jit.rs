@@ -127,6 +127,26 @@ fn run_one(c: &mut Criterion, e: &Expected, packet: &[u8], kernel_ok: bool) {
         b.iter_custom(|n| cpu_time(n, || run_x86(black_box(&mut mem))))
     });
 
+    // Ours, the one-pass baseline tier (`bpf_jit_x86::Baseline`), from the
+    // bytecode with 512-byte frames: the code quality of the fast compile.
+    let helpers = bpf_jit::HelperTable::new();
+    match bpf_jit_x86::Baseline::new()
+        .try_compile(&p.mem.to_bytes(), &bpf_jit::JitOptions::new(&helpers))
+    {
+        Ok(Some(base)) => {
+            // SAFETY: as for `run_x86` above (same program, same memory).
+            let run_base = |m: &mut [u8]| unsafe { base.call_mem(m) };
+            assert_eq!(run_base(&mut mem), e.mem, "{name}: baseline result");
+            g.bench_function("bpfkit-x86-baseline", |b| {
+                b.iter_custom(|n| cpu_time(n, || run_base(black_box(&mut mem))))
+            });
+        }
+        Ok(None) => {
+            eprintln!("{name}: the baseline left it to the optimizing compiler; NOT MEASURED")
+        }
+        Err(err) => eprintln!("{name}: baseline: {err}; NOT MEASURED"),
+    }
+
     // The kernel's JIT.
     if kernel_ok {
         match benchprogs::kernel_load_xdp(&p.xdp, name) {
