@@ -305,7 +305,7 @@ fn every_engine_computes_the_same_r0() {
         "engines-helper5.data",
         b"-- asm\nmov %r1, 7\ncall 5\nadd %r0, 1\nexit\n-- result\n0x8\n",
     );
-    for engine in ["interp", "x86", "arm64"] {
+    for engine in ["interp", "x86", "x86-baseline", "arm64"] {
         let mem = example("mem.o");
         assert_eq!(
             r0_on(engine, &[&mem, "--section", "mem", "--data", &data]),
@@ -325,7 +325,7 @@ fn every_engine_computes_the_same_r0() {
 
 #[test]
 fn jit_engines_have_maps_helpers_globals_and_xdp() {
-    for engine in ["x86", "arm64"] {
+    for engine in ["x86", "x86-baseline", "arm64"] {
         for private in [false, true] {
             jit_engine_has_maps_helpers_globals_and_xdp(engine, private);
         }
@@ -431,7 +431,7 @@ fn socket_filters_run_the_same_on_every_engine() {
     });
     let five = data_file("skb-five.bin", &[10, 20, 30, 40, 50]);
     let three = data_file("skb-three.bin", &[10, 20, 30]);
-    for engine in ["interp", "x86", "arm64"] {
+    for engine in ["interp", "x86", "x86-baseline", "arm64"] {
         // As in `tail_calls_through_a_filled_prog_array`: len 100 goes to
         // slot 1 (returns 1), 600 to slot 2 (600 <= 1500: returns 2), an
         // empty slot to the fallback -1 (as an int).

@@ -1,5 +1,5 @@
 //! Runs every bpf_conformance `.data` file through the uBPF assembler and
-//! each engine: the interpreter and the x86-64 JIT.
+//! each engine: the interpreter and the x86-64 JIT (optimizing and baseline tiers).
 
 use bpf_tests::{conformance_dir, data_files, parse_case};
 use bpf_vm::{Engine, HelperRegistry, LoadedProgram};
@@ -47,6 +47,15 @@ fn conformance_suite_x86() {
         "the x86-64 JIT must be available on this host"
     );
     suite(Engine::X86);
+}
+
+#[test]
+fn conformance_suite_x86_baseline() {
+    assert!(
+        Engine::available().contains(&Engine::X86Baseline),
+        "the x86-64 JIT's baseline tier must be available on this host"
+    );
+    suite(Engine::X86Baseline);
 }
 
 fn suite(engine: Engine) {

@@ -1,7 +1,7 @@
 //! End-to-end tests of the `bpf-conformance-plugin` binary, driven the way
 //! the bpf_conformance runner drives a plugin (memory hex in argv[1], program
 //! hex on stdin, `r0` as `%lx` on stdout, errors on stderr with a non-zero
-//! exit): the whole suite with `--engine interp`, `x86` and `arm64`
+//! exit): the whole suite with `--engine interp`, `x86`, `x86-baseline` and `arm64`
 //! (expected values are the files' own `-- result` / `-- error` sections),
 //! hand-checked programs, and the error paths.
 
@@ -119,6 +119,11 @@ fn plugin_x86_passes_the_whole_suite() {
 }
 
 #[test]
+fn plugin_x86_baseline_passes_the_whole_suite() {
+    suite("x86-baseline", &all_files());
+}
+
+#[test]
 fn plugin_arm64_passes_the_suite() {
     suite("arm64", &all_files());
 }
@@ -127,7 +132,7 @@ fn plugin_arm64_passes_the_suite() {
 /// space-separated hex pairs, as the plugin also accepts.
 #[test]
 fn plugin_runs_hand_checked_programs() {
-    for engine in ["interp", "x86", "arm64"] {
+    for engine in ["interp", "x86", "x86-baseline", "arm64"] {
         // ldxh of bytes 2..4 of aa bb 11 22, little-endian: 0x2211.
         let (ok, out, err) = run_plugin(
             &["aa bb 11 22", "--engine", engine],
@@ -176,7 +181,7 @@ fn plugin_reports_errors() {
     );
     assert!(!ok);
     assert!(err.contains("memory fault"), "{err}");
-    for engine in ["interp", "x86", "arm64"] {
+    for engine in ["interp", "x86", "x86-baseline", "arm64"] {
         // Not hex, an odd number of digits, a truncated lddw: all rejected.
         for bad in ["zz", "b70000000100000", "1800000001000000"] {
             let (ok, out, err) = plugin(engine, &[], bad);

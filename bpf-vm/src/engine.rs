@@ -1,6 +1,7 @@
-//! Execution engines: the reference interpreter, the x86-64 JIT or the
-//! AArch64 JIT (under qemu-user), chosen when a program is loaded, with the
-//! same maps, helpers, contexts and program arrays.
+//! Execution engines: the reference interpreter, the x86-64 JIT (the
+//! optimizing compiler or its one-pass baseline tier) or the AArch64 JIT
+//! (under qemu-user), chosen when a program is loaded, with the same maps,
+//! helpers, contexts and program arrays.
 //!
 //! ```
 //! use bpf_vm::{Engine, LoadedProgram};
@@ -111,6 +112,14 @@ pub enum Engine {
     Interp,
     /// The x86-64 JIT (`bpf-jit-x86`): native code, unchecked.
     X86,
+    /// The x86-64 JIT's one-pass baseline tier ([`bpf_jit_x86::Baseline`]):
+    /// compiled straight from the bytecode, faster to load, slower code;
+    /// programs it does not handle (map references, tail calls, private
+    /// stacks, constant blinding, `bpf_fastcall` helpers, …) go to the
+    /// optimizing compiler as with [`Engine::X86`]. Either way the result is
+    /// a JIT program like an [`Engine::X86`] one: same maps, helpers, program
+    /// arrays and tail calls (to and from [`Engine::X86`] programs too).
+    X86Baseline,
     /// The AArch64 JIT (`bpf-jit-arm64`), run under qemu-user in a helper
     /// process (see [the module docs](crate::engine#the-aarch64-engine)):
     /// unchecked within that process, with this process's maps and
@@ -124,17 +133,19 @@ impl Engine {
     /// The engines that can run on this host.
     pub fn available() -> Vec<Engine> {
         if cfg!(target_arch = "x86_64") {
-            vec![Engine::Interp, Engine::X86]
+            vec![Engine::Interp, Engine::X86, Engine::X86Baseline]
         } else {
             vec![Engine::Interp]
         }
     }
 
-    /// The engine's command-line name (`interp`, `x86`, `arm64`).
+    /// The engine's command-line name (`interp`, `x86`, `x86-baseline`,
+    /// `arm64`).
     pub fn name(self) -> &'static str {
         match self {
             Engine::Interp => "interp",
             Engine::X86 => "x86",
+            Engine::X86Baseline => "x86-baseline",
             Engine::Arm64 => "arm64",
         }
     }
@@ -147,9 +158,10 @@ impl std::str::FromStr for Engine {
         match s {
             "interp" | "interpreter" => Ok(Engine::Interp),
             "x86" | "x86_64" | "x86-64" | "jit" => Ok(Engine::X86),
+            "x86-baseline" | "baseline" => Ok(Engine::X86Baseline),
             "arm64" | "aarch64" => Ok(Engine::Arm64),
             other => Err(format!(
-                "unknown engine {other:?} (available: interp, x86, arm64)"
+                "unknown engine {other:?} (available: interp, x86, x86-baseline, arm64)"
             )),
         }
     }
@@ -167,6 +179,8 @@ pub const JIT_HELPER_IDS: usize = 256;
 /// A program compiled by the x86-64 JIT, with everything its code refers to.
 pub struct JitProg {
     code: JitProgram,
+    /// The engine it was loaded for ([`Engine::X86`] or [`Engine::X86Baseline`]).
+    engine: Engine,
     /// The maps the code refers to, program arrays excepted.
     maps: Vec<Arc<Map>>,
     /// The program arrays it tail-calls through: their tables (which the
@@ -200,6 +214,7 @@ impl std::fmt::Debug for JitProg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JitProg")
             .field("code_bytes", &self.code.memory().len())
+            .field("engine", &self.engine)
             .field("maps", &self.maps.len())
             .finish()
     }
@@ -355,7 +370,7 @@ impl<'p> LoadBuilder<'p> {
                     inner: Inner::Interp(Arc::new(b.build()?)),
                 })
             }
-            Engine::X86 => self.build_jit(),
+            Engine::X86 | Engine::X86Baseline => self.build_jit(),
             Engine::Arm64 => arm64::build(self),
         }
     }
@@ -425,16 +440,31 @@ impl<'p> LoadBuilder<'p> {
         opts = opts.with_direct_tail_calls(true);
         // The thread's compiler keeps its buffers from one load to the
         // next; a fresh one if it is in use (or the thread is exiting).
-        let code = X86_COMPILER
-            .try_with(|c| {
-                c.try_borrow_mut()
-                    .map(|mut c| c.compile(self.prog, &opts))
-                    .ok()
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| bpf_jit_x86::compile(self.prog, &opts))
-            .map_err(|e| refs.jit_error(e))?;
+        let code = if self.engine == Engine::X86Baseline {
+            // The one-pass tier reads the bytecode; what it does not handle
+            // goes to the optimizing compiler, with the same options.
+            let bytes = self.prog.to_bytes();
+            X86_BASELINE
+                .try_with(|c| {
+                    c.try_borrow_mut()
+                        .map(|mut c| c.compile(&bytes, &opts))
+                        .ok()
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| bpf_jit_x86::Baseline::new().compile(&bytes, &opts))
+        } else {
+            X86_COMPILER
+                .try_with(|c| {
+                    c.try_borrow_mut()
+                        .map(|mut c| c.compile(self.prog, &opts))
+                        .ok()
+                })
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| bpf_jit_x86::compile(self.prog, &opts))
+        }
+        .map_err(|e| refs.jit_error(e))?;
         let (maps, prog_arrays) = refs.into_parts();
         if prog_arrays
             .iter()
@@ -462,6 +492,7 @@ impl<'p> LoadBuilder<'p> {
         Ok(LoadedProgram {
             inner: Inner::Jit(Arc::new(JitProg {
                 code,
+                engine: self.engine,
                 maps,
                 prog_arrays,
                 helpers: helpers.into_boxed_slice(),
@@ -499,9 +530,9 @@ impl LoadedProgram {
 
     /// The engine that runs it.
     pub fn engine(&self) -> Engine {
-        match self.inner {
+        match &self.inner {
             Inner::Interp(_) => Engine::Interp,
-            Inner::Jit(_) => Engine::X86,
+            Inner::Jit(j) => j.engine,
             Inner::Arm64(_) => Engine::Arm64,
         }
     }
@@ -514,7 +545,7 @@ impl LoadedProgram {
         }
     }
 
-    /// The compiled program, for [`Engine::X86`].
+    /// The compiled program, for [`Engine::X86`] and [`Engine::X86Baseline`].
     pub fn jit(&self) -> Option<&Arc<JitProg>> {
         match &self.inner {
             Inner::Jit(j) => Some(j),
@@ -534,7 +565,7 @@ impl LoadedProgram {
     ///
     /// # Safety
     /// With [`Engine::Interp`] this is always safe (checked execution). With
-    /// [`Engine::X86`] the program runs as unchecked native code: it must be
+    /// [`Engine::X86`] or [`Engine::X86Baseline`] the program runs as unchecked native code: it must be
     /// memory-safe for this input (verified), as must every program it tail
     /// calls, and every helper it calls must be sound for its arguments.
     pub unsafe fn run_mem(&self, mem: &mut [u8]) -> Result<u64, VmError> {
@@ -791,6 +822,8 @@ thread_local! {
     /// ([`bpf_jit_x86::Compiler`]: its code buffer and the driver's tables
     /// are kept between compiles).
     static X86_COMPILER: RefCell<bpf_jit_x86::Compiler> = RefCell::new(bpf_jit_x86::Compiler::new());
+    /// The thread's baseline-tier compiler ([`Engine::X86Baseline`]).
+    static X86_BASELINE: RefCell<bpf_jit_x86::Baseline> = RefCell::new(bpf_jit_x86::Baseline::new());
 }
 
 thread_local! {

@@ -1,4 +1,4 @@
-//! `bpfkit run FILE [--section S | --prog NAME] [--engine interp|x86|arm64] [--data F]
+//! `bpfkit run FILE [--section S | --prog NAME] [--engine interp|x86|x86-baseline|arm64] [--data F]
 //! [--repeat N] [--prog-array MAP=IDX:PROG,...] [--read-global NAME] [--json] [--trace]`.
 //!
 //! Runs one program and prints `r0` (and, for kernel context types, the
@@ -14,6 +14,10 @@
 //!   `struct __sk_buff` the runtime does not model (past `tc_classid`,
 //!   besides the packet pointers) read as 0 here; the interpreter refuses
 //!   them.
+//! * `x86-baseline`: as `x86`, through [`bpf_vm::Engine::X86Baseline`]: the
+//!   x86-64 JIT's one-pass baseline tier (`bpf_jit_x86::Baseline`, quicker
+//!   to compile, slower code), which leaves what it does not handle (map
+//!   references, tail calls, private stacks, ...) to the optimizing compiler.
 //! * `arm64`: the AArch64 JIT through [`bpf_vm::Engine::Arm64`], run in the
 //!   qemu-user harness of `bpf_jit_arm64::emu` (a separate process: a fault
 //!   is an error, never a crash of `bpfkit`), with the same maps, helpers,
@@ -65,7 +69,9 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub prog: Option<String>,
     /// Execution engine: `interp` (checked interpreter), `x86` (x86-64 JIT,
-    /// native and unchecked), `arm64` (AArch64 JIT under qemu-user).
+    /// native and unchecked), `x86-baseline` (as `x86`, compiled by the
+    /// JIT's one-pass baseline tier where it can), `arm64` (AArch64 JIT under
+    /// qemu-user).
     #[arg(long, default_value = "interp")]
     pub engine: String,
     /// Input bytes: the packet, or the memory `r1` points to (default: none).
@@ -118,6 +124,7 @@ struct Global {
 enum EngineChoice {
     Interp,
     X86,
+    X86Baseline,
     Arm64,
 }
 
@@ -126,8 +133,11 @@ impl EngineChoice {
         match s {
             "interp" | "interpreter" => Ok(EngineChoice::Interp),
             "x86" | "x86_64" | "x86-64" => Ok(EngineChoice::X86),
+            "x86-baseline" | "baseline" => Ok(EngineChoice::X86Baseline),
             "arm64" | "aarch64" => Ok(EngineChoice::Arm64),
-            other => bail!("engine `{other}` is not available; use `interp`, `x86` or `arm64`"),
+            other => bail!(
+                "engine `{other}` is not available; use `interp`, `x86`, `x86-baseline` or `arm64`"
+            ),
         }
     }
 
@@ -136,6 +146,7 @@ impl EngineChoice {
         match self {
             EngineChoice::Interp => None,
             EngineChoice::X86 => Some(Engine::X86),
+            EngineChoice::X86Baseline => Some(Engine::X86Baseline),
             EngineChoice::Arm64 => Some(Engine::Arm64),
         }
     }
@@ -144,7 +155,7 @@ impl EngineChoice {
 /// The loaded program, per engine.
 enum Vm {
     Interp(Interpreter),
-    /// A program of `bpf_vm`'s JIT engines (`x86`, `arm64`).
+    /// A program of `bpf_vm`'s JIT engines (`x86`, `x86-baseline`, `arm64`).
     Jit(LoadedProgram),
 }
 
@@ -168,10 +179,15 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--trace needs `--engine interp`");
     }
     if args.private_stack && engine == EngineChoice::Interp {
-        bail!("--private-stack needs a JIT engine (`--engine x86` or `arm64`)");
+        bail!("--private-stack needs a JIT engine (`--engine x86`, `x86-baseline` or `arm64`)");
     }
-    if engine == EngineChoice::X86 && !cfg!(target_arch = "x86_64") {
-        bail!("engine `x86` runs native code and needs an x86-64 host");
+    if matches!(engine, EngineChoice::X86 | EngineChoice::X86Baseline)
+        && !cfg!(target_arch = "x86_64")
+    {
+        bail!(
+            "engine `{}` runs native code and needs an x86-64 host",
+            args.engine
+        );
     }
     let bytes = files::read(&args.file)?;
     let mut data = match &args.data {
@@ -288,7 +304,7 @@ fn run_once(l: &Loaded, tracer: Option<&mut TraceLines<'_>>) -> Result<u64> {
     let vm = match &l.vm {
         Vm::Interp(vm) => vm,
         Vm::Jit(vm) => {
-            // SAFETY: not checked — `--engine x86` / `arm64` are documented
+            // SAFETY: not checked — `--engine x86` / `x86-baseline` / `arm64` are documented
             // as running the program as unchecked machine code, for programs
             // the user trusts to be memory-safe on this input (as the
             // kernel's verifier would establish). The data buffer and

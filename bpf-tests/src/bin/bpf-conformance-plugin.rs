@@ -1,15 +1,16 @@
 //! Plugin for the bpf_conformance runner, for every engine of the workspace.
 //!
 //! Usage: `bpf-conformance-plugin [MEMORY_HEX] [--program HEX]
-//! [--engine interp|x86|arm64]` (default `interp`). The program bytecode
+//! [--engine interp|x86|x86-baseline|arm64]` (default `interp`). The program bytecode
 //! comes as hex on standard input (one line) unless `--program` gives it;
 //! memory, if any, is the first argument. Both accept bytes as hex pairs,
 //! optionally separated by whitespace. On success the value of `r0` is
 //! printed in hex without a prefix (`%lx`); on failure a message goes to
 //! standard error and the exit status is 1.
 //!
-//! `interp` and `x86` run through `bpf_vm::LoadedProgram` with the
-//! conformance helpers. `arm64` compiles with `bpf-jit-arm64` and runs the
+//! `interp`, `x86` and `x86-baseline` (the x86-64 JIT's one-pass tier,
+//! falling back to the optimizing compiler) run through
+//! `bpf_vm::LoadedProgram` with the conformance helpers. `arm64` compiles with `bpf-jit-arm64` and runs the
 //! code in the qemu-user harness (`bpf_jit_arm64::emu`): `r1` = the memory
 //! (copied into the harness's data region), `r2` = its length, helper 5 of
 //! the conformance suite = the harness helper returning its first argument.
@@ -90,13 +91,12 @@ fn run() -> Result<u64, String> {
         }
     }
     // Validate the engine before waiting for stdin.
-    let engine =
-        match engine.as_str() {
-            "arm64" | "aarch64" => None,
-            other => Some(other.parse::<Engine>().map_err(|_| {
-                format!("unknown engine {other:?} (available: interp, x86, arm64)")
-            })?),
-        };
+    let engine = match engine.as_str() {
+        "arm64" | "aarch64" => None,
+        other => Some(other.parse::<Engine>().map_err(|_| {
+            format!("unknown engine {other:?} (available: interp, x86, x86-baseline, arm64)")
+        })?),
+    };
     let program_hex = match program_hex {
         Some(p) => p,
         None => {
@@ -117,7 +117,7 @@ fn run() -> Result<u64, String> {
         .instruction_limit(Some(1 << 32))
         .build()
         .map_err(|e| format!("failed to load program: {e}"))?;
-    // SAFETY: the interpreter checks every access; with the x86 JIT the
+    // SAFETY: the interpreter checks every access; with the x86 JITs the
     // runner's programs are trusted to access only their memory and stack,
     // as with the other JIT plugins of bpf_conformance.
     unsafe { vm.run_mem(&mut memory) }.map_err(|e| format!("failed to execute program: {e}"))
