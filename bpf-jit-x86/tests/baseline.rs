@@ -31,18 +31,7 @@ use proptest::test_runner::{Config, TestRunner};
 
 /// One 8-byte slot: opcode, registers, offset, immediate (little-endian).
 fn slot(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
-    let o = off.to_le_bytes();
-    let i = imm.to_le_bytes();
-    [
-        op,
-        (src << 4) | (dst & 15),
-        o[0],
-        o[1],
-        i[0],
-        i[1],
-        i[2],
-        i[3],
-    ]
+    bpf_isa::RawInsn::new(op, dst, src, off, imm).to_bytes()
 }
 
 /// `ld_imm64 dst, v` (two slots).
