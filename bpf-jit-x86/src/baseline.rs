@@ -30,29 +30,40 @@ use bpf_jit::{
     JitError, JitErrorKind, JitOptions, JitProgram, DEFAULT_STACK_DEPTH, TAIL_CALL_HELPER,
 };
 
-use crate::{direct, Compiler, X86Masm, REG_MAP};
+use crate::enc::{self, Alu1, Cc, Gpr, Mem, Shift, Sink, Sz};
+use crate::{direct, Compiler, X86Masm, AUX, AUX2, REG_MAP};
 
-/// Native register number of each eBPF register (`r0`..`r10`; the rest
-/// are never read: the pre-scan refuses register fields above 10).
-const X: [u8; 16] = {
-    let mut t = [0u8; 16];
+/// Native register of each eBPF register (`r0`..`r10`; the rest are
+/// never read: the pre-scan refuses register fields above 10).
+const X: [Gpr; 16] = {
+    let mut t = [Gpr::RAX; 16];
     let mut i = 0;
     while i < REG_MAP.len() {
-        t[i] = REG_MAP[i].num();
+        t[i] = REG_MAP[i];
         i += 1;
     }
     t
 };
 
-const RAX: u8 = 0;
-const RCX: u8 = 1;
-const RDX: u8 = 2;
-/// The scratch register ([`crate::AUX`]).
-const R11: u8 = 11;
-
-/// x86 condition code of each conditional jump op (`code >> 4`); 0xff for none.
-const CC: [u8; 16] = [
-    0xff, 0x4, 0x7, 0x3, 0x5, 0x5, 0xf, 0xd, 0xff, 0xff, 0x2, 0x6, 0xc, 0xe, 0xff, 0xff,
+/// The condition of each conditional jump op (`code >> 4`; `JSET` tests,
+/// so its condition is "not zero").
+const CC: [Option<Cc>; 16] = [
+    None,
+    Some(Cc::E),  // jeq
+    Some(Cc::A),  // jgt
+    Some(Cc::Ae), // jge
+    Some(Cc::Ne), // jset
+    Some(Cc::Ne), // jne
+    Some(Cc::G),  // jsgt
+    Some(Cc::Ge), // jsge
+    None,
+    None,
+    Some(Cc::B),  // jlt
+    Some(Cc::Be), // jle
+    Some(Cc::L),  // jslt
+    Some(Cc::Le), // jsle
+    None,
+    None,
 ];
 
 /// For a slot's register byte (dst in the low nibble, src in the high):
@@ -68,37 +79,44 @@ const NIBBLES: [u32; 256] = {
 };
 
 /// By a slot's register byte (dst in the low nibble, src in the high):
-/// REX.R and REX.B (low byte) and the register-direct modrm (high byte)
-/// with src's native register in the reg field and dst's in r/m.
+/// REX.R and REX.B (low byte) and the register-direct ModRM (high byte)
+/// with src's native register in the reg field and dst's in r/m. The
+/// hot ALU forms use it instead of [`enc`]'s general assembly (a test
+/// checks both give the same bytes).
 const PAIR: [u16; 256] = {
     let mut t = [0u16; 256];
     let mut b = 0;
     while b < 256 {
-        let (d, s) = (X[b & 15], X[b >> 4]);
+        let (d, s) = (X[b & 15].num(), X[b >> 4].num());
         t[b] = ((s >> 3) << 2 | (d >> 3)) as u16 | ((0xc0 | (s & 7) << 3 | (d & 7)) as u16) << 8;
         b += 1;
     }
     t
 };
 
-/// By a register nibble: REX.B (low byte) and the register-direct modrm
+/// By a register nibble: REX.B (low byte) and the register-direct ModRM
 /// with that register in r/m and 0 in the reg field (high byte).
 const RM1: [u16; 16] = {
     let mut t = [0u16; 16];
     let mut r = 0;
     while r < 16 {
-        t[r] = (X[r] >> 3) as u16 | ((0xc0 | (X[r] & 7)) as u16) << 8;
+        let x = X[r].num();
+        t[r] = (x >> 3) as u16 | ((0xc0 | (x & 7)) as u16) << 8;
         r += 1;
     }
     t
 };
 
-/// The 0x81/0x83 group's operation for add, sub, or, and, xor (by `code >> 4`).
-const ALU_EXT: [u8; 16] = [0, 5, 0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0];
-/// The register-to-register opcode of add, sub, or, and, xor (by `code >> 4`).
-const ALU_OPC: [u8; 16] = [
-    0x01, 0x29, 0, 0, 0x09, 0x21, 0, 0, 0, 0, 0x31, 0, 0, 0, 0, 0,
-];
+/// The x86 operation of add, sub, or, and, xor (by `code >> 4`; the
+/// other entries are never read).
+const ALU: [Alu1; 16] = {
+    let mut t = [Alu1::Add; 16];
+    t[1] = Alu1::Sub;
+    t[4] = Alu1::Or;
+    t[5] = Alu1::And;
+    t[10] = Alu1::Xor;
+    t
+};
 
 /// Most bytes one eBPF instruction lowers to (a division with its checks is
 /// about 40, a helper call 13, an `exit` 12), with room to spare: the
@@ -190,160 +208,91 @@ impl Out {
     }
 }
 
-#[inline(always)]
-const fn rex(w: bool, r: u8, b: u8) -> u8 {
-    0x40 | ((w as u8) << 3) | ((r >> 3) << 2) | (b >> 3)
+impl Sink for Out {
+    #[inline(always)]
+    fn put_le(&mut self, v: u64, len: u32) {
+        self.put(v, len as usize);
+    }
+
+    #[inline(always)]
+    fn put_le2(&mut self, a: u64, len_a: u32, b: u64, len_b: u32) {
+        self.put(a, len_a as usize);
+        self.put(b, len_b as usize);
+    }
 }
 
+/// Writes `v`, `n` bytes starting with a REX prefix, without that prefix
+/// when it is the plain 0x40.
 #[inline(always)]
-const fn modrm_rr(reg: u8, rm: u8) -> u64 {
-    (0xc0 | ((reg & 7) << 3) | (rm & 7)) as u64
-}
-
-/// Whether `r` is `spl`/`bpl`/`sil`/`dil` as a byte operand (needs a REX prefix).
-#[inline(always)]
-const fn byte_rex(r: u8) -> bool {
-    r & 0b1100 == 0b0100
-}
-
-/// Writes `v`, a sequence of `n` bytes starting with a REX prefix,
-/// without that prefix when it is the plain 0x40 and `keep` is unset.
-#[inline(always)]
-fn put_rex(o: &mut Out, v: u64, n: usize, keep: bool) {
-    let skip = usize::from(v as u8 == 0x40 && !keep);
+fn put_rex(o: &mut Out, v: u64, n: usize) {
+    let skip = usize::from(v as u8 == 0x40);
     o.put(v >> (8 * skip), n - skip);
 }
 
-/// `[REX] op /r` with the registers of a slot's register byte `b1`
-/// (src in the reg field, dst in r/m; see [`PAIR`]).
+/// `op dst, src` (`op r/m, r`: add, or, and, sub, xor, cmp, or `mov`'s
+/// 0x89 with `opc`) on the registers of the register byte `b1`: the same
+/// bytes as [`enc::alu_rr`] / [`enc::mov_rr`], from [`PAIR`].
 #[inline(always)]
-fn rr_b1(o: &mut Out, w: bool, opc: u8, b1: u8) {
+fn rr_b1(o: &mut Out, w64: bool, opc: u8, b1: u8) {
     let p = u64::from(PAIR[usize::from(b1)]);
-    let v = (0x40 | u64::from(w) << 3 | (p & 0xff)) | u64::from(opc) << 8 | (p >> 8) << 16;
-    put_rex(o, v, 3, false);
+    let v = (0x40 | u64::from(w64) << 3 | (p & 0xff)) | u64::from(opc) << 8 | (p >> 8) << 16;
+    put_rex(o, v, 3);
 }
 
-/// `op r, imm` of the 0x81/0x83 group on eBPF register `dnum` (`ext` = the operation).
+/// `op r, imm` of the 0x81/0x83 group (`ext`) on eBPF register `dnum`:
+/// the same bytes as [`enc::alu_ri`], from [`RM1`].
 #[inline(always)]
-fn ri_n(o: &mut Out, w: bool, ext: u8, dnum: usize, imm: i32) {
+fn ri_n(o: &mut Out, w64: bool, ext: u8, dnum: usize, imm: i32) {
     let r = u64::from(RM1[dnum & 15]);
     let small = imm as i8 as i32 == imm;
     let opc: u64 = if small { 0x83 } else { 0x81 };
-    let v = (0x40 | u64::from(w) << 3 | (r & 0xff))
+    // The imm8 form's byte is the low byte of the 4 written.
+    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
         | opc << 8
         | ((r >> 8) | u64::from(ext) << 3) << 16
         | u64::from(imm as u32) << 24;
-    put_rex(o, v, if small { 4 } else { 7 }, false);
+    put_rex(o, v, if small { 4 } else { 7 });
 }
 
-/// `[REX] op /r` with a register `rm`.
+/// `shift r, count` (`C1 /op ib`) on eBPF register `dnum`: the same
+/// bytes as [`enc::shift_ri`], from [`RM1`].
 #[inline(always)]
-fn rr(o: &mut Out, w: bool, opc: u8, reg: u8, rm: u8) {
-    let v = u64::from(rex(w, reg, rm)) | u64::from(opc) << 8 | modrm_rr(reg, rm) << 16;
-    put_rex(o, v, 3, false);
+fn shift_n(o: &mut Out, w64: bool, op: Shift, dnum: usize, count: u8) {
+    let r = u64::from(RM1[dnum & 15]);
+    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
+        | 0xc1 << 8
+        | ((r >> 8) | u64::from(op as u8) << 3) << 16
+        | u64::from(count) << 24;
+    put_rex(o, v, 4);
 }
 
-/// `[REX] 0F op /r` with a register `rm` (a REX is forced when `rm` is a
-/// byte operand that needs one and `byte` is set).
+/// `[base + disp]`.
 #[inline(always)]
-fn rr0f(o: &mut Out, w: bool, opc: u8, reg: u8, rm: u8, byte: bool) {
-    let v = u64::from(rex(w, reg, rm)) | 0x0f << 8 | u64::from(opc) << 16 | modrm_rr(reg, rm) << 24;
-    put_rex(o, v, 4, byte && byte_rex(rm));
-}
-
-/// `op rm, imm` of the 0x81/0x83 group (`ext` = the operation).
-#[inline(always)]
-fn ri(o: &mut Out, w: bool, ext: u8, rm: u8, imm: i32) {
-    let small = imm as i8 as i32 == imm;
-    let opc: u64 = if small { 0x83 } else { 0x81 };
-    let m = 0xc0 | u64::from(ext << 3) | u64::from(rm & 7);
-    // The imm8 form's byte is the low byte of the 4 written.
-    let v = u64::from(rex(w, 0, rm)) | opc << 8 | m << 16 | u64::from(imm as u32) << 24;
-    put_rex(o, v, if small { 4 } else { 7 }, false);
-}
-
-/// `mov r64, r64` (nothing when they are the same).
-#[inline(always)]
-fn mov64(o: &mut Out, dst: u8, src: u8) {
-    if dst != src {
-        rr(o, true, 0x89, src, dst);
+fn at(base: Gpr, off: i16) -> Mem {
+    Mem {
+        base,
+        disp: i32::from(off),
     }
 }
 
-/// `mov r32, r32` (zero-extends).
+/// `dst = v` for any 64-bit value, in the shortest form.
 #[inline(always)]
-fn mov32(o: &mut Out, dst: u8, src: u8) {
-    rr(o, false, 0x89, src, dst);
-}
-
-/// `xor r32, r32` (zeroes the register).
-#[inline(always)]
-fn zero(o: &mut Out, r: u8) {
-    rr(o, false, 0x31, r, r);
-}
-
-/// `mov r32, imm32` (zero-extends).
-#[inline(always)]
-fn mov32_imm(o: &mut Out, dst: u8, imm: u32) {
-    if dst >= 8 {
-        o.put(0x41, 1);
-    }
-    o.put(u64::from(0xb8 + (dst & 7)) | u64::from(imm) << 8, 5);
-}
-
-/// `dst = imm` (64-bit, `imm` sign-extended).
-#[inline(always)]
-fn mov_imm(o: &mut Out, dst: u8, imm: i32) {
-    if imm >= 0 {
-        mov32_imm(o, dst, imm as u32);
-    } else {
-        // mov r64, simm32
-        let v = u64::from(rex(true, 0, dst)) | 0xc7 << 8 | modrm_rr(0, dst) << 16;
-        o.put(v | u64::from(imm as u32) << 24, 7);
-    }
-}
-
-/// `dst = v` for any 64-bit value.
-#[inline(always)]
-fn mov_imm64(o: &mut Out, dst: u8, v: u64) {
-    if v <= u64::from(u32::MAX) {
-        mov32_imm(o, dst, v as u32);
+fn mov_imm64(o: &mut Out, dst: Gpr, v: u64) {
+    if let Ok(v) = u32::try_from(v) {
+        enc::mov_r32_imm(o, dst, v);
     } else if let Ok(i) = i32::try_from(v as i64) {
-        mov_imm(o, dst, i);
+        enc::mov_r64_simm(o, dst, i);
     } else {
-        // movabs r64, imm64
-        o.put(
-            u64::from(rex(true, 0, dst)) | u64::from(0xb8 + (dst & 7)) << 8,
-            2,
-        );
-        o.put(v, 8);
+        enc::movabs(o, dst, v);
     }
 }
 
-/// Memory operand instruction: `[66] [REX] opc modrm disp` with base
-/// `base` (never `rsp`/`r12`, which no eBPF register maps to) and `reg`
-/// in the modrm's reg field. `opc` holds `nopc` (1 or 2) opcode bytes.
+/// `mov dst, src` (64-bit; nothing when they are the same).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn mem(
-    o: &mut Out,
-    p66: bool,
-    w: bool,
-    force_rex: bool,
-    opc: u64,
-    nopc: usize,
-    reg: u8,
-    base: u8,
-    disp: i32,
-) {
-    if p66 {
-        o.put(0x66, 1);
+fn mov64(o: &mut Out, dst: Gpr, src: Gpr) {
+    if dst != src {
+        enc::mov_rr(o, Sz::Q, dst, src);
     }
-    let small = disp as i8 as i32 == disp;
-    let m = if small { 0x40 } else { 0x80 } | u64::from(((reg & 7) << 3) | (base & 7));
-    let v = u64::from(rex(w, reg, base)) | opc << 8 | m << (8 + 8 * nopc);
-    put_rex(o, v, 2 + nopc, force_rex);
-    o.put(u64::from(disp as u32), if small { 1 } else { 4 });
 }
 
 /// Grows `code` (whose first `at` bytes are written); returns the new
@@ -543,27 +492,17 @@ impl Baseline {
             fixups: &mut self.fixups,
             call_fixups: &mut self.call_fixups,
         };
-        // Callee-saved registers (r6-r9) pushed by every frame, and the
-        // pops of the epilogue, in reverse order.
-        let (mut pushes, mut npush) = (0u64, 0);
-        let (mut pops, mut npops) = (0u64, 0);
+        // Callee-saved registers (r6-r9) pushed by every frame (and popped
+        // in reverse order at each exit).
+        let mut saved = [Gpr::RAX; 4];
+        let mut nsaved = 0;
         for (r, &x) in X.iter().enumerate().take(10).skip(6) {
             if used & (1 << r) != 0 {
-                let (push, pop, len) = if x >= 8 {
-                    (
-                        0x41 | u64::from(0x50 + (x & 7)) << 8,
-                        0x41 | u64::from(0x58 + (x & 7)) << 8,
-                        2,
-                    )
-                } else {
-                    (u64::from(0x50 + x), u64::from(0x58 + x), 1)
-                };
-                pushes |= push << (8 * npush);
-                npush += len;
-                pops = pops << (8 * len) | pop;
-                npops += len;
+                saved[nsaved] = x;
+                nsaved += 1;
             }
         }
+        let saved = &saved[..nsaved];
         let count = (used >> 6 & 0xf).count_ones();
         let pad = if count % 2 == 1 { 8 } else { 0 };
 
@@ -585,15 +524,16 @@ impl Baseline {
             let size = ((depth + 15) & !15) + pad;
             self.entries.push(o.at as u32);
             // nop5, then on the main entry nop2 (no tail calls here)
-            o.put(0x00_0044_1f0f, 5);
+            enc::nop5(o);
             if s == 0 {
-                o.put(0x9066, 2);
+                enc::nop2(o);
             }
-            // push rbp; mov rbp, rsp; sub rsp, imm32
-            o.put(0x00ec_8148_e589_4855, 8);
-            o.at -= 1;
-            o.put(u64::from(size), 4);
-            o.put(pushes, npush);
+            enc::push(o, Gpr::RBP);
+            enc::mov_rr(o, Sz::Q, Gpr::RBP, Gpr::RSP);
+            enc::sub_rsp_imm32(o, size);
+            for &r in saved {
+                enc::push(o, r);
+            }
             let mut i = begin;
             let mut last = 0u8;
             if end > words.len() || end > em.offs.len() {
@@ -604,7 +544,7 @@ impl Baseline {
                 let w = u64::from_le_bytes(words[i]);
                 em.offs[i] = em.o.at as u32;
                 last = w as u8;
-                i = em.insn(words, w, i, begin, end, opts, pops, npops)?;
+                i = em.insn(words, w, i, begin, end, opts, saved)?;
             }
             // The last instruction must not fall through.
             if !matches!(last, 0x95 | 0x05 | 0x06) {
@@ -653,8 +593,7 @@ impl Em<'_> {
         begin: usize,
         end: usize,
         opts: &JitOptions<'_>,
-        pops: u64,
-        npops: usize,
+        saved: &[Gpr],
     ) -> Step<usize> {
         let o = &mut self.o;
         let code = w as u8;
@@ -662,6 +601,7 @@ impl Em<'_> {
         let snum = ((w >> 12) & 15) as usize;
         let dst = X[dnum];
         let src = X[snum];
+        let sz = |w64: bool| if w64 { Sz::Q } else { Sz::W };
         let off = (w >> 16) as i16;
         let imm = (w >> 32) as i32;
         let zero_ok = |mask: u64| if w & mask == 0 { Ok(()) } else { Err(Fallback) };
@@ -670,25 +610,31 @@ impl Em<'_> {
             0x04 | 0x14 | 0x44 | 0x54 | 0xa4 | 0x07 | 0x17 | 0x47 | 0x57 | 0xa7 => {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                let ext = ALU_EXT[usize::from(code >> 4)];
-                ri_n(o, code & 7 == 7, ext, dnum, imm);
+                ri_n(
+                    o,
+                    code & 7 == 7,
+                    ALU[usize::from(code >> 4)] as u8,
+                    dnum,
+                    imm,
+                );
             }
             0x0c | 0x1c | 0x4c | 0x5c | 0xac | 0x0f | 0x1f | 0x4f | 0x5f | 0xaf => {
                 zero_ok(IMM_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                let opc = ALU_OPC[usize::from(code >> 4)];
+                let opc = ALU[usize::from(code >> 4)] as u8 * 8 + 1;
                 rr_b1(o, code & 7 == 7, opc, (w >> 8) as u8);
             }
             // mov
             0xb4 => {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                mov32_imm(o, dst, imm as u32);
+                enc::mov_r32_imm(o, dst, imm as u32);
             }
             0xb7 => {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                mov_imm(o, dst, imm);
+                // A non-negative value zero-extends from the shorter form.
+                mov_imm64(o, dst, i64::from(imm) as u64);
             }
             0xbc | 0xbf => {
                 zero_ok(IMM_FIELD)?;
@@ -701,9 +647,9 @@ impl Em<'_> {
                         }
                     }
                     (0, false) => rr_b1(o, false, 0x89, (w >> 8) as u8),
-                    (8, _) => rr0f(o, w64, 0xbe, dst, src, true),
-                    (16, _) => rr0f(o, w64, 0xbf, dst, src, false),
-                    (32, true) => rr(o, true, 0x63, dst, src),
+                    (8, _) => enc::movsx_r8(o, sz(w64), dst, src),
+                    (16, _) => enc::movsx_r16(o, sz(w64), dst, src),
+                    (32, true) => enc::movsxd_rr(o, dst, src),
                     _ => return Err(Fallback),
                 }
             }
@@ -711,29 +657,12 @@ impl Em<'_> {
             0x24 | 0x27 => {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                let x = rex(code == 0x27, dst, dst);
-                let m = modrm_rr(dst, dst);
-                let (mut v, mut len) = if imm as i8 as i32 == imm {
-                    (
-                        u64::from(x) | 0x6b << 8 | m << 16 | u64::from(imm as u8) << 24,
-                        4,
-                    )
-                } else {
-                    (
-                        u64::from(x) | 0x69 << 8 | m << 16 | u64::from(imm as u32) << 24,
-                        7,
-                    )
-                };
-                if x == 0x40 {
-                    v >>= 8;
-                    len -= 1;
-                }
-                o.put(v, len);
+                enc::imul_rri(o, sz(code == 0x27), dst, dst, imm);
             }
             0x2c | 0x2f => {
                 zero_ok(IMM_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                rr0f(o, code == 0x2f, 0xaf, dst, src, false);
+                enc::imul_rr(o, sz(code == 0x2f), dst, src);
             }
             // shifts by an immediate
             0x64 | 0x74 | 0xc4 | 0x67 | 0x77 | 0xc7 => {
@@ -744,44 +673,32 @@ impl Em<'_> {
                 if count == 0 {
                     // Nothing to shift; a 32-bit result is still zero-extended.
                     if !w64 {
-                        mov32(o, dst, dst);
+                        enc::mov_rr(o, Sz::W, dst, dst);
                     }
                 } else {
-                    let ext = shift_ext(code);
-                    let r = u64::from(RM1[dnum]);
-                    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
-                        | 0xc1 << 8
-                        | ((r >> 8) | u64::from(ext) << 3) << 16
-                        | u64::from(count) << 24;
-                    put_rex(o, v, 4, false);
+                    shift_n(o, w64, shift_op(code), dnum, count);
                 }
             }
             // shifts by a register (x86 masks the count as eBPF does)
             0x6c | 0x7c | 0xcc | 0x6f | 0x7f | 0xcf => {
                 zero_ok(IMM_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                let w64 = code & 7 == 7;
-                let ext = shift_ext(code);
-                let shift_cl = |o: &mut Out, r: u8| rr(o, w64, 0xd3, ext, r);
-                if src == RCX {
-                    shift_cl(o, dst);
+                let (s, op) = (sz(code & 7 == 7), shift_op(code));
+                if src == Gpr::RCX {
+                    enc::shift_rcl(o, s, op, dst);
                 } else {
-                    // rcx (r4) is saved in r11 around the shift.
-                    mov64(o, R11, RCX);
-                    mov64(o, RCX, src);
-                    if dst == RCX {
-                        shift_cl(o, R11);
-                    } else {
-                        shift_cl(o, dst);
-                    }
-                    mov64(o, RCX, R11);
+                    // rcx (r4) is saved in the scratch register around the shift.
+                    mov64(o, AUX, Gpr::RCX);
+                    mov64(o, Gpr::RCX, src);
+                    enc::shift_rcl(o, s, op, if dst == Gpr::RCX { AUX } else { dst });
+                    mov64(o, Gpr::RCX, AUX);
                 }
             }
             // neg
             0x84 | 0x87 => {
                 zero_ok(SRC_FIELD | OFF_FIELD | IMM_FIELD)?;
                 no_r10(dnum)?;
-                rr(o, code == 0x87, 0xf7, 3, dst);
+                enc::neg(o, sz(code == 0x87), dst);
             }
             // div, mod (off 1: signed)
             0x34 | 0x37 | 0x94 | 0x97 | 0x3c | 0x3f | 0x9c | 0x9f => {
@@ -791,42 +708,24 @@ impl Em<'_> {
                 if off != 0 && off != 1 {
                     return Err(Fallback);
                 }
-                let w64 = code & 7 == 7;
                 let rem = code >> 4 == 9;
                 let divisor = if by_reg { Some(src) } else { None };
-                self.o = div_rem(*o, w64, off == 1, rem, dst, divisor, imm);
+                self.o = div_rem(*o, sz(code & 7 == 7), off == 1, rem, dst, divisor, imm);
             }
             // endianness
             0xd4 | 0xdc | 0xd7 => {
                 zero_ok(SRC_FIELD | OFF_FIELD)?;
                 no_r10(dnum)?;
-                let swap = code != 0xd4;
-                match (imm, swap) {
-                    (16, false) => rr0f(o, false, 0xb7, dst, dst, false),
-                    (32, false) => mov32(o, dst, dst),
+                match (imm, code != 0xd4) {
+                    (16, false) => enc::movzx_r32_r16(o, dst, dst),
+                    (32, false) => enc::mov_rr(o, Sz::W, dst, dst),
                     (64, false) => {}
                     (16, true) => {
-                        // ror r16, 8; movzx r32, r16
-                        o.put(0x66, 1);
-                        let x = rex(false, 0, dst);
-                        let v =
-                            u64::from(x) | 0xc1 << 8 | (0xc8 | u64::from(dst & 7)) << 16 | 8 << 24;
-                        if x != 0x40 {
-                            o.put(v, 4);
-                        } else {
-                            o.put(v >> 8, 3);
-                        }
-                        rr0f(o, false, 0xb7, dst, dst, false);
+                        enc::shift_ri(o, Sz::H, Shift::Ror, dst, 8);
+                        enc::movzx_r32_r16(o, dst, dst);
                     }
-                    (32 | 64, true) => {
-                        let x = rex(imm == 64, 0, dst);
-                        let v = u64::from(x) | 0x0f << 8 | u64::from(0xc8 + (dst & 7)) << 16;
-                        if x != 0x40 {
-                            o.put(v, 3);
-                        } else {
-                            o.put(v >> 8, 2);
-                        }
-                    }
+                    (32, true) => enc::bswap(o, Sz::W, dst),
+                    (64, true) => enc::bswap(o, Sz::Q, dst),
                     _ => return Err(Fallback),
                 }
             }
@@ -834,82 +733,55 @@ impl Em<'_> {
             0x61 | 0x69 | 0x71 | 0x79 | 0x81 | 0x89 | 0x91 => {
                 zero_ok(IMM_FIELD)?;
                 no_r10(dnum)?;
-                load(o, code, dst, src, i32::from(off));
+                load(o, code, dst, at(src, off));
             }
             0x62 | 0x6a | 0x72 | 0x7a => {
                 zero_ok(SRC_FIELD)?;
-                let disp = i32::from(off);
-                match code {
-                    0x72 => {
-                        mem(o, false, false, false, 0xc6, 1, 0, dst, disp);
-                        o.put(u64::from(imm as u8), 1);
-                    }
-                    0x6a => {
-                        mem(o, true, false, false, 0xc7, 1, 0, dst, disp);
-                        o.put(u64::from(imm as u16), 2);
-                    }
-                    _ => {
-                        mem(o, false, code == 0x7a, false, 0xc7, 1, 0, dst, disp);
-                        o.put(u64::from(imm as u32), 4);
-                    }
-                }
+                enc::store_imm(o, mem_size(code), at(dst, off), imm);
             }
             0x63 | 0x6b | 0x73 | 0x7b => {
                 zero_ok(IMM_FIELD)?;
-                store(o, code, dst, src, i32::from(off));
+                enc::store(o, mem_size(code), at(dst, off), src);
             }
             // atomics
             0xc3 | 0xdb | 0xd3 | 0xcb => {
-                let disp = i32::from(off);
-                let w64 = code == 0xdb;
+                let m = at(dst, off);
+                let s = mem_size(code);
                 let rmw = matches!(code, 0xc3 | 0xdb);
                 match imm {
                     // lock add/or/and/xor
                     0x00 | 0x40 | 0x50 | 0xa0 if rmw => {
-                        let opc = match imm {
-                            0x00 => 0x01,
-                            0x40 => 0x09,
-                            0x50 => 0x21,
-                            _ => 0x31,
-                        };
-                        o.put(0xf0, 1);
-                        mem(o, false, w64, false, opc, 1, src, dst, disp);
+                        enc::lock_alu(o, s, ALU[(imm >> 4) as usize & 15], m, src);
                     }
                     // lock xadd, xchg: the old value into src
-                    0x01 | 0xe1 if rmw => {
+                    0x01 if rmw => {
                         no_r10(snum)?;
-                        if imm == 0x01 {
-                            o.put(0xf0, 1);
-                            mem(o, false, w64, false, 0xc10f, 2, src, dst, disp);
-                        } else {
-                            mem(o, false, w64, false, 0x87, 1, src, dst, disp);
-                        }
+                        enc::lock_xadd(o, s, m, src);
+                    }
+                    0xe1 if rmw => {
+                        no_r10(snum)?;
+                        enc::xchg(o, s, m, src);
                     }
                     // fetching and/or/xor: a lock cmpxchg loop through rax
                     0x41 | 0x51 | 0xa1 if rmw => {
                         no_r10(snum)?;
-                        fetch_op(o, w64, imm, dst, src, disp);
+                        fetch_op(o, s, ALU[(imm >> 4) as usize & 15], m, src);
                     }
                     // lock cmpxchg: r0 is the comparand and gets the old value
                     0xf1 if rmw => {
-                        o.put(0xf0, 1);
-                        mem(o, false, w64, false, 0xb10f, 2, src, dst, disp);
-                        if !w64 {
+                        enc::lock_cmpxchg(o, s, m, src);
+                        if s == Sz::W {
                             // Success leaves eax's upper half alone: zero-extend.
-                            mov32(o, RAX, RAX);
+                            enc::mov_rr(o, Sz::W, Gpr::RAX, Gpr::RAX);
                         }
                     }
                     // load-acquire (dst = *(src + off)) and store-release
                     // (*(dst + off) = src): plain moves under x86's ordering.
                     0x100 => {
                         no_r10(dnum)?;
-                        let size = code & 0x18;
-                        load(o, 0x61 | size, dst, src, disp);
+                        load(o, 0x61 | (code & 0x18), dst, at(src, off));
                     }
-                    0x110 => {
-                        let size = code & 0x18;
-                        store(o, 0x63 | size, dst, src, disp);
-                    }
+                    0x110 => enc::store(o, s, m, src),
                     _ => return Err(Fallback),
                 }
             }
@@ -938,60 +810,53 @@ impl Em<'_> {
             0x85 => {
                 zero_ok(DST_FIELD | OFF_FIELD)?;
                 if snum == 0 {
-                    // Helper (the pre-scan left tail calls out).
+                    // Helper (the pre-scan left tail calls out), called
+                    // as the optimizing backend calls it.
                     let addr = opts.helpers.address(imm).ok_or(Fallback)?;
                     if opts.helpers.preserve_mask(imm) != 0 {
                         return Err(Fallback);
                     }
-                    // movabs r11, addr; call r11
-                    o.put(0xbb49, 2);
-                    o.put(addr, 8);
-                    o.put(0xd3ff41, 3);
+                    enc::movabs(o, AUX, addr);
+                    enc::call_r(o, AUX);
                 } else {
                     // bpf-to-bpf (the pre-scan checked the target).
                     let t = (i as i64 + 1 + i64::from(imm)) as u32;
-                    o.put(0xe8, 1);
-                    self.call_fixups.push((o.at as u32, t));
-                    o.put(0, 4);
+                    enc::call_rel(o, 0);
+                    self.call_fixups.push((o.at as u32 - 4, t));
                 }
             }
             0x95 => {
                 zero_ok(!0xff)?;
-                // pops; leave; ret
-                o.put(pops, npops);
-                o.put(0xc3c9, 2);
+                for &r in saved.iter().rev() {
+                    enc::pop(o, r);
+                }
+                enc::leave(o);
+                enc::ret(o);
             }
             _ => {
                 // Conditional jumps, 64- and 32-bit.
                 let class = code & 7;
-                let cc = CC[usize::from(code >> 4)];
-                if !(class == 5 || class == 6) || cc == 0xff {
+                let Some(cc) = CC[usize::from(code >> 4)].filter(|_| class == 5 || class == 6)
+                else {
                     return Err(Fallback);
-                }
-                let w64 = class == 5;
+                };
+                let s = sz(class == 5);
                 let set = code >> 4 == 4;
                 if code & 8 != 0 {
                     zero_ok(IMM_FIELD)?;
-                    // cmp dst, src / test dst, src
-                    rr(o, w64, if set { 0x85 } else { 0x39 }, src, dst);
+                    if set {
+                        enc::test_rr(o, s, dst, src);
+                    } else {
+                        rr_b1(o, class == 5, Alu1::Cmp as u8 * 8 + 1, (w >> 8) as u8);
+                    }
                 } else {
                     zero_ok(SRC_FIELD)?;
                     if set {
-                        // test dst, imm32
-                        let x = rex(w64, 0, dst);
-                        let v = u64::from(x)
-                            | 0xf7 << 8
-                            | modrm_rr(0, dst) << 16
-                            | u64::from(imm as u32) << 24;
-                        if x != 0x40 {
-                            o.put(v, 7);
-                        } else {
-                            o.put(v >> 8, 6);
-                        }
-                    } else if imm == 0 && (cc == 4 || cc == 5) {
-                        rr(o, w64, 0x85, dst, dst);
+                        enc::test_ri(o, s, dst, imm);
+                    } else if imm == 0 && matches!(cc, Cc::E | Cc::Ne) {
+                        enc::test_rr(o, s, dst, dst);
                     } else {
-                        ri(o, w64, 7, dst, imm);
+                        ri_n(o, class == 5, Alu1::Cmp as u8, dnum, imm);
                     }
                 }
                 self.jump(Some(cc), i, i as i64 + 1 + i64::from(off), begin, end)?;
@@ -1002,7 +867,7 @@ impl Em<'_> {
 
     /// `jmp`/`jcc` from slot `i` to slot `t`, inside `[begin, end)`.
     #[inline(always)]
-    fn jump(&mut self, cc: Option<u8>, i: usize, t: i64, begin: usize, end: usize) -> Step<()> {
+    fn jump(&mut self, cc: Option<Cc>, i: usize, t: i64, begin: usize, end: usize) -> Step<()> {
         if t < begin as i64 || t >= end as i64 {
             return Err(Fallback);
         }
@@ -1017,32 +882,20 @@ impl Em<'_> {
             if dest == NOT_A_START {
                 return Err(Fallback);
             }
-            let short = i64::from(dest) - (o.at as i64 + 2);
-            if let Ok(d) = i8::try_from(short) {
-                let op = cc.map_or(0xeb, |c| 0x70 + c);
-                o.put(u64::from(op) | u64::from(d as u8) << 8, 2);
-            } else {
-                match cc {
-                    Some(c) => {
-                        let d = i64::from(dest) - (o.at as i64 + 6);
-                        o.put(
-                            0x800f | u64::from(c) << 8 | u64::from(d as i32 as u32) << 16,
-                            6,
-                        );
-                    }
-                    None => {
-                        let d = i64::from(dest) - (o.at as i64 + 5);
-                        o.put(0xe9 | u64::from(d as i32 as u32) << 8, 5);
-                    }
-                }
+            // The rel fields count from the end of the instruction.
+            let from = |len: i64| i64::from(dest) - (o.at as i64 + len);
+            match (cc, i8::try_from(from(2))) {
+                (Some(c), Ok(d)) => enc::jcc_short(o, c, d),
+                (None, Ok(d)) => enc::jmp_short(o, d),
+                (Some(c), Err(_)) => enc::jcc_near(o, c, from(6) as i32),
+                (None, Err(_)) => enc::jmp_near(o, from(5) as i32),
             }
         } else {
             match cc {
-                Some(c) => o.put(0x800f | u64::from(c) << 8, 2),
-                None => o.put(0xe9, 1),
+                Some(c) => enc::jcc_near(o, c, 0),
+                None => enc::jmp_near(o, 0),
             }
-            self.fixups.push((o.at as u32, t as u32));
-            o.put(0, 4);
+            self.fixups.push((o.at as u32 - 4, t as u32));
         }
         Ok(())
     }
@@ -1085,39 +938,35 @@ fn no_r10(n: usize) -> Step<()> {
     }
 }
 
-/// The 0xc1/0xd3 group's operation for a shift opcode.
+/// The shift of a shift opcode.
 #[inline(always)]
-fn shift_ext(code: u8) -> u8 {
+fn shift_op(code: u8) -> Shift {
     match code >> 4 {
-        6 => 4, // shl
-        7 => 5, // shr
-        _ => 7, // sar
+        6 => Shift::Shl,
+        7 => Shift::Shr,
+        _ => Shift::Sar,
     }
 }
 
-/// `dst = *(size *)(base + disp)`, zero- or (mode `MEMSX`) sign-extended.
+/// The access size of a load, store or atomic opcode.
 #[inline(always)]
-fn load(o: &mut Out, code: u8, dst: u8, base: u8, disp: i32) {
-    let (w, opc, n) = match (code & 0xe0 == 0x80, code & 0x18) {
-        (false, 0x10) => (false, 0xb60f, 2), // movzx r32, m8
-        (false, 0x08) => (false, 0xb70f, 2), // movzx r32, m16
-        (false, 0x00) => (false, 0x8b, 1),   // mov r32, m32
-        (false, _) => (true, 0x8b, 1),       // mov r64, m64
-        (true, 0x10) => (true, 0xbe0f, 2),   // movsx r64, m8
-        (true, 0x08) => (true, 0xbf0f, 2),   // movsx r64, m16
-        (true, _) => (true, 0x63, 1),        // movsxd r64, m32
-    };
-    mem(o, false, w, false, opc, n, dst, base, disp);
+fn mem_size(code: u8) -> Sz {
+    match code & 0x18 {
+        0x10 => Sz::B,
+        0x08 => Sz::H,
+        0x00 => Sz::W,
+        _ => Sz::Q,
+    }
 }
 
-/// `*(size *)(base + disp) = src`.
+/// `dst = *(size *)m`, zero- or (mode `MEMSX`) sign-extended.
 #[inline(always)]
-fn store(o: &mut Out, code: u8, base: u8, src: u8, disp: i32) {
-    match code & 0x18 {
-        0x10 => mem(o, false, false, byte_rex(src), 0x88, 1, src, base, disp),
-        0x08 => mem(o, true, false, false, 0x89, 1, src, base, disp),
-        0x00 => mem(o, false, false, false, 0x89, 1, src, base, disp),
-        _ => mem(o, false, true, false, 0x89, 1, src, base, disp),
+fn load(o: &mut Out, code: u8, dst: Gpr, m: Mem) {
+    let s = mem_size(code);
+    match (code & 0xe0 == 0x80, s) {
+        (false, Sz::B | Sz::H) => enc::load_zx(o, s, dst, m),
+        (false, _) => enc::load(o, s, dst, m),
+        (true, _) => enc::load_sx(o, s, dst, m),
     }
 }
 
@@ -1125,88 +974,82 @@ fn store(o: &mut Out, code: u8, base: u8, src: u8, disp: i32) {
 /// quotient is 0 and the remainder the dividend (zero-extended when
 /// 32-bit); signed by -1, the quotient is `-dst` (`INT_MIN` stays) and
 /// the remainder 0. `divisor`: the register (checked at run time), or
-/// `None` for the immediate `imm` (decided here).
+/// `None` for the immediate `imm` (decided here). Unlike the optimizing
+/// backend, whose checks branch to out-of-line stubs, the cases are
+/// handled inline.
 #[inline(never)]
 fn div_rem(
     mut o: Out,
-    w64: bool,
+    s: Sz,
     signed: bool,
     rem: bool,
-    dst: u8,
-    divisor: Option<u8>,
+    dst: Gpr,
+    divisor: Option<Gpr>,
     imm: i32,
 ) -> Out {
     // Out of line (and by value, keeping the caller's cursor in registers).
-    div_rem_in(&mut o, w64, signed, rem, dst, divisor, imm);
+    div_rem_in(&mut o, s, signed, rem, dst, divisor, imm);
     o
 }
 
 #[inline(always)]
 fn div_rem_in(
     o: &mut Out,
-    w64: bool,
+    s: Sz,
     signed: bool,
     rem: bool,
-    dst: u8,
-    divisor: Option<u8>,
+    dst: Gpr,
+    divisor: Option<Gpr>,
     imm: i32,
 ) {
-    let neg = |o: &mut Out| rr(o, w64, 0xf7, 3, dst);
+    let zero = |o: &mut Out| enc::alu_rr(o, Sz::W, Alu1::Xor, dst, dst);
+    let by_zero = |o: &mut Out| match (rem, s) {
+        (false, _) => zero(o),
+        (true, Sz::W) => enc::mov_rr(o, Sz::W, dst, dst),
+        (true, _) => {}
+    };
+    let by_minus1 = |o: &mut Out| if rem { zero(o) } else { enc::neg(o, s, dst) };
     let mut done = [0usize; 2];
     let mut ndone = 0;
     let d = match divisor {
         None => {
-            match (imm, rem) {
-                (0, false) => return zero(o, dst),
-                (0, true) => {
-                    if !w64 {
-                        mov32(o, dst, dst);
-                    }
-                    return;
-                }
-                (-1, false) if signed => return neg(o),
-                (-1, true) if signed => return zero(o, dst),
-                _ => {}
+            if imm == 0 {
+                return by_zero(o);
             }
-            if w64 {
-                mov_imm(o, R11, imm);
+            if signed && imm == -1 {
+                return by_minus1(o);
+            }
+            if s == Sz::Q {
+                mov_imm64(o, AUX, i64::from(imm) as u64);
             } else {
-                mov32_imm(o, R11, imm as u32);
+                enc::mov_r32_imm(o, AUX, imm as u32);
             }
-            R11
+            AUX
         }
-        Some(s) => {
+        Some(r) => {
             // The divisor stays in place unless it is rax or rdx.
-            let d = if s == RAX || s == RDX {
-                mov64(o, R11, s);
-                R11
+            let d = if r == Gpr::RAX || r == Gpr::RDX {
+                mov64(o, AUX, r);
+                AUX
             } else {
-                s
+                r
             };
             // test d, d; jnz 1f; <by zero>; jmp done; 1:
-            rr(o, w64, 0x85, d, d);
-            o.put(0x75, 2);
+            enc::test_rr(o, s, d, d);
+            enc::jcc_short(o, Cc::Ne, 0);
             let nonzero = o.at - 1;
-            if !rem {
-                zero(o, dst);
-            } else if !w64 {
-                mov32(o, dst, dst);
-            }
-            o.put(0xeb, 2);
+            by_zero(o);
+            enc::jmp_short(o, 0);
             done[0] = o.at - 1;
             ndone = 1;
             o.land8(nonzero);
             if signed {
                 // cmp d, -1; jne 2f; <by -1>; jmp done; 2:
-                ri(o, w64, 7, d, -1);
-                o.put(0x75, 2);
+                enc::alu_ri(o, s, Alu1::Cmp, d, -1);
+                enc::jcc_short(o, Cc::Ne, 0);
                 let other = o.at - 1;
-                if rem {
-                    zero(o, dst);
-                } else {
-                    neg(o);
-                }
-                o.put(0xeb, 2);
+                by_minus1(o);
+                enc::jmp_short(o, 0);
                 done[1] = o.at - 1;
                 ndone = 2;
                 o.land8(other);
@@ -1214,80 +1057,148 @@ fn div_rem_in(
             d
         }
     };
-    if dst != RAX {
-        o.put(0x50, 1); // push rax
+    if dst != Gpr::RAX {
+        enc::push(o, Gpr::RAX);
     }
-    if dst != RDX {
-        o.put(0x52, 1); // push rdx
+    if dst != Gpr::RDX {
+        enc::push(o, Gpr::RDX);
     }
-    mov64(o, RAX, dst);
+    mov64(o, Gpr::RAX, dst);
     if signed {
-        // cqo / cdq
-        if w64 {
-            o.put(0x9948, 2);
-        } else {
-            o.put(0x99, 1);
-        }
+        enc::sign_extend_ax(o, s);
     } else {
-        zero(o, RDX);
+        enc::alu_rr(o, Sz::W, Alu1::Xor, Gpr::RDX, Gpr::RDX);
     }
-    rr(o, w64, 0xf7, if signed { 7 } else { 6 }, d);
-    mov64(o, dst, if rem { RDX } else { RAX });
-    if dst != RDX {
-        o.put(0x5a, 1); // pop rdx
+    enc::div(o, s, signed, d);
+    mov64(o, dst, if rem { Gpr::RDX } else { Gpr::RAX });
+    if dst != Gpr::RDX {
+        enc::pop(o, Gpr::RDX);
     }
-    if dst != RAX {
-        o.put(0x58, 1); // pop rax
+    if dst != Gpr::RAX {
+        enc::pop(o, Gpr::RAX);
     }
     for &j in &done[..ndone] {
         o.land8(j);
     }
 }
 
-/// `src = atomic_fetch_<op>((size *)(base + disp), src)` for `and`, `or`
-/// and `xor` (`imm` 0x51, 0x41, 0xa1), which x86 has no single
-/// instruction for: `rax` (r0) is saved in `r10` (the kernel's AX, no
-/// eBPF register) for the `cmpxchg` loop, with `r10` standing in for a
-/// base or source that was `rax`:
+/// `src = atomic_fetch_<op>(m, src)` for `and`, `or` and `xor`, which x86
+/// has no single instruction for: `rax` (r0) is saved in the second
+/// scratch register (the kernel's AX, no eBPF register) for the `cmpxchg`
+/// loop, which stands in for a base or source that was `rax`:
 ///
 /// ```text
-///     mov r10, rax
+///     mov aux2, rax
 ///     mov rax, [base + disp]
-/// 1:  mov r11, rax
-///     op  r11, src
-///     lock cmpxchg [base + disp], r11
+/// 1:  mov aux, rax
+///     op  aux, src
+///     lock cmpxchg [base + disp], aux
 ///     jne 1b
 ///     mov src, rax        ; the old value (zero-extended when 32-bit)
-///     mov rax, r10        ; unless src is r0
+///     mov rax, aux2       ; unless src is r0
 /// ```
-fn fetch_op(o: &mut Out, w64: bool, imm: i32, base: u8, src: u8, disp: i32) {
-    const R10: u8 = 10;
-    let opc = match imm {
-        0x41 => 0x09, // or
-        0x51 => 0x21, // and
-        _ => 0x31,    // xor
+fn fetch_op(o: &mut Out, s: Sz, op: Alu1, m: Mem, src: Gpr) {
+    let m = if m.base == Gpr::RAX {
+        Mem { base: AUX2, ..m }
+    } else {
+        m
     };
-    let b = if base == RAX { R10 } else { base };
-    let s = if src == RAX { R10 } else { src };
-    mov64(o, R10, RAX);
-    mem(o, false, w64, false, 0x8b, 1, RAX, b, disp);
+    let operand = if src == Gpr::RAX { AUX2 } else { src };
+    mov64(o, AUX2, Gpr::RAX);
+    enc::load(o, s, Gpr::RAX, m);
     let top = o.at;
-    rr(o, true, 0x89, RAX, R11);
-    rr(o, w64, opc, s, R11);
-    o.put(0xf0, 1);
-    mem(o, false, w64, false, 0xb10f, 2, R11, b, disp);
+    enc::mov_rr(o, Sz::Q, AUX, Gpr::RAX);
+    enc::alu_rr(o, s, op, AUX, operand);
+    enc::lock_cmpxchg(o, s, m, AUX);
     // jne top (the loop is far shorter than 128 bytes)
-    let back = top as i64 - (o.at as i64 + 2);
-    o.put(0x75 | u64::from(back as i8 as u8) << 8, 2);
-    if src == RAX {
+    enc::jcc_short(o, Cc::Ne, (top as i64 - (o.at as i64 + 2)) as i8);
+    if src == Gpr::RAX {
         // r0 takes the old value: nothing to restore (a 32-bit result is
         // already zero-extended: both the load and cmpxchg write eax).
         return;
     }
-    if w64 {
-        mov64(o, src, RAX);
-    } else {
-        mov32(o, src, RAX);
+    enc::mov_rr(o, s, src, Gpr::RAX);
+    mov64(o, Gpr::RAX, AUX2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes with `f` into a fresh buffer (room for one instruction).
+    fn bytes(f: impl FnOnce(&mut Out)) -> Vec<u8> {
+        let mut v: Vec<u8> = Vec::with_capacity(64);
+        let mut o = Out {
+            p: v.as_mut_ptr(),
+            at: 0,
+        };
+        f(&mut o);
+        // SAFETY: `o.at` (at most 7) bytes were written into the capacity.
+        unsafe { v.set_len(o.at) };
+        v
     }
-    mov64(o, RAX, R10);
+
+    /// The table-driven hot forms give the bytes of the shared encoders
+    /// (whose forms the emit tests check against llvm-mc), for every
+    /// register pair, operation, width and immediate size.
+    #[test]
+    fn table_forms_match_the_shared_encoders() {
+        let mut ops: Vec<(u8, Option<Alu1>)> = vec![(0x89, None)];
+        for a in [
+            Alu1::Add,
+            Alu1::Or,
+            Alu1::And,
+            Alu1::Sub,
+            Alu1::Xor,
+            Alu1::Cmp,
+        ] {
+            ops.push((a as u8 * 8 + 1, Some(a)));
+        }
+        for (d, &xd) in X.iter().enumerate().take(11) {
+            for w64 in [false, true] {
+                let s = if w64 { Sz::Q } else { Sz::W };
+                for (src, &xs) in X.iter().enumerate().take(11) {
+                    let b1 = (src << 4 | d) as u8;
+                    for &(opc, alu) in &ops {
+                        let want = bytes(|o| match alu {
+                            Some(a) => enc::alu_rr(o, s, a, xd, xs),
+                            None => enc::mov_rr(o, s, xd, xs),
+                        });
+                        assert_eq!(
+                            bytes(|o| rr_b1(o, w64, opc, b1)),
+                            want,
+                            "{opc:#x} r{d}, r{src}"
+                        );
+                    }
+                }
+                for a in [
+                    Alu1::Add,
+                    Alu1::Or,
+                    Alu1::And,
+                    Alu1::Sub,
+                    Alu1::Xor,
+                    Alu1::Cmp,
+                ] {
+                    for imm in [0, 1, -1, 127, -128, 128, -129, i32::MAX, i32::MIN] {
+                        let want = bytes(|o| enc::alu_ri(o, s, a, xd, imm));
+                        assert_eq!(
+                            bytes(|o| ri_n(o, w64, a as u8, d, imm)),
+                            want,
+                            "{a:?} r{d}, {imm}"
+                        );
+                    }
+                }
+                for op in [Shift::Shl, Shift::Shr, Shift::Sar] {
+                    for count in [1u8, 7, 31, 63] {
+                        let want = bytes(|o| enc::shift_ri(o, s, op, xd, count));
+                        assert_eq!(
+                            bytes(|o| shift_n(o, w64, op, d, count)),
+                            want,
+                            "{op:?} r{d}, {count}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

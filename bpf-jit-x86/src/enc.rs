@@ -7,6 +7,28 @@
 
 use bpf_jit::CodeBuffer;
 
+/// Where the encoders write: the optimizing backend's [`CodeBuffer`], or
+/// the baseline tier's cursor ([`crate::baseline`]). Each call appends
+/// the low `len` bytes of `v` (`len <= 8`), little-endian.
+pub trait Sink {
+    /// Appends the low `len` bytes of `v`.
+    fn put_le(&mut self, v: u64, len: u32);
+    /// Appends the low `len_a` bytes of `a`, then the low `len_b` bytes of `b`.
+    fn put_le2(&mut self, a: u64, len_a: u32, b: u64, len_b: u32);
+}
+
+impl Sink for CodeBuffer {
+    #[inline(always)]
+    fn put_le(&mut self, v: u64, len: u32) {
+        CodeBuffer::put_le(self, v, len);
+    }
+
+    #[inline(always)]
+    fn put_le2(&mut self, a: u64, len_a: u32, b: u64, len_b: u32) {
+        CodeBuffer::put_le2(self, a, len_a, b, len_b);
+    }
+}
+
 /// A general-purpose register, by hardware number (`rax` = 0 … `r15` = 15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Gpr(u8);
@@ -240,13 +262,13 @@ impl Head {
 
     /// Writes the head alone.
     #[inline(always)]
-    fn emit(self, b: &mut CodeBuffer) {
+    fn emit(self, b: &mut impl Sink) {
         b.put_le(self.v, self.n);
     }
 
     /// Writes the head followed by the low `len` bytes of `tail`.
     #[inline(always)]
-    fn emit_with(self, b: &mut CodeBuffer, tail: u64, len: u32) {
+    fn emit_with(self, b: &mut impl Sink, tail: u64, len: u32) {
         b.put_le2(self.v, self.n, tail, len);
     }
 }
@@ -279,13 +301,13 @@ fn head_rr(sz: Sz, op: Op, reg: u8, rm: Gpr) -> Head {
 
 /// `[prefix] [REX] op ModRM(11, reg, rm)`, written.
 #[inline(always)]
-fn rr(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, rm: Gpr) {
+fn rr(b: &mut impl Sink, sz: Sz, op: Op, reg: u8, rm: Gpr) {
     head_rr(sz, op, reg, rm).emit(b);
 }
 
 /// `[prefix] [REX] op ModRM(11, reg, rm)` and an `len`-byte immediate.
 #[inline(always)]
-fn rr_imm(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, rm: Gpr, imm: u32, len: u32) {
+fn rr_imm(b: &mut impl Sink, sz: Sz, op: Op, reg: u8, rm: Gpr, imm: u32, len: u32) {
     head_rr(sz, op, reg, rm).emit_with(b, u64::from(imm), len);
 }
 
@@ -293,7 +315,7 @@ fn rr_imm(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, rm: Gpr, imm: u32, len: u
 /// an `ilen`-byte immediate (at most 4) after the displacement.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn rm_imm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: u32, ilen: u32) {
+fn rm_imm(b: &mut impl Sink, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: u32, ilen: u32) {
     let force = sz == Sz::B && byte_reg_needs_rex(reg);
     let base = m.base.low();
     // mod 00 with base rbp/r13 means rip-relative/disp32, so those always
@@ -319,7 +341,7 @@ fn rm_imm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: 
 /// disp]` (scale 1), at size `W` or `Q`. `rsp` cannot be an index: it
 /// goes in the base when it is `index` (the caller never passes it twice).
 #[inline(always)]
-fn rm_indexed(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, base: Gpr, index: Gpr, disp: i32) {
+fn rm_indexed(b: &mut impl Sink, sz: Sz, op: Op, reg: u8, base: Gpr, index: Gpr, disp: i32) {
     let (base, index) = if index == Gpr::RSP {
         (index, base)
     } else {
@@ -348,14 +370,14 @@ fn rm_indexed(b: &mut CodeBuffer, sz: Sz, op: Op, reg: u8, base: Gpr, index: Gpr
 
 /// `lea dst, [base + index + disp]` (64-bit; flags untouched).
 #[inline]
-pub fn lea_indexed(b: &mut CodeBuffer, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
+pub fn lea_indexed(b: &mut impl Sink, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
     rm_indexed(b, Sz::Q, op1(0x8d), dst.0, base, index, disp);
 }
 
 /// `dst = *(sz *)(base + index + disp)`, zero-extended: `movzx r32,
 /// byte/word [..]` for `B`/`H`, `mov r32/r64, [..]` for `W`/`Q`.
 #[inline]
-pub fn load_indexed(b: &mut CodeBuffer, sz: Sz, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
+pub fn load_indexed(b: &mut impl Sink, sz: Sz, dst: Gpr, base: Gpr, index: Gpr, disp: i32) {
     let (op, osz) = match sz {
         Sz::B => (op2(0x0f, 0xb6), Sz::W),
         Sz::H => (op2(0x0f, 0xb7), Sz::W),
@@ -367,14 +389,14 @@ pub fn load_indexed(b: &mut CodeBuffer, sz: Sz, dst: Gpr, base: Gpr, index: Gpr,
 
 /// `[F0] [prefix] [REX] op ModRM [SIB] [disp]` for a memory operand.
 #[inline(always)]
-fn rm(b: &mut CodeBuffer, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem) {
+fn rm(b: &mut impl Sink, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem) {
     rm_imm(b, lock, sz, op, reg, m, 0, 0);
 }
 
 /// `[REX] op+r` with the register in the opcode's low bits, and an
 /// `len`-byte immediate.
 #[inline(always)]
-fn opreg_imm(b: &mut CodeBuffer, w: bool, op: u8, r: Gpr, imm: u64, len: u32) {
+fn opreg_imm(b: &mut impl Sink, w: bool, op: u8, r: Gpr, imm: u64, len: u32) {
     let body = Head::EMPTY.byte(op + r.low());
     prefixes(body, Sz::W, w, 0, r.0, false).emit_with(b, imm, len);
 }
@@ -383,31 +405,31 @@ fn opreg_imm(b: &mut CodeBuffer, w: bool, op: u8, r: Gpr, imm: u64, len: u32) {
 
 /// `mov dst, src` (32-bit form zero-extends).
 #[inline]
-pub fn mov_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
+pub fn mov_rr(b: &mut impl Sink, sz: Sz, dst: Gpr, src: Gpr) {
     rr(b, sz, op1(0x89), src.0, dst);
 }
 
 /// `mov r32, imm32` (`B8+r`; zero-extends).
 #[inline]
-pub fn mov_r32_imm(b: &mut CodeBuffer, dst: Gpr, imm: u32) {
+pub fn mov_r32_imm(b: &mut impl Sink, dst: Gpr, imm: u32) {
     opreg_imm(b, false, 0xb8, dst, u64::from(imm), 4);
 }
 
 /// `mov r64, simm32` (`REX.W C7 /0`; sign-extends).
 #[inline]
-pub fn mov_r64_simm(b: &mut CodeBuffer, dst: Gpr, imm: i32) {
+pub fn mov_r64_simm(b: &mut impl Sink, dst: Gpr, imm: i32) {
     rr_imm(b, Sz::Q, op1(0xc7), 0, dst, imm as u32, 4);
 }
 
 /// `movabs r64, imm64` (`REX.W B8+r`).
 #[inline]
-pub fn movabs(b: &mut CodeBuffer, dst: Gpr, imm: u64) {
+pub fn movabs(b: &mut impl Sink, dst: Gpr, imm: u64) {
     opreg_imm(b, true, 0xb8, dst, imm, 8);
 }
 
 /// `movzx r32, r/m8` (register source).
 #[inline]
-pub fn movzx_r32_r8(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
+pub fn movzx_r32_r8(b: &mut impl Sink, dst: Gpr, src: Gpr) {
     // The source is an 8-bit register: REX needed for sil/dil/bpl/spl.
     let body = Head::EMPTY
         .op(op2(0x0f, 0xb6))
@@ -417,13 +439,13 @@ pub fn movzx_r32_r8(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
 
 /// `movzx r32, r/m16` (register source).
 #[inline]
-pub fn movzx_r32_r16(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
+pub fn movzx_r32_r16(b: &mut impl Sink, dst: Gpr, src: Gpr) {
     rr(b, Sz::W, op2(0x0f, 0xb7), dst.0, src);
 }
 
 /// `movsx dst, src8` with `dst` 32 (`W`) or 64 (`Q`) bits.
 #[inline]
-pub fn movsx_r8(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
+pub fn movsx_r8(b: &mut impl Sink, sz: Sz, dst: Gpr, src: Gpr) {
     let body = Head::EMPTY
         .op(op2(0x0f, 0xbe))
         .byte(0xc0 | (dst.low() << 3) | src.low());
@@ -432,19 +454,19 @@ pub fn movsx_r8(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
 
 /// `movsx dst, src16` with `dst` 32 (`W`) or 64 (`Q`) bits.
 #[inline]
-pub fn movsx_r16(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
+pub fn movsx_r16(b: &mut impl Sink, sz: Sz, dst: Gpr, src: Gpr) {
     rr(b, sz, op2(0x0f, 0xbf), dst.0, src);
 }
 
 /// `movsxd r64, r32`.
 #[inline]
-pub fn movsxd_rr(b: &mut CodeBuffer, dst: Gpr, src: Gpr) {
+pub fn movsxd_rr(b: &mut impl Sink, dst: Gpr, src: Gpr) {
     rr(b, Sz::Q, op1(0x63), dst.0, src);
 }
 
 /// `lea r64, [rip + disp]`.
 #[inline]
-pub fn lea_rip(b: &mut CodeBuffer, dst: Gpr, disp: i32) {
+pub fn lea_rip(b: &mut impl Sink, dst: Gpr, disp: i32) {
     let body = Head::EMPTY.byte(0x8d).byte((dst.low() << 3) | 0b101);
     prefixes(body, Sz::W, true, dst.0, 0, false).emit_with(b, u64::from(disp as u32), 4);
 }
@@ -453,14 +475,14 @@ pub fn lea_rip(b: &mut CodeBuffer, dst: Gpr, disp: i32) {
 
 /// `lea dst, [m.base + m.disp]` (64-bit; flags untouched).
 #[inline]
-pub fn lea(b: &mut CodeBuffer, dst: Gpr, m: Mem) {
+pub fn lea(b: &mut impl Sink, dst: Gpr, m: Mem) {
     lea_sized(b, Sz::Q, dst, m);
 }
 
 /// `lea dst, [m.base + m.disp]` at size `W` (the sum's low 32 bits,
 /// zero-extended) or `Q`; flags untouched.
 #[inline]
-pub fn lea_sized(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
+pub fn lea_sized(b: &mut impl Sink, sz: Sz, dst: Gpr, m: Mem) {
     rm(b, false, sz, op1(0x8d), dst.0, m);
 }
 
@@ -469,7 +491,7 @@ pub fn lea_sized(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
 /// other register can be the base (as a base they need a zero `disp8`);
 /// `rsp` is never an index.
 #[inline]
-pub fn lea_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, x: Gpr, y: Gpr) {
+pub fn lea_rr(b: &mut impl Sink, sz: Sz, dst: Gpr, x: Gpr, y: Gpr) {
     let (base, index) = if (x.low() == 5 && y.low() != 5) || y == Gpr::RSP {
         (y, x)
     } else {
@@ -494,13 +516,13 @@ pub fn lea_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, x: Gpr, y: Gpr) {
 
 /// `op dst, src` for the group-1 operations (`01 09 21 29 31 39`).
 #[inline]
-pub fn alu_rr(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, src: Gpr) {
+pub fn alu_rr(b: &mut impl Sink, sz: Sz, op: Alu1, dst: Gpr, src: Gpr) {
     rr(b, sz, op1((op as u8) * 8 + 1), src.0, dst);
 }
 
 /// `op dst, imm` (`83 /n ib` when the immediate fits 8 bits, else `81 /n id`).
 #[inline]
-pub fn alu_ri(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, imm: i32) {
+pub fn alu_ri(b: &mut impl Sink, sz: Sz, op: Alu1, dst: Gpr, imm: i32) {
     let short = fits_i8(i64::from(imm));
     // 83 for an 8-bit immediate, 81 for a 32-bit one.
     let opc = 0x81 | (u8::from(short) << 1);
@@ -510,25 +532,25 @@ pub fn alu_ri(b: &mut CodeBuffer, sz: Sz, op: Alu1, dst: Gpr, imm: i32) {
 
 /// `test a, b_`.
 #[inline]
-pub fn test_rr(b: &mut CodeBuffer, sz: Sz, a: Gpr, b_: Gpr) {
+pub fn test_rr(b: &mut impl Sink, sz: Sz, a: Gpr, b_: Gpr) {
     rr(b, sz, op1(0x85), b_.0, a);
 }
 
 /// `test r, imm32` (`F7 /0 id`).
 #[inline]
-pub fn test_ri(b: &mut CodeBuffer, sz: Sz, a: Gpr, imm: i32) {
+pub fn test_ri(b: &mut impl Sink, sz: Sz, a: Gpr, imm: i32) {
     rr_imm(b, sz, op1(0xf7), 0, a, imm as u32, 4);
 }
 
 /// `imul dst, src`.
 #[inline]
-pub fn imul_rr(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr) {
+pub fn imul_rr(b: &mut impl Sink, sz: Sz, dst: Gpr, src: Gpr) {
     rr(b, sz, op2(0x0f, 0xaf), dst.0, src);
 }
 
 /// `imul dst, src, imm` (`6B /r ib` or `69 /r id`).
 #[inline]
-pub fn imul_rri(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr, imm: i32) {
+pub fn imul_rri(b: &mut impl Sink, sz: Sz, dst: Gpr, src: Gpr, imm: i32) {
     let short = fits_i8(i64::from(imm));
     // 6B for an 8-bit immediate, 69 for a 32-bit one.
     let opc = 0x69 | (u8::from(short) << 1);
@@ -538,37 +560,37 @@ pub fn imul_rri(b: &mut CodeBuffer, sz: Sz, dst: Gpr, src: Gpr, imm: i32) {
 
 /// `shift dst, imm8` (`C1 /n ib`).
 #[inline]
-pub fn shift_ri(b: &mut CodeBuffer, sz: Sz, op: Shift, dst: Gpr, imm: u8) {
+pub fn shift_ri(b: &mut impl Sink, sz: Sz, op: Shift, dst: Gpr, imm: u8) {
     rr_imm(b, sz, op1(0xc1), op as u8, dst, u32::from(imm), 1);
 }
 
 /// `shift dst, cl` (`D3 /n`).
 #[inline]
-pub fn shift_rcl(b: &mut CodeBuffer, sz: Sz, op: Shift, dst: Gpr) {
+pub fn shift_rcl(b: &mut impl Sink, sz: Sz, op: Shift, dst: Gpr) {
     rr(b, sz, op1(0xd3), op as u8, dst);
 }
 
 /// `neg dst` (`F7 /3`).
 #[inline]
-pub fn neg(b: &mut CodeBuffer, sz: Sz, dst: Gpr) {
+pub fn neg(b: &mut impl Sink, sz: Sz, dst: Gpr) {
     rr(b, sz, op1(0xf7), 3, dst);
 }
 
 /// `div src` (unsigned, `F7 /6`) or `idiv src` (signed, `F7 /7`) of `rdx:rax`.
 #[inline]
-pub fn div(b: &mut CodeBuffer, sz: Sz, signed: bool, src: Gpr) {
+pub fn div(b: &mut impl Sink, sz: Sz, signed: bool, src: Gpr) {
     rr(b, sz, op1(0xf7), 6 | u8::from(signed), src);
 }
 
 /// `cdq` (`W`) or `cqo` (`Q`): sign-extend `eax`/`rax` into `edx`/`rdx`.
 #[inline]
-pub fn sign_extend_ax(b: &mut CodeBuffer, sz: Sz) {
+pub fn sign_extend_ax(b: &mut impl Sink, sz: Sz) {
     Head::EMPTY.byte(0x99).prepend_if(0x48, sz == Sz::Q).emit(b);
 }
 
 /// `bswap r32` / `bswap r64`.
 #[inline]
-pub fn bswap(b: &mut CodeBuffer, sz: Sz, r: Gpr) {
+pub fn bswap(b: &mut impl Sink, sz: Sz, r: Gpr) {
     let body = Head::EMPTY.byte(0x0f).byte(0xc8 + r.low());
     prefixes(body, Sz::W, sz == Sz::Q, 0, r.0, false).emit(b);
 }
@@ -577,20 +599,20 @@ pub fn bswap(b: &mut CodeBuffer, sz: Sz, r: Gpr) {
 
 /// `mov r, [m]` (sizes `W`, `Q`).
 #[inline]
-pub fn load(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
+pub fn load(b: &mut impl Sink, sz: Sz, dst: Gpr, m: Mem) {
     rm(b, false, sz, op1(0x8b), dst.0, m);
 }
 
 /// `movzx r32, byte/word [m]` (`sz` is the memory size, `B` or `H`).
 #[inline]
-pub fn load_zx(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
+pub fn load_zx(b: &mut impl Sink, sz: Sz, dst: Gpr, m: Mem) {
     let op = if sz == Sz::B { 0xb6 } else { 0xb7 };
     rm(b, false, Sz::W, op2(0x0f, op), dst.0, m);
 }
 
 /// `movsx r64, byte/word [m]` or `movsxd r64, dword [m]` (`sz` is the memory size).
 #[inline]
-pub fn load_sx(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
+pub fn load_sx(b: &mut impl Sink, sz: Sz, dst: Gpr, m: Mem) {
     let op = match sz {
         Sz::B => op2(0x0f, 0xbe),
         Sz::H => op2(0x0f, 0xbf),
@@ -601,7 +623,7 @@ pub fn load_sx(b: &mut CodeBuffer, sz: Sz, dst: Gpr, m: Mem) {
 
 /// `mov [m], src` (any size).
 #[inline]
-pub fn store(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
+pub fn store(b: &mut impl Sink, sz: Sz, m: Mem, src: Gpr) {
     // 88 for a byte, 89 otherwise.
     let op = 0x88 | u8::from(sz != Sz::B);
     rm(b, false, sz, op1(op), src.0, m);
@@ -609,7 +631,7 @@ pub fn store(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
 
 /// `mov [m], imm` (`C6 /0 ib`, `66 C7 /0 iw`, `C7 /0 id`, `REX.W C7 /0 id`).
 #[inline]
-pub fn store_imm(b: &mut CodeBuffer, sz: Sz, m: Mem, imm: i32) {
+pub fn store_imm(b: &mut impl Sink, sz: Sz, m: Mem, imm: i32) {
     let (op, len) = match sz {
         Sz::B => (0xc6, 1),
         Sz::H => (0xc7, 2),
@@ -620,25 +642,25 @@ pub fn store_imm(b: &mut CodeBuffer, sz: Sz, m: Mem, imm: i32) {
 
 /// `lock op [m], src` for `add`, `or`, `and`, `xor` (sizes `W`, `Q`).
 #[inline]
-pub fn lock_alu(b: &mut CodeBuffer, sz: Sz, op: Alu1, m: Mem, src: Gpr) {
+pub fn lock_alu(b: &mut impl Sink, sz: Sz, op: Alu1, m: Mem, src: Gpr) {
     rm(b, true, sz, op1((op as u8) * 8 + 1), src.0, m);
 }
 
 /// `lock xadd [m], src`.
 #[inline]
-pub fn lock_xadd(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
+pub fn lock_xadd(b: &mut impl Sink, sz: Sz, m: Mem, src: Gpr) {
     rm(b, true, sz, op2(0x0f, 0xc1), src.0, m);
 }
 
 /// `xchg [m], src` (implicitly locked).
 #[inline]
-pub fn xchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
+pub fn xchg(b: &mut impl Sink, sz: Sz, m: Mem, src: Gpr) {
     rm(b, false, sz, op1(0x87), src.0, m);
 }
 
 /// `lock cmpxchg [m], src` (compares with `eax`/`rax`).
 #[inline]
-pub fn lock_cmpxchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
+pub fn lock_cmpxchg(b: &mut impl Sink, sz: Sz, m: Mem, src: Gpr) {
     rm(b, true, sz, op2(0x0f, 0xb1), src.0, m);
 }
 
@@ -646,13 +668,13 @@ pub fn lock_cmpxchg(b: &mut CodeBuffer, sz: Sz, m: Mem, src: Gpr) {
 
 /// `jcc rel8`.
 #[inline]
-pub fn jcc_short(b: &mut CodeBuffer, cc: Cc, rel: i8) {
+pub fn jcc_short(b: &mut impl Sink, cc: Cc, rel: i8) {
     b.put_le(u64::from(0x70 | cc as u8) | u64::from(rel as u8) << 8, 2);
 }
 
 /// `jcc rel32`.
 #[inline]
-pub fn jcc_near(b: &mut CodeBuffer, cc: Cc, rel: i32) {
+pub fn jcc_near(b: &mut impl Sink, cc: Cc, rel: i32) {
     b.put_le2(
         0x0f | u64::from(0x80 | cc as u8) << 8,
         2,
@@ -663,73 +685,73 @@ pub fn jcc_near(b: &mut CodeBuffer, cc: Cc, rel: i32) {
 
 /// `jmp rel8`.
 #[inline]
-pub fn jmp_short(b: &mut CodeBuffer, rel: i8) {
+pub fn jmp_short(b: &mut impl Sink, rel: i8) {
     b.put_le(0xeb | u64::from(rel as u8) << 8, 2);
 }
 
 /// `jmp rel32`.
 #[inline]
-pub fn jmp_near(b: &mut CodeBuffer, rel: i32) {
+pub fn jmp_near(b: &mut impl Sink, rel: i32) {
     b.put_le2(0xe9, 1, u64::from(rel as u32), 4);
 }
 
 /// `call rel32`.
 #[inline]
-pub fn call_rel(b: &mut CodeBuffer, rel: i32) {
+pub fn call_rel(b: &mut impl Sink, rel: i32) {
     b.put_le2(0xe8, 1, u64::from(rel as u32), 4);
 }
 
 /// `call r64`.
 #[inline]
-pub fn call_r(b: &mut CodeBuffer, r: Gpr) {
+pub fn call_r(b: &mut impl Sink, r: Gpr) {
     rr(b, Sz::W, op1(0xff), 2, r);
 }
 
 /// `jmp r64` (indirect, absolute).
 #[inline]
-pub fn jmp_r(b: &mut CodeBuffer, r: Gpr) {
+pub fn jmp_r(b: &mut impl Sink, r: Gpr) {
     rr(b, Sz::W, op1(0xff), 4, r);
 }
 
 /// `push r64`.
 #[inline]
-pub fn push(b: &mut CodeBuffer, r: Gpr) {
+pub fn push(b: &mut impl Sink, r: Gpr) {
     opreg_imm(b, false, 0x50, r, 0, 0);
 }
 
 /// `pop r64`.
 #[inline]
-pub fn pop(b: &mut CodeBuffer, r: Gpr) {
+pub fn pop(b: &mut impl Sink, r: Gpr) {
     opreg_imm(b, false, 0x58, r, 0, 0);
 }
 
 /// `sub rsp, imm32` (always the 4-byte immediate form, so the prologue has a fixed size).
 #[inline]
-pub fn sub_rsp_imm32(b: &mut CodeBuffer, imm: u32) {
+pub fn sub_rsp_imm32(b: &mut impl Sink, imm: u32) {
     b.put_le2(0x00ec_8148, 3, u64::from(imm), 4);
 }
 
 /// `leave`
 #[inline]
-pub fn leave(b: &mut CodeBuffer) {
-    b.put1(0xc9);
+pub fn leave(b: &mut impl Sink) {
+    b.put_le(0xc9, 1);
 }
 
 /// `ret`
 #[inline]
-pub fn ret(b: &mut CodeBuffer) {
-    b.put1(0xc3);
+pub fn ret(b: &mut impl Sink) {
+    b.put_le(0xc3, 1);
 }
 
 /// The 5-byte nop `nopl 0(rax,rax,1)` (`0F 1F 44 00 00`), the patch site
 /// for attaching trampolines.
 #[inline]
-pub fn nop5(b: &mut CodeBuffer) {
+pub fn nop5(b: &mut impl Sink) {
     b.put_le(0x00_0044_1f0f, 5);
 }
 
 /// The 2-byte nop `xchg ax, ax` (`66 90`).
 #[inline]
-pub fn nop2(b: &mut CodeBuffer) {
+pub fn nop2(b: &mut impl Sink) {
     b.put_le(0x9066, 2);
 }
