@@ -1138,6 +1138,23 @@ mod tests {
         v
     }
 
+    /// [`CC`] is the condition the optimizing backend branches on for the
+    /// jump the decoder reads from each opcode, and `None` exactly where
+    /// the opcode is no conditional jump.
+    #[test]
+    fn condition_table_matches_the_decoder_and_the_backend() {
+        for op in 0..16u8 {
+            let raw = bpf_isa::RawInsn::new(0x05 | op << 4, 0, 0, 0, 0);
+            let want = match bpf_isa::decode::decode_slots(&[raw]) {
+                Ok(bpf_isa::Insn::Jmp { cond, .. }) => {
+                    Some(crate::cc(bpf_jit::IntCmpKind::of(cond)))
+                }
+                _ => None,
+            };
+            assert_eq!(CC[usize::from(op)], want, "jump op {op:#x}");
+        }
+    }
+
     /// The table-driven hot forms give the bytes of the shared encoders
     /// (whose forms the emit tests check against llvm-mc), for every
     /// register pair, operation, width and immediate size.
