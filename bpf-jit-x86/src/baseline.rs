@@ -4,8 +4,11 @@
 //! receives them, with no decoded [`bpf_isa::Program`], no plan and no
 //! layout passes: a pre-scan finds the subprograms and the callee-saved
 //! registers in use, then each instruction is checked against the
-//! decoder's field rules and lowered with one dispatch on its opcode,
-//! writing its bytes directly. Forward branches take the 4-byte form and
+//! decoder's field rules and lowered with one dispatch on its opcode
+//! through the backend's encoders ([`crate::enc`], writing to an
+//! unchecked cursor: [`enc::Sink`]); the hottest forms (ALU, compare and
+//! shift on registers) come from tables indexed by the slot's register
+//! byte, checked byte for byte against those encoders. Forward branches take the 4-byte form and
 //! are patched at the end; backward ones take the short form when it
 //! reaches.
 //!
