@@ -81,30 +81,47 @@ const NIBBLES: [u32; 256] = {
     t
 };
 
-/// By a slot's register byte (dst in the low nibble, src in the high):
-/// REX.R and REX.B (low byte) and the register-direct ModRM (high byte)
-/// with src's native register in the reg field and dst's in r/m. The
-/// hot ALU forms use it instead of [`enc`]'s general assembly (a test
+/// The encoding templates of the hot register forms: the bytes before
+/// the immediate, with the opcode byte left zero (low 24 bits), their
+/// number (bits 24..28) and the opcode byte's index (bits 28..32: 1 after
+/// a REX prefix, else 0). A 32-bit form has a REX prefix only when a
+/// register needs REX.R or REX.B; a 64-bit one always (REX.W).
+const fn template(w64: bool, reg: u8, rm: u8) -> u32 {
+    let rex = (reg >> 3) << 2 | (rm >> 3);
+    let modrm = (0xc0 | (reg & 7) << 3 | (rm & 7)) as u32;
+    if w64 || rex != 0 {
+        (0x40 | (w64 as u8) << 3 | rex) as u32 | modrm << 16 | 3 << 24 | 1 << 28
+    } else {
+        modrm << 8 | 2 << 24
+    }
+}
+
+/// By a slot's register byte (dst in the low nibble, src in the high),
+/// for 32-bit (`[0]`) and 64-bit (`[1]`) operations: the template of
+/// `op r/m, r` with src's native register in the reg field and dst's in
+/// r/m ([`template`]). Instead of [`enc`]'s general assembly (a test
 /// checks both give the same bytes).
-const PAIR: [u16; 256] = {
-    let mut t = [0u16; 256];
+static RR: [[u32; 256]; 2] = {
+    let mut t = [[0u32; 256]; 2];
     let mut b = 0;
     while b < 256 {
         let (d, s) = (X[b & 15].num(), X[b >> 4].num());
-        t[b] = ((s >> 3) << 2 | (d >> 3)) as u16 | ((0xc0 | (s & 7) << 3 | (d & 7)) as u16) << 8;
+        t[0][b] = template(false, s, d);
+        t[1][b] = template(true, s, d);
         b += 1;
     }
     t
 };
 
-/// By a register nibble: REX.B (low byte) and the register-direct ModRM
-/// with that register in r/m and 0 in the reg field (high byte).
-const RM1: [u16; 16] = {
-    let mut t = [0u16; 16];
+/// By a register nibble, for 32-bit (`[0]`) and 64-bit (`[1]`)
+/// operations: the template of a group opcode (`81`/`83`/`C1`) on that
+/// register, with 0 in the reg field ([`template`]).
+static RM: [[u32; 16]; 2] = {
+    let mut t = [[0u32; 16]; 2];
     let mut r = 0;
     while r < 16 {
-        let x = X[r].num();
-        t[r] = (x >> 3) as u16 | ((0xc0 | (x & 7)) as u16) << 8;
+        t[0][r] = template(false, 0, X[r].num());
+        t[1][r] = template(true, 0, X[r].num());
         r += 1;
     }
     t
@@ -129,6 +146,8 @@ const MAX_INSN_BYTES: usize = 128;
 
 /// Slot offset marking the second slot of an `ld_imm64` (not a branch target).
 const NOT_A_START: u32 = u32::MAX;
+/// Slot offset marking a subprogram start not reached yet.
+const START_MARK: u32 = u32::MAX - 1;
 
 /// Raw fields of a slot.
 const SRC_FIELD: u64 = 0xf000;
@@ -158,11 +177,13 @@ const IMM_FIELD: u64 = 0xffff_ffff_0000_0000;
 #[derive(Debug, Default)]
 pub struct Baseline {
     code: Vec<u8>,
-    /// Native offset of each slot's code ([`NOT_A_START`] for an `ld_imm64`'s second slot).
+    /// Native offset of each slot's code ([`NOT_A_START`] for an
+    /// `ld_imm64`'s second slot, [`START_MARK`] for a subprogram start
+    /// ahead).
     offs: Vec<u32>,
     /// Forward branches: offset of the 4-byte displacement, target slot.
     fixups: Vec<(u32, u32)>,
-    /// bpf-to-bpf call sites found by the pre-scan: site slot, target slot.
+    /// bpf-to-bpf call sites: site slot, target slot.
     calls: Vec<(u32, u32)>,
     /// Emitted bpf-to-bpf calls: offset of the displacement, target slot.
     call_fixups: Vec<(u32, u32)>,
@@ -170,8 +191,17 @@ pub struct Baseline {
     entries: Vec<u32>,
     /// Subprogram start slots, sorted (the main one, 0, first).
     starts: Vec<u32>,
+    /// Offset of each frame's `sub rsp` immediate (the room for the
+    /// callee-saved pushes follows it).
+    frames: Vec<u32>,
+    /// Offset of the room for the callee-saved pops in each `exit`.
+    exits: Vec<u32>,
+    /// Registers named by the program (bit `i` for `ri`).
+    used: u32,
     /// Call-graph edges (caller, callee) by subprogram index.
     edges: Vec<(u16, u16)>,
+    /// The depth-first search's path: subprogram, next edge to follow.
+    path: Vec<(u16, usize)>,
     /// The optimizing compiler, for what this one leaves to it.
     full: Compiler,
 }
@@ -180,7 +210,6 @@ pub struct Baseline {
 #[derive(Clone, Copy)]
 struct Out {
     p: *mut u8,
-    at: usize,
 }
 
 impl Out {
@@ -188,26 +217,29 @@ impl Out {
     #[inline(always)]
     fn put(&mut self, v: u64, n: usize) {
         // SAFETY: before each instruction is lowered, the buffer has
-        // `MAX_INSN_BYTES + 8` bytes of capacity past `at`, and no
-        // lowering writes more than `MAX_INSN_BYTES`; `at` only grows by
-        // what was written.
-        unsafe { self.p.add(self.at).cast::<u64>().write_unaligned(v) };
-        self.at += n;
+        // `MAX_INSN_BYTES + 8` bytes of capacity past the cursor, and no
+        // lowering writes more than `MAX_INSN_BYTES`; the cursor only
+        // moves past what was written.
+        unsafe {
+            self.p.cast::<u64>().write_unaligned(v);
+            self.p = self.p.add(n);
+        }
     }
 
-    /// Overwrites the byte at `pos` (already written).
+    /// The last byte written.
     #[inline(always)]
-    fn patch8(&mut self, pos: usize, v: u8) {
-        debug_assert!(pos < self.at);
-        // SAFETY: `pos` is below `at`, inside the buffer's capacity.
-        unsafe { self.p.add(pos).write(v) };
+    fn last(&self) -> *mut u8 {
+        self.p.wrapping_sub(1)
     }
 
-    /// Points the rel8 whose byte is at `pos` to the current offset.
+    /// Points the rel8 at `pos` (a byte this cursor wrote, a short way
+    /// back) to the cursor.
     #[inline(always)]
-    fn land8(&mut self, pos: usize) {
+    fn land8(&mut self, pos: *mut u8) {
         // Internal sequences are far shorter than 127 bytes.
-        self.patch8(pos, (self.at - pos - 1) as u8);
+        let d = (self.p as usize - pos as usize - 1) as u8;
+        // SAFETY: `pos` is a byte written by this cursor, in the buffer.
+        unsafe { pos.write(d) };
     }
 }
 
@@ -224,49 +256,47 @@ impl Sink for Out {
     }
 }
 
-/// Writes `v`, `n` bytes starting with a REX prefix, without that prefix
-/// when it is the plain 0x40.
+/// Writes the form of template `e` ([`template`]) with opcode byte
+/// `opc`, `reg` ORed into the ModRM byte, then the low `tail_len` bytes
+/// of `tail`.
 #[inline(always)]
-fn put_rex(o: &mut Out, v: u64, n: usize) {
-    let skip = usize::from(v as u8 == 0x40);
-    o.put(v >> (8 * skip), n - skip);
+fn put_form(o: &mut Out, w64: bool, e: u32, opc: u8, reg: u8, tail: u64, tail_len: usize) {
+    let rest = u64::from(opc) | u64::from(reg) << 8 | tail << 16;
+    // The 64-bit forms always start with REX (the opcode at byte 1).
+    let at = if w64 { 8 } else { 8 * (e >> 28) };
+    let len = if w64 { 3 } else { (e >> 24) & 15 };
+    o.put(
+        u64::from(e & 0xff_ffff) | rest << at,
+        len as usize + tail_len,
+    );
 }
 
 /// `op dst, src` (`op r/m, r`: add, or, and, sub, xor, cmp, or `mov`'s
 /// 0x89 with `opc`) on the registers of the register byte `b1`: the same
-/// bytes as [`enc::alu_rr`] / [`enc::mov_rr`], from [`PAIR`].
+/// bytes as [`enc::alu_rr`] / [`enc::mov_rr`], from [`RR`].
 #[inline(always)]
 fn rr_b1(o: &mut Out, w64: bool, opc: u8, b1: u8) {
-    let p = u64::from(PAIR[usize::from(b1)]);
-    let v = (0x40 | u64::from(w64) << 3 | (p & 0xff)) | u64::from(opc) << 8 | (p >> 8) << 16;
-    put_rex(o, v, 3);
+    put_form(o, w64, RR[usize::from(w64)][usize::from(b1)], opc, 0, 0, 0);
 }
 
 /// `op r, imm` of the 0x81/0x83 group (`ext`) on eBPF register `dnum`:
-/// the same bytes as [`enc::alu_ri`], from [`RM1`].
+/// the same bytes as [`enc::alu_ri`], from [`RM`].
 #[inline(always)]
 fn ri_n(o: &mut Out, w64: bool, ext: u8, dnum: usize, imm: i32) {
-    let r = u64::from(RM1[dnum & 15]);
-    let small = imm as i8 as i32 == imm;
-    let opc: u64 = if small { 0x83 } else { 0x81 };
-    // The imm8 form's byte is the low byte of the 4 written.
-    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
-        | opc << 8
-        | ((r >> 8) | u64::from(ext) << 3) << 16
-        | u64::from(imm as u32) << 24;
-    put_rex(o, v, if small { 4 } else { 7 });
+    let e = RM[usize::from(w64)][dnum & 15];
+    if imm as i8 as i32 == imm {
+        put_form(o, w64, e, 0x83, ext << 3, u64::from(imm as u8), 1);
+    } else {
+        put_form(o, w64, e, 0x81, ext << 3, u64::from(imm as u32), 4);
+    }
 }
 
 /// `shift r, count` (`C1 /op ib`) on eBPF register `dnum`: the same
-/// bytes as [`enc::shift_ri`], from [`RM1`].
+/// bytes as [`enc::shift_ri`], from [`RM`].
 #[inline(always)]
 fn shift_n(o: &mut Out, w64: bool, op: Shift, dnum: usize, count: u8) {
-    let r = u64::from(RM1[dnum & 15]);
-    let v = (0x40 | u64::from(w64) << 3 | (r & 0xff))
-        | 0xc1 << 8
-        | ((r >> 8) | u64::from(op as u8) << 3) << 16
-        | u64::from(count) << 24;
-    put_rex(o, v, 4);
+    let e = RM[usize::from(w64)][dnum & 15];
+    put_form(o, w64, e, 0xc1, (op as u8) << 3, u64::from(count), 1);
 }
 
 /// `[base + disp]`.
@@ -298,22 +328,34 @@ fn mov64(o: &mut Out, dst: Gpr, src: Gpr) {
     }
 }
 
-/// Grows `code` (whose first `at` bytes are written); returns the new
-/// base pointer and limit ([`Em::limit`]).
+/// Grows `code`, written up to the cursor `p`; returns the cursor and
+/// the limit past which the next instruction may not fit, in the new
+/// buffer (whose start `c` now has).
 #[cold]
 #[inline(never)]
-fn grow(code: &mut Vec<u8>, at: usize) -> (*mut u8, usize) {
+fn regrow(code: &mut Vec<u8>, c: &mut Ctx<'_>, p: *mut u8) -> (*mut u8, *mut u8) {
+    let at = c.at(p) as usize;
     // SAFETY: the first `at` bytes were written.
     unsafe { code.set_len(at) };
     code.reserve(MAX_INSN_BYTES * 64);
-    (code.as_mut_ptr(), code.capacity() - (MAX_INSN_BYTES + 8))
+    let base = code.as_mut_ptr();
+    c.base = base;
+    let limit = code.capacity() - (MAX_INSN_BYTES + 8);
+    (base.wrapping_add(at), base.wrapping_add(limit))
 }
 
-/// What [`Baseline::try_compile`] hands back when it leaves a program to
-/// the optimizing compiler (internal).
-struct Fallback;
+/// Why a one-pass lowering stopped (internal).
+#[derive(Clone, Copy)]
+enum Miss {
+    /// The program is left to the optimizing compiler.
+    Fallback,
+    /// A subprogram start was found late: lower again with every start
+    /// marked first.
+    Rescan,
+}
+use self::Miss::Fallback;
 
-type Step<T> = Result<T, Fallback>;
+type Step<T> = Result<T, Miss>;
 
 impl Baseline {
     /// A compiler with nothing allocated yet.
@@ -352,13 +394,18 @@ impl Baseline {
             return Ok(None);
         }
         let (words, rest) = bytecode.as_chunks::<8>();
-        if !rest.is_empty() || words.is_empty() || words.len() >= (u32::MAX / 2) as usize {
+        if !rest.is_empty() || words.is_empty() || words.len() >= (START_MARK / 2) as usize {
             return Ok(None);
         }
-        let Ok(used) = self.scan(words) else {
-            return Ok(None);
+        // Subprograms are found as the calls to them go by. A call back
+        // into code already lowered as part of another subprogram means
+        // a start was missed: then all starts are marked first and the
+        // program is lowered again.
+        let done = match self.emit(words, opts, false) {
+            Err(Miss::Rescan) => self.emit(words, opts, true),
+            r => r,
         };
-        if self.emit(words, used, opts).is_err() || self.resolve().is_err() {
+        if done.is_err() || self.finish().is_err() {
             return Ok(None);
         }
         JitProgram::from_parts(
@@ -373,520 +420,372 @@ impl Baseline {
         .map(Some)
     }
 
-    /// The pre-scan: register fields in range, subprogram starts, call
-    /// edges (acyclic, every subprogram reachable), and what the baseline
-    /// leaves to the optimizing compiler among the calls and `ld_imm64`s.
-    /// Returns the registers named anywhere (bit `i` for `ri`).
-    fn scan(&mut self, words: &[[u8; 8]]) -> Step<u32> {
+    /// Marks the target slot of every bpf-to-bpf call as a subprogram
+    /// start in `offs` (the main one, slot 0, needs no mark).
+    fn mark_starts(&mut self, words: &[[u8; 8]]) -> Step<()> {
         let n = words.len();
-        self.starts.clear();
-        self.starts.push(0);
-        self.calls.clear();
-        let mut used = 0u32;
         let mut i = 0;
         while let Some(w) = words.get(i) {
             let w = u64::from_le_bytes(*w);
-            used |= NIBBLES[usize::from((w >> 8) as u8)];
             match w as u8 {
-                0x18 => {
-                    if w & SRC_FIELD != 0 {
-                        return Err(Fallback);
+                0x18 => i += 1,
+                0x85 if (w >> 12) & 15 == 1 => {
+                    let t = i as i64 + 1 + i64::from((w >> 32) as i32);
+                    if t < 0 || t >= n as i64 {
+                        return Err(Miss::Fallback);
                     }
-                    i += 2;
-                    continue;
-                }
-                0x85 => {
-                    let imm = (w >> 32) as i32;
-                    match (w >> 12) & 15 {
-                        0 if imm != TAIL_CALL_HELPER => {}
-                        1 => {
-                            let t = i as i64 + 1 + i64::from(imm);
-                            if t < 0 || t >= n as i64 {
-                                return Err(Fallback);
-                            }
-                            self.starts.push(t as u32);
-                            self.calls.push((i as u32, t as u32));
-                        }
-                        _ => return Err(Fallback),
+                    if t > 0 {
+                        self.offs[t as usize] = START_MARK;
                     }
                 }
                 _ => {}
             }
             i += 1;
         }
-        if used & !0x7ff != 0 {
-            return Err(Fallback);
-        }
-        if self.starts.len() > 1 {
-            self.starts.sort_unstable();
-            self.starts.dedup();
-            self.check_call_graph()?;
-        }
-        Ok(used)
+        Ok(())
     }
 
-    /// Acyclic call graph, every subprogram reachable from the main one,
-    /// and far fewer subprograms than `BPF_MAX_SUBPROGS`.
+    /// Acyclic call graph, every subprogram reachable from the main one.
     fn check_call_graph(&mut self) -> Step<()> {
         let k = self.starts.len();
-        if k > 64 {
-            return Err(Fallback);
-        }
         self.edges.clear();
         for &(site, target) in &self.calls {
             let caller = self.starts.partition_point(|&s| s <= site) - 1;
-            let callee = self.starts.binary_search(&target).map_err(|_| Fallback)?;
+            let callee = self
+                .starts
+                .binary_search(&target)
+                .map_err(|_| Miss::Fallback)?;
             self.edges.push((caller as u16, callee as u16));
         }
         self.edges.sort_unstable();
         self.edges.dedup();
         // Depth-first from the main subprogram: 0 unvisited, 1 on the
         // path, 2 done; an edge to a node on the path is recursion.
-        let mut state = [0u8; 64];
-        let mut stack: [(u16, usize); 64] = [(0, 0); 64];
-        let mut depth = 1;
+        // (The path is a reused vector: no per-compile zeroing.)
+        let mut state = [0u8; MAX_SUBPROGS];
+        let path = &mut self.path;
+        path.clear();
+        path.push((0, 0));
         state[0] = 1;
-        stack[0] = (0, 0);
-        while depth > 0 {
-            let (node, next) = stack[depth - 1];
+        while let Some(&(node, next)) = path.last() {
             match self.edges.get(next) {
                 Some(&(from, to)) if from == node => {
-                    stack[depth - 1].1 += 1;
+                    if let Some(top) = path.last_mut() {
+                        top.1 += 1;
+                    }
                     match state[usize::from(to)] {
                         0 => {
                             state[usize::from(to)] = 1;
-                            stack[depth] = (to, self.edges.partition_point(|e| e.0 < to));
-                            depth += 1;
+                            path.push((to, self.edges.partition_point(|e| e.0 < to)));
                         }
-                        1 => return Err(Fallback),
+                        1 => return Err(Miss::Fallback),
                         _ => {}
                     }
                 }
                 _ => {
                     state[usize::from(node)] = 2;
-                    depth -= 1;
+                    path.pop();
                 }
             }
         }
         if state[..k].iter().any(|&s| s != 2) {
-            return Err(Fallback);
+            return Err(Miss::Fallback);
         }
         Ok(())
     }
 
-    /// Lowers every subprogram. `used`: registers named (bit `i` for `ri`).
-    fn emit(&mut self, words: &[[u8; 8]], used: u32, opts: &JitOptions<'_>) -> Step<()> {
+    /// Lowers every subprogram, in slot order, one handler call per
+    /// instruction ([`HANDLERS`]). With `marked`, every start is marked
+    /// before ([`Baseline::mark_starts`]); without, each is marked by the
+    /// first call to it, which must come before it (else [`Miss::Rescan`]).
+    fn emit(&mut self, words: &[[u8; 8]], opts: &JitOptions<'_>, marked: bool) -> Step<()> {
         let n = words.len();
         self.offs.clear();
         self.offs.resize(n, 0);
         self.fixups.clear();
         self.call_fixups.clear();
+        self.calls.clear();
         self.entries.clear();
+        self.frames.clear();
+        self.exits.clear();
+        self.starts.clear();
         self.code.clear();
         self.code.reserve(n * 16 + 4 * MAX_INSN_BYTES);
-        let mut em = Em {
-            o: Out {
-                p: self.code.as_mut_ptr(),
-                at: 0,
-            },
-            limit: self.code.capacity() - (MAX_INSN_BYTES + 8),
-            code: &mut self.code,
+        if marked {
+            self.mark_starts(words)?;
+        }
+        let code = &mut self.code;
+        let base = code.as_mut_ptr();
+        let mut limit = base.wrapping_add(code.capacity() - (MAX_INSN_BYTES + 8));
+        let mut c = Ctx {
+            base,
+            words,
             offs: &mut self.offs,
+            begin: 0,
             fixups: &mut self.fixups,
             call_fixups: &mut self.call_fixups,
+            calls: &mut self.calls,
+            starts: &mut self.starts,
+            entries: &mut self.entries,
+            frames: &mut self.frames,
+            exits: &mut self.exits,
+            fix_mark: 0,
+            opts,
+            miss: Miss::Fallback,
         };
-        // Callee-saved registers (r6-r9) pushed by every frame (and popped
-        // in reverse order at each exit).
-        let mut saved = [Gpr::RAX; 4];
-        let mut nsaved = 0;
-        for (r, &x) in X.iter().enumerate().take(10).skip(6) {
-            if used & (1 << r) != 0 {
-                saved[nsaved] = x;
-                nsaved += 1;
+        let mut p = c.open(0, base)?;
+        let mut used = 0u32;
+        let mut i = 0;
+        while i < n {
+            if p > limit {
+                (p, limit) = regrow(code, &mut c, p);
             }
+            // SAFETY (both unchecked accesses): `i < n`, the length of
+            // `words` and of `offs`, which no handler resizes.
+            let slot = unsafe { c.offs.get_unchecked_mut(i) };
+            if *slot == START_MARK {
+                p = c.open(i, p)?;
+                if p > limit {
+                    (p, limit) = regrow(code, &mut c, p);
+                }
+            }
+            let w = u64::from_le_bytes(*unsafe { words.get_unchecked(i) });
+            let at = c.at(p);
+            // SAFETY: as above.
+            *unsafe { c.offs.get_unchecked_mut(i) } = at;
+            used |= NIBBLES[usize::from((w >> 8) as u8)];
+            let op = w as u8;
+            p = HANDLERS[usize::from(op)](&mut c, w, i, p);
+            if p.is_null() {
+                return Err(c.miss);
+            }
+            // An `ld_imm64` takes two slots (its handler checked both).
+            i += 1 + usize::from(op == 0x18);
         }
-        let saved = &saved[..nsaved];
-        let count = (used >> 6 & 0xf).count_ones();
-        let pad = if count % 2 == 1 { 8 } else { 0 };
-
-        let nsub = self.starts.len();
-        for s in 0..nsub {
-            let begin = self.starts[s] as usize;
-            let end = self.starts.get(s + 1).map_or(n, |&e| e as usize);
-            em.room();
-            let o = &mut em.o;
-            // The frame: depth rounded to 16, plus the pad keeping rsp
-            // 16-byte aligned after the pushes.
-            let depth = opts
-                .stack_depths
-                .and_then(|d| d.get(s).copied())
-                .unwrap_or(DEFAULT_STACK_DEPTH);
-            if depth > 1 << 24 {
-                return Err(Fallback);
-            }
-            let size = ((depth + 15) & !15) + pad;
-            self.entries.push(o.at as u32);
-            // nop5, then on the main entry nop2 (no tail calls here)
-            enc::nop5(o);
-            if s == 0 {
-                enc::nop2(o);
-            }
-            enc::push(o, Gpr::RBP);
-            enc::mov_rr(o, Sz::Q, Gpr::RBP, Gpr::RSP);
-            enc::sub_rsp_imm32(o, size);
-            for &r in saved {
-                enc::push(o, r);
-            }
-            let mut i = begin;
-            let mut last = 0u8;
-            if end > words.len() || end > em.offs.len() {
-                return Err(Fallback);
-            }
-            while i < end {
-                em.room();
-                let w = u64::from_le_bytes(words[i]);
-                em.offs[i] = em.o.at as u32;
-                last = w as u8;
-                i = em.insn(words, w, i, begin, end, opts, saved)?;
-            }
-            // The last instruction must not fall through.
-            if !matches!(last, 0x95 | 0x05 | 0x06) {
-                return Err(Fallback);
-            }
-        }
+        ends_subprog(words, n)?;
+        let at = c.at(p) as usize;
+        self.used = used;
         // SAFETY: the first `at` bytes were written.
-        let at = em.o.at;
         unsafe { self.code.set_len(at) };
         Ok(())
     }
+
+    /// After [`Baseline::emit`]: registers in range, the call graph, the
+    /// frames' callee-saved pushes and pops, and the branch targets.
+    fn finish(&mut self) -> Step<()> {
+        if self.used & !0x7ff != 0 {
+            return Err(Miss::Fallback);
+        }
+        if !self.calls.is_empty() {
+            self.check_call_graph()?;
+        }
+        // Callee-saved registers (r6-r9) pushed by every frame and popped
+        // in reverse order at each exit, in the room left for them.
+        let saved = (self.used >> 6 & 0xf) as usize;
+        let (push, pop) = (&SAVES[saved].0, &SAVES[saved].1);
+        // The pad keeping rsp 16-byte aligned after the pushes.
+        let pad = if saved.count_ones() % 2 == 1 { 8 } else { 0 };
+        for &f in &self.frames {
+            let f = f as usize;
+            let size = self.code.get(f..f + 4).ok_or(Miss::Fallback)?;
+            let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) + pad;
+            self.code[f..f + 4].copy_from_slice(&size.to_le_bytes());
+            self.code[f + 4..f + 4 + SAVE_ROOM].copy_from_slice(push);
+        }
+        for &e in &self.exits {
+            let e = e as usize;
+            let room = self.code.get_mut(e..e + SAVE_ROOM).ok_or(Miss::Fallback)?;
+            room.copy_from_slice(pop);
+        }
+        self.resolve()
+    }
 }
 
-/// The emission state of one compile, kept in registers by the optimizer
-/// (nothing takes its address outside inlined code).
-struct Em<'a> {
-    o: Out,
-    /// `o.at` beyond which the next instruction may not fit.
-    limit: usize,
-    code: &'a mut Vec<u8>,
+/// Room kept in each prologue for the callee-saved pushes (`push rbx`,
+/// then `push r13` to `r15`, 2 bytes each) and before each `leave` for
+/// the pops; what the program does not need is a multi-byte nop.
+const SAVE_ROOM: usize = 7;
+
+/// Most subprograms the baseline handles (the kernel allows 256).
+const MAX_SUBPROGS: usize = 64;
+
+/// The multi-byte nops by length (1 to 7), as recommended by the vendors.
+const NOPS: [&[u8]; 8] = [
+    &[],
+    &[0x90],
+    &[0x66, 0x90],
+    &[0x0f, 0x1f, 0x00],
+    &[0x0f, 0x1f, 0x40, 0x00],
+    &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+    &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+    &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+];
+
+/// By the set of r6-r9 a program uses (bit `i` for `r(6 + i)`): the
+/// room of a prologue (the pushes in order, then a nop) and of an exit
+/// (a nop, then the pops in reverse order). A test checks the bytes
+/// against [`enc::push`] and [`enc::pop`].
+static SAVES: [([u8; SAVE_ROOM], [u8; SAVE_ROOM]); 16] = {
+    let mut t = [([0u8; SAVE_ROOM], [0u8; SAVE_ROOM]); 16];
+    let mut set = 0;
+    while set < 16 {
+        // `push r` / `pop r`: 50+r / 58+r, after REX.B for r8-r15.
+        let (mut push, mut pop) = ([0u8; SAVE_ROOM], [0u8; SAVE_ROOM]);
+        let mut len = 0;
+        let mut r = 0;
+        while r < 4 {
+            if set & 1 << r != 0 {
+                let x = X[6 + r].num();
+                if x >= 8 {
+                    push[len] = 0x41;
+                    len += 1;
+                }
+                push[len] = 0x50 | (x & 7);
+                len += 1;
+            }
+            r += 1;
+        }
+        // The pops: the pushes' bytes reversed in order, each 58+r.
+        let mut at = SAVE_ROOM;
+        let mut r = 0;
+        while r < 4 {
+            if set & 1 << r != 0 {
+                let x = X[6 + r].num();
+                at -= 1;
+                pop[at] = 0x58 | (x & 7);
+                if x >= 8 {
+                    at -= 1;
+                    pop[at] = 0x41;
+                }
+            }
+            r += 1;
+        }
+        let fill = NOPS[SAVE_ROOM - len];
+        let mut k = 0;
+        while k < fill.len() {
+            push[len + k] = fill[k];
+            pop[k] = fill[k];
+            k += 1;
+        }
+        t[set] = (push, pop);
+        set += 1;
+    }
+    t
+};
+
+/// Whether the instruction before slot `s` (a subprogram start, or the
+/// end) ends a subprogram: `exit`, or `ja` somewhere other than `s`.
+fn ends_subprog(words: &[[u8; 8]], s: usize) -> Step<()> {
+    let last = s
+        .checked_sub(1)
+        .and_then(|k| words.get(k))
+        .ok_or(Miss::Fallback)?;
+    let last = u64::from_le_bytes(*last);
+    match last as u8 {
+        0x95 => Ok(()),
+        0x05 if last & OFF_FIELD != 0 => Ok(()),
+        0x06 if last & IMM_FIELD != 0 => Ok(()),
+        _ => Err(Miss::Fallback),
+    }
+}
+
+/// What the handlers reach through a pointer: the compile's tables.
+struct Ctx<'a> {
+    /// Start of the code buffer (offsets count from here).
+    base: *mut u8,
+    words: &'a [[u8; 8]],
     offs: &'a mut [u32],
+    /// First slot of the subprogram being lowered.
+    begin: usize,
     fixups: &'a mut Vec<(u32, u32)>,
     call_fixups: &'a mut Vec<(u32, u32)>,
+    calls: &'a mut Vec<(u32, u32)>,
+    starts: &'a mut Vec<u32>,
+    entries: &'a mut Vec<u32>,
+    frames: &'a mut Vec<u32>,
+    exits: &'a mut Vec<u32>,
+    /// The first of the current subprogram's forward branches.
+    fix_mark: usize,
+    opts: &'a JitOptions<'a>,
+    /// Why a handler returned a null cursor.
+    miss: Miss,
 }
 
-impl Em<'_> {
-    /// Makes room for one more instruction's bytes.
+impl Ctx<'_> {
+    /// Code offset of the cursor position `p`.
     #[inline(always)]
-    fn room(&mut self) {
-        if self.o.at > self.limit {
-            let (p, limit) = grow(self.code, self.o.at);
-            self.o.p = p;
-            self.limit = limit;
-        }
+    fn at(&self, p: *mut u8) -> u32 {
+        (p as usize - self.base as usize) as u32
     }
 
-    /// Lowers the instruction at slot `i` (raw `w`) of the subprogram
-    /// `[begin, end)`; returns the next slot.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn insn(
-        &mut self,
-        words: &[[u8; 8]],
-        w: u64,
-        i: usize,
-        begin: usize,
-        end: usize,
-        opts: &JitOptions<'_>,
-        saved: &[Gpr],
-    ) -> Step<usize> {
-        let o = &mut self.o;
-        let code = w as u8;
-        let dnum = ((w >> 8) & 15) as usize;
-        let snum = ((w >> 12) & 15) as usize;
-        let dst = X[dnum];
-        let src = X[snum];
-        let sz = |w64: bool| if w64 { Sz::Q } else { Sz::W };
-        let off = (w >> 16) as i16;
-        let imm = (w >> 32) as i32;
-        let zero_ok = |mask: u64| if w & mask == 0 { Ok(()) } else { Err(Fallback) };
-        match code {
-            // ---- ALU / ALU64 with an immediate ----
-            0x04 | 0x14 | 0x44 | 0x54 | 0xa4 | 0x07 | 0x17 | 0x47 | 0x57 | 0xa7 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                ri_n(
-                    o,
-                    code & 7 == 7,
-                    ALU[usize::from(code >> 4)] as u8,
-                    dnum,
-                    imm,
-                );
-            }
-            0x0c | 0x1c | 0x4c | 0x5c | 0xac | 0x0f | 0x1f | 0x4f | 0x5f | 0xaf => {
-                zero_ok(IMM_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                let opc = ALU[usize::from(code >> 4)] as u8 * 8 + 1;
-                rr_b1(o, code & 7 == 7, opc, (w >> 8) as u8);
-            }
-            // mov
-            0xb4 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                enc::mov_r32_imm(o, dst, imm as u32);
-            }
-            0xb7 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                // A non-negative value zero-extends from the shorter form.
-                mov_imm64(o, dst, i64::from(imm) as u64);
-            }
-            0xbc | 0xbf => {
-                zero_ok(IMM_FIELD)?;
-                no_r10(dnum)?;
-                let w64 = code == 0xbf;
-                match (off, w64) {
-                    (0, true) => {
-                        if dnum != snum {
-                            rr_b1(o, true, 0x89, (w >> 8) as u8);
-                        }
-                    }
-                    (0, false) => rr_b1(o, false, 0x89, (w >> 8) as u8),
-                    (8, _) => enc::movsx_r8(o, sz(w64), dst, src),
-                    (16, _) => enc::movsx_r16(o, sz(w64), dst, src),
-                    (32, true) => enc::movsxd_rr(o, dst, src),
-                    _ => return Err(Fallback),
-                }
-            }
-            // mul
-            0x24 | 0x27 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                enc::imul_rri(o, sz(code == 0x27), dst, dst, imm);
-            }
-            0x2c | 0x2f => {
-                zero_ok(IMM_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                enc::imul_rr(o, sz(code == 0x2f), dst, src);
-            }
-            // shifts by an immediate
-            0x64 | 0x74 | 0xc4 | 0x67 | 0x77 | 0xc7 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                let w64 = code & 7 == 7;
-                let count = (imm as u32 & if w64 { 63 } else { 31 }) as u8;
-                if count == 0 {
-                    // Nothing to shift; a 32-bit result is still zero-extended.
-                    if !w64 {
-                        enc::mov_rr(o, Sz::W, dst, dst);
-                    }
-                } else {
-                    shift_n(o, w64, shift_op(code), dnum, count);
-                }
-            }
-            // shifts by a register (x86 masks the count as eBPF does)
-            0x6c | 0x7c | 0xcc | 0x6f | 0x7f | 0xcf => {
-                zero_ok(IMM_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                let (s, op) = (sz(code & 7 == 7), shift_op(code));
-                if src == Gpr::RCX {
-                    enc::shift_rcl(o, s, op, dst);
-                } else {
-                    // rcx (r4) is saved in the scratch register around the shift.
-                    mov64(o, AUX, Gpr::RCX);
-                    mov64(o, Gpr::RCX, src);
-                    enc::shift_rcl(o, s, op, if dst == Gpr::RCX { AUX } else { dst });
-                    mov64(o, Gpr::RCX, AUX);
-                }
-            }
-            // neg
-            0x84 | 0x87 => {
-                zero_ok(SRC_FIELD | OFF_FIELD | IMM_FIELD)?;
-                no_r10(dnum)?;
-                enc::neg(o, sz(code == 0x87), dst);
-            }
-            // div, mod (off 1: signed)
-            0x34 | 0x37 | 0x94 | 0x97 | 0x3c | 0x3f | 0x9c | 0x9f => {
-                let by_reg = code & 8 != 0;
-                zero_ok(if by_reg { IMM_FIELD } else { SRC_FIELD })?;
-                no_r10(dnum)?;
-                if off != 0 && off != 1 {
-                    return Err(Fallback);
-                }
-                let rem = code >> 4 == 9;
-                let divisor = if by_reg { Some(src) } else { None };
-                self.o = div_rem(*o, sz(code & 7 == 7), off == 1, rem, dst, divisor, imm);
-            }
-            // endianness
-            0xd4 | 0xdc | 0xd7 => {
-                zero_ok(SRC_FIELD | OFF_FIELD)?;
-                no_r10(dnum)?;
-                match (imm, code != 0xd4) {
-                    (16, false) => enc::movzx_r32_r16(o, dst, dst),
-                    (32, false) => enc::mov_rr(o, Sz::W, dst, dst),
-                    (64, false) => {}
-                    (16, true) => {
-                        enc::shift_ri(o, Sz::H, Shift::Ror, dst, 8);
-                        enc::movzx_r32_r16(o, dst, dst);
-                    }
-                    (32, true) => enc::bswap(o, Sz::W, dst),
-                    (64, true) => enc::bswap(o, Sz::Q, dst),
-                    _ => return Err(Fallback),
-                }
-            }
-            // ---- loads and stores ----
-            0x61 | 0x69 | 0x71 | 0x79 | 0x81 | 0x89 | 0x91 => {
-                zero_ok(IMM_FIELD)?;
-                no_r10(dnum)?;
-                load(o, code, dst, at(src, off));
-            }
-            0x62 | 0x6a | 0x72 | 0x7a => {
-                zero_ok(SRC_FIELD)?;
-                enc::store_imm(o, mem_size(code), at(dst, off), imm);
-            }
-            0x63 | 0x6b | 0x73 | 0x7b => {
-                zero_ok(IMM_FIELD)?;
-                enc::store(o, mem_size(code), at(dst, off), src);
-            }
-            // atomics
-            0xc3 | 0xdb | 0xd3 | 0xcb => {
-                let m = at(dst, off);
-                let s = mem_size(code);
-                let rmw = matches!(code, 0xc3 | 0xdb);
-                match imm {
-                    // lock add/or/and/xor
-                    0x00 | 0x40 | 0x50 | 0xa0 if rmw => {
-                        enc::lock_alu(o, s, ALU[(imm >> 4) as usize & 15], m, src);
-                    }
-                    // lock xadd, xchg: the old value into src
-                    0x01 if rmw => {
-                        no_r10(snum)?;
-                        enc::lock_xadd(o, s, m, src);
-                    }
-                    0xe1 if rmw => {
-                        no_r10(snum)?;
-                        enc::xchg(o, s, m, src);
-                    }
-                    // fetching and/or/xor: a lock cmpxchg loop through rax
-                    0x41 | 0x51 | 0xa1 if rmw => {
-                        no_r10(snum)?;
-                        fetch_op(o, s, ALU[(imm >> 4) as usize & 15], m, src);
-                    }
-                    // lock cmpxchg: r0 is the comparand and gets the old value
-                    0xf1 if rmw => {
-                        enc::lock_cmpxchg(o, s, m, src);
-                        if s == Sz::W {
-                            // Success leaves eax's upper half alone: zero-extend.
-                            enc::mov_rr(o, Sz::W, Gpr::RAX, Gpr::RAX);
-                        }
-                    }
-                    // load-acquire (dst = *(src + off)) and store-release
-                    // (*(dst + off) = src): plain moves under x86's ordering.
-                    0x100 => {
-                        no_r10(dnum)?;
-                        load(o, 0x61 | (code & 0x18), dst, at(src, off));
-                    }
-                    0x110 => enc::store(o, s, m, src),
-                    _ => return Err(Fallback),
-                }
-            }
-            // ld_imm64 (plain; the pre-scan left pseudo sources out)
-            0x18 => {
-                no_r10(dnum)?;
-                zero_ok(OFF_FIELD)?;
-                let hi = words.get(i + 1).ok_or(Fallback)?;
-                let hi = u64::from_le_bytes(*hi);
-                if hi & 0xffff_ffff != 0 || i + 1 >= end {
-                    return Err(Fallback);
-                }
-                self.offs[i + 1] = NOT_A_START;
-                mov_imm64(o, dst, (w >> 32) | (hi & IMM_FIELD));
-                return Ok(i + 2);
-            }
-            // ---- jumps ----
-            0x05 => {
-                zero_ok(SRC_FIELD | DST_FIELD | IMM_FIELD)?;
-                self.jump(None, i, i as i64 + 1 + i64::from(off), begin, end)?;
-            }
-            0x06 => {
-                zero_ok(SRC_FIELD | DST_FIELD | OFF_FIELD)?;
-                self.jump(None, i, i as i64 + 1 + i64::from(imm), begin, end)?;
-            }
-            0x85 => {
-                zero_ok(DST_FIELD | OFF_FIELD)?;
-                if snum == 0 {
-                    // Helper (the pre-scan left tail calls out), called
-                    // as the optimizing backend calls it.
-                    let addr = opts.helpers.address(imm).ok_or(Fallback)?;
-                    if opts.helpers.preserve_mask(imm) != 0 {
-                        return Err(Fallback);
-                    }
-                    enc::movabs(o, AUX, addr);
-                    enc::call_r(o, AUX);
-                } else {
-                    // bpf-to-bpf (the pre-scan checked the target).
-                    let t = (i as i64 + 1 + i64::from(imm)) as u32;
-                    enc::call_rel(o, 0);
-                    self.call_fixups.push((o.at as u32 - 4, t));
-                }
-            }
-            0x95 => {
-                zero_ok(!0xff)?;
-                for &r in saved.iter().rev() {
-                    enc::pop(o, r);
-                }
-                enc::leave(o);
-                enc::ret(o);
-            }
-            _ => {
-                // Conditional jumps, 64- and 32-bit.
-                let class = code & 7;
-                let Some(cc) = CC[usize::from(code >> 4)].filter(|_| class == 5 || class == 6)
-                else {
-                    return Err(Fallback);
-                };
-                let s = sz(class == 5);
-                let set = code >> 4 == 4;
-                if code & 8 != 0 {
-                    zero_ok(IMM_FIELD)?;
-                    if set {
-                        enc::test_rr(o, s, dst, src);
-                    } else {
-                        rr_b1(o, class == 5, Alu1::Cmp as u8 * 8 + 1, (w >> 8) as u8);
-                    }
-                } else {
-                    zero_ok(SRC_FIELD)?;
-                    if set {
-                        enc::test_ri(o, s, dst, imm);
-                    } else if imm == 0 && matches!(cc, Cc::E | Cc::Ne) {
-                        enc::test_rr(o, s, dst, dst);
-                    } else {
-                        ri_n(o, class == 5, Alu1::Cmp as u8, dnum, imm);
-                    }
-                }
-                self.jump(Some(cc), i, i as i64 + 1 + i64::from(off), begin, end)?;
+    /// Starts the subprogram at slot `s` with its prologue, at `p` (the
+    /// previous one must end there, and none of its forward branches go
+    /// past).
+    #[cold]
+    #[inline(never)]
+    fn open(&mut self, s: usize, p: *mut u8) -> Step<*mut u8> {
+        let k = self.starts.len();
+        if k > 0 {
+            ends_subprog(self.words, s)?;
+            if self.fixups[self.fix_mark..]
+                .iter()
+                .any(|&(_, t)| t as usize >= s)
+            {
+                return Err(Fallback);
             }
         }
-        Ok(i + 1)
+        if k >= MAX_SUBPROGS {
+            return Err(Fallback);
+        }
+        self.fix_mark = self.fixups.len();
+        self.starts.push(s as u32);
+        self.begin = s;
+        // The frame: depth rounded to 16 (the finish adds the pad keeping
+        // rsp 16-byte aligned after the pushes).
+        let depth = self
+            .opts
+            .stack_depths
+            .and_then(|d| d.get(k).copied())
+            .unwrap_or(DEFAULT_STACK_DEPTH);
+        if depth > 1 << 24 {
+            return Err(Fallback);
+        }
+        let mut o = Out { p };
+        self.entries.push(self.at(o.p));
+        // nop5, then on the main entry nop2 (no tail calls here)
+        enc::nop5(&mut o);
+        if k == 0 {
+            enc::nop2(&mut o);
+        }
+        enc::push(&mut o, Gpr::RBP);
+        enc::mov_rr(&mut o, Sz::Q, Gpr::RBP, Gpr::RSP);
+        enc::sub_rsp_imm32(&mut o, (depth + 15) & !15);
+        self.frames.push(self.at(o.p) - 4);
+        o.put(0, SAVE_ROOM);
+        Ok(o.p)
     }
 
-    /// `jmp`/`jcc` from slot `i` to slot `t`, inside `[begin, end)`.
+    /// `jmp`/`jcc` from slot `i` to slot `t`, at or after the current
+    /// subprogram's start and before the program's end (the next
+    /// subprogram's start is checked when it is reached).
     #[inline(always)]
-    fn jump(&mut self, cc: Option<Cc>, i: usize, t: i64, begin: usize, end: usize) -> Step<()> {
-        if t < begin as i64 || t >= end as i64 {
+    fn jump(&mut self, o: &mut Out, cc: Option<Cc>, i: usize, t: i64) -> Step<()> {
+        if t < self.begin as i64 || t >= self.words.len() as i64 {
             return Err(Fallback);
         }
         let t = t as usize;
-        let o = &mut self.o;
         if t == i + 1 && cc.is_none() {
             // To the next instruction.
             return Ok(());
         }
         if t <= i {
-            let dest = self.offs[t];
+            let dest = *self.offs.get(t).ok_or(Fallback)?;
             if dest == NOT_A_START {
                 return Err(Fallback);
             }
             // The rel fields count from the end of the instruction.
-            let from = |len: i64| i64::from(dest) - (o.at as i64 + len);
+            let here = i64::from(self.at(o.p));
+            let from = |len: i64| i64::from(dest) - (here + len);
             match (cc, i8::try_from(from(2))) {
                 (Some(c), Ok(d)) => enc::jcc_short(o, c, d),
                 (None, Ok(d)) => enc::jmp_short(o, d),
@@ -898,11 +797,500 @@ impl Em<'_> {
                 Some(c) => enc::jcc_near(o, c, 0),
                 None => enc::jmp_near(o, 0),
             }
-            self.fixups.push((o.at as u32 - 4, t as u32));
+            let pos = self.at(o.p) - 4;
+            self.fixups.push((pos, t as u32));
         }
         Ok(())
     }
 }
+
+/// Lowers the instruction at slot `i` (raw `w`) at the cursor; returns
+/// the cursor past its code.
+/// A null cursor: a miss, whose kind is in [`Ctx::miss`] (the cursor
+/// comes back in a register, not through memory as a `Result` would).
+type Handler = fn(&mut Ctx<'_>, u64, usize, *mut u8) -> *mut u8;
+
+/// Runs a handler's body, returning its cursor (see [`Handler`]).
+#[inline(always)]
+fn run<'a>(c: &mut Ctx<'a>, body: impl FnOnce(&mut Ctx<'a>) -> Step<*mut u8>) -> *mut u8 {
+    match body(c) {
+        Ok(p) => p,
+        Err(m) => {
+            c.miss = m;
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Register fields of a slot.
+#[inline(always)]
+fn dn(w: u64) -> usize {
+    ((w >> 8) & 15) as usize
+}
+#[inline(always)]
+fn sn(w: u64) -> usize {
+    ((w >> 12) & 15) as usize
+}
+#[inline(always)]
+fn rd(w: u64) -> Gpr {
+    X[dn(w)]
+}
+#[inline(always)]
+fn rs(w: u64) -> Gpr {
+    X[sn(w)]
+}
+#[inline(always)]
+fn off16(w: u64) -> i16 {
+    (w >> 16) as i16
+}
+#[inline(always)]
+fn imm32(w: u64) -> i32 {
+    (w >> 32) as i32
+}
+/// The fields in `mask` are zero (reserved for this opcode).
+#[inline(always)]
+fn zero(w: u64, mask: u64) -> Step<()> {
+    if w & mask == 0 {
+        Ok(())
+    } else {
+        Err(Fallback)
+    }
+}
+#[inline(always)]
+fn sz(w64: bool) -> Sz {
+    if w64 {
+        Sz::Q
+    } else {
+        Sz::W
+    }
+}
+
+/// Opcodes no handler takes: left to the optimizing compiler.
+fn h_none(c: &mut Ctx<'_>, _w: u64, _i: usize, _p: *mut u8) -> *mut u8 {
+    c.miss = Miss::Fallback;
+    core::ptr::null_mut()
+}
+
+/// ALU / ALU64 add, sub, or, and, xor with an immediate.
+fn h_alu_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        ri_n(
+            &mut o,
+            C & 7 == 7,
+            ALU[usize::from(C >> 4)] as u8,
+            dn(w),
+            imm32(w),
+        );
+        Ok(o.p)
+    })
+}
+
+/// The same with a register.
+fn h_alu_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, IMM_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        let opc = ALU[usize::from(C >> 4)] as u8 * 8 + 1;
+        rr_b1(&mut o, C & 7 == 7, opc, (w >> 8) as u8);
+        Ok(o.p)
+    })
+}
+
+/// `mov` with an immediate.
+fn h_mov_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        if C == 0xb4 {
+            enc::mov_r32_imm(&mut o, rd(w), imm32(w) as u32);
+        } else {
+            // A non-negative value zero-extends from the shorter form.
+            mov_imm64(&mut o, rd(w), i64::from(imm32(w)) as u64);
+        }
+        Ok(o.p)
+    })
+}
+
+/// `mov` and `movsx` with a register.
+fn h_mov_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, IMM_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        let w64 = C == 0xbf;
+        let (dst, src) = (rd(w), rs(w));
+        match (off16(w), w64) {
+            (0, true) => {
+                if dn(w) != sn(w) {
+                    rr_b1(&mut o, true, 0x89, (w >> 8) as u8);
+                }
+            }
+            (0, false) => rr_b1(&mut o, false, 0x89, (w >> 8) as u8),
+            (8, _) => enc::movsx_r8(&mut o, sz(w64), dst, src),
+            (16, _) => enc::movsx_r16(&mut o, sz(w64), dst, src),
+            (32, true) => enc::movsxd_rr(&mut o, dst, src),
+            _ => return Err(Fallback),
+        }
+        Ok(o.p)
+    })
+}
+
+/// `mul` with an immediate or a register.
+fn h_mul<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        let by_reg = C & 8 != 0;
+        zero(w, OFF_FIELD | if by_reg { IMM_FIELD } else { SRC_FIELD })?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        if by_reg {
+            enc::imul_rr(&mut o, sz(C & 7 == 7), rd(w), rs(w));
+        } else {
+            enc::imul_rri(&mut o, sz(C & 7 == 7), rd(w), rd(w), imm32(w));
+        }
+        Ok(o.p)
+    })
+}
+
+/// Shifts by an immediate.
+fn h_shift_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        let w64 = C & 7 == 7;
+        let count = (imm32(w) as u32 & if w64 { 63 } else { 31 }) as u8;
+        if count == 0 {
+            // Nothing to shift; a 32-bit result is still zero-extended.
+            if !w64 {
+                enc::mov_rr(&mut o, Sz::W, rd(w), rd(w));
+            }
+        } else {
+            shift_n(&mut o, w64, shift_op(C), dn(w), count);
+        }
+        Ok(o.p)
+    })
+}
+
+/// Shifts by a register (x86 masks the count as eBPF does).
+fn h_shift_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, IMM_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        let (s, op, dst, src) = (sz(C & 7 == 7), shift_op(C), rd(w), rs(w));
+        if src == Gpr::RCX {
+            enc::shift_rcl(&mut o, s, op, dst);
+        } else {
+            // rcx (r4) is saved in the scratch register around the shift.
+            mov64(&mut o, AUX, Gpr::RCX);
+            mov64(&mut o, Gpr::RCX, src);
+            enc::shift_rcl(&mut o, s, op, if dst == Gpr::RCX { AUX } else { dst });
+            mov64(&mut o, Gpr::RCX, AUX);
+        }
+        Ok(o.p)
+    })
+}
+
+/// `neg`.
+fn h_neg<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD | OFF_FIELD | IMM_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        enc::neg(&mut o, sz(C == 0x87), rd(w));
+        Ok(o.p)
+    })
+}
+
+/// `div` and `mod` (offset 1: signed).
+fn h_div<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        let by_reg = C & 8 != 0;
+        zero(w, if by_reg { IMM_FIELD } else { SRC_FIELD })?;
+        no_r10(dn(w))?;
+        let off = off16(w);
+        if off != 0 && off != 1 {
+            return Err(Fallback);
+        }
+        let divisor = if by_reg { Some(rs(w)) } else { None };
+        let o = div_rem(
+            Out { p },
+            sz(C & 7 == 7),
+            off == 1,
+            C >> 4 == 9,
+            rd(w),
+            divisor,
+            imm32(w),
+        );
+        Ok(o.p)
+    })
+}
+
+/// Byte swaps and truncations.
+fn h_endian<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD | OFF_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        let dst = rd(w);
+        match (imm32(w), C != 0xd4) {
+            (16, false) => enc::movzx_r32_r16(&mut o, dst, dst),
+            (32, false) => enc::mov_rr(&mut o, Sz::W, dst, dst),
+            (64, false) => {}
+            (16, true) => {
+                enc::shift_ri(&mut o, Sz::H, Shift::Ror, dst, 8);
+                enc::movzx_r32_r16(&mut o, dst, dst);
+            }
+            (32, true) => enc::bswap(&mut o, Sz::W, dst),
+            (64, true) => enc::bswap(&mut o, Sz::Q, dst),
+            _ => return Err(Fallback),
+        }
+        Ok(o.p)
+    })
+}
+
+/// Loads, zero- or (`MEMSX`) sign-extending.
+fn h_load<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, IMM_FIELD)?;
+        no_r10(dn(w))?;
+        let mut o = Out { p };
+        load(&mut o, C, rd(w), at(rs(w), off16(w)));
+        Ok(o.p)
+    })
+}
+
+/// Stores of an immediate.
+fn h_store_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, SRC_FIELD)?;
+        let mut o = Out { p };
+        enc::store_imm(&mut o, mem_size(C), at(rd(w), off16(w)), imm32(w));
+        Ok(o.p)
+    })
+}
+
+/// Stores of a register.
+fn h_store_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        zero(w, IMM_FIELD)?;
+        let mut o = Out { p };
+        enc::store(&mut o, mem_size(C), at(rd(w), off16(w)), rs(w));
+        Ok(o.p)
+    })
+}
+
+/// Atomics (the operation in the immediate).
+fn h_atomic<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |_| {
+        let mut o = Out { p };
+        let o = &mut o;
+        let (m, src) = (at(rd(w), off16(w)), rs(w));
+        let s = mem_size(C);
+        let rmw = matches!(C, 0xc3 | 0xdb);
+        let imm = imm32(w);
+        match imm {
+            // lock add/or/and/xor
+            0x00 | 0x40 | 0x50 | 0xa0 if rmw => {
+                enc::lock_alu(o, s, ALU[(imm >> 4) as usize & 15], m, src);
+            }
+            // lock xadd, xchg: the old value into src
+            0x01 if rmw => {
+                no_r10(sn(w))?;
+                enc::lock_xadd(o, s, m, src);
+            }
+            0xe1 if rmw => {
+                no_r10(sn(w))?;
+                enc::xchg(o, s, m, src);
+            }
+            // fetching and/or/xor: a lock cmpxchg loop through rax
+            0x41 | 0x51 | 0xa1 if rmw => {
+                no_r10(sn(w))?;
+                fetch_op(o, s, ALU[(imm >> 4) as usize & 15], m, src);
+            }
+            // lock cmpxchg: r0 is the comparand and gets the old value
+            0xf1 if rmw => {
+                enc::lock_cmpxchg(o, s, m, src);
+                if s == Sz::W {
+                    // Success leaves eax's upper half alone: zero-extend.
+                    enc::mov_rr(o, Sz::W, Gpr::RAX, Gpr::RAX);
+                }
+            }
+            // load-acquire (dst = *(src + off)) and store-release
+            // (*(dst + off) = src): plain moves under x86's ordering.
+            0x100 => {
+                no_r10(dn(w))?;
+                load(o, 0x61 | (C & 0x18), rd(w), at(src, off16(w)));
+            }
+            0x110 => enc::store(o, s, m, src),
+            _ => return Err(Fallback),
+        }
+        Ok(o.p)
+    })
+}
+
+/// `ld_imm64` (plain: pseudo sources are left to the optimizing compiler).
+fn h_ld_imm64(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |c| {
+        no_r10(dn(w))?;
+        zero(w, OFF_FIELD | SRC_FIELD)?;
+        let hi = c.words.get(i + 1).ok_or(Fallback)?;
+        let hi = u64::from_le_bytes(*hi);
+        let second = c.offs.get_mut(i + 1).ok_or(Fallback)?;
+        if hi & 0xffff_ffff != 0 || *second == START_MARK {
+            return Err(Fallback);
+        }
+        *second = NOT_A_START;
+        let mut o = Out { p };
+        mov_imm64(&mut o, rd(w), (w >> 32) | (hi & IMM_FIELD));
+        Ok(o.p)
+    })
+}
+
+/// `ja` (`gotol` for 0x06).
+fn h_ja<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |c| {
+        let mut o = Out { p };
+        let delta = if C == 0x05 {
+            zero(w, SRC_FIELD | DST_FIELD | IMM_FIELD)?;
+            i64::from(off16(w))
+        } else {
+            zero(w, SRC_FIELD | DST_FIELD | OFF_FIELD)?;
+            i64::from(imm32(w))
+        };
+        c.jump(&mut o, None, i, i as i64 + 1 + delta)?;
+        Ok(o.p)
+    })
+}
+
+/// Conditional jumps, 64- and 32-bit.
+fn h_jcc<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |c| {
+        let mut o = Out { p };
+        let cc = CC[usize::from(C >> 4)].ok_or(Fallback)?;
+        let w64 = C & 7 == 5;
+        let s = sz(w64);
+        let set = C >> 4 == 4;
+        if C & 8 != 0 {
+            zero(w, IMM_FIELD)?;
+            if set {
+                enc::test_rr(&mut o, s, rd(w), rs(w));
+            } else {
+                rr_b1(&mut o, w64, Alu1::Cmp as u8 * 8 + 1, (w >> 8) as u8);
+            }
+        } else {
+            zero(w, SRC_FIELD)?;
+            let imm = imm32(w);
+            if set {
+                enc::test_ri(&mut o, s, rd(w), imm);
+            } else if imm == 0 && matches!(cc, Cc::E | Cc::Ne) {
+                enc::test_rr(&mut o, s, rd(w), rd(w));
+            } else {
+                ri_n(&mut o, w64, Alu1::Cmp as u8, dn(w), imm);
+            }
+        }
+        c.jump(&mut o, Some(cc), i, i as i64 + 1 + i64::from(off16(w)))?;
+        Ok(o.p)
+    })
+}
+
+/// Helper and bpf-to-bpf calls.
+fn h_call(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |c| {
+        zero(w, DST_FIELD | OFF_FIELD)?;
+        let mut o = Out { p };
+        let imm = imm32(w);
+        match sn(w) {
+            0 => {
+                // A helper (not a tail call), called as the optimizing
+                // backend calls it.
+                if imm == TAIL_CALL_HELPER {
+                    return Err(Fallback);
+                }
+                let addr = c.opts.helpers.address(imm).ok_or(Fallback)?;
+                if c.opts.helpers.preserve_mask(imm) != 0 {
+                    return Err(Fallback);
+                }
+                enc::movabs(&mut o, AUX, addr);
+                enc::call_r(&mut o, AUX);
+            }
+            1 => {
+                // bpf-to-bpf: a start ahead is marked; one behind must have
+                // been started already.
+                let t = i as i64 + 1 + i64::from(imm);
+                if t < 0 || t >= c.words.len() as i64 {
+                    return Err(Fallback);
+                }
+                let t = t as u32;
+                if t as usize > i {
+                    c.offs[t as usize] = START_MARK;
+                } else if c.starts.binary_search(&t).is_err() {
+                    return Err(Miss::Rescan);
+                }
+                c.calls.push((i as u32, t));
+                enc::call_rel(&mut o, 0);
+                let pos = c.at(o.p) - 4;
+                c.call_fixups.push((pos, t));
+            }
+            _ => return Err(Fallback),
+        }
+        Ok(o.p)
+    })
+}
+
+/// `exit`: room for the callee-saved pops (filled in at the end), then
+/// `leave; ret`.
+fn h_exit(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+    run(c, |c| {
+        zero(w, !0xff)?;
+        let mut o = Out { p };
+        c.exits.push(c.at(o.p));
+        o.put(0, SAVE_ROOM);
+        enc::leave(&mut o);
+        enc::ret(&mut o);
+        Ok(o.p)
+    })
+}
+
+/// `t[code] = handler::<code>` for each listed opcode.
+macro_rules! set {
+    ($t:ident, $h:ident: $($c:literal),+) => {
+        $( $t[$c] = $h::<$c>; )+
+    };
+}
+
+/// The handler of each opcode.
+static HANDLERS: [Handler; 256] = {
+    let mut t: [Handler; 256] = [h_none; 256];
+    set!(t, h_alu_k: 0x04, 0x14, 0x44, 0x54, 0xa4, 0x07, 0x17, 0x47, 0x57, 0xa7);
+    set!(t, h_alu_x: 0x0c, 0x1c, 0x4c, 0x5c, 0xac, 0x0f, 0x1f, 0x4f, 0x5f, 0xaf);
+    set!(t, h_mov_k: 0xb4, 0xb7);
+    set!(t, h_mov_x: 0xbc, 0xbf);
+    set!(t, h_mul: 0x24, 0x27, 0x2c, 0x2f);
+    set!(t, h_shift_k: 0x64, 0x74, 0xc4, 0x67, 0x77, 0xc7);
+    set!(t, h_shift_x: 0x6c, 0x7c, 0xcc, 0x6f, 0x7f, 0xcf);
+    set!(t, h_neg: 0x84, 0x87);
+    set!(t, h_div: 0x34, 0x37, 0x94, 0x97, 0x3c, 0x3f, 0x9c, 0x9f);
+    set!(t, h_endian: 0xd4, 0xdc, 0xd7);
+    set!(t, h_load: 0x61, 0x69, 0x71, 0x79, 0x81, 0x89, 0x91);
+    set!(t, h_store_k: 0x62, 0x6a, 0x72, 0x7a);
+    set!(t, h_store_x: 0x63, 0x6b, 0x73, 0x7b);
+    set!(t, h_atomic: 0xc3, 0xdb, 0xd3, 0xcb);
+    set!(t, h_ja: 0x05, 0x06);
+    set!(t, h_jcc: 0x15, 0x1d, 0x25, 0x2d, 0x35, 0x3d, 0x45, 0x4d, 0x55, 0x5d, 0x65);
+    set!(t, h_jcc: 0x6d, 0x75, 0x7d, 0xa5, 0xad, 0xb5, 0xbd, 0xc5, 0xcd, 0xd5, 0xdd);
+    set!(t, h_jcc: 0x16, 0x1e, 0x26, 0x2e, 0x36, 0x3e, 0x46, 0x4e, 0x56, 0x5e, 0x66);
+    set!(t, h_jcc: 0x6e, 0x76, 0x7e, 0xa6, 0xae, 0xb6, 0xbe, 0xc6, 0xce, 0xd6, 0xde);
+    t[0x18] = h_ld_imm64;
+    t[0x85] = h_call;
+    t[0x95] = h_exit;
+    t
+};
 
 impl Baseline {
     /// Patches forward branches and calls.
@@ -1012,7 +1400,7 @@ fn div_rem_in(
         (true, _) => {}
     };
     let by_minus1 = |o: &mut Out| if rem { zero(o) } else { enc::neg(o, s, dst) };
-    let mut done = [0usize; 2];
+    let mut done = [core::ptr::null_mut::<u8>(); 2];
     let mut ndone = 0;
     let d = match divisor {
         None => {
@@ -1040,20 +1428,20 @@ fn div_rem_in(
             // test d, d; jnz 1f; <by zero>; jmp done; 1:
             enc::test_rr(o, s, d, d);
             enc::jcc_short(o, Cc::Ne, 0);
-            let nonzero = o.at - 1;
+            let nonzero = o.last();
             by_zero(o);
             enc::jmp_short(o, 0);
-            done[0] = o.at - 1;
+            done[0] = o.last();
             ndone = 1;
             o.land8(nonzero);
             if signed {
                 // cmp d, -1; jne 2f; <by -1>; jmp done; 2:
                 enc::alu_ri(o, s, Alu1::Cmp, d, -1);
                 enc::jcc_short(o, Cc::Ne, 0);
-                let other = o.at - 1;
+                let other = o.last();
                 by_minus1(o);
                 enc::jmp_short(o, 0);
-                done[1] = o.at - 1;
+                done[1] = o.last();
                 ndone = 2;
                 o.land8(other);
             }
@@ -1109,12 +1497,12 @@ fn fetch_op(o: &mut Out, s: Sz, op: Alu1, m: Mem, src: Gpr) {
     let operand = if src == Gpr::RAX { AUX2 } else { src };
     mov64(o, AUX2, Gpr::RAX);
     enc::load(o, s, Gpr::RAX, m);
-    let top = o.at;
+    let top = o.p as usize;
     enc::mov_rr(o, Sz::Q, AUX, Gpr::RAX);
     enc::alu_rr(o, s, op, AUX, operand);
     enc::lock_cmpxchg(o, s, m, AUX);
     // jne top (the loop is far shorter than 128 bytes)
-    enc::jcc_short(o, Cc::Ne, (top as i64 - (o.at as i64 + 2)) as i8);
+    enc::jcc_short(o, Cc::Ne, (top as i64 - (o.p as usize as i64 + 2)) as i8);
     if src == Gpr::RAX {
         // r0 takes the old value: nothing to restore (a 32-bit result is
         // already zero-extended: both the load and cmpxchg write eax).
@@ -1131,13 +1519,11 @@ mod tests {
     /// Encodes with `f` into a fresh buffer (room for one instruction).
     fn bytes(f: impl FnOnce(&mut Out)) -> Vec<u8> {
         let mut v: Vec<u8> = Vec::with_capacity(64);
-        let mut o = Out {
-            p: v.as_mut_ptr(),
-            at: 0,
-        };
+        let mut o = Out { p: v.as_mut_ptr() };
         f(&mut o);
-        // SAFETY: `o.at` (at most 7) bytes were written into the capacity.
-        unsafe { v.set_len(o.at) };
+        let len = o.p as usize - v.as_ptr() as usize;
+        // SAFETY: `len` (at most 7) bytes were written into the capacity.
+        unsafe { v.set_len(len) };
         v
     }
 
@@ -1155,6 +1541,31 @@ mod tests {
                 _ => None,
             };
             assert_eq!(CC[usize::from(op)], want, "jump op {op:#x}");
+        }
+    }
+
+    /// The save rooms hold the pushes of the shared encoder in order, and
+    /// its pops in reverse order, with a nop filling the rest.
+    #[test]
+    fn save_rooms_match_the_shared_encoders() {
+        for (set, (push_room, pop_room)) in SAVES.iter().enumerate() {
+            let regs: Vec<Gpr> = (0..4)
+                .filter(|r| set & 1 << r != 0)
+                .map(|r| X[6 + r])
+                .collect();
+            let push = bytes(|o| regs.iter().for_each(|&r| enc::push(o, r)));
+            let pop = bytes(|o| regs.iter().rev().for_each(|&r| enc::pop(o, r)));
+            let nop = NOPS[SAVE_ROOM - push.len()];
+            assert_eq!(
+                push_room.to_vec(),
+                [&push[..], nop].concat(),
+                "pushes of {set:#b}"
+            );
+            assert_eq!(
+                pop_room.to_vec(),
+                [nop, &pop[..]].concat(),
+                "pops of {set:#b}"
+            );
         }
     }
 

@@ -1167,6 +1167,42 @@ fn shared_callee() {
     check_calls("shared callee", &p, 0x2_ffff_fffd);
 }
 
+/// A subprogram placed before its only caller: lowering in slot order
+/// first takes it for part of the main program, the call back into it
+/// reveals the start, and the program is lowered again with every start
+/// known. The callee also jumps backward inside itself, and a forward
+/// branch of main stays inside main.
+#[test]
+fn callee_before_its_caller() {
+    let mut p: Vec<[u8; 8]> = vec![
+        mov(1, 3),
+        slot(0x15, 1, 0, 1, 0), // if r1 == 0 goto +1 (inside main; not taken)
+        [0; 8],                 // 2: call b
+        EXIT,
+    ];
+    // a(x) = 1 + 7 * x for x > 0: r0 = 1; do { r0 += 7; r1 -= 1 } while r1 != 0
+    let a = p.len();
+    p.extend([
+        mov(0, 1),
+        slot(0x07, 0, 0, 0, 7),
+        slot(0x07, 1, 0, 0, -1),
+        slot(0x55, 1, 0, -3, 0), // if r1 != 0 goto -3
+        EXIT,
+    ]);
+    // b(x) = a(x + 2) + 100
+    let b = p.len();
+    p.extend([
+        slot(0x07, 1, 0, 0, 2),
+        [0; 8], // call a
+        slot(0x07, 0, 0, 0, 100),
+        EXIT,
+    ]);
+    p[2] = call_local(2, b);
+    p[b + 1] = call_local(b + 1, a);
+    // b(3) = a(5) + 100 = 1 + 5 * 7 + 100 = 136
+    check_calls("callee before its caller", &p, 136);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Acceptance is a subset of the optimizing path's.
 

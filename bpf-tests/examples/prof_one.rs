@@ -14,7 +14,41 @@ fn main() {
     let opts = JitOptions::new(&helpers);
     // `gen<blocks>`: the bench's generated program of that many blocks.
     // `rep<16 hex digits>`: 1000 copies of that one slot, then `exit`.
-    let p = if let Some(hex) = name.strip_prefix("rep") {
+    // `mix<k>` / `cyc<k>`: 1000 slots drawn at random (xorshift) / in
+    // turn from the first k of a few simple instruction forms, then
+    // `exit`: the dispatch's branch prediction with and without a pattern.
+    let mixed = name
+        .strip_prefix("mix")
+        .map(|k| (k, true))
+        .or_else(|| name.strip_prefix("cyc").map(|k| (k, false)));
+    let p = if let Some((k, random)) = mixed {
+        let forms: [u64; 8] = [
+            0x0f21_0000_0000_0000, // r1 += r2
+            0xbf31_0000_0000_0000, // r1 = r3
+            0x0721_0000_0500_0000, // r1 += 5
+            0x7912_0800_0000_0000, // r2 = *(u64 *)(r1 + 8)
+            0x7b1a_f8ff_0000_0000, // *(u64 *)(r10 - 8) = r1
+            0x6701_0000_0300_0000, // r1 <<= 3
+            0xb703_0000_0700_0000, // r3 = 7
+            0xaf12_0000_0000_0000, // r2 ^= r1
+        ];
+        let k: usize = k.parse::<usize>().unwrap().clamp(1, 8);
+        let mut x = 0x2545_f491u32;
+        let mut bytes = Vec::new();
+        for j in 0..1000 {
+            let f = if random {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as usize % k
+            } else {
+                j % k
+            };
+            bytes.extend_from_slice(&forms[f].to_be_bytes());
+        }
+        bytes.extend_from_slice(&[0x95, 0, 0, 0, 0, 0, 0, 0]);
+        bpf_isa::Program::decode(&bytes).unwrap()
+    } else if let Some(hex) = name.strip_prefix("rep") {
         let slot = u64::from_str_radix(hex, 16).unwrap().to_be_bytes();
         let mut bytes: Vec<u8> = slot.repeat(1000);
         bytes.extend_from_slice(&[0x95, 0, 0, 0, 0, 0, 0, 0]);
