@@ -532,6 +532,7 @@ impl Baseline {
             fix_mark: 0,
             opts,
             miss: Miss::Fallback,
+            hi_slot: usize::MAX,
         };
         let mut p = c.open(0, base)?;
         let mut used = 0u32;
@@ -559,8 +560,7 @@ impl Baseline {
             if p.is_null() {
                 return Err(c.miss);
             }
-            // An `ld_imm64` takes two slots (its handler checked both).
-            i += 1 + usize::from(op == 0x18);
+            i += 1;
         }
         ends_subprog(words, n)?;
         let at = c.at(p) as usize;
@@ -709,6 +709,8 @@ struct Ctx<'a> {
     opts: &'a JitOptions<'a>,
     /// Why a handler returned a null cursor.
     miss: Miss,
+    /// The second slot of the last `ld_imm64`.
+    hi_slot: usize,
 }
 
 impl Ctx<'_> {
@@ -1141,15 +1143,30 @@ fn h_ld_imm64(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
         zero(w, OFF_FIELD | SRC_FIELD)?;
         let hi = c.words.get(i + 1).ok_or(Fallback)?;
         let hi = u64::from_le_bytes(*hi);
-        let second = c.offs.get_mut(i + 1).ok_or(Fallback)?;
-        if hi & 0xffff_ffff != 0 || *second == START_MARK {
+        if hi & 0xffff_ffff != 0 {
             return Err(Fallback);
         }
-        *second = NOT_A_START;
+        // The second slot comes next, to `h_hi` (as opcode 0). Were it a
+        // subprogram start, opening it would find that the slot before
+        // does not end a subprogram.
+        c.hi_slot = i + 1;
         let mut o = Out { p };
         mov_imm64(&mut o, rd(w), (w >> 32) | (hi & IMM_FIELD));
         Ok(o.p)
     })
+}
+
+/// The second slot of an `ld_imm64` (opcode 0, checked with the first):
+/// no code, and no branch may land on it.
+fn h_hi(c: &mut Ctx<'_>, _w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    if c.hi_slot != i {
+        c.miss = Miss::Fallback;
+        return core::ptr::null_mut();
+    }
+    if let Some(off) = c.offs.get_mut(i) {
+        *off = NOT_A_START;
+    }
+    p
 }
 
 /// `ja` (`gotol` for 0x06).
@@ -1287,6 +1304,7 @@ static HANDLERS: [Handler; 256] = {
     set!(t, h_jcc: 0x16, 0x1e, 0x26, 0x2e, 0x36, 0x3e, 0x46, 0x4e, 0x56, 0x5e, 0x66);
     set!(t, h_jcc: 0x6e, 0x76, 0x7e, 0xa6, 0xae, 0xb6, 0xbe, 0xc6, 0xce, 0xd6, 0xde);
     t[0x18] = h_ld_imm64;
+    t[0x00] = h_hi;
     t[0x85] = h_call;
     t[0x95] = h_exit;
     t
