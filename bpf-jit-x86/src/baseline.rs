@@ -2,15 +2,21 @@
 //!
 //! [`Baseline`] compiles straight from the 8-byte slots as a loader
 //! receives them, with no decoded [`bpf_isa::Program`], no plan and no
-//! layout passes: a pre-scan finds the subprograms and the callee-saved
-//! registers in use, then each instruction is checked against the
-//! decoder's field rules and lowered with one dispatch on its opcode
-//! through the backend's encoders ([`crate::enc`], writing to an
-//! unchecked cursor: [`enc::Sink`]); the hottest forms (ALU, compare and
-//! shift on registers) come from tables indexed by the slot's register
-//! byte, checked byte for byte against those encoders. Forward branches take the 4-byte form and
-//! are patched at the end; backward ones take the short form when it
-//! reaches.
+//! layout passes. A loop walks the slots once and calls one handler per
+//! slot through a table indexed by the opcode byte (`HANDLERS`; each
+//! handler is small and instantiated per opcode, so the hot state stays
+//! in registers). A handler checks the slot against the decoder's field
+//! rules and lowers it through the backend's encoders ([`crate::enc`],
+//! writing to an unchecked cursor: [`enc::Sink`]); the hottest forms (ALU,
+//! compare and shift on registers) come from templates indexed by the
+//! slot's register byte, checked byte for byte against those encoders.
+//! Subprograms are found as the calls to them go by (a call back into code
+//! already lowered as another subprogram's makes the compile start over
+//! with every start marked first). The callee-saved registers a program
+//! uses are known only at the end: each prologue and each `exit` keeps 7
+//! bytes of room, filled in then with the pushes or pops and a nop.
+//! Forward branches take the 4-byte form and are patched at the end;
+//! backward ones take the short form when it reaches.
 //!
 //! The code follows the optimizing compiler's conventions ([`crate::Compiler`]):
 //! the same register map ([`crate::REG_MAP`]), prologue head (so a tail
@@ -23,8 +29,8 @@
 //! Whatever it does not handle, it leaves to the optimizing compiler
 //! (see [`Baseline::try_compile`]): tail calls, `ld_imm64` pseudo sources,
 //! kfunc calls, `callx`, `may_goto`, `addr_space_cast`, `ld_abs`/`ld_ind`,
-//! the fetching `and`/`or`/`xor` atomics, `bpf_fastcall` helpers, constant
-//! blinding, private stacks, and every program the optimizing compiler
+//! `bpf_fastcall` helpers, constant blinding, private stacks, more than 64
+//! subprograms, and every program the optimizing compiler
 //! would reject (invalid encodings, bad branch targets, recursion, …).
 //! [`Baseline::compile`] does that fallback itself, so it accepts and
 //! rejects exactly what `Program::decode` plus [`crate::Compiler::compile`] do.
