@@ -39,8 +39,9 @@ use bpf_jit::{
     JitError, JitErrorKind, JitOptions, JitProgram, DEFAULT_STACK_DEPTH, TAIL_CALL_HELPER,
 };
 
+use crate::direct::{self, NOPS};
 use crate::enc::{self, Alu1, Cc, Gpr, Mem, Shift, Sink, Sz};
-use crate::{direct, Compiler, X86Masm, AUX, AUX2, REG_MAP};
+use crate::{Compiler, X86Masm, AUX, AUX2, REG_MAP};
 
 /// Native register of each eBPF register (`r0`..`r10`; the rest are
 /// never read: the pre-scan refuses register fields above 10).
@@ -614,18 +615,6 @@ const SAVE_ROOM: usize = 7;
 
 /// Most subprograms the baseline handles (the kernel allows 256).
 const MAX_SUBPROGS: usize = 64;
-
-/// The multi-byte nops by length (1 to 7), as recommended by the vendors.
-const NOPS: [&[u8]; 8] = [
-    &[],
-    &[0x90],
-    &[0x66, 0x90],
-    &[0x0f, 0x1f, 0x00],
-    &[0x0f, 0x1f, 0x40, 0x00],
-    &[0x0f, 0x1f, 0x44, 0x00, 0x00],
-    &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
-    &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
-];
 
 /// By the set of r6-r9 a program uses (bit `i` for `r(6 + i)`): the
 /// room of a prologue (the pushes in order, then a nop) and of an exit

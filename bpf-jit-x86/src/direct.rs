@@ -48,7 +48,7 @@ pub fn jmp_rel32(from: u64, to: u64) -> Option<[u8; 5]> {
 
 /// The recommended single-instruction nops of 1 to 7 bytes (Intel SDM
 /// vol. 2B, NOP), so that padding costs one instruction.
-const NOPS: [&[u8]; 8] = [
+pub(crate) const NOPS: [&[u8]; 8] = [
     &[],
     &[0x90],
     &[0x66, 0x90],
