@@ -43,8 +43,9 @@ use crate::direct::{self, NOPS};
 use crate::enc::{self, Alu1, Cc, Gpr, Mem, Shift, Sink, Sz};
 use crate::{Compiler, X86Masm, AUX, AUX2, REG_MAP};
 
-/// Native register of each eBPF register (`r0`..`r10`; the rest are
-/// never read: the pre-scan refuses register fields above 10).
+/// Native register of each eBPF register (`r0`..`r10`; fields above 10
+/// map to `rax`: their code is lowered, then thrown away, because
+/// `finish` refuses a program naming such a register).
 const X: [Gpr; 16] = {
     let mut t = [Gpr::RAX; 16];
     let mut i = 0;
