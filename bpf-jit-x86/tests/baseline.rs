@@ -10,18 +10,18 @@
 //! 3. hand-written bpf-to-bpf and helper calls;
 //! 4. random slot sequences: what the one-pass path accepts is a subset of
 //!    what `Program::decode` plus `Compiler::compile` accept, and
-//!    `Baseline::compile` accepts exactly what they do;
-//! 5. the bpf_conformance suite through `Baseline::compile`.
+//!    `Baseline::compile` accepts exactly what they do.
+//!
+//! The bpf_conformance suite through `Baseline::compile` is in
+//! `tests/conformance.rs`, next to the optimizing compiler's run.
 //!
 //! Programs are written as raw slots here (`slot`), from the eBPF
 //! instruction-set encoding, so the bytes the baseline reads do not come
 //! from our own encoder.
 
 use std::cell::RefCell;
-use std::path::Path;
 
 use bpf_isa::arbitrary::runnable_program;
-use bpf_isa::asm::conformance::load_dir;
 use bpf_isa::Program;
 use bpf_jit::{HelperTable, JitOptions};
 use bpf_jit_x86::Baseline;
@@ -1338,74 +1338,4 @@ fn one_pass_acceptance_is_a_subset() {
         accepted * 20 >= total,
         "the generator reaches the one-pass path too rarely ({accepted} of {total})"
     );
-}
-
-// ---------------------------------------------------------------------------
-// 5. bpf_conformance through Baseline::compile.
-
-/// Helper 5 of the conformance suite's setting: returns its first argument.
-unsafe extern "C" fn helper5(a: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    a
-}
-
-#[test]
-fn conformance_suite_through_baseline() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance");
-    let Ok(cases) = load_dir(&dir) else {
-        panic!("conformance data not found at {}", dir.display());
-    };
-    let mut helpers = HelperTable::new();
-    helpers.insert(5, helper5);
-    let opts = JitOptions::new(&helpers);
-    let mut jit = Baseline::new();
-    let (mut passed, mut one_pass, mut failed) = (0usize, 0usize, Vec::new());
-    for case in &cases {
-        let case = match case {
-            Ok(c) => c,
-            Err(e) => {
-                failed.push(e.clone());
-                continue;
-            }
-        };
-        let Some(expected) = case.result else {
-            failed.push(format!("{}: no -- result", case.name));
-            continue;
-        };
-        let code = case.prog.to_bytes();
-        match jit.try_compile(&code, &opts) {
-            Ok(Some(_)) => one_pass += 1,
-            Ok(None) => {}
-            Err(e) => {
-                failed.push(format!("{}: try_compile error {e}", case.name));
-                continue;
-            }
-        }
-        let native = match jit.compile(&code, &opts) {
-            Ok(j) => j,
-            Err(e) => {
-                failed.push(format!("{}: compile error {e}", case.name));
-                continue;
-            }
-        };
-        let mut mem = case.mem.clone();
-        // SAFETY: the conformance programs only touch their memory buffer and stack.
-        let got = unsafe { native.call_mem(&mut mem) };
-        if got == expected {
-            passed += 1;
-        } else {
-            failed.push(format!(
-                "{}: r0 = {got:#x}, expected {expected:#x}",
-                case.name
-            ));
-        }
-    }
-    eprintln!(
-        "conformance through the baseline: {passed} passed, {} failed of {}; \
-         {one_pass} compiled by the one-pass path",
-        failed.len(),
-        cases.len()
-    );
-    assert!(failed.is_empty(), "failures:\n{}", failed.join("\n"));
-    assert!(passed > 200, "too few conformance tests ran");
-    assert!(one_pass > 100, "the one-pass path compiled only {one_pass}");
 }
