@@ -89,48 +89,189 @@ const NIBBLES: [u32; 256] = {
     t
 };
 
-/// The encoding templates of the hot register forms: the bytes before
-/// the immediate, with the opcode byte left zero (low 24 bits), their
-/// number (bits 24..28) and the opcode byte's index (bits 28..32: 1 after
-/// a REX prefix, else 0). A 32-bit form has a REX prefix only when a
-/// register needs REX.R or REX.B; a 64-bit one always (REX.W).
-const fn template(w64: bool, reg: u8, rm: u8) -> u32 {
+/// A register-direct form `[REX] opc ModRM` (`reg` in the reg field,
+/// `rm` in r/m), with its byte count in bits 24..32 (the form is at most
+/// 3 bytes). A 32-bit form has a REX prefix only when a register needs
+/// REX.R or REX.B; a 64-bit one always (REX.W).
+const fn reg_form(w64: bool, opc: u8, reg: u8, rm: u8) -> u32 {
     let rex = (reg >> 3) << 2 | (rm >> 3);
     let modrm = (0xc0 | (reg & 7) << 3 | (rm & 7)) as u32;
     if w64 || rex != 0 {
-        (0x40 | (w64 as u8) << 3 | rex) as u32 | modrm << 16 | 3 << 24 | 1 << 28
+        let rex = (0x40 | (w64 as u8) << 3 | rex) as u32;
+        rex | (opc as u32) << 8 | modrm << 16 | 3 << 24
     } else {
-        modrm << 8 | 2 << 24
+        opc as u32 | modrm << 8 | 2 << 24
     }
 }
 
-/// By a slot's register byte (dst in the low nibble, src in the high),
-/// for 32-bit (`[0]`) and 64-bit (`[1]`) operations: the template of
-/// `op r/m, r` with src's native register in the reg field and dst's in
-/// r/m ([`template`]). Instead of [`enc`]'s general assembly (a test
+/// The register-register operations of [`RRF`], by index: `op r/m, r`
+/// for [`Alu1`]'s operations at their own index, and `mov` at 2 (where
+/// `adc` would be; `adc` and `sbb` are never emitted).
+const RR_OPS: [u8; 8] = [0x01, 0x09, 0x89, 0x19, 0x21, 0x29, 0x31, 0x39];
+
+/// [`RR_OPS`]' index of `mov`.
+const RR_MOV: usize = 2;
+
+/// By width (`[0]` 32-bit, `[1]` 64-bit), operation ([`RR_OPS`]) and a
+/// slot's register byte (dst in the low nibble, src in the high): the
+/// whole form of `op dst, src` ([`reg_form`], src in the reg field), or 0
+/// where the operation writes dst and dst is r10 (a slot left to the
+/// optimizing compiler). Instead of [`enc`]'s general assembly (a test
 /// checks both give the same bytes).
-static RR: [[u32; 256]; 2] = {
-    let mut t = [[0u32; 256]; 2];
-    let mut b = 0;
-    while b < 256 {
-        let (d, s) = (X[b & 15].num(), X[b >> 4].num());
-        t[0][b] = template(false, s, d);
-        t[1][b] = template(true, s, d);
-        b += 1;
+static RRF: [[[u32; 256]; 8]; 2] = {
+    let mut t = [[[0u32; 256]; 8]; 2];
+    let mut w = 0;
+    while w < 2 {
+        let mut op = 0;
+        while op < 8 {
+            let mut b = 0;
+            while b < 256 {
+                let (d, s) = (X[b & 15].num(), X[b >> 4].num());
+                let writes = RR_OPS[op] != 0x39;
+                if !(writes && b & 15 == 10) {
+                    t[w][op][b] = reg_form(w == 1, RR_OPS[op], s, d);
+                }
+                b += 1;
+            }
+            op += 1;
+        }
+        w += 1;
     }
     t
 };
 
-/// By a register nibble, for 32-bit (`[0]`) and 64-bit (`[1]`)
-/// operations: the template of a group opcode (`81`/`83`/`C1`) on that
-/// register, with 0 in the reg field ([`template`]).
-static RM: [[u32; 16]; 2] = {
-    let mut t = [[0u32; 16]; 2];
-    let mut r = 0;
-    while r < 16 {
-        t[0][r] = template(false, 0, X[r].num());
-        t[1][r] = template(true, 0, X[r].num());
-        r += 1;
+/// By width, group operation and an eBPF register: the form of a group
+/// opcode on that register, `83 /op` (`op` 0..8: [`Alu1`] with an 8-bit
+/// immediate; `81` for a 32-bit one is two less in the opcode byte) or
+/// `C1 /(op - 8)` (`op` 8..16: [`Shift`] by an 8-bit count), without
+/// the immediate ([`reg_form`]); 0 where the operation writes the
+/// register and it is r10.
+static GRP: [[[u32; 16]; 16]; 2] = {
+    let mut t = [[[0u32; 16]; 16]; 2];
+    let mut w = 0;
+    while w < 2 {
+        let mut op = 0;
+        while op < 16 {
+            let mut r = 0;
+            while r < 16 {
+                let (opc, ext) = if op < 8 { (0x83, op) } else { (0xc1, op - 8) };
+                let writes = op != Alu1::Cmp as usize;
+                if !(writes && r == 10) {
+                    t[w][op][r] = reg_form(w == 1, opc, ext as u8, X[r].num());
+                }
+                r += 1;
+            }
+            op += 1;
+        }
+        w += 1;
+    }
+    t
+};
+
+/// A memory form `[66] [REX] opc… ModRM` on `[base + disp8]` (`opc`: one
+/// or two opcode bytes, the first in the low byte; `reg` in the reg
+/// field), as a [`put_mem`] entry: the bytes (at most 4) in bits 0..32,
+/// their count in bits 32..40, and [`NEED_DISP`] when the base takes a
+/// displacement even when it is 0 (rbp, r13). `h`: the 16-bit operand
+/// prefix; `byte_reg`: the reg field names a byte register (`sil`, `dil`
+/// need a REX prefix).
+const fn mem_form(w64: bool, h: bool, byte_reg: bool, opc: u16, reg: u8, base: u8) -> u64 {
+    let rex = (w64 as u8) << 3 | (reg >> 3) << 2 | (base >> 3);
+    let force = byte_reg && reg >= 4 && reg < 8;
+    let modrm = (0x40 | (reg & 7) << 3 | (base & 7)) as u64;
+    let mut v = 0u64;
+    let mut n = 0;
+    if h {
+        v = 0x66;
+        n = 1;
+    }
+    if rex != 0 || force {
+        v |= ((0x40 | rex) as u64) << (8 * n);
+        n += 1;
+    }
+    v |= ((opc & 0xff) as u64) << (8 * n);
+    n += 1;
+    if opc > 0xff {
+        v |= ((opc >> 8) as u64) << (8 * n);
+        n += 1;
+    }
+    v |= modrm << (8 * n);
+    n += 1;
+    let need = if base & 7 == 5 { NEED_DISP } else { 0 };
+    v | (n as u64) << 32 | need
+}
+
+/// [`mem_form`]'s flag: the base register takes a displacement even
+/// when it is 0.
+const NEED_DISP: u64 = 1 << 40;
+
+/// By access size (`(code >> 3) & 3`: word, half, byte, double word) and
+/// a slot's register byte: the [`mem_form`] of the zero-extending load
+/// `dst = *(src + disp)` (`mov r32`, `movzx r32`, `mov r64`), or 0 when
+/// dst is r10.
+static LDF: [[u64; 256]; 4] = {
+    let mut t = [[0u64; 256]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let (w64, opc): (bool, u16) = match k {
+            0 => (false, 0x8b),
+            1 => (false, 0xb7_0f),
+            2 => (false, 0xb6_0f),
+            _ => (true, 0x8b),
+        };
+        let mut b = 0;
+        while b < 256 {
+            if b & 15 != 10 {
+                t[k][b] = mem_form(w64, false, false, opc, X[b & 15].num(), X[b >> 4].num());
+            }
+            b += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// By access size (as [`LDF`]) and a slot's register byte: the
+/// [`mem_form`] of the store `*(dst + disp) = src`.
+static STF: [[u64; 256]; 4] = {
+    let mut t = [[0u64; 256]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut b = 0;
+        while b < 256 {
+            let (d, s) = (X[b & 15].num(), X[b >> 4].num());
+            t[k][b] = match k {
+                0 => mem_form(false, false, false, 0x89, s, d),
+                1 => mem_form(false, true, false, 0x89, s, d),
+                2 => mem_form(false, false, true, 0x88, s, d),
+                _ => mem_form(true, false, false, 0x89, s, d),
+            };
+            b += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// By access size (as [`LDF`]) and an eBPF register: the [`mem_form`]
+/// of the store `*(dst + disp) = imm` (`C7 /0`, `C6 /0` for a byte),
+/// without the immediate.
+static STK: [[u64; 16]; 4] = {
+    let mut t = [[0u64; 16]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut r = 0;
+        while r < 16 {
+            let d = X[r].num();
+            t[k][r] = match k {
+                0 => mem_form(false, false, false, 0xc7, 0, d),
+                1 => mem_form(false, true, false, 0xc7, 0, d),
+                2 => mem_form(false, false, false, 0xc6, 0, d),
+                _ => mem_form(true, false, false, 0xc7, 0, d),
+            };
+            r += 1;
+        }
+        k += 1;
     }
     t
 };
@@ -151,6 +292,10 @@ const ALU: [Alu1; 16] = {
 /// buffer always has this much (plus one 8-byte store) free before an
 /// instruction is lowered.
 const MAX_INSN_BYTES: usize = 128;
+
+/// Most bytes one slot's lowering writes: its instruction, after a
+/// prologue when it starts a subprogram.
+const SLOT_MAX_BYTES: usize = MAX_INSN_BYTES + 32;
 
 /// Slot offset marking the second slot of an `ld_imm64` (not a branch target).
 const NOT_A_START: u32 = u32::MAX;
@@ -224,10 +369,10 @@ impl Out {
     /// Writes the low `n` bytes of `v` (`n <= 8`).
     #[inline(always)]
     fn put(&mut self, v: u64, n: usize) {
-        // SAFETY: before each instruction is lowered, the buffer has
-        // `MAX_INSN_BYTES + 8` bytes of capacity past the cursor, and no
-        // lowering writes more than `MAX_INSN_BYTES`; the cursor only
-        // moves past what was written.
+        // SAFETY: before each slot is lowered, the buffer has
+        // `SLOT_MAX_BYTES + 8` bytes of capacity past the cursor, and no
+        // slot writes more than `SLOT_MAX_BYTES` (a prologue and
+        // `MAX_INSN_BYTES`); the cursor only moves past what was written.
         unsafe {
             self.p.cast::<u64>().write_unaligned(v);
             self.p = self.p.add(n);
@@ -264,47 +409,64 @@ impl Sink for Out {
     }
 }
 
-/// Writes the form of template `e` ([`template`]) with opcode byte
-/// `opc`, `reg` ORed into the ModRM byte, then the low `tail_len` bytes
-/// of `tail`.
+/// Writes the register form `e` ([`reg_form`]: [`RRF`], [`GRP`]);
+/// `None` for an empty entry (dst is r10).
 #[inline(always)]
-fn put_form(o: &mut Out, w64: bool, e: u32, opc: u8, reg: u8, tail: u64, tail_len: usize) {
-    let rest = u64::from(opc) | u64::from(reg) << 8 | tail << 16;
-    // The 64-bit forms always start with REX (the opcode at byte 1).
-    let at = if w64 { 8 } else { 8 * (e >> 28) };
-    let len = if w64 { 3 } else { (e >> 24) & 15 };
-    o.put(
-        u64::from(e & 0xff_ffff) | rest << at,
-        len as usize + tail_len,
-    );
-}
-
-/// `op dst, src` (`op r/m, r`: add, or, and, sub, xor, cmp, or `mov`'s
-/// 0x89 with `opc`) on the registers of the register byte `b1`: the same
-/// bytes as [`enc::alu_rr`] / [`enc::mov_rr`], from [`RR`].
-#[inline(always)]
-fn rr_b1(o: &mut Out, w64: bool, opc: u8, b1: u8) {
-    put_form(o, w64, RR[usize::from(w64)][usize::from(b1)], opc, 0, 0, 0);
-}
-
-/// `op r, imm` of the 0x81/0x83 group (`ext`) on eBPF register `dnum`:
-/// the same bytes as [`enc::alu_ri`], from [`RM`].
-#[inline(always)]
-fn ri_n(o: &mut Out, w64: bool, ext: u8, dnum: usize, imm: i32) {
-    let e = RM[usize::from(w64)][dnum & 15];
-    if imm as i8 as i32 == imm {
-        put_form(o, w64, e, 0x83, ext << 3, u64::from(imm as u8), 1);
-    } else {
-        put_form(o, w64, e, 0x81, ext << 3, u64::from(imm as u32), 4);
+fn put_reg(o: &mut Out, e: u32) -> Step<()> {
+    if e == 0 {
+        return Err(Fallback);
     }
+    o.put(u64::from(e), (e >> 24) as usize);
+    Ok(())
 }
 
-/// `shift r, count` (`C1 /op ib`) on eBPF register `dnum`: the same
-/// bytes as [`enc::shift_ri`], from [`RM`].
+/// Writes `83 /op ib` or `81 /op id` from the [`GRP`] entry `e` of the
+/// 8-bit form, with `imm`.
 #[inline(always)]
-fn shift_n(o: &mut Out, w64: bool, op: Shift, dnum: usize, count: u8) {
-    let e = RM[usize::from(w64)][dnum & 15];
-    put_form(o, w64, e, 0xc1, (op as u8) << 3, u64::from(count), 1);
+fn put_grp_imm(o: &mut Out, e: u32, imm: i32) -> Step<()> {
+    if e == 0 {
+        return Err(Fallback);
+    }
+    let n = (e >> 24) as usize;
+    let form = u64::from(e & 0xff_ffff);
+    if imm as i8 as i32 == imm {
+        o.put(form | u64::from(imm as u8) << (8 * n), n + 1);
+    } else {
+        // 81 instead of 83: the opcode is the byte before the ModRM.
+        let form = form - (2 << (8 * n - 16));
+        o.put(form | u64::from(imm as u32) << (8 * n), n + 4);
+    }
+    Ok(())
+}
+
+/// Writes `C1 /op ib` from the [`GRP`] entry `e` (not empty), with `ib`.
+#[inline(always)]
+fn put_grp_ib(o: &mut Out, e: u32, ib: u8) {
+    let n = (e >> 24) as usize;
+    o.put(u64::from(e & 0xff_ffff) | u64::from(ib) << (8 * n), n + 1);
+}
+
+/// Writes the memory form `e` ([`mem_form`]: [`LDF`], [`STF`], [`STK`])
+/// with the displacement `disp`, in its shortest form (none, 8 or 32
+/// bits); `None` for an empty entry (dst is r10).
+#[inline(always)]
+fn put_mem(o: &mut Out, e: u64, disp: i16) -> Step<()> {
+    if e == 0 {
+        return Err(Fallback);
+    }
+    let n = ((e >> 32) & 0xff) as usize;
+    let form = e & 0xffff_ffff;
+    // ModRM is the last byte: mod 01 (disp8) in the entry.
+    let modrm_mod = 0x40u64 << (8 * n - 8);
+    if disp == 0 && e & NEED_DISP == 0 {
+        o.put(form - modrm_mod, n);
+    } else if disp as i8 as i16 == disp {
+        o.put(form | u64::from(disp as u8) << (8 * n), n + 1);
+    } else {
+        let form = form + modrm_mod;
+        o.put(form | u64::from(i32::from(disp) as u32) << (8 * n), n + 4);
+    }
+    Ok(())
 }
 
 /// `[base + disp]`.
@@ -336,20 +498,18 @@ fn mov64(o: &mut Out, dst: Gpr, src: Gpr) {
     }
 }
 
-/// Grows `code`, written up to the cursor `p`; returns the cursor and
-/// the limit past which the next instruction may not fit, in the new
-/// buffer (whose start `c` now has).
+/// Grows `code`, written up to the cursor `p`; returns the cursor in the
+/// new buffer (whose start `c` now has).
 #[cold]
 #[inline(never)]
-fn regrow(code: &mut Vec<u8>, c: &mut Ctx<'_>, p: *mut u8) -> (*mut u8, *mut u8) {
+fn regrow(code: &mut Vec<u8>, c: &mut Ctx<'_>, p: *mut u8) -> *mut u8 {
     let at = c.at(p) as usize;
     // SAFETY: the first `at` bytes were written.
     unsafe { code.set_len(at) };
-    code.reserve(MAX_INSN_BYTES * 64);
+    code.reserve(SLOT_MAX_BYTES * 64);
     let base = code.as_mut_ptr();
     c.base = base;
-    let limit = code.capacity() - (MAX_INSN_BYTES + 8);
-    (base.wrapping_add(at), base.wrapping_add(limit))
+    base.wrapping_add(at)
 }
 
 /// Why a one-pass lowering stopped (internal).
@@ -523,12 +683,14 @@ impl Baseline {
             self.mark_starts(words)?;
         }
         let code = &mut self.code;
-        let base = code.as_mut_ptr();
-        let mut limit = base.wrapping_add(code.capacity() - (MAX_INSN_BYTES + 8));
+        let mut base = code.as_mut_ptr();
+        // Handlers and this loop share the offsets through one raw
+        // pointer (no handler resizes them).
+        let offs = self.offs.as_mut_ptr();
         let mut c = Ctx {
             base,
             words,
-            offs: &mut self.offs,
+            offs,
             begin: 0,
             fixups: &mut self.fixups,
             call_fixups: &mut self.call_fixups,
@@ -541,38 +703,42 @@ impl Baseline {
             opts,
             miss: Miss::Fallback,
             hi_slot: usize::MAX,
+            used: 0,
         };
         let mut p = c.open(0, base)?;
-        let mut used = 0u32;
         let mut i = 0;
         while i < n {
-            if p > limit {
-                (p, limit) = regrow(code, &mut c, p);
+            // The slots whose worst case fits in the buffer run without a
+            // check each; when none fits, the buffer grows.
+            let room = (base as usize + code.capacity()).wrapping_sub(p as usize + 8);
+            let fit = room / SLOT_MAX_BYTES;
+            if fit == 0 || room > isize::MAX as usize {
+                p = regrow(code, &mut c, p);
+                base = c.base;
+                continue;
             }
-            // SAFETY (both unchecked accesses): `i < n`, the length of
-            // `words` and of `offs`, which no handler resizes.
-            let slot = unsafe { c.offs.get_unchecked_mut(i) };
-            if *slot == START_MARK {
-                p = c.open(i, p)?;
-                if p > limit {
-                    (p, limit) = regrow(code, &mut c, p);
+            let end = n.min(i + fit);
+            while i < end {
+                // SAFETY (the unchecked accesses): `i < end <= n`, the
+                // length of `words` and of the offsets.
+                let slot = unsafe { offs.add(i) };
+                if unsafe { *slot } == START_MARK {
+                    p = c.open(i, p)?;
                 }
+                let w = u64::from_le_bytes(*unsafe { words.get_unchecked(i) });
+                // SAFETY: as above.
+                unsafe { *slot = (p as usize - base as usize) as u32 };
+                c.used |= NIBBLES[usize::from((w >> 8) as u8)];
+                p = HANDLERS[usize::from(w as u8)](&mut c, w, i, p);
+                if p.is_null() {
+                    return Err(c.miss);
+                }
+                i += 1;
             }
-            let w = u64::from_le_bytes(*unsafe { words.get_unchecked(i) });
-            let at = c.at(p);
-            // SAFETY: as above.
-            *unsafe { c.offs.get_unchecked_mut(i) } = at;
-            used |= NIBBLES[usize::from((w >> 8) as u8)];
-            let op = w as u8;
-            p = HANDLERS[usize::from(op)](&mut c, w, i, p);
-            if p.is_null() {
-                return Err(c.miss);
-            }
-            i += 1;
         }
         ends_subprog(words, n)?;
         let at = c.at(p) as usize;
-        self.used = used;
+        self.used = c.used;
         // SAFETY: the first `at` bytes were written.
         unsafe { self.code.set_len(at) };
         Ok(())
@@ -690,7 +856,8 @@ struct Ctx<'a> {
     /// Start of the code buffer (offsets count from here).
     base: *mut u8,
     words: &'a [[u8; 8]],
-    offs: &'a mut [u32],
+    /// The offsets (`words.len()` of them: [`Baseline::offs`]).
+    offs: *mut u32,
     /// First slot of the subprogram being lowered.
     begin: usize,
     fixups: &'a mut Vec<(u32, u32)>,
@@ -707,9 +874,31 @@ struct Ctx<'a> {
     miss: Miss,
     /// The second slot of the last `ld_imm64`.
     hi_slot: usize,
+    /// Registers named so far (bit `i` for `ri`).
+    used: u32,
 }
 
 impl Ctx<'_> {
+    /// The offset entry of slot `t` ([`NOT_A_START`] past the end).
+    #[inline(always)]
+    fn off(&self, t: usize) -> u32 {
+        if t < self.words.len() {
+            // SAFETY: the offsets are `words.len()` entries.
+            unsafe { *self.offs.add(t) }
+        } else {
+            NOT_A_START
+        }
+    }
+
+    /// Sets the offset entry of slot `t` (nothing past the end).
+    #[inline(always)]
+    fn set_off(&mut self, t: usize, v: u32) {
+        if t < self.words.len() {
+            // SAFETY: as in `off`.
+            unsafe { *self.offs.add(t) = v };
+        }
+    }
+
     /// Code offset of the cursor position `p`.
     #[inline(always)]
     fn at(&self, p: *mut u8) -> u32 {
@@ -777,7 +966,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         if t <= i {
-            let dest = *self.offs.get(t).ok_or(Fallback)?;
+            let dest = self.off(t);
             if dest == NOT_A_START {
                 return Err(Fallback);
             }
@@ -820,6 +1009,11 @@ fn run<'a>(c: &mut Ctx<'a>, body: impl FnOnce(&mut Ctx<'a>) -> Step<*mut u8>) ->
     }
 }
 
+/// The register byte of a slot (dst in the low nibble, src in the high).
+#[inline(always)]
+fn b1(w: u64) -> usize {
+    usize::from((w >> 8) as u8)
+}
 /// Register fields of a slot.
 #[inline(always)]
 fn dn(w: u64) -> usize {
@@ -873,15 +1067,9 @@ fn h_none(c: &mut Ctx<'_>, _w: u64, _i: usize, _p: *mut u8) -> *mut u8 {
 fn h_alu_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |_| {
         zero(w, SRC_FIELD | OFF_FIELD)?;
-        no_r10(dn(w))?;
         let mut o = Out { p };
-        ri_n(
-            &mut o,
-            C & 7 == 7,
-            ALU[usize::from(C >> 4)] as u8,
-            dn(w),
-            imm32(w),
-        );
+        let e = GRP[usize::from(C & 7 == 7)][ALU[usize::from(C >> 4)] as usize][dn(w)];
+        put_grp_imm(&mut o, e, imm32(w))?;
         Ok(o.p)
     })
 }
@@ -890,10 +1078,9 @@ fn h_alu_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut 
 fn h_alu_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |_| {
         zero(w, IMM_FIELD | OFF_FIELD)?;
-        no_r10(dn(w))?;
         let mut o = Out { p };
-        let opc = ALU[usize::from(C >> 4)] as u8 * 8 + 1;
-        rr_b1(&mut o, C & 7 == 7, opc, (w >> 8) as u8);
+        let op = ALU[usize::from(C >> 4)] as usize;
+        put_reg(&mut o, RRF[usize::from(C & 7 == 7)][op][b1(w)])?;
         Ok(o.p)
     })
 }
@@ -914,8 +1101,26 @@ fn h_mov_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut 
     })
 }
 
-/// `mov` and `movsx` with a register.
-fn h_mov_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
+/// `mov` with a register (`movsx`: [`h_movsx`]).
+fn h_mov_x<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
+    if w >> 16 != 0 {
+        return h_movsx::<C>(c, w, i, p);
+    }
+    run(c, |_| {
+        let mut o = Out { p };
+        let e = RRF[usize::from(C == 0xbf)][RR_MOV][b1(w)];
+        // A 64-bit move to itself is nothing (a 32-bit one zero-extends).
+        if C == 0xbf && e != 0 && dn(w) == sn(w) {
+            return Ok(p);
+        }
+        put_reg(&mut o, e)?;
+        Ok(o.p)
+    })
+}
+
+/// `movsx` with a register.
+#[inline(never)]
+fn h_movsx<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |_| {
         zero(w, IMM_FIELD)?;
         no_r10(dn(w))?;
@@ -923,12 +1128,6 @@ fn h_mov_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut 
         let w64 = C == 0xbf;
         let (dst, src) = (rd(w), rs(w));
         match (off16(w), w64) {
-            (0, true) => {
-                if dn(w) != sn(w) {
-                    rr_b1(&mut o, true, 0x89, (w >> 8) as u8);
-                }
-            }
-            (0, false) => rr_b1(&mut o, false, 0x89, (w >> 8) as u8),
             (8, _) => enc::movsx_r8(&mut o, sz(w64), dst, src),
             (16, _) => enc::movsx_r16(&mut o, sz(w64), dst, src),
             (32, true) => enc::movsxd_rr(&mut o, dst, src),
@@ -958,17 +1157,20 @@ fn h_mul<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8
 fn h_shift_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |_| {
         zero(w, SRC_FIELD | OFF_FIELD)?;
-        no_r10(dn(w))?;
         let mut o = Out { p };
         let w64 = C & 7 == 7;
         let count = (imm32(w) as u32 & if w64 { 63 } else { 31 }) as u8;
+        let e = GRP[usize::from(w64)][8 + shift_op(C) as usize][dn(w)];
+        if e == 0 {
+            return Err(Fallback);
+        }
         if count == 0 {
             // Nothing to shift; a 32-bit result is still zero-extended.
             if !w64 {
                 enc::mov_rr(&mut o, Sz::W, rd(w), rd(w));
             }
         } else {
-            shift_n(&mut o, w64, shift_op(C), dn(w), count);
+            put_grp_ib(&mut o, e, count);
         }
         Ok(o.p)
     })
@@ -1056,9 +1258,13 @@ fn h_endian<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut
 fn h_load<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |_| {
         zero(w, IMM_FIELD)?;
-        no_r10(dn(w))?;
         let mut o = Out { p };
-        load(&mut o, C, rd(w), at(rs(w), off16(w)));
+        if C & 0xe0 == 0x80 {
+            no_r10(dn(w))?;
+            enc::load_sx(&mut o, mem_size(C), rd(w), at(rs(w), off16(w)));
+        } else {
+            put_mem(&mut o, LDF[usize::from(C >> 3) & 3][b1(w)], off16(w))?;
+        }
         Ok(o.p)
     })
 }
@@ -1068,7 +1274,11 @@ fn h_store_k<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mu
     run(c, |_| {
         zero(w, SRC_FIELD)?;
         let mut o = Out { p };
-        enc::store_imm(&mut o, mem_size(C), at(rd(w), off16(w)), imm32(w));
+        let k = usize::from(C >> 3) & 3;
+        put_mem(&mut o, STK[k][dn(w)], off16(w))?;
+        // The immediate's size is the access size (a double word's
+        // sign-extends from 32 bits).
+        o.put(u64::from(imm32(w) as u32), [4, 2, 1, 4][k]);
         Ok(o.p)
     })
 }
@@ -1078,7 +1288,7 @@ fn h_store_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mu
     run(c, |_| {
         zero(w, IMM_FIELD)?;
         let mut o = Out { p };
-        enc::store(&mut o, mem_size(C), at(rd(w), off16(w)), rs(w));
+        put_mem(&mut o, STF[usize::from(C >> 3) & 3][b1(w)], off16(w))?;
         Ok(o.p)
     })
 }
@@ -1159,9 +1369,7 @@ fn h_hi(c: &mut Ctx<'_>, _w: u64, i: usize, p: *mut u8) -> *mut u8 {
         c.miss = Miss::Fallback;
         return core::ptr::null_mut();
     }
-    if let Some(off) = c.offs.get_mut(i) {
-        *off = NOT_A_START;
-    }
+    c.set_off(i, NOT_A_START);
     p
 }
 
@@ -1194,7 +1402,7 @@ fn h_jcc<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 
             if set {
                 enc::test_rr(&mut o, s, rd(w), rs(w));
             } else {
-                rr_b1(&mut o, w64, Alu1::Cmp as u8 * 8 + 1, (w >> 8) as u8);
+                put_reg(&mut o, RRF[usize::from(w64)][Alu1::Cmp as usize][b1(w)])?;
             }
         } else {
             zero(w, SRC_FIELD)?;
@@ -1204,7 +1412,11 @@ fn h_jcc<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 
             } else if imm == 0 && matches!(cc, Cc::E | Cc::Ne) {
                 enc::test_rr(&mut o, s, rd(w), rd(w));
             } else {
-                ri_n(&mut o, w64, Alu1::Cmp as u8, dn(w), imm);
+                put_grp_imm(
+                    &mut o,
+                    GRP[usize::from(w64)][Alu1::Cmp as usize][dn(w)],
+                    imm,
+                )?;
             }
         }
         c.jump(&mut o, Some(cc), i, i as i64 + 1 + i64::from(off16(w)))?;
@@ -1241,7 +1453,7 @@ fn h_call(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
                 }
                 let t = t as u32;
                 if t as usize > i {
-                    c.offs[t as usize] = START_MARK;
+                    c.set_off(t as usize, START_MARK);
                 } else if c.starts.binary_search(&t).is_err() {
                     return Err(Miss::Rescan);
                 }
@@ -1585,63 +1797,108 @@ mod tests {
 
     /// The table-driven hot forms give the bytes of the shared encoders
     /// (whose forms the emit tests check against llvm-mc), for every
-    /// register pair, operation, width and immediate size.
+    /// register pair, operation, width, immediate and displacement size;
+    /// and their entries are empty exactly where the operation writes r10.
     #[test]
     fn table_forms_match_the_shared_encoders() {
-        let mut ops: Vec<(u8, Option<Alu1>)> = vec![(0x89, None)];
-        for a in [
+        let alus = [
             Alu1::Add,
             Alu1::Or,
             Alu1::And,
             Alu1::Sub,
             Alu1::Xor,
             Alu1::Cmp,
-        ] {
-            ops.push((a as u8 * 8 + 1, Some(a)));
-        }
+        ];
+        let put = |f: &dyn Fn(&mut Out) -> Step<()>| {
+            let mut r = Ok(());
+            let b = bytes(|o| r = f(o));
+            r.map(|()| b)
+        };
+        let imms = [0, 1, -1, 127, -128, 128, -129, i32::MAX, i32::MIN];
+        let disps = [0i16, 1, -1, 127, -128, 128, -129, i16::MAX, i16::MIN];
         for (d, &xd) in X.iter().enumerate().take(11) {
             for w64 in [false, true] {
                 let s = if w64 { Sz::Q } else { Sz::W };
+                let wi = usize::from(w64);
                 for (src, &xs) in X.iter().enumerate().take(11) {
-                    let b1 = (src << 4 | d) as u8;
-                    for &(opc, alu) in &ops {
-                        let want = bytes(|o| match alu {
-                            Some(a) => enc::alu_rr(o, s, a, xd, xs),
-                            None => enc::mov_rr(o, s, xd, xs),
-                        });
-                        assert_eq!(
-                            bytes(|o| rr_b1(o, w64, opc, b1)),
-                            want,
-                            "{opc:#x} r{d}, r{src}"
-                        );
+                    let b = src << 4 | d;
+                    let mut ops: Vec<(usize, Vec<u8>)> =
+                        vec![(RR_MOV, bytes(|o| enc::mov_rr(o, s, xd, xs)))];
+                    for a in alus {
+                        ops.push((a as usize, bytes(|o| enc::alu_rr(o, s, a, xd, xs))));
+                    }
+                    for (op, want) in ops {
+                        let got = put(&|o| put_reg(o, RRF[wi][op][b]));
+                        if d == 10 && op != Alu1::Cmp as usize {
+                            assert!(got.is_err(), "{op} r{d}, r{src} writes r10");
+                        } else {
+                            assert_eq!(got.ok(), Some(want), "{op} r{d}, r{src}");
+                        }
                     }
                 }
-                for a in [
-                    Alu1::Add,
-                    Alu1::Or,
-                    Alu1::And,
-                    Alu1::Sub,
-                    Alu1::Xor,
-                    Alu1::Cmp,
-                ] {
-                    for imm in [0, 1, -1, 127, -128, 128, -129, i32::MAX, i32::MIN] {
+                for a in alus {
+                    for imm in imms {
                         let want = bytes(|o| enc::alu_ri(o, s, a, xd, imm));
-                        assert_eq!(
-                            bytes(|o| ri_n(o, w64, a as u8, d, imm)),
-                            want,
-                            "{a:?} r{d}, {imm}"
-                        );
+                        let got = put(&|o| put_grp_imm(o, GRP[wi][a as usize][d], imm));
+                        if d == 10 && a != Alu1::Cmp {
+                            assert!(got.is_err(), "{a:?} r{d} writes r10");
+                        } else {
+                            assert_eq!(got.ok(), Some(want), "{a:?} r{d}, {imm}");
+                        }
                     }
                 }
                 for op in [Shift::Shl, Shift::Shr, Shift::Sar] {
+                    let e = GRP[wi][8 + op as usize][d];
+                    assert_eq!(e == 0, d == 10, "{op:?} r{d}");
+                    if d == 10 {
+                        continue;
+                    }
                     for count in [1u8, 7, 31, 63] {
                         let want = bytes(|o| enc::shift_ri(o, s, op, xd, count));
+                        assert_eq!(bytes(|o| put_grp_ib(o, e, count)), want, "{op:?} r{d}");
+                    }
+                }
+            }
+            // Loads, stores and immediate stores of each size, on every
+            // base and displacement size.
+            for (k, size) in [Sz::W, Sz::H, Sz::B, Sz::Q].into_iter().enumerate() {
+                for (src, &xs) in X.iter().enumerate().take(11) {
+                    let b = src << 4 | d;
+                    for disp in disps {
+                        let m = at(xs, disp);
+                        let want = bytes(|o| match size {
+                            Sz::B | Sz::H => enc::load_zx(o, size, xd, m),
+                            _ => enc::load(o, size, xd, m),
+                        });
+                        let got = put(&|o| put_mem(o, LDF[k][b], disp));
+                        if d == 10 {
+                            assert!(got.is_err(), "load into r10");
+                        } else {
+                            assert_eq!(
+                                got.ok(),
+                                Some(want),
+                                "load {size:?} r{d}, [r{src}{disp:+}]"
+                            );
+                        }
+                        let m = at(xd, disp);
+                        let want = bytes(|o| enc::store(o, size, m, xs));
+                        let got = put(&|o| put_mem(o, STF[k][b], disp));
                         assert_eq!(
-                            bytes(|o| shift_n(o, w64, op, d, count)),
-                            want,
-                            "{op:?} r{d}, {count}"
+                            got.ok(),
+                            Some(want),
+                            "store {size:?} [r{d}{disp:+}], r{src}"
                         );
                     }
+                }
+                for disp in disps {
+                    let m = at(xd, disp);
+                    let want = bytes(|o| enc::store_imm(o, size, m, 0x7654_3210));
+                    let got = put(&|o| {
+                        put_mem(o, STK[k][d], disp)?;
+                        o.put(0x7654_3210, [4, 2, 1, 4][k]);
+                        Ok(())
+                    });
+                    assert_eq!(got.ok(), Some(want), "store {size:?} [r{d}{disp:+}], imm");
                 }
             }
         }
