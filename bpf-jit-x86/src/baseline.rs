@@ -379,6 +379,24 @@ impl Out {
         }
     }
 
+    /// Writes the low `n` bytes of `v` (`n <= 8`), then the low `m` of
+    /// `t` (`m` is 1, 2 or 4): two stores, the second over what the first
+    /// wrote past `n` bytes.
+    #[inline(always)]
+    fn put_then(&mut self, v: u64, n: usize, t: u64, m: usize) {
+        // SAFETY: as in `put` (at most 12 bytes written by one form).
+        unsafe {
+            self.p.cast::<u64>().write_unaligned(v);
+            let q = self.p.add(n);
+            match m {
+                1 => q.write(t as u8),
+                2 => q.cast::<u16>().write_unaligned(t as u16),
+                _ => q.cast::<u32>().write_unaligned(t as u32),
+            }
+            self.p = q.add(m);
+        }
+    }
+
     /// The last byte written.
     #[inline(always)]
     fn last(&self) -> *mut u8 {
@@ -409,6 +427,23 @@ impl Sink for Out {
     }
 }
 
+/// Pushes `x` onto `v` if it has room (else a miss, which the capacity
+/// reserved up front rules out): no growth path in the handlers.
+#[inline(always)]
+fn push_reserved<T>(v: &mut Vec<T>, x: T) -> Step<()> {
+    if v.len() == v.capacity() {
+        return Err(Fallback);
+    }
+    let len = v.len();
+    // SAFETY: `len < capacity`: the slot is allocated, and the first
+    // `len + 1` elements are initialized once it is written.
+    unsafe {
+        v.as_mut_ptr().add(len).write(x);
+        v.set_len(len + 1);
+    }
+    Ok(())
+}
+
 /// Writes the register form `e` ([`reg_form`]: [`RRF`], [`GRP`]);
 /// `None` for an empty entry (dst is r10).
 #[inline(always)]
@@ -428,13 +463,12 @@ fn put_grp_imm(o: &mut Out, e: u32, imm: i32) -> Step<()> {
         return Err(Fallback);
     }
     let n = (e >> 24) as usize;
-    let form = u64::from(e & 0xff_ffff);
     if imm as i8 as i32 == imm {
-        o.put(form | u64::from(imm as u8) << (8 * n), n + 1);
+        o.put_then(u64::from(e), n, u64::from(imm as u8), 1);
     } else {
         // 81 instead of 83: the opcode is the byte before the ModRM.
-        let form = form - (2 << (8 * n - 16));
-        o.put(form | u64::from(imm as u32) << (8 * n), n + 4);
+        let form = u64::from(e) - (2 << (8 * n - 16));
+        o.put_then(form, n, u64::from(imm as u32), 4);
     }
     Ok(())
 }
@@ -442,8 +476,7 @@ fn put_grp_imm(o: &mut Out, e: u32, imm: i32) -> Step<()> {
 /// Writes `C1 /op ib` from the [`GRP`] entry `e` (not empty), with `ib`.
 #[inline(always)]
 fn put_grp_ib(o: &mut Out, e: u32, ib: u8) {
-    let n = (e >> 24) as usize;
-    o.put(u64::from(e & 0xff_ffff) | u64::from(ib) << (8 * n), n + 1);
+    o.put_then(u64::from(e), (e >> 24) as usize, u64::from(ib), 1);
 }
 
 /// Writes the memory form `e` ([`mem_form`]: [`LDF`], [`STF`], [`STK`])
@@ -455,16 +488,14 @@ fn put_mem(o: &mut Out, e: u64, disp: i16) -> Step<()> {
         return Err(Fallback);
     }
     let n = ((e >> 32) & 0xff) as usize;
-    let form = e & 0xffff_ffff;
     // ModRM is the last byte: mod 01 (disp8) in the entry.
     let modrm_mod = 0x40u64 << (8 * n - 8);
     if disp == 0 && e & NEED_DISP == 0 {
-        o.put(form - modrm_mod, n);
+        o.put(e - modrm_mod, n);
     } else if disp as i8 as i16 == disp {
-        o.put(form | u64::from(disp as u8) << (8 * n), n + 1);
+        o.put_then(e, n, u64::from(disp as u8), 1);
     } else {
-        let form = form + modrm_mod;
-        o.put(form | u64::from(i32::from(disp) as u32) << (8 * n), n + 4);
+        o.put_then(e + modrm_mod, n, u64::from(i32::from(disp) as u32), 4);
     }
     Ok(())
 }
@@ -679,6 +710,11 @@ impl Baseline {
         self.starts.clear();
         self.code.clear();
         self.code.reserve(n * 16 + 4 * MAX_INSN_BYTES);
+        // At most one of each per slot: the handlers push without growing.
+        self.fixups.reserve(n);
+        self.call_fixups.reserve(n);
+        self.calls.reserve(n);
+        self.exits.reserve(n);
         if marked {
             self.mark_starts(words)?;
         }
@@ -985,7 +1021,7 @@ impl Ctx<'_> {
                 None => enc::jmp_near(o, 0),
             }
             let pos = self.at(o.p) - 4;
-            self.fixups.push((pos, t as u32));
+            push_reserved(self.fixups, (pos, t as u32))?;
         }
         Ok(())
     }
@@ -1457,10 +1493,10 @@ fn h_call(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
                 } else if c.starts.binary_search(&t).is_err() {
                     return Err(Miss::Rescan);
                 }
-                c.calls.push((i as u32, t));
+                push_reserved(c.calls, (i as u32, t))?;
                 enc::call_rel(&mut o, 0);
                 let pos = c.at(o.p) - 4;
-                c.call_fixups.push((pos, t));
+                push_reserved(c.call_fixups, (pos, t))?;
             }
             _ => return Err(Fallback),
         }
@@ -1474,7 +1510,7 @@ fn h_exit(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut u8 {
     run(c, |c| {
         zero(w, !0xff)?;
         let mut o = Out { p };
-        c.exits.push(c.at(o.p));
+        push_reserved(c.exits, c.at(o.p))?;
         o.put(0, SAVE_ROOM);
         enc::leave(&mut o);
         enc::ret(&mut o);
