@@ -109,17 +109,24 @@ const fn reg_form(w64: bool, opc: u8, reg: u8, rm: u8) -> u32 {
 /// `adc` would be; `adc` and `sbb` are never emitted).
 const RR_OPS: [u8; 8] = [0x01, 0x09, 0x89, 0x19, 0x21, 0x29, 0x31, 0x39];
 
+/// The row of [`RRF`] of an operation ([`RR_OPS`]) at a width.
+#[inline(always)]
+const fn rr_row(w64: bool, op: usize) -> usize {
+    (w64 as usize) * 8 + op
+}
+
 /// [`RR_OPS`]' index of `mov`.
 const RR_MOV: usize = 2;
 
-/// By width (`[0]` 32-bit, `[1]` 64-bit), operation ([`RR_OPS`]) and a
-/// slot's register byte (dst in the low nibble, src in the high): the
+/// By row (`width * 8 + operation`: 32-bit rows 0..8, 64-bit rows
+/// 8..16; operations as in [`RR_OPS`]) and a slot's register byte (dst in the low nibble, src in the high): the
 /// whole form of `op dst, src` ([`reg_form`], src in the reg field), or 0
 /// where the operation writes dst and dst is r10 (a slot left to the
-/// optimizing compiler). Instead of [`enc`]'s general assembly (a test
-/// checks both give the same bytes).
-static RRF: [[[u32; 256]; 8]; 2] = {
-    let mut t = [[[0u32; 256]; 8]; 2];
+/// optimizing compiler). A 64-bit `mov` of a register to itself is no
+/// code: a form of 0 bytes (`0x90` keeps the entry non-empty). Instead of
+/// [`enc`]'s general assembly (a test checks both give the same bytes).
+static RRF: [[u32; 256]; 16] = {
+    let mut t = [[0u32; 256]; 16];
     let mut w = 0;
     while w < 2 {
         let mut op = 0;
@@ -128,8 +135,12 @@ static RRF: [[[u32; 256]; 8]; 2] = {
             while b < 256 {
                 let (d, s) = (X[b & 15].num(), X[b >> 4].num());
                 let writes = RR_OPS[op] != 0x39;
-                if !(writes && b & 15 == 10) {
-                    t[w][op][b] = reg_form(w == 1, RR_OPS[op], s, d);
+                if writes && b & 15 == 10 {
+                    // Empty: dst is r10.
+                } else if w == 1 && op == RR_MOV && b & 15 == b >> 4 {
+                    t[8 + op][b] = 0x90;
+                } else {
+                    t[w * 8 + op][b] = reg_form(w == 1, RR_OPS[op], s, d);
                 }
                 b += 1;
             }
@@ -139,6 +150,34 @@ static RRF: [[[u32; 256]; 8]; 2] = {
     }
     t
 };
+
+/// By opcode byte: the row of [`RRF`] (`width * 8 + operation`) of the
+/// register-register ALU and `mov` opcodes, which the slot loop lowers
+/// itself when the slot's offset and immediate are zero; [`NO_ROW`] for
+/// the other opcodes.
+static RR_ROW: [u8; 256] = {
+    let mut t = [NO_ROW; 256];
+    let mut k = 0;
+    // add, sub, or, and, xor, mov (by `code >> 4`) in their x86 order.
+    let ops: [(u8, usize); 6] = [
+        (0x0, Alu1::Add as usize),
+        (0x1, Alu1::Sub as usize),
+        (0x4, Alu1::Or as usize),
+        (0x5, Alu1::And as usize),
+        (0xa, Alu1::Xor as usize),
+        (0xb, RR_MOV),
+    ];
+    while k < ops.len() {
+        let (op, row) = ops[k];
+        t[(op << 4 | 0x0c) as usize] = row as u8;
+        t[(op << 4 | 0x0f) as usize] = 8 + row as u8;
+        k += 1;
+    }
+    t
+};
+
+/// [`RR_ROW`]'s entry of the other opcodes.
+const NO_ROW: u8 = 0xff;
 
 /// By width, group operation and an eBPF register: the form of a group
 /// opcode on that register, `83 /op` (`op` 0..8: [`Alu1`] with an 8-bit
@@ -739,7 +778,6 @@ impl Baseline {
             opts,
             miss: Miss::Fallback,
             hi_slot: usize::MAX,
-            used: 0,
         };
         let mut p = c.open(0, base)?;
         let mut i = 0;
@@ -764,17 +802,38 @@ impl Baseline {
                 let w = u64::from_le_bytes(*unsafe { words.get_unchecked(i) });
                 // SAFETY: as above.
                 unsafe { *slot = (p as usize - base as usize) as u32 };
-                c.used |= NIBBLES[usize::from((w >> 8) as u8)];
-                p = HANDLERS[usize::from(w as u8)](&mut c, w, i, p);
-                if p.is_null() {
-                    return Err(c.miss);
+                let row = RR_ROW[usize::from(w as u8)];
+                // (A row, and no offset or immediate.)
+                if u64::from(row) | (w & !0xffff) < 16 {
+                    // The register-register ALU and `mov` forms, the
+                    // most common slots, without a handler call.
+                    let e = RRF[usize::from(row & 15)][b1(w)];
+                    let mut o = Out { p };
+                    put_reg(&mut o, e)?;
+                    p = o.p;
+                } else {
+                    p = HANDLERS[usize::from(w as u8)](&mut c, w, i, p);
+                    if p.is_null() {
+                        return Err(c.miss);
+                    }
                 }
                 i += 1;
             }
         }
         ends_subprog(words, n)?;
         let at = c.at(p) as usize;
-        self.used = c.used;
+        // The registers named, in a pass of their own (it keeps the slot
+        // loop's state in registers).
+        let (mut a, mut b) = (0, 0);
+        let (pairs, last) = words.as_chunks::<2>();
+        for [x, y] in pairs {
+            a |= NIBBLES[usize::from(x[1])];
+            b |= NIBBLES[usize::from(y[1])];
+        }
+        for x in last {
+            a |= NIBBLES[usize::from(x[1])];
+        }
+        self.used = a | b;
         // SAFETY: the first `at` bytes were written.
         unsafe { self.code.set_len(at) };
         Ok(())
@@ -910,8 +969,6 @@ struct Ctx<'a> {
     miss: Miss,
     /// The second slot of the last `ld_imm64`.
     hi_slot: usize,
-    /// Registers named so far (bit `i` for `ri`).
-    used: u32,
 }
 
 impl Ctx<'_> {
@@ -1116,7 +1173,7 @@ fn h_alu_x<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut 
         zero(w, IMM_FIELD | OFF_FIELD)?;
         let mut o = Out { p };
         let op = ALU[usize::from(C >> 4)] as usize;
-        put_reg(&mut o, RRF[usize::from(C & 7 == 7)][op][b1(w)])?;
+        put_reg(&mut o, RRF[rr_row(C & 7 == 7, op)][b1(w)])?;
         Ok(o.p)
     })
 }
@@ -1144,12 +1201,7 @@ fn h_mov_x<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u
     }
     run(c, |_| {
         let mut o = Out { p };
-        let e = RRF[usize::from(C == 0xbf)][RR_MOV][b1(w)];
-        // A 64-bit move to itself is nothing (a 32-bit one zero-extends).
-        if C == 0xbf && e != 0 && dn(w) == sn(w) {
-            return Ok(p);
-        }
-        put_reg(&mut o, e)?;
+        put_reg(&mut o, RRF[rr_row(C == 0xbf, RR_MOV)][b1(w)])?;
         Ok(o.p)
     })
 }
@@ -1438,7 +1490,7 @@ fn h_jcc<const C: u8>(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 
             if set {
                 enc::test_rr(&mut o, s, rd(w), rs(w));
             } else {
-                put_reg(&mut o, RRF[usize::from(w64)][Alu1::Cmp as usize][b1(w)])?;
+                put_reg(&mut o, RRF[rr_row(w64, Alu1::Cmp as usize)][b1(w)])?;
             }
         } else {
             zero(w, SRC_FIELD)?;
@@ -1863,8 +1915,12 @@ mod tests {
                     for a in alus {
                         ops.push((a as usize, bytes(|o| enc::alu_rr(o, s, a, xd, xs))));
                     }
-                    for (op, want) in ops {
-                        let got = put(&|o| put_reg(o, RRF[wi][op][b]));
+                    for (op, mut want) in ops {
+                        if w64 && op == RR_MOV && d == src {
+                            // A 64-bit move to itself: no code.
+                            want.clear();
+                        }
+                        let got = put(&|o| put_reg(o, RRF[rr_row(w64, op)][b]));
                         if d == 10 && op != Alu1::Cmp as usize {
                             assert!(got.is_err(), "{op} r{d}, r{src} writes r10");
                         } else {
