@@ -2241,7 +2241,7 @@ mod tests {
     /// special cases.
     #[test]
     fn division_forms_match_the_shared_encoders() {
-        for dn in 0..10 {
+        for (dn, &xd) in X.iter().enumerate().take(10) {
             for w64 in [false, true] {
                 let s = if w64 { Sz::Q } else { Sz::W };
                 for signed in [false, true] {
