@@ -2261,7 +2261,7 @@ mod tests {
                                     s,
                                     signed,
                                     rem,
-                                    X[dn],
+                                    xd,
                                     divisor.map(|r| X[r]),
                                     imm,
                                 );
