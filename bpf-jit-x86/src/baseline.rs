@@ -342,13 +342,12 @@ const ALU: [Alu1; 16] = {
 };
 
 /// Most bytes one eBPF instruction lowers to (a division with its checks is
-/// about 40, a helper call 13, an `exit` 12), with room to spare: the
-/// buffer always has this much (plus one 8-byte store) free before an
-/// instruction is lowered.
+/// about 40, a helper call 13, an `exit` 12), with room to spare.
 const MAX_INSN_BYTES: usize = 128;
 
 /// Most bytes one slot's lowering writes: its instruction, after a
-/// prologue when it starts a subprogram.
+/// prologue (25 bytes) when it starts a subprogram. The buffer has this
+/// much, plus one 8-byte store, free before each slot is lowered.
 const SLOT_MAX_BYTES: usize = MAX_INSN_BYTES + 32;
 
 /// Slot offset marking the second slot of an `ld_imm64` (not a branch target).
@@ -433,12 +432,13 @@ impl Out {
         }
     }
 
-    /// Writes the low `n` bytes of `v` (`n <= 8`), then the low `m` of
-    /// `t` (`m` is 1, 2 or 4): two stores, the second over what the first
+    /// Writes the low `n` bytes of `v`, then the low `m` of `t` (`m` is 1,
+    /// 2 or 4; `n + m <= 8`): two stores, the second over what the first
     /// wrote past `n` bytes.
     #[inline(always)]
     fn put_then(&mut self, v: u64, n: usize, t: u64, m: usize) {
-        // SAFETY: as in `put` (at most 12 bytes written by one form).
+        // SAFETY: as in `put`; every caller's `n + m` is at most 8, so
+        // both stores end within the first store's 8 bytes.
         unsafe {
             self.p.cast::<u64>().write_unaligned(v);
             let q = self.p.add(n);
@@ -2259,15 +2259,8 @@ mod tests {
                                 *o = div_rem(*o, w64, signed, rem, dn, divisor, imm);
                             });
                             let want = bytes(|o| {
-                                *o = div_rem_ref(
-                                    *o,
-                                    s,
-                                    signed,
-                                    rem,
-                                    xd,
-                                    divisor.map(|r| X[r]),
-                                    imm,
-                                );
+                                *o =
+                                    div_rem_ref(*o, s, signed, rem, xd, divisor.map(|r| X[r]), imm);
                             });
                             assert_eq!(
                                 got, want,

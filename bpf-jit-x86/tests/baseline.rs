@@ -14,6 +14,7 @@
 //!
 //! The bpf_conformance suite through `Baseline::compile` is in
 //! `tests/conformance.rs`, next to the optimizing compiler's run.
+//! `BPF_DIFF_CASES` sets the case count of 1 and 2 for a longer run.
 //!
 //! Programs are written as raw slots here (`slot`), from the eBPF
 //! instruction-set encoding, so the bytes the baseline reads do not come
@@ -44,6 +45,14 @@ fn bytes(slots: &[[u8; 8]]) -> Vec<u8> {
     slots.concat()
 }
 
+/// `default` cases, or `BPF_DIFF_CASES` when set (for longer runs).
+fn cases_or_env(default: u32) -> u32 {
+    std::env::var("BPF_DIFF_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
@@ -69,7 +78,7 @@ fn baseline_matches_interpreter_on_runnable_programs() {
     let jit = RefCell::new(Baseline::new());
     // (cases, handled by the one-pass path)
     let counts = RefCell::new((0u32, 0u32));
-    let cases = 3000;
+    let cases = cases_or_env(3000);
     let result = runner(cases).run(&runnable_program(48), |prog| {
         let vm = bpf_vm::Interpreter::new(&prog)
             .map_err(|e| TestCaseError::fail(format!("interpreter: {e}")))?;
@@ -886,7 +895,7 @@ fn baseline_matches_interpreter_on_targeted_programs() {
     let opts = JitOptions::new(&helpers);
     let jit = RefCell::new(Baseline::new());
     let count = RefCell::new(0u32);
-    let cases = 2500;
+    let cases = cases_or_env(2500);
     let strategy = (
         any::<[u64; 10]>(),
         any::<[i32; 6]>(),
