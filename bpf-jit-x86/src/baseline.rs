@@ -30,14 +30,17 @@
 //! forwarding, compare fusion, short forward branches).
 //!
 //! Whatever it does not handle, it leaves to the optimizing compiler
-//! (see [`Baseline::try_compile`]): tail calls, `ld_imm64` pseudo sources,
-//! kfunc calls, `callx`, `may_goto`, `addr_space_cast`, `ld_abs`/`ld_ind`,
+//! (see [`Baseline::try_compile`]): tail calls, `ld_imm64` function
+//! references and pseudo sources the options' resolver does not resolve
+//! (map, map value, BTF id and map index sources it resolves are loaded
+//! as the optimizing compiler loads them), kfunc calls, `callx`, `may_goto`, `addr_space_cast`, `ld_abs`/`ld_ind`,
 //! `bpf_fastcall` helpers, constant blinding, private stacks, more than 64
 //! subprograms, and every program the optimizing compiler
 //! would reject (invalid encodings, bad branch targets, recursion, …).
 //! [`Baseline::compile`] does that fallback itself, so it accepts and
 //! rejects exactly what `Program::decode` plus [`crate::Compiler::compile`] do.
 
+use bpf_isa::LdImm64Src;
 use bpf_jit::{
     JitError, JitErrorKind, JitOptions, JitProgram, DEFAULT_STACK_DEPTH, TAIL_CALL_HELPER,
 };
@@ -1452,24 +1455,51 @@ fn h_atomic<const C: u8>(c: &mut Ctx<'_>, w: u64, _i: usize, p: *mut u8) -> *mut
     })
 }
 
-/// `ld_imm64` (plain: pseudo sources are left to the optimizing compiler).
+/// `ld_imm64`: a plain value, or a pseudo source (map fd, map value, BTF
+/// id, map index) resolved through [`JitOptions::ld_imm64`] as the
+/// optimizing compiler resolves it (function references are left to it).
 fn h_ld_imm64(c: &mut Ctx<'_>, w: u64, i: usize, p: *mut u8) -> *mut u8 {
     run(c, |c| {
         no_r10(dn(w))?;
-        zero(w, OFF_FIELD | SRC_FIELD)?;
+        zero(w, OFF_FIELD)?;
         let hi = c.words.get(i + 1).ok_or(Fallback)?;
         let hi = u64::from_le_bytes(*hi);
-        if hi & 0xffff_ffff != 0 {
-            return Err(Fallback);
-        }
+        let v = if w & SRC_FIELD == 0 {
+            if hi & 0xffff_ffff != 0 {
+                return Err(Fallback);
+            }
+            (w >> 32) | (hi & IMM_FIELD)
+        } else {
+            pseudo_ld_imm64(c.opts, w, hi, i)?
+        };
         // The second slot comes next, to `h_hi` (as opcode 0). Were it a
         // subprogram start, opening it would find that the slot before
         // does not end a subprogram.
         c.hi_slot = i + 1;
         let mut o = Out { p };
-        mov_imm64(&mut o, rd(w), (w >> 32) | (hi & IMM_FIELD));
+        mov_imm64(&mut o, rd(w), v);
         Ok(o.p)
     })
+}
+
+/// The value of the `ld_imm64` pseudo source in slots `w`, `hi` (at slot
+/// `i`): decoded by the shared decoder (its field rules), resolved by the
+/// options' resolver; a function reference, or no value, is a miss.
+#[cold]
+#[inline(never)]
+fn pseudo_ld_imm64(opts: &JitOptions<'_>, w: u64, hi: u64, i: usize) -> Step<u64> {
+    let slots = [
+        bpf_isa::RawInsn::from_bytes(w.to_le_bytes()),
+        bpf_isa::RawInsn::from_bytes(hi.to_le_bytes()),
+    ];
+    match bpf_isa::decode::decode_slots(&slots) {
+        Ok(bpf_isa::Insn::LdImm64 { src, .. })
+            if !matches!(src, LdImm64Src::Func(_) | LdImm64Src::Imm(_)) =>
+        {
+            opts.ld_imm64.and_then(|r| r(i, src)).ok_or(Fallback)
+        }
+        _ => Err(Fallback),
+    }
 }
 
 /// The second slot of an `ld_imm64` (opcode 0, checked with the first):

@@ -1213,6 +1213,100 @@ fn callee_before_its_caller() {
 }
 
 // ---------------------------------------------------------------------------
+// 3b. `ld_imm64` pseudo sources.
+
+/// Each pseudo source the resolver knows loads the value it resolves to
+/// (the same as through the optimizing compiler), in the one-pass path;
+/// a function reference, an unresolved source, or no resolver leave the
+/// program to the optimizing compiler, which then gives the same result
+/// or error.
+#[test]
+fn ld_imm64_pseudo_sources_load_the_resolved_value() {
+    use bpf_isa::LdImm64Src;
+    let helpers = HelperTable::new();
+    // (src field, first imm, second imm, what the decoder reads)
+    let cases: [(u8, i32, i32, LdImm64Src); 5] = [
+        (1, 7, 0, LdImm64Src::MapFd(7)),
+        (2, 7, 24, LdImm64Src::MapValue { fd: 7, off: 24 }),
+        (3, 99, 0, LdImm64Src::BtfId(99)),
+        (5, 2, 0, LdImm64Src::MapIdx(2)),
+        (6, 2, 16, LdImm64Src::MapIdxValue { idx: 2, off: 16 }),
+    ];
+    let resolve = |slot: usize, src: LdImm64Src| -> Option<u64> {
+        let base = 0x7f00_1234_5000u64 + 0x100 * slot as u64;
+        match src {
+            LdImm64Src::MapFd(7) => Some(base),
+            LdImm64Src::MapValue { fd: 7, off } => Some(base + off as u64),
+            LdImm64Src::BtfId(99) => Some(0xffff_ffff_8100_0000),
+            LdImm64Src::MapIdx(2) => Some(base | 1),
+            LdImm64Src::MapIdxValue { idx: 2, off } => Some((base | 1) + off as u64),
+            _ => None,
+        }
+    };
+    for (src, lo, hi, want_src) in cases {
+        // r2 = 1; r1 = <pseudo> (slot 1); r0 = r1; r0 += r2; exit
+        let slots = [
+            slot(0xb7, 2, 0, 0, 1),
+            slot(0x18, 1, src, 0, lo),
+            slot(0, 0, 0, 0, hi),
+            slot(0xbf, 0, 1, 0, 0),
+            slot(0x0f, 0, 2, 0, 0),
+            slot(0x95, 0, 0, 0, 0),
+        ];
+        let code = bytes(&slots);
+        let want = resolve(1, want_src).expect("a resolved case") + 1;
+        let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
+        let one_pass = Baseline::new()
+            .try_compile(&code, &opts)
+            .expect("executable memory")
+            .unwrap_or_else(|| panic!("{want_src:?} left to the optimizing compiler"));
+        // SAFETY: the program touches no memory.
+        assert_eq!(unsafe { one_pass.call([0; 5]) }, want, "{want_src:?}");
+        let prog = Program::decode(&code).expect("decodes");
+        let full = bpf_jit_x86::Compiler::new()
+            .compile(&prog, &opts)
+            .expect("compiles");
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { full.call([0; 5]) },
+            want,
+            "{want_src:?} (optimizing)"
+        );
+        // Without a resolver: not one-pass, and the same error either way.
+        let bare = JitOptions::new(&helpers);
+        assert!(Baseline::new()
+            .try_compile(&code, &bare)
+            .expect("memory")
+            .is_none());
+        let a = Baseline::new()
+            .compile(&code, &bare)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let b = bpf_jit_x86::Compiler::new()
+            .compile(&prog, &bare)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(a.is_err(), "{want_src:?} compiled without a resolver");
+        assert_eq!(a, b, "{want_src:?} without a resolver");
+    }
+    // A source the resolver does not know: left to the optimizing
+    // compiler, which reports it.
+    let slots = [
+        slot(0x18, 1, 1, 0, 8),
+        slot(0, 0, 0, 0, 0),
+        slot(0xb7, 0, 0, 0, 0),
+        slot(0x95, 0, 0, 0, 0),
+    ];
+    let code = bytes(&slots);
+    let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
+    assert!(Baseline::new()
+        .try_compile(&code, &opts)
+        .expect("memory")
+        .is_none());
+    assert!(Baseline::new().compile(&code, &opts).is_err());
+}
+
+// ---------------------------------------------------------------------------
 // 4. Acceptance is a subset of the optimizing path's.
 
 /// Every opcode the instruction set defines.

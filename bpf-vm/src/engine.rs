@@ -114,8 +114,8 @@ pub enum Engine {
     X86,
     /// The x86-64 JIT's one-pass baseline tier ([`bpf_jit_x86::Baseline`]):
     /// compiled straight from the bytecode, faster to load, slower code;
-    /// programs it does not handle (map references, tail calls, private
-    /// stacks, constant blinding, `bpf_fastcall` helpers, …) go to the
+    /// programs it does not handle (tail calls, private stacks, constant
+    /// blinding, `bpf_fastcall` helpers, …) go to the
     /// optimizing compiler as with [`Engine::X86`]. Either way the result is
     /// a JIT program like an [`Engine::X86`] one: same maps, helpers, program
     /// arrays and tail calls (to and from [`Engine::X86`] programs too).

@@ -1,8 +1,9 @@
 //! `Engine::X86Baseline`: programs loaded for the x86-64 JIT's one-pass
 //! baseline tier give the hand-computed results the interpreter and
-//! `Engine::X86` give, whether the baseline compiles them itself or hands
-//! them to the optimizing compiler (map references, tail calls), and its
-//! programs tail-call and are tail-called like any compiled program.
+//! `Engine::X86` give, whether the baseline compiles them itself (map
+//! references too, through the engine's resolver) or hands them to the
+//! optimizing compiler (tail calls), and its programs tail-call and are
+//! tail-called like any compiled program.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -101,11 +102,25 @@ fn helpers_are_called_from_one_pass_code() {
 }
 
 #[test]
-fn map_references_fall_back_and_run_the_same() {
+fn map_references_compile_in_one_pass_and_run_the_same() {
     let prog = asm(COUNTER);
+    // With a resolver for the map reference, the one pass takes it; with
+    // none, it is left to the optimizing compiler (which refuses it).
+    // (Compiled, never run: the helper's address only has to exist.)
+    let mut helpers = HelperTable::new();
+    helpers.insert_address(1, 0x2000);
+    let resolve = |_: usize, _: bpf_isa::LdImm64Src| Some(0x1000u64);
+    let opts = JitOptions::new(&helpers).with_ld_imm64(&resolve);
+    let resolved = bpf_jit_x86::Baseline::new()
+        .try_compile(&prog.to_bytes(), &opts)
+        .expect("executable memory");
+    assert!(
+        resolved.is_some(),
+        "a resolved map reference compiles in one pass"
+    );
     assert!(
         one_pass_code(&prog).is_none(),
-        "map references are left to the optimizing compiler"
+        "an unresolved map reference is left to the optimizing compiler"
     );
     for engine in ENGINES {
         let m = counters();
