@@ -262,76 +262,72 @@ const fn mem_form(w64: bool, h: bool, byte_reg: bool, opc: u16, reg: u8, base: u
 /// when it is 0.
 const NEED_DISP: u64 = 1 << 40;
 
-/// By access size (`(code >> 3) & 3`: word, half, byte, double word) and
-/// a slot's register byte: the [`mem_form`] of the zero-extending load
-/// `dst = *(src + disp)` (`mov r32`, `movzx r32`, `mov r64`), or 0 when
-/// dst is r10.
-static LDF: [[u64; 256]; 4] = {
+/// A memory operation of [`mem_forms`]: 64-bit (REX.W), 16-bit (`66`),
+/// byte register in the reg field, opcode (one or two bytes, the first in
+/// the low byte).
+type MemOp = (bool, bool, bool, u16);
+
+/// By access size (`(code >> 3) & 3`: word, half, byte, double word) and a
+/// slot's register byte (dst in the low nibble, src in the high): the
+/// [`mem_form`] of `ops[size]`; a load (`load`) has dst in the reg field
+/// and src as the base, and an empty entry when dst is r10; a store the
+/// other way round.
+const fn mem_forms(ops: [MemOp; 4], load: bool) -> [[u64; 256]; 4] {
     let mut t = [[0u64; 256]; 4];
     let mut k = 0;
     while k < 4 {
-        let (w64, opc): (bool, u16) = match k {
-            0 => (false, 0x8b),
-            1 => (false, 0xb7_0f),
-            2 => (false, 0xb6_0f),
-            _ => (true, 0x8b),
-        };
+        let (w64, h, byte_reg, opc) = ops[k];
         let mut b = 0;
         while b < 256 {
-            if b & 15 != 10 {
-                t[k][b] = mem_form(w64, false, false, opc, X[b & 15].num(), X[b >> 4].num());
+            let (d, s) = (X[b & 15].num(), X[b >> 4].num());
+            if !load {
+                t[k][b] = mem_form(w64, h, byte_reg, opc, s, d);
+            } else if b & 15 != 10 {
+                t[k][b] = mem_form(w64, h, byte_reg, opc, d, s);
             }
             b += 1;
         }
         k += 1;
     }
     t
-};
+}
 
-/// By access size (as [`LDF`]) and a slot's register byte: the
-/// [`mem_form`] of the store `*(dst + disp) = src`.
-static STF: [[u64; 256]; 4] = {
-    let mut t = [[0u64; 256]; 4];
-    let mut k = 0;
-    while k < 4 {
-        let mut b = 0;
-        while b < 256 {
-            let (d, s) = (X[b & 15].num(), X[b >> 4].num());
-            t[k][b] = match k {
-                0 => mem_form(false, false, false, 0x89, s, d),
-                1 => mem_form(false, true, false, 0x89, s, d),
-                2 => mem_form(false, false, true, 0x88, s, d),
-                _ => mem_form(true, false, false, 0x89, s, d),
-            };
-            b += 1;
-        }
-        k += 1;
-    }
-    t
-};
+/// The zero-extending loads `dst = *(src + disp)` (`mov r32`, `movzx
+/// r32`, `mov r64`) by size and register byte ([`mem_forms`]).
+static LDF: [[u64; 256]; 4] = mem_forms(
+    [
+        (false, false, false, 0x8b),
+        (false, false, false, 0xb7_0f),
+        (false, false, false, 0xb6_0f),
+        (true, false, false, 0x8b),
+    ],
+    true,
+);
 
-/// By access size (as [`LDF`]) and an eBPF register: the [`mem_form`]
-/// of the store `*(dst + disp) = imm` (`C7 /0`, `C6 /0` for a byte),
-/// without the immediate.
-static STK: [[u64; 16]; 4] = {
-    let mut t = [[0u64; 16]; 4];
-    let mut k = 0;
-    while k < 4 {
-        let mut r = 0;
-        while r < 16 {
-            let d = X[r].num();
-            t[k][r] = match k {
-                0 => mem_form(false, false, false, 0xc7, 0, d),
-                1 => mem_form(false, true, false, 0xc7, 0, d),
-                2 => mem_form(false, false, false, 0xc6, 0, d),
-                _ => mem_form(true, false, false, 0xc7, 0, d),
-            };
-            r += 1;
-        }
-        k += 1;
-    }
-    t
-};
+/// The stores `*(dst + disp) = src` by size and register byte
+/// ([`mem_forms`]).
+static STF: [[u64; 256]; 4] = mem_forms(
+    [
+        (false, false, false, 0x89),
+        (false, true, false, 0x89),
+        (false, false, true, 0x88),
+        (true, false, false, 0x89),
+    ],
+    false,
+);
+
+/// The stores `*(dst + disp) = imm` (`C7 /0`, `C6 /0` for a byte), without
+/// the immediate, by size and register byte ([`mem_forms`]; with src 0,
+/// the register byte is dst, and the reg field `rax`'s 0 is the `/0`).
+static STK: [[u64; 256]; 4] = mem_forms(
+    [
+        (false, false, false, 0xc7),
+        (false, true, false, 0xc7),
+        (false, false, false, 0xc6),
+        (true, false, false, 0xc7),
+    ],
+    false,
+);
 
 /// The x86 operation of add, sub, or, and, xor (by `code >> 4`; the
 /// other entries are never read).
