@@ -403,6 +403,8 @@ pub struct Baseline {
     exits: Vec<u32>,
     /// Registers named by the program (bit `i` for `ri`).
     used: u32,
+    /// Registers named by each subprogram (in `starts` order).
+    sub_used: Vec<u32>,
     /// Call-graph edges (caller, callee) by subprogram index.
     edges: Vec<(u16, u16)>,
     /// The depth-first search's path: subprogram, next edge to follow.
@@ -836,18 +838,16 @@ impl Baseline {
         }
         ends_subprog(words, n)?;
         let at = c.at(p) as usize;
-        // The registers named, in a pass of their own (it keeps the slot
-        // loop's state in registers).
-        let (mut a, mut b) = (0, 0);
-        let (pairs, last) = words.as_chunks::<2>();
-        for [x, y] in pairs {
-            a |= NIBBLES[usize::from(x[1])];
-            b |= NIBBLES[usize::from(y[1])];
+        // The registers each subprogram names, in a pass of their own (it
+        // keeps the slot loop's state in registers).
+        self.sub_used.clear();
+        self.used = 0;
+        for (k, &s) in self.starts.iter().enumerate() {
+            let end = self.starts.get(k + 1).map_or(n, |&e| e as usize);
+            let used = words.get(s as usize..end).map_or(u32::MAX, names);
+            self.sub_used.push(used);
+            self.used |= used;
         }
-        for x in last {
-            a |= NIBBLES[usize::from(x[1])];
-        }
-        self.used = a | b;
         // SAFETY: the first `at` bytes were written.
         unsafe { self.code.set_len(at) };
         Ok(())
@@ -862,26 +862,47 @@ impl Baseline {
         if !self.calls.is_empty() {
             self.check_call_graph()?;
         }
-        // Callee-saved registers (r6-r9) pushed by every frame and popped
-        // in reverse order at each exit, in the room left for them.
-        let saved = (self.used >> 6 & 0xf) as usize;
-        let (push, pop) = (&SAVES[saved].0, &SAVES[saved].1);
-        // The pad keeping rsp 16-byte aligned after the pushes.
-        let pad = if saved.count_ones() % 2 == 1 { 8 } else { 0 };
-        for &f in &self.frames {
+        // The callee-saved registers (r6-r9) a subprogram names are
+        // pushed by its frame and popped in reverse order at each of its
+        // exits, in the room left for them.
+        let saved = |k: usize| {
+            self.sub_used
+                .get(k)
+                .map_or(15, |&u| (u >> 6 & 0xf) as usize)
+        };
+        for (k, &f) in self.frames.iter().enumerate() {
+            let saved = saved(k);
+            // The pad keeping rsp 16-byte aligned after the pushes.
+            let pad = if saved.count_ones() % 2 == 1 { 8 } else { 0 };
             let f = f as usize;
             let size = self.code.get(f..f + 4).ok_or(Miss::Fallback)?;
             let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) + pad;
             self.code[f..f + 4].copy_from_slice(&size.to_le_bytes());
-            self.code[f + 4..f + 4 + SAVE_ROOM].copy_from_slice(push);
+            self.code[f + 4..f + 4 + SAVE_ROOM].copy_from_slice(&SAVES[saved].0);
         }
         for &e in &self.exits {
+            // The subprogram the exit is in: the last entry at or before it.
+            let k = self.entries.partition_point(|&x| x <= e).saturating_sub(1);
             let e = e as usize;
             let room = self.code.get_mut(e..e + SAVE_ROOM).ok_or(Miss::Fallback)?;
-            room.copy_from_slice(pop);
+            room.copy_from_slice(&SAVES[saved(k)].1);
         }
         self.resolve()
     }
+}
+
+/// The registers `words` name (bit `i` for `ri`; fields above 10 too).
+fn names(words: &[[u8; 8]]) -> u32 {
+    let (mut a, mut b) = (0, 0);
+    let (pairs, last) = words.as_chunks::<2>();
+    for [x, y] in pairs {
+        a |= NIBBLES[usize::from(x[1])];
+        b |= NIBBLES[usize::from(y[1])];
+    }
+    for x in last {
+        a |= NIBBLES[usize::from(x[1])];
+    }
+    a | b
 }
 
 /// Room kept in each prologue for the callee-saved pushes (`push rbx`,

@@ -1,7 +1,7 @@
 //! Compiles one `../shared/bench/` program N times with the x86 JIT and nothing else, for instruction counts under callgrind:
 //!
 //! `valgrind --tool=callgrind target/release/examples/prof_one parse_hash 1000`, minus the same with 100, divided by 900 = instructions per compile.
-//! One reused `bpf_jit_x86::Compiler`; with `PROF_FRESH=1`, a fresh one per compile; with `PROF_EXEC=1`, into executable memory; with `PROF_DECODE=1`, only `Program::decode` of the bytecode; with `PROF_RBPF=1`, rbpf's JIT instead of ours; with `PROF_BASELINE=1`, `bpf_jit_x86::Baseline` from the bytecode. `gen<blocks>` names the bench's generated program.
+//! One reused `bpf_jit_x86::Compiler`; with `PROF_FRESH=1`, a fresh one per compile; with `PROF_EXEC=1`, into executable memory; with `PROF_DECODE=1`, only `Program::decode` of the bytecode; with `PROF_RBPF=1`, rbpf's JIT instead of ours; with `PROF_BASELINE=1`, `bpf_jit_x86::Baseline` from the bytecode (`PROF_DUMP=FILE` also writes its code there). `gen<blocks>` names the bench's generated program.
 
 use bpf_jit::{HelperTable, JitOptions};
 fn main() {
@@ -97,6 +97,12 @@ fn main() {
     if std::env::var_os("PROF_BASELINE").is_some() {
         let bytes = p.to_bytes();
         let mut b = bpf_jit_x86::Baseline::new();
+        // PROF_DUMP=FILE: the baseline's code, for `objdump -D -b binary
+        // -mi386:x86-64 FILE`.
+        if let Some(path) = std::env::var_os("PROF_DUMP") {
+            let prog = b.compile(&bytes, &opts).unwrap();
+            std::fs::write(path, prog.memory().code()).unwrap();
+        }
         for _ in 0..n {
             std::hint::black_box(b.compile(std::hint::black_box(&bytes), &opts).ok());
         }
