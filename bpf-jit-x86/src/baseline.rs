@@ -15,9 +15,10 @@
 //! go through those encoders ([`enc::Sink`]).
 //! Subprograms are found as the calls to them go by (a call back into code
 //! already lowered as another subprogram's makes the compile start over
-//! with every start marked first). The callee-saved registers a program
-//! uses are known only at the end: each prologue and each `exit` keeps 7
-//! bytes of room, filled in then with the pushes or pops and a nop.
+//! with every start marked first). The callee-saved registers each
+//! subprogram uses are known only at the end: each prologue and each
+//! `exit` keeps 7 bytes of room, filled in then with that subprogram's
+//! pushes or pops and a nop.
 //! Forward branches take the 4-byte form and are patched at the end;
 //! backward ones take the short form when it reaches.
 //!
