@@ -3,14 +3,14 @@
 //! [`Baseline`] compiles straight from the 8-byte slots as a loader
 //! receives them, with no decoded [`bpf_isa::Program`], no plan and no
 //! layout passes. A loop walks the slots once. It lowers the most common
-//! slots itself (register-register ALU and `mov`: one lookup in [`RRF`])
+//! slots itself (register-register ALU and `mov`: one lookup in `RRF`)
 //! and calls one handler for each of the others through a table indexed
 //! by the opcode byte (`HANDLERS`; each handler is small and instantiated
 //! per opcode, so the hot state stays in registers). A handler checks the
 //! slot against the decoder's field rules and writes to an unchecked
 //! cursor (the loop checks the room once per run of slots). The hot forms
 //! come from static tables of whole encodings built at compile time
-//! ([`RRF`], [`GRP`], [`ONE`], [`LDF`], [`STF`], [`STK`]), checked entry by
+//! (`RRF`, `GRP`, `ONE`, `LDF`, `STF`, `STK`), checked entry by
 //! entry against the backend's encoders ([`crate::enc`]); the rarer ones
 //! go through those encoders ([`enc::Sink`]).
 //! Subprograms are found as the calls to them go by (a call back into code
