@@ -9,10 +9,11 @@
 //! per opcode, so the hot state stays in registers). A handler checks the
 //! slot against the decoder's field rules and writes to an unchecked
 //! cursor (the loop checks the room once per run of slots). The hot forms
-//! come from static tables of whole encodings built at compile time
-//! (`RRF`, `GRP`, `ONE`, `LDF`, `STF`, `STK`), checked entry by
-//! entry against the backend's encoders ([`crate::enc`]); the rarer ones
-//! go through those encoders ([`enc::Sink`]).
+//! come from static tables of whole encodings (`RRF`, `GRP`, `ONE`, `LDF`,
+//! `STF`, `STK`) built at compile time from the backend's encoder
+//! ([`crate::enc`]'s `const fn` forms), and checked entry by entry, as
+//! written here, against its full encoders; the rarer forms go through
+//! those encoders ([`enc::Sink`]).
 //! Subprograms are found as the calls to them go by (a call back into code
 //! already lowered as another subprogram's makes the compile start over
 //! with every start marked first). The callee-saved registers each
@@ -97,30 +98,24 @@ const NIBBLES: [u32; 256] = {
 };
 
 /// A register-direct form `[REX] opc ModRM` (`reg` in the reg field,
-/// `rm` in r/m), with its byte count in bits 24..32 (the form is at most
-/// 3 bytes). A 32-bit form has a REX prefix only when a register needs
-/// REX.R or REX.B; a 64-bit one always (REX.W).
+/// `rm` in r/m) as the shared encoder writes it ([`enc::form_reg`]),
+/// packed as a table entry: the bytes (at most 3) in bits 0..24, their
+/// count in bits 24..32.
 const fn reg_form(w64: bool, opc: u8, reg: u8, rm: u8) -> u32 {
-    let rex = (reg >> 3) << 2 | (rm >> 3);
-    let modrm = (0xc0 | (reg & 7) << 3 | (rm & 7)) as u32;
-    if w64 || rex != 0 {
-        let rex = (0x40 | (w64 as u8) << 3 | rex) as u32;
-        rex | (opc as u32) << 8 | modrm << 16 | 3 << 24
-    } else {
-        opc as u32 | modrm << 8 | 2 << 24
-    }
+    let sz = if w64 { Sz::Q } else { Sz::W };
+    pack3(enc::form_reg(sz, opc, reg, Gpr::new(rm)))
 }
 
-/// An opcode-register form `[REX] op+r` with its byte count in bits
-/// 24..32 (as [`reg_form`]).
+/// An opcode-register form `[REX] op+r` ([`enc::form_opreg`]), packed as
+/// [`reg_form`] packs.
 const fn opreg_form(w64: bool, op: u8, r: u8) -> u32 {
-    let rex = (w64 as u8) << 3 | (r >> 3);
-    let op = (op + (r & 7)) as u32;
-    if rex != 0 {
-        (0x40 | rex) as u32 | op << 8 | 2 << 24
-    } else {
-        op | 1 << 24
-    }
+    pack3(enc::form_opreg(w64, op, Gpr::new(r)))
+}
+
+/// `(bytes, count)` of a form of at most 3 bytes, as one `u32`.
+const fn pack3((v, n): (u64, u32)) -> u32 {
+    assert!(n <= 3, "a register form longer than 3 bytes");
+    v as u32 | n << 24
 }
 
 /// The register-register operations of [`RRF`], by index: `op r/m, r`
@@ -226,35 +221,15 @@ static GRP: [[[u32; 16]; 16]; 2] = {
     t
 };
 
-/// A memory form `[66] [REX] opc… ModRM` on `[base + disp8]` (`opc`: one
-/// or two opcode bytes, the first in the low byte; `reg` in the reg
-/// field), as a [`put_mem`] entry: the bytes (at most 4) in bits 0..32,
-/// their count in bits 32..40, and [`NEED_DISP`] when the base takes a
-/// displacement even when it is 0 (rbp, r13). `h`: the 16-bit operand
-/// prefix; `byte_reg`: the reg field names a byte register (`sil`, `dil`
-/// need a REX prefix).
-const fn mem_form(w64: bool, h: bool, byte_reg: bool, opc: u16, reg: u8, base: u8) -> u64 {
-    let rex = (w64 as u8) << 3 | (reg >> 3) << 2 | (base >> 3);
-    let force = byte_reg && reg >= 4 && reg < 8;
-    let modrm = (0x40 | (reg & 7) << 3 | (base & 7)) as u64;
-    let mut v = 0u64;
-    let mut n = 0;
-    if h {
-        v = 0x66;
-        n = 1;
-    }
-    if rex != 0 || force {
-        v |= ((0x40 | rex) as u64) << (8 * n);
-        n += 1;
-    }
-    v |= ((opc & 0xff) as u64) << (8 * n);
-    n += 1;
-    if opc > 0xff {
-        v |= ((opc >> 8) as u64) << (8 * n);
-        n += 1;
-    }
-    v |= modrm << (8 * n);
-    n += 1;
+/// The memory form of `opc` at size `sz` on `[base + disp8]` (`reg` in
+/// the reg field) as the shared encoder writes it without its
+/// displacement ([`enc::form_mem_disp8`]), as a [`put_mem`] entry: the
+/// bytes (at most 4) in bits 0..32, their count in bits 32..40, and
+/// [`NEED_DISP`] when the base takes a displacement even when it is 0
+/// (rbp, r13).
+const fn mem_form(sz: Sz, opc: u16, reg: u8, base: u8) -> u64 {
+    let (v, n) = enc::form_mem_disp8(sz, opc, reg, Gpr::new(base));
+    assert!(n <= 4, "a memory form longer than 4 bytes");
     let need = if base & 7 == 5 { NEED_DISP } else { 0 };
     v | (n as u64) << 32 | need
 }
@@ -263,10 +238,10 @@ const fn mem_form(w64: bool, h: bool, byte_reg: bool, opc: u16, reg: u8, base: u
 /// when it is 0.
 const NEED_DISP: u64 = 1 << 40;
 
-/// A memory operation of [`mem_forms`]: 64-bit (REX.W), 16-bit (`66`),
-/// byte register in the reg field, opcode (one or two bytes, the first in
-/// the low byte).
-type MemOp = (bool, bool, bool, u16);
+/// A memory operation of [`mem_forms`]: the operand size (that of the
+/// register; a `movzx` load is `W`) and the opcode (one byte, or `0F xx`
+/// as `0xxx0F`).
+type MemOp = (Sz, u16);
 
 /// By access size (`(code >> 3) & 3`: word, half, byte, double word) and a
 /// slot's register byte (dst in the low nibble, src in the high): the
@@ -277,14 +252,14 @@ const fn mem_forms(ops: [MemOp; 4], load: bool) -> [[u64; 256]; 4] {
     let mut t = [[0u64; 256]; 4];
     let mut k = 0;
     while k < 4 {
-        let (w64, h, byte_reg, opc) = ops[k];
+        let (sz, opc) = ops[k];
         let mut b = 0;
         while b < 256 {
             let (d, s) = (X[b & 15].num(), X[b >> 4].num());
             if !load {
-                t[k][b] = mem_form(w64, h, byte_reg, opc, s, d);
+                t[k][b] = mem_form(sz, opc, s, d);
             } else if b & 15 != 10 {
-                t[k][b] = mem_form(w64, h, byte_reg, opc, d, s);
+                t[k][b] = mem_form(sz, opc, d, s);
             }
             b += 1;
         }
@@ -297,10 +272,10 @@ const fn mem_forms(ops: [MemOp; 4], load: bool) -> [[u64; 256]; 4] {
 /// r32`, `mov r64`) by size and register byte ([`mem_forms`]).
 static LDF: [[u64; 256]; 4] = mem_forms(
     [
-        (false, false, false, 0x8b),
-        (false, false, false, 0xb7_0f),
-        (false, false, false, 0xb6_0f),
-        (true, false, false, 0x8b),
+        (Sz::W, 0x8b),
+        (Sz::W, 0xb7_0f),
+        (Sz::W, 0xb6_0f),
+        (Sz::Q, 0x8b),
     ],
     true,
 );
@@ -308,12 +283,7 @@ static LDF: [[u64; 256]; 4] = mem_forms(
 /// The stores `*(dst + disp) = src` by size and register byte
 /// ([`mem_forms`]).
 static STF: [[u64; 256]; 4] = mem_forms(
-    [
-        (false, false, false, 0x89),
-        (false, true, false, 0x89),
-        (false, false, true, 0x88),
-        (true, false, false, 0x89),
-    ],
+    [(Sz::W, 0x89), (Sz::H, 0x89), (Sz::B, 0x88), (Sz::Q, 0x89)],
     false,
 );
 
@@ -321,12 +291,7 @@ static STF: [[u64; 256]; 4] = mem_forms(
 /// the immediate, by size and register byte ([`mem_forms`]; with src 0,
 /// the register byte is dst, and the reg field `rax`'s 0 is the `/0`).
 static STK: [[u64; 256]; 4] = mem_forms(
-    [
-        (false, false, false, 0xc7),
-        (false, true, false, 0xc7),
-        (false, false, false, 0xc6),
-        (true, false, false, 0xc7),
-    ],
+    [(Sz::W, 0xc7), (Sz::H, 0xc7), (Sz::B, 0xc6), (Sz::Q, 0xc7)],
     false,
 );
 
@@ -922,34 +887,23 @@ static SAVES: [([u8; SAVE_ROOM], [u8; SAVE_ROOM]); 16] = {
     let mut t = [([0u8; SAVE_ROOM], [0u8; SAVE_ROOM]); 16];
     let mut set = 0;
     while set < 16 {
-        // `push r` / `pop r`: 50+r / 58+r, after REX.B for r8-r15.
+        // The pushes in order, the pops (`enc::push`'s and `enc::pop`'s
+        // bytes) in reverse order, ending the room.
         let (mut push, mut pop) = ([0u8; SAVE_ROOM], [0u8; SAVE_ROOM]);
-        let mut len = 0;
+        let (mut len, mut at) = (0, SAVE_ROOM);
         let mut r = 0;
         while r < 4 {
             if set & 1 << r != 0 {
-                let x = X[6 + r].num();
-                if x >= 8 {
-                    push[len] = 0x41;
-                    len += 1;
+                let (v, n) = enc::form_opreg(false, 0x50, X[6 + r]);
+                let (w, _) = enc::form_opreg(false, 0x58, X[6 + r]);
+                at -= n as usize;
+                let mut k = 0;
+                while k < n as usize {
+                    push[len + k] = (v >> (8 * k)) as u8;
+                    pop[at + k] = (w >> (8 * k)) as u8;
+                    k += 1;
                 }
-                push[len] = 0x50 | (x & 7);
-                len += 1;
-            }
-            r += 1;
-        }
-        // The pops: the pushes' bytes reversed in order, each 58+r.
-        let mut at = SAVE_ROOM;
-        let mut r = 0;
-        while r < 4 {
-            if set & 1 << r != 0 {
-                let x = X[6 + r].num();
-                at -= 1;
-                pop[at] = 0x58 | (x & 7);
-                if x >= 8 {
-                    at -= 1;
-                    pop[at] = 0x41;
-                }
+                len += n as usize;
             }
             r += 1;
         }

@@ -222,40 +222,40 @@ impl Head {
 
     /// Appends `x`.
     #[inline(always)]
-    fn byte(self, x: u8) -> Head {
+    const fn byte(self, x: u8) -> Head {
         Head {
-            v: self.v | u64::from(x).wrapping_shl(self.n * 8),
+            v: self.v | (x as u64).wrapping_shl(self.n * 8),
             n: self.n + 1,
         }
     }
 
     /// Appends `x` if `c`.
     #[inline(always)]
-    fn byte_if(self, x: u8, c: bool) -> Head {
-        let x = x & 0u8.wrapping_sub(u8::from(c));
+    const fn byte_if(self, x: u8, c: bool) -> Head {
+        let x = x & 0u8.wrapping_sub(c as u8);
         Head {
-            v: self.v | u64::from(x).wrapping_shl(self.n * 8),
-            n: self.n + u32::from(c),
+            v: self.v | (x as u64).wrapping_shl(self.n * 8),
+            n: self.n + c as u32,
         }
     }
 
     /// Puts `x` in front if `c` (prefixes go in front of a body whose
     /// length is known, so the body's own bytes sit at constant shifts).
     #[inline(always)]
-    fn prepend_if(self, x: u8, c: bool) -> Head {
+    const fn prepend_if(self, x: u8, c: bool) -> Head {
         // Put `x` in front unconditionally, then shift it back out unless
         // `c` (the head holds at most 7 bytes, so nothing else is lost).
         Head {
-            v: (self.v.wrapping_shl(8) | u64::from(x)).wrapping_shr(u32::from(!c) * 8),
-            n: self.n + u32::from(c),
+            v: (self.v.wrapping_shl(8) | x as u64).wrapping_shr((!c) as u32 * 8),
+            n: self.n + c as u32,
         }
     }
 
     /// Appends the opcode bytes.
     #[inline(always)]
-    fn op(self, op: Op) -> Head {
+    const fn op(self, op: Op) -> Head {
         Head {
-            v: self.v | u64::from(op.v).wrapping_shl(self.n * 8),
+            v: self.v | (op.v as u64).wrapping_shl(self.n * 8),
             n: self.n + op.n,
         }
     }
@@ -285,18 +285,18 @@ const fn byte_reg_needs_rex(r: u8) -> bool {
 /// when any of its bits is set or `force` (8-bit access to
 /// spl/bpl/sil/dil), in front of `body`.
 #[inline(always)]
-fn prefixes(body: Head, sz: Sz, w: bool, reg: u8, rm: u8, force: bool) -> Head {
-    let rex = 0x40 | (u8::from(w) << 3) | (((reg >> 3) & 1) << 2) | ((rm >> 3) & 1);
+const fn prefixes(body: Head, sz: Sz, w: bool, reg: u8, rm: u8, force: bool) -> Head {
+    let rex = 0x40 | ((w as u8) << 3) | (((reg >> 3) & 1) << 2) | ((rm >> 3) & 1);
     body.prepend_if(rex, rex != 0x40 || force)
-        .prepend_if(0x66, sz == Sz::H)
+        .prepend_if(0x66, matches!(sz, Sz::H))
 }
 
 /// `[prefix] [REX] op ModRM(11, reg, rm)`.
 #[inline(always)]
-fn head_rr(sz: Sz, op: Op, reg: u8, rm: Gpr) -> Head {
-    let force = sz == Sz::B && (byte_reg_needs_rex(reg) || rm.byte_needs_rex());
+const fn head_rr(sz: Sz, op: Op, reg: u8, rm: Gpr) -> Head {
+    let force = matches!(sz, Sz::B) && (byte_reg_needs_rex(reg) || rm.byte_needs_rex());
     let body = Head::EMPTY.op(op).byte(0xc0 | ((reg & 7) << 3) | rm.low());
-    prefixes(body, sz, sz == Sz::Q, reg, rm.0, force)
+    prefixes(body, sz, matches!(sz, Sz::Q), reg, rm.0, force)
 }
 
 /// `[prefix] [REX] op ModRM(11, reg, rm)`, written.
@@ -316,13 +316,22 @@ fn rr_imm(b: &mut impl Sink, sz: Sz, op: Op, reg: u8, rm: Gpr, imm: u32, len: u3
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn rm_imm(b: &mut impl Sink, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: u32, ilen: u32) {
-    let force = sz == Sz::B && byte_reg_needs_rex(reg);
+    let (h, dlen, dmask) = head_rm(lock, sz, op, reg, m);
+    let tail = (u64::from(m.disp as u32) & dmask) | u64::from(imm).wrapping_shl(dlen * 8);
+    h.emit_with(b, tail, dlen + ilen);
+}
+
+/// `[F0] [prefix] [REX] op ModRM [SIB]` for the memory operand `m`, with
+/// the displacement's length (0, 1 or 4: the shortest form) and mask.
+#[inline(always)]
+const fn head_rm(lock: bool, sz: Sz, op: Op, reg: u8, m: Mem) -> (Head, u32, u64) {
+    let force = matches!(sz, Sz::B) && byte_reg_needs_rex(reg);
     let base = m.base.low();
     // mod 00 with base rbp/r13 means rip-relative/disp32, so those always
     // take a displacement.
     let (md, dlen, dmask) = if m.disp == 0 && base != 5 {
         (0u8, 0u32, 0u64)
-    } else if fits_i8(i64::from(m.disp)) {
+    } else if fits_i8(m.disp as i64) {
         (1, 1, 0xff)
     } else {
         (2, 4, 0xffff_ffff)
@@ -332,9 +341,43 @@ fn rm_imm(b: &mut impl Sink, lock: bool, sz: Sz, op: Op, reg: u8, m: Mem, imm: u
         .byte((md << 6) | ((reg & 7) << 3) | base)
         // SIB: no index, base = rsp/r12.
         .byte_if(0x24, base == 4);
-    let h = prefixes(body, sz, sz == Sz::Q, reg, m.base.0, force).prepend_if(0xf0, lock);
-    let tail = (u64::from(m.disp as u32) & dmask) | u64::from(imm).wrapping_shl(dlen * 8);
-    h.emit_with(b, tail, dlen + ilen);
+    let h = prefixes(body, sz, matches!(sz, Sz::Q), reg, m.base.0, force).prepend_if(0xf0, lock);
+    (h, dlen, dmask)
+}
+
+// ---- whole forms, for tables built at compile time ---------------------------
+//
+// The baseline tier (`crate::baseline`) looks its hot forms up in static
+// tables instead of assembling them; these give it the bytes the encoders
+// above write, as `(bytes, count)`, in constant evaluation.
+
+/// The bytes of `opc /reg` on the register `rm` (`[66] [REX] opc ModRM`,
+/// a one-byte opcode), as [`alu_rr`], [`shift_ri`] and the like write them
+/// before any immediate.
+pub(crate) const fn form_reg(sz: Sz, opc: u8, reg: u8, rm: Gpr) -> (u64, u32) {
+    let h = head_rr(sz, op1(opc), reg, rm);
+    (h.v, h.n)
+}
+
+/// The bytes of `[REX] op+r` (no ModRM), as [`mov_r32_imm`], [`push`] and
+/// [`pop`] write them before any immediate.
+pub(crate) const fn form_opreg(w: bool, op: u8, r: Gpr) -> (u64, u32) {
+    let h = prefixes(Head::EMPTY.byte(op + r.low()), Sz::W, w, 0, r.0, false);
+    (h.v, h.n)
+}
+
+/// The bytes of `opc /reg` on `[base + disp8]`, without the displacement
+/// (`opc`: one opcode byte, or `0F xx` as `0xxx0F`), as [`load`],
+/// [`store`] and the like write them for a displacement in `-128..=127`
+/// other than 0. The ModRM byte is the last one.
+pub(crate) const fn form_mem_disp8(sz: Sz, opc: u16, reg: u8, base: Gpr) -> (u64, u32) {
+    let op = if opc > 0xff {
+        op2(opc as u8, (opc >> 8) as u8)
+    } else {
+        op1(opc as u8)
+    };
+    let (h, _, _) = head_rm(false, sz, op, reg, Mem { base, disp: 1 });
+    (h.v, h.n)
 }
 
 /// `[REX] op ModRM SIB [disp]` for the memory operand `[base + index +
