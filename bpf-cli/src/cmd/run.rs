@@ -16,8 +16,9 @@
 //!   them.
 //! * `x86-baseline`: as `x86`, through [`bpf_vm::Engine::X86Baseline`]: the
 //!   x86-64 JIT's one-pass baseline tier (`bpf_jit_x86::Baseline`, quicker
-//!   to compile, slower code), which leaves what it does not handle (map
-//!   references, tail calls, private stacks, ...) to the optimizing compiler.
+//!   to compile, slower code), which leaves what it does not handle (tail
+//!   calls, function references, private stacks, ...) to the optimizing
+//!   compiler.
 //! * `arm64`: the AArch64 JIT through [`bpf_vm::Engine::Arm64`], run in the
 //!   qemu-user harness of `bpf_jit_arm64::emu` (a separate process: a fault
 //!   is an error, never a crash of `bpfkit`), with the same maps, helpers,
